@@ -1,0 +1,28 @@
+/**
+ * Transports are small injected interfaces (style.md #3, after zwave-js's bindings): a driver never
+ * knows whether its bytes travel over a serial port, a TCP socket (ser2net, Ethernet RS-485 gateway)
+ * or an in-memory mock.
+ */
+
+/** Serial line settings; ignored by TCP and mock links. */
+export interface SerialSettings {
+  baudRate: number;
+  dataBits: 5 | 6 | 7 | 8;
+  parity: 'none' | 'even' | 'odd';
+  stopBits: 1 | 2;
+}
+
+/** One open byte link. Emits 'data' (Buffer) and exactly one 'close' (Error | undefined) per open. */
+export interface Link {
+  /** Human-readable description, e.g. `serial:/dev/ttyUSB0` or `tcp://10.0.0.5:4001`. */
+  readonly description: string;
+  write(data: Buffer): Promise<void>;
+  close(): Promise<void>;
+  on(event: 'data', listener: (chunk: Buffer) => void): this;
+  on(event: 'close', listener: (err?: Error) => void): this;
+  off(event: 'data', listener: (chunk: Buffer) => void): this;
+  off(event: 'close', listener: (err?: Error) => void): this;
+}
+
+/** Opens a fresh Link each time it is called (a reconnect calls it again). Rejects if it cannot. */
+export type Opener = () => Promise<Link>;
