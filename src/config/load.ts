@@ -49,7 +49,7 @@ export function validateConfig(raw: unknown, models: ReadonlyMap<string, DeviceD
     if (!def) issues.push({ path: `buses[${i}].model`, message: `unknown device model "${b.model}" (known: ${[...models.keys()].sort().join(', ')})` });
     if (!/^(tcp:\/\/[^:/]+:\d{1,5}|mock:\/\/.+|\/.+)$/.test(b.path))
       issues.push({ path: `buses[${i}].path`, message: 'must be an absolute device path (/dev/serial/by-id/...), tcp://host:port or mock://name' });
-    buses.set(b.id, { protocol: def?.protocol, index: i });
+    if (!buses.has(b.id)) buses.set(b.id, { protocol: def?.protocol, index: i });
   });
   const shelfIds = new Set<string>();
   const sensors = new Map<string, string>();

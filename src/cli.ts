@@ -1,0 +1,153 @@
+#!/usr/bin/env node
+/**
+ * The `shelfgate` command. The entry point owns signals and exit codes (style.md #7); everything
+ * else is built by src/daemon.ts. Exit codes: 0 ok, 1 failure, 64 usage, 69 unavailable,
+ * 70 internal error, 73 cannot create state, 78 invalid configuration (systemd does not restart on 78).
+ */
+import { Command, CommanderError } from 'commander';
+import { ExitCode, isShelfgateError, ErrorCode } from './errors';
+import { formatIssues, type ConfigIssue } from './config/load';
+
+async function main(argv: string[]): Promise<number> {
+  // Simulators parse their own flags (node:util parseArgs): hand them the rest of the line untouched.
+  if (argv[0] === 'sim') {
+    if (argv[1] === 'central') return (await import('../simulators/central/cli')).runCentralCli(argv.slice(2));
+    return (await import('../simulators/cli')).runSimCli(argv.slice(1));
+  }
+
+  let exit: number = ExitCode.OK;
+  const program = new Command('shelfgate')
+    .description('In-store edge gateway: smart shelves to a local MQTT bus and the central inventory service')
+    .exitOverride()
+    .showHelpAfterError();
+
+  program
+    .command('run')
+    .description('run the gateway daemon')
+    .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+    .action(async (opts: { config: string }) => {
+      const { runDaemon } = await import('./daemon');
+      exit = await runDaemon(opts.config);
+    });
+
+  const config = program.command('config').description('configuration tools');
+  config
+    .command('check')
+    .description('validate a configuration file and report every error; exit 78 if invalid')
+    .argument('<file>', 'configuration file (YAML)')
+    .action(async (file: string) => {
+      exit = checkConfig(file);
+    });
+
+  program
+    .command('demo')
+    .description('run the gateway with a simulated store (no hardware): 2 gondolas x 4 shelves x 4 slots and shoppers')
+    .option('--mqtt-port <port>', 'local MQTT port (default 1883, or a free port if 1883 is taken)')
+    .option('--data-dir <dir>', 'state directory (default: a new temporary directory)')
+    .option('--seed <n>', 'random seed for the simulated shoppers')
+    .action(async (opts: { mqttPort?: string; dataDir?: string; seed?: string }) => {
+      const { runDemo } = await import('./demo');
+      exit = await runDemo({
+        mqttPort: opts.mqttPort === undefined ? undefined : Number(opts.mqttPort),
+        dataDir: opts.dataDir,
+        seed: opts.seed === undefined ? undefined : Number(opts.seed),
+      });
+    });
+
+  program
+    .command('passwd')
+    .description('read a password on stdin and print its scrypt hash for mqtt.users[].password_hash')
+    .action(async () => {
+      const { hashForCli } = await import('./bus/passwd');
+      const password = (await readStdin()).replace(/\r?\n$/, '');
+      if (!password) {
+        process.stderr.write('shelfgate passwd: empty password on stdin\n');
+        exit = ExitCode.USAGE;
+        return;
+      }
+      process.stdout.write(`${await hashForCli(password)}\n`);
+    });
+
+  const calibrate = program
+    .command('calibrate')
+    .description('technician calibration through the running gateway (MQTT, technician role)');
+  const conn = (c: Command): Command =>
+    c
+      .requiredOption('--shelf <id>', 'shelf id')
+      .requiredOption('--slot <id>', 'slot id')
+      .option('--url <url>', 'local bus URL', 'mqtt://127.0.0.1:1883')
+      .option('--store <id>', 'store id (default: read from the gateway status)')
+      .requiredOption('-u, --username <name>', 'technician user')
+      .option('--password-env <var>', 'environment variable holding the password', 'SHELFGATE_PASSWORD');
+  for (const [name, command, extra] of [
+    ['tare', 'calibrate.tare', null],
+    ['set-unit-weight', 'calibrate.set_unit_weight', '--grams <g>'],
+    ['learn', 'calibrate.learn', '--items <n>'],
+  ] as const) {
+    const c = conn(calibrate.command(name));
+    if (extra) c.requiredOption(extra, extra.startsWith('--grams') ? 'unit weight in grams' : 'number of items now on the slot');
+    c.action(async (opts: Record<string, string>) => {
+      const { runCalibrateCli } = await import('./shelf/calibrate-cli');
+      exit = await runCalibrateCli(command, opts);
+    });
+  }
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      return e.exitCode === 0 ? ExitCode.OK : ExitCode.USAGE;
+    }
+    throw e;
+  }
+  return exit;
+}
+
+function checkConfig(file: string): number {
+  // Imported lazily so `shelfgate --help` stays fast on a Pi.
+  const { loadDefinitions } = require('./devices/definitions') as typeof import('./devices/definitions');
+  const { loadConfigFile } = require('./config/load') as typeof import('./config/load');
+  try {
+    const cfg = loadConfigFile(file, loadDefinitions());
+    process.stdout.write(`${file}: ok (store ${cfg.store_id}, ${cfg.buses.length} bus(es), ${cfg.shelves.reduce((n, s) => n + s.slots.length, 0)} slot(s))\n`);
+    return ExitCode.OK;
+  } catch (e) {
+    return reportConfigError(file, e);
+  }
+}
+
+/** Prints every config issue, one per line, and returns EX_CONFIG (78). */
+export function reportConfigError(file: string, e: unknown): number {
+  if (isShelfgateError(e) && (e.code === ErrorCode.CONFIG_INVALID || e.code === ErrorCode.CONFIG_UNREADABLE)) {
+    const issues = (e.details as ConfigIssue[]) ?? [];
+    process.stderr.write(`${file}: invalid configuration (${issues.length} error${issues.length === 1 ? '' : 's'})\n${formatIssues(issues)}\n`);
+    return ExitCode.CONFIG;
+  }
+  if (isShelfgateError(e) && e.code === ErrorCode.DEVICE_DEFINITION_INVALID) {
+    process.stderr.write(`device definitions invalid: ${e.message}\n${JSON.stringify(e.details ?? '')}\n`);
+    return ExitCode.CONFIG;
+  }
+  throw e;
+}
+
+function readStdin(): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let data = '';
+    process.stdin.setEncoding('utf8');
+    process.stdin.on('data', (c: string) => (data += c));
+    process.stdin.on('end', () => resolve(data));
+    process.stdin.on('error', reject);
+  });
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`shelfgate: internal error: ${(e as Error)?.stack ?? String(e)}\n`);
+      process.exitCode = ExitCode.SOFTWARE;
+    },
+  );
+}
