@@ -1,0 +1,110 @@
+/**
+ * Opens shelfgate's SQLite file with the settings the Store relies on (see store.ts for what the
+ * durability settings guarantee).
+ *
+ * - journal_mode=WAL: readers never block the writer, commits are appends to the -wal file.
+ * - synchronous set explicitly from config (FULL or NORMAL): WAL on a fresh better-sqlite3
+ *   connection would leave it at FULL, and we want the configured level, stated, not implied.
+ * - busy_timeout: a second process (the CLI reading status) holding a lock briefly makes us wait
+ *   instead of failing with SQLITE_BUSY (the "database is locked" loop of ThingsBoard #1446).
+ * - foreign_keys=ON, wal_autocheckpoint (pages), journal_size_limit so the -wal file is truncated
+ *   back after checkpoints instead of staying at its high-water mark on a small SD card.
+ * - `PRAGMA quick_check` at start, not `integrity_check`: quick_check verifies every page, b-tree
+ *   structure and record format but skips checking that indexes match their tables, which makes
+ *   it O(N) instead of O(N log N); a full integrity_check of a few hundred MB on an SD card takes
+ *   minutes and would hold up the daemon's start (and systemd's start timeout). Run
+ *   `sqlite3 FILE 'PRAGMA integrity_check'` by hand when in doubt.
+ * - A damaged file, or one that is not a database at all, is refused with STORAGE_INTEGRITY and
+ *   left untouched. It is never silently recreated: that would throw away the events not yet sent
+ *   (ThingsBoard #2124). The operator moves the file aside (or restores a backup) and restarts.
+ */
+import { accessSync, constants as fsConstants, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { ErrorCode, ShelfgateError } from '../errors';
+import type { Logger } from '../log';
+import { migrate } from './migrations';
+
+export type Synchronous = 'full' | 'normal';
+
+export interface OpenOptions {
+  synchronous: Synchronous;
+  log: Logger;
+  /** How long to wait for a lock held by another connection. Default 5000 ms. */
+  busyTimeoutMs?: number;
+  /** WAL pages before an automatic checkpoint (SQLite's default is 1000, about 4 MB). */
+  walAutocheckpointPages?: number;
+}
+
+/** `PRAGMA synchronous` values as SQLite reports them. */
+export const SYNCHRONOUS_LEVEL: Readonly<Record<Synchronous, number>> = { normal: 1, full: 2 };
+
+/** SQLite result codes that mean the file itself is damaged or not a database. */
+const CORRUPTION_CODES = new Set(['SQLITE_NOTADB', 'SQLITE_CORRUPT', 'SQLITE_CORRUPT_INDEX', 'SQLITE_CORRUPT_SEQUENCE', 'SQLITE_CORRUPT_VTAB']);
+
+const QUICK_CHECK_MAX_ERRORS = 20;
+
+export function isCorruptionError(e: unknown): boolean {
+  return e instanceof Database.SqliteError && (CORRUPTION_CODES.has(e.code) || e.code.startsWith('SQLITE_CORRUPT'));
+}
+
+function integrityError(path: string, problems: string[], cause?: unknown): ShelfgateError {
+  return new ShelfgateError(
+    ErrorCode.STORAGE_INTEGRITY,
+    `database ${path} is damaged or is not a shelfgate database (${problems.slice(0, 3).join('; ')}). ` +
+      'It was left untouched: move it aside or restore a backup, then start again',
+    { path, problems },
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+/**
+ * Opens (creating if absent) the database at `path`, checks it and migrates it to the current
+ * schema. Throws ShelfgateError STORAGE_INTEGRITY (damaged / not a database) or STORAGE_MIGRATION
+ * (newer or foreign schema); a directory that cannot be created or written throws the fs error
+ * (EACCES, EROFS, ...) unchanged so the daemon can map it to an exit code.
+ */
+export function openDatabase(path: string, opts: OpenOptions): Database.Database {
+  const { log } = opts;
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true, mode: 0o750 });
+  // WAL needs to create <path>-wal and <path>-shm beside the file: fail early with EACCES/EROFS.
+  accessSync(dir, fsConstants.R_OK | fsConstants.W_OK);
+
+  let db: Database.Database;
+  try {
+    db = new Database(path);
+  } catch (e) {
+    if (isCorruptionError(e)) throw integrityError(path, [(e as Error).message], e);
+    throw e;
+  }
+  try {
+    db.pragma(`busy_timeout = ${opts.busyTimeoutMs ?? 5000}`);
+    // Check before anything writes to the file (switching to WAL rewrites the header), so a
+    // damaged file is left exactly as found. A garbage file fails here with SQLITE_NOTADB.
+    const t0 = Date.now();
+    const rows = db.pragma(`quick_check(${QUICK_CHECK_MAX_ERRORS})`) as Array<{ quick_check: string }>;
+    const problems = rows.map((r) => r.quick_check).filter((p) => p !== 'ok');
+    if (problems.length > 0) throw integrityError(path, problems);
+    log.debug({ path, ms: Date.now() - t0 }, 'database quick_check ok');
+
+    const mode = db.pragma('journal_mode = WAL', { simple: true }) as string;
+    if (mode !== 'wal') log.warn({ path, journal_mode: mode }, 'could not switch the database to WAL; using the rollback journal');
+    db.pragma(`synchronous = ${opts.synchronous.toUpperCase()}`);
+    db.pragma('foreign_keys = ON');
+    db.pragma(`wal_autocheckpoint = ${opts.walAutocheckpointPages ?? 1000}`);
+    db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
+
+    const { from, to } = migrate(db, log);
+    log.info({ path, synchronous: opts.synchronous, journal_mode: mode, schema: to, migrated_from: from === to ? undefined : from }, 'database open');
+    return db;
+  } catch (e) {
+    try {
+      db.close();
+    } catch {
+      // already unusable; the original error is the one to report
+    }
+    if (isCorruptionError(e)) throw integrityError(path, [(e as Error).message], e);
+    throw e;
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * Schema migrations, tracked with `PRAGMA user_version`.
+ *
+ * - Migrations are an ordered list, versions 1..N without gaps; each one runs in its own
+ *   transaction together with the `user_version` bump, so a crash leaves the database at the
+ *   previous version or the next one, never in between.
+ * - A database whose user_version is higher than the newest migration known here was written by a
+ *   newer shelfgate: it is refused (STORAGE_MIGRATION), never "downgraded" or recreated.
+ * - `PRAGMA application_id` marks the file as shelfgate's, so a storage path that points at some
+ *   other program's SQLite file is refused instead of getting our tables added to it.
+ * - Never edit a migration that has shipped: add a new one.
+ */
+import type { Database } from 'better-sqlite3';
+import { ErrorCode, ShelfgateError } from '../errors';
+import type { Logger } from '../log';
+
+export interface Migration {
+  readonly version: number;
+  readonly description: string;
+  readonly up: string | ((db: Database) => void);
+}
+
+/** 'SGTE' as a 32-bit big-endian integer: identifies a shelfgate database file (`PRAGMA application_id`). */
+export const APPLICATION_ID = 0x53475445;
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'devices, slots, outbox, meta',
+    up: `
+      -- Device registry: one row per sensor (id like 'bus-a/3'), last known availability.
+      CREATE TABLE devices (
+        id         TEXT PRIMARY KEY,
+        kind       TEXT,
+        model      TEXT,
+        path       TEXT,
+        online     INTEGER,
+        reason     TEXT,
+        last_seen  INTEGER,          -- ms epoch of the last report while online
+        updated_at INTEGER           -- ms epoch of the last availability change
+      );
+
+      -- Current shelf state, plus calibration overrides set over MQTT/CLI (NULL = use the config file).
+      CREATE TABLE slots (
+        shelf_id      TEXT NOT NULL,
+        slot_id       TEXT NOT NULL,
+        gtin          TEXT,
+        unit_weight_g REAL,
+        tare_g        REAL,
+        tolerance_g   REAL,
+        count         INTEGER,
+        weight_g      REAL,
+        condition     TEXT,
+        updated_at    INTEGER,
+        calib_version INTEGER,
+        PRIMARY KEY (shelf_id, slot_id)
+      );
+
+      -- Append-only stock events waiting for the central service. seq is the per-store sequence:
+      -- AUTOINCREMENT so it stays monotonic and is never reused after acknowledged rows are deleted.
+      CREATE TABLE outbox (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id   TEXT NOT NULL UNIQUE,
+        store_id   TEXT,
+        device_id  TEXT,
+        kind       TEXT,
+        priority   INTEGER,
+        payload    TEXT,             -- JSON
+        bytes      INTEGER,          -- UTF-8 size of payload
+        created_at INTEGER           -- ms epoch
+      );
+      CREATE INDEX outbox_priority_seq ON outbox (priority, seq);
+      CREATE INDEX outbox_device_seq ON outbox (device_id, seq);
+
+      -- Cursors and counters (central-sync cursor, drop counters).
+      CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT
+      );
+    `,
+  },
+];
+
+/** The schema version this build writes. */
+export const SCHEMA_VERSION = MIGRATIONS.length === 0 ? 0 : MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+export interface MigrationResult {
+  from: number;
+  to: number;
+}
+
+/**
+ * Brings `db` to the newest schema version. Throws STORAGE_MIGRATION if the file was written by a
+ * newer shelfgate, belongs to another program, or a migration fails (that migration is rolled back).
+ */
+export function migrate(db: Database, log: Logger, migrations: readonly Migration[] = MIGRATIONS): MigrationResult {
+  migrations.forEach((m, i) => {
+    if (m.version !== i + 1) throw new Error(`migration list is not 1..N in order: index ${i} has version ${m.version}`);
+  });
+  const latest = migrations.length;
+  const from = db.pragma('user_version', { simple: true }) as number;
+  const appId = db.pragma('application_id', { simple: true }) as number;
+
+  if (appId !== 0 && appId !== APPLICATION_ID) {
+    throw new ShelfgateError(
+      ErrorCode.STORAGE_MIGRATION,
+      `${db.name} is not a shelfgate database (application_id ${appId}); check storage.path`,
+      { path: db.name, applicationId: appId },
+    );
+  }
+  if (from > latest) {
+    throw new ShelfgateError(
+      ErrorCode.STORAGE_MIGRATION,
+      `${db.name} has schema version ${from} but this shelfgate knows only up to ${latest}: it was written by a newer shelfgate. ` +
+        'Install that version again (or restore a backup); refusing to open it to avoid losing data',
+      { path: db.name, found: from, known: latest },
+    );
+  }
+  if (from === 0) {
+    const tables = db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table'").get() as { n: number };
+    if (tables.n > 0) {
+      throw new ShelfgateError(
+        ErrorCode.STORAGE_MIGRATION,
+        `${db.name} already holds ${tables.n} tables but no shelfgate schema version; it is not a shelfgate database. Check storage.path`,
+        { path: db.name, tables: tables.n },
+      );
+    }
+  }
+
+  for (const m of migrations) {
+    if (m.version <= from) continue;
+    const t0 = Date.now();
+    try {
+      db.transaction(() => {
+        if (typeof m.up === 'string') db.exec(m.up);
+        else m.up(db);
+        db.pragma(`application_id = ${APPLICATION_ID}`);
+        db.pragma(`user_version = ${m.version}`);
+      })();
+    } catch (e) {
+      throw new ShelfgateError(
+        ErrorCode.STORAGE_MIGRATION,
+        `migration of ${db.name} to schema version ${m.version} (${m.description}) failed and was rolled back: ${(e as Error).message}`,
+        { path: db.name, version: m.version },
+        { cause: e },
+      );
+    }
+    log.info({ version: m.version, description: m.description, ms: Date.now() - t0 }, 'database schema migrated');
+  }
+  return { from, to: Math.max(from, latest) };
+}
