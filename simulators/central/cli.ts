@@ -1,0 +1,173 @@
+/**
+ * `shelfgate sim central --listen HOST:PORT [--db FILE] [--token T] [--prices-csv FILE]
+ *   [--random-prices N/min] [--seed N] [--tls-cert F --tls-key F [--tls-ca F] [--require-client-cert]]`
+ *
+ * Runs the reference central until SIGINT/SIGTERM (or `io.signal` aborts). Prints one line when
+ * listening. Exit codes: 0 stopped cleanly, 64 usage, 69 port unavailable, 73 database cannot be
+ * created, 78 unreadable or invalid price CSV / TLS files.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ErrorCode, ExitCode, isShelfgateError } from '../../src/errors';
+import { createLogger, type Logger } from '../../src/log';
+import { CentralSimulator, type CentralTlsOptions } from './simulator';
+
+export interface CentralCliIo {
+  stdout?: { write(s: string): unknown };
+  stderr?: { write(s: string): unknown };
+  /** Stops the simulator when aborted (tests); default: SIGINT/SIGTERM. */
+  signal?: AbortSignal;
+  log?: Logger;
+  /** Called once listening (tests read the port). */
+  onListening?: (sim: CentralSimulator) => void;
+}
+
+const USAGE = `usage: shelfgate sim central --listen HOST:PORT [--db FILE] [--token TOKEN] [--prices-csv FILE]
+         [--random-prices N/min] [--seed N] [--tls-cert FILE --tls-key FILE [--tls-ca FILE] [--require-client-cert]]
+         [--log-level LEVEL]
+`;
+
+export function parseListen(s: string): { host: string; port: number } | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:]+)):(\d{1,5})$/.exec(s);
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port > 65535) return null;
+  return { host: (m[1] ?? m[2]) as string, port };
+}
+
+export async function runCentralCli(argv: string[], io: CentralCliIo = {}): Promise<number> {
+  const out = io.stdout ?? process.stdout;
+  const err = io.stderr ?? process.stderr;
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        listen: { type: 'string', default: '127.0.0.1:8080' },
+        db: { type: 'string', default: ':memory:' },
+        token: { type: 'string' },
+        'prices-csv': { type: 'string' },
+        'random-prices': { type: 'string' },
+        seed: { type: 'string', default: '1' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        'tls-ca': { type: 'string' },
+        'require-client-cert': { type: 'boolean', default: false },
+        'log-level': { type: 'string', default: 'info' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }));
+  } catch (e) {
+    err.write(`shelfgate sim central: ${(e as Error).message}\n${USAGE}`);
+    return ExitCode.USAGE;
+  }
+  if (values.help) {
+    out.write(USAGE);
+    return ExitCode.OK;
+  }
+  const usage = (msg: string): number => {
+    err.write(`shelfgate sim central: ${msg}\n${USAGE}`);
+    return ExitCode.USAGE;
+  };
+  const listen = parseListen(values.listen);
+  if (!listen) return usage(`--listen ${JSON.stringify(values.listen)} is not HOST:PORT`);
+  let perMin = 0;
+  if (values['random-prices'] !== undefined) {
+    const m = /^(\d+(?:\.\d+)?)(?:\/min)?$/.exec(values['random-prices']);
+    if (!m) return usage('--random-prices must be N or N/min');
+    perMin = Number(m[1]);
+  }
+  if (!/^-?\d+$/.test(values.seed)) return usage('--seed must be an integer');
+  if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) return usage('--tls-cert and --tls-key go together');
+  if (values['tls-cert'] === undefined && (values['tls-ca'] !== undefined || values['require-client-cert'])) {
+    return usage('--tls-ca and --require-client-cert need --tls-cert/--tls-key');
+  }
+  if (values['require-client-cert'] && values['tls-ca'] === undefined) return usage('--require-client-cert needs --tls-ca');
+
+  let tls: CentralTlsOptions | undefined;
+  if (values['tls-cert'] !== undefined && values['tls-key'] !== undefined) {
+    try {
+      tls = {
+        cert: readFileSync(values['tls-cert']),
+        key: readFileSync(values['tls-key']),
+        ...(values['tls-ca'] !== undefined ? { ca: readFileSync(values['tls-ca']) } : {}),
+        requestClientCert: values['require-client-cert'],
+      };
+    } catch (e) {
+      err.write(`shelfgate sim central: cannot read TLS files: ${(e as Error).message}\n`);
+      return ExitCode.CONFIG;
+    }
+  }
+
+  const log = io.log ?? createLogger(values['log-level']);
+  const sim = new CentralSimulator({
+    host: listen.host,
+    port: listen.port,
+    dbPath: values.db,
+    ...(values.token !== undefined ? { token: values.token } : {}),
+    ...(tls ? { tls } : {}),
+    log,
+    seed: Number(values.seed),
+    randomPricesPerMin: perMin,
+  });
+  try {
+    await sim.start();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      err.write(`shelfgate sim central: cannot listen on ${values.listen}: ${code}\n`);
+      return ExitCode.UNAVAILABLE;
+    }
+    if (code !== undefined && /^SQLITE_|^E(NOENT|ACCES|ROFS|ISDIR)/.test(code)) {
+      err.write(`shelfgate sim central: cannot open database ${values.db}: ${(e as Error).message}\n`);
+      return ExitCode.CANTCREAT;
+    }
+    if ((e as Error).message?.includes('directory does not exist')) {
+      err.write(`shelfgate sim central: cannot open database ${values.db}: ${(e as Error).message}\n`);
+      return ExitCode.CANTCREAT;
+    }
+    throw e;
+  }
+  try {
+    if (values['prices-csv'] !== undefined) {
+      try {
+        sim.loadPricesCsv(values['prices-csv']);
+      } catch (e) {
+        if (isShelfgateError(e, ErrorCode.CONFIG_INVALID) || isShelfgateError(e, ErrorCode.CONFIG_UNREADABLE)) {
+          const issues = Array.isArray(e.details) ? (e.details as { line: number; message: string }[]) : [];
+          err.write(`shelfgate sim central: ${e.message}\n${issues.map((i) => `  ${Number.isNaN(i.line) ? '' : `line ${i.line}: `}${i.message}`).join('\n')}\n`);
+          return ExitCode.CONFIG;
+        }
+        throw e;
+      }
+    }
+    const notes = [values.token !== undefined ? 'token required' : 'no token'];
+    if (tls?.requestClientCert) notes.push('client certificate required');
+    if (perMin > 0) notes.push(`${perMin} random prices/min`);
+    out.write(`central: listening on ${sim.url} (${notes.join(', ')}); status page ${sim.url}/_sim/\n`);
+    io.onListening?.(sim);
+    await waitForStop(io.signal);
+    return ExitCode.OK;
+  } finally {
+    await sim.stop();
+  }
+}
+
+function waitForStop(signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal) {
+      if (signal.aborted) resolve();
+      else signal.addEventListener('abort', () => resolve(), { once: true });
+      return;
+    }
+    const done = (): void => {
+      process.off('SIGINT', done);
+      process.off('SIGTERM', done);
+      resolve();
+    };
+    process.on('SIGINT', done);
+    process.on('SIGTERM', done);
+  });
+}

@@ -1,0 +1,10 @@
+/** The reference central inventory service (docs/central-api.yaml). */
+export { CentralSimulator, encodeCursor, decodeCursor } from './simulator';
+export type { CentralSimulatorOptions, CentralTlsOptions, CentralStats, SimState, SlotInput } from './simulator';
+export type { Faults, FaultsPatch } from './faults';
+export { NO_FAULTS } from './faults';
+export type { PriceInput, CsvIssue } from './prices';
+export { parsePricesCsv, RandomPrices } from './prices';
+export type { ReceivedEvent, StoreStats, OutOfOrderDevice, StoredAck } from './store';
+export * from './types';
+export { runCentralCli } from './cli';
