@@ -1,0 +1,681 @@
+/**
+ * The local MQTT bus: an embedded aedes broker (MQTT 3.1/3.1.1 only) on a TCP port, with scrypt
+ * users, per-address lockout, the role ACL of acl.ts, a packet size guard, and an in-process API
+ * for the gateway (publish, request handlers).
+ *
+ * Wire path of one connection:
+ *   net.Socket -> GuardedConnection (MqttLengthScanner: refuses oversized / malformed lengths
+ *   before buffering them) -> aedes client (mqtt-packet parser, handlers per packet type)
+ *
+ * aedes hooks used (node_modules/aedes/docs/Aedes.md): preConnect (stopping, lockout,
+ * max_connections), authenticate (CONNACK 4 bad credentials, 5 not authorized, 3 busy, 2 client id
+ * owned by another user), authorizePublish (closes the connection on a denied publish, allowed by
+ * [MQTT-3.3.5-2]), authorizeSubscribe (a denied filter is negated: SUBACK 0x80), authorizeForward
+ * (delivery re-checked per message), published (routes `request/<command>`).
+ */
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
+import type { MqttConfig } from '../config/schema';
+import { ErrorCode, ShelfgateError, isShelfgateError } from '../errors';
+import type { Service } from '../lifecycle';
+import { LogLimiter, type Logger } from '../log';
+import { canPublish, canReceive, canSubscribe, requestCommand } from './acl';
+import { AuthFailureTracker, checkCredentials, type Role } from './auth';
+import * as topics from './topics';
+
+export type { Role } from './auth';
+
+/** Code used in error responses for handler failures that are not ShelfgateErrors (details are logged, not sent). */
+export const INTERNAL_ERROR_CODE = 'SG_INTERNAL';
+
+export interface BusRequestContext {
+  username: string;
+  role: Role;
+  /** The parsed JSON request object (including `transaction`). */
+  payload: unknown;
+  command: string;
+  transaction: string;
+}
+
+export type RequestHandler = (req: BusRequestContext) => Promise<unknown>;
+
+export interface PublishOptions {
+  retain?: boolean;
+  qos?: 0 | 1;
+}
+
+export interface BusStats {
+  /** Clients currently connected (past CONNACK). */
+  connections: number;
+  /** TCP connections accepted since start. */
+  connectionsTotal: number;
+  /** TCP connections dropped because max_connections was reached. */
+  connectionsRejected: number;
+  authFailures: number;
+  lockouts: number;
+  /** Connections refused because their address was locked out (no password check). */
+  lockedOutRefusals: number;
+  anonymousRefused: number;
+  malformed: number;
+  oversized: number;
+  /** CONNECTs with a protocol version other than 3.1/3.1.1 (e.g. MQTT 5), refused with CONNACK 1. */
+  protocolRefused: number;
+  connectTimeouts: number;
+  deniedPublishes: number;
+  deniedSubscribes: number;
+  /** Messages published by clients. */
+  messagesIn: number;
+  /** Deliveries to clients. */
+  messagesOut: number;
+  /** Messages published in-process by the gateway. */
+  gatewayPublishes: number;
+  requests: number;
+  requestErrors: number;
+}
+
+export interface LocalBusOptions {
+  config: MqttConfig;
+  storeId: string;
+  log: Logger;
+  /** Reported in gateway/status. */
+  version?: string;
+  /** Time a socket may stay open without sending CONNECT. Default 10 s. */
+  connectTimeoutMs?: number;
+  /** Bound on the time stop() waits for request handlers and for the offline status to flush. Default 2 s. */
+  stopGraceMs?: number;
+  now?: () => number;
+}
+
+/** Password checks running at once (each holds ~16 MiB and a libuv thread for tens of ms). */
+const MAX_CONCURRENT_AUTH = 8;
+const MAX_TOPIC_LEVELS = 32;
+
+interface Identity {
+  username: string;
+  role: Role;
+  address: string;
+}
+
+type AuthError = Error & { returnCode: number };
+
+function authError(returnCode: 2 | 3 | 4 | 5, message: string): AuthError {
+  const e = new ShelfgateError(returnCode === 4 ? ErrorCode.BUS_AUTH_FAILED : ErrorCode.BUS_NOT_AUTHORIZED, message) as ShelfgateError & {
+    returnCode: number;
+  };
+  e.returnCode = returnCode;
+  return e;
+}
+
+/**
+ * Follows MQTT fixed headers (section 2.2) through a byte stream without buffering: byte 1 is the
+ * packet type, then the Remaining Length as a variable byte integer of at most 4 bytes
+ * (section 2.2.3), then that many bytes. Reports a packet longer than `maxPacketBytes` as soon as
+ * its length is known, and a length of 5+ bytes as malformed.
+ */
+export class MqttLengthScanner {
+  private state: 'header' | 'length' | 'body' = 'header';
+  private mult = 1;
+  private len = 0;
+  private lenBytes = 0;
+  private left = 0;
+
+  constructor(private readonly maxPacketBytes: number) {}
+
+  /** Feeds bytes; returns null while all is well, else the violation (then stop feeding). */
+  feed(chunk: Buffer): 'oversize' | 'malformed' | null {
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.state === 'body') {
+        const n = Math.min(this.left, chunk.length - i);
+        this.left -= n;
+        i += n;
+        if (this.left === 0) this.state = 'header';
+        continue;
+      }
+      const b = chunk[i++]!;
+      if (this.state === 'header') {
+        this.state = 'length';
+        this.mult = 1;
+        this.len = 0;
+        this.lenBytes = 0;
+        continue;
+      }
+      this.len += (b & 0x7f) * this.mult;
+      this.lenBytes++;
+      this.mult *= 128;
+      if (b & 0x80) {
+        if (this.lenBytes >= 4) return 'malformed';
+        continue;
+      }
+      if (1 + this.lenBytes + this.len > this.maxPacketBytes) return 'oversize';
+      if (this.len === 0) this.state = 'header';
+      else {
+        this.state = 'body';
+        this.left = this.len;
+      }
+    }
+    return null;
+  }
+}
+
+/**
+ * A Duplex over a socket that passes bytes to aedes only while the size guard is satisfied. aedes
+ * accepts any Duplex (its `handle(stream)`), so the guard sits in front of the parser instead of
+ * patching it.
+ */
+class GuardedConnection extends Duplex {
+  readonly remoteAddress: string;
+  private readonly onData = (chunk: Buffer): void => {
+    const violation = this.scanner.feed(chunk);
+    if (violation) {
+      this.socket.removeListener('data', this.onData);
+      this.onViolation(violation);
+      this.socket.destroy();
+      return;
+    }
+    if (!this.push(chunk)) this.socket.pause();
+  };
+  private readonly onEnd = (): void => {
+    this.push(null);
+  };
+  private readonly onError = (err: Error): void => {
+    this.destroy(err);
+  };
+  private readonly onClose = (): void => {
+    this.destroy();
+  };
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly scanner: MqttLengthScanner,
+    private readonly onViolation: (kind: 'oversize' | 'malformed') => void,
+  ) {
+    super({ allowHalfOpen: false });
+    this.remoteAddress = socket.remoteAddress ?? 'unknown';
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('error', this.onError);
+    socket.on('close', this.onClose);
+  }
+
+  override _read(): void {
+    this.socket.resume();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.socket.destroyed) return cb(new ShelfgateError(ErrorCode.TRANSPORT_CLOSED, 'socket closed'));
+    this.socket.write(chunk, cb);
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
+    if (this.socket.destroyed) return cb(new ShelfgateError(ErrorCode.TRANSPORT_CLOSED, 'socket closed'));
+    this.socket.write(chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk)), cb);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.socket.end();
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.socket.removeListener('data', this.onData);
+    this.socket.removeListener('end', this.onEnd);
+    this.socket.removeListener('error', this.onError);
+    this.socket.removeListener('close', this.onClose);
+    this.socket.on('error', () => {}); // a late ECONNRESET must not become an uncaught error
+    this.socket.destroy();
+    cb(err);
+  }
+
+  /** Bytes not yet handed to the kernel. */
+  get pendingBytes(): number {
+    return this.writableLength + this.socket.writableLength;
+  }
+}
+
+export class LocalBus implements Service {
+  readonly name = 'bus';
+  private readonly o: LocalBusOptions;
+  private readonly limiter: LogLimiter;
+  private readonly now: () => number;
+  private broker: Aedes | null = null;
+  private server: Server | null = null;
+  private tracker: AuthFailureTracker | null = null;
+  private readonly conns = new Set<GuardedConnection>();
+  private readonly identities = new WeakMap<Client, Identity>();
+  private readonly handlers = new Map<string, RequestHandler>();
+  private readonly inflight = new Set<Promise<void>>();
+  private authInProgress = 0;
+  private stopping = false;
+  private startedAt = 0;
+  private readonly counters = {
+    connectionsTotal: 0,
+    connectionsRejected: 0,
+    lockedOutRefusals: 0,
+    anonymousRefused: 0,
+    malformed: 0,
+    oversized: 0,
+    protocolRefused: 0,
+    connectTimeouts: 0,
+    deniedPublishes: 0,
+    deniedSubscribes: 0,
+    messagesIn: 0,
+    messagesOut: 0,
+    gatewayPublishes: 0,
+    requests: 0,
+    requestErrors: 0,
+  };
+
+  constructor(opts: LocalBusOptions) {
+    this.o = opts;
+    this.limiter = new LogLimiter(opts.log);
+    this.now = opts.now ?? Date.now;
+  }
+
+  // ---- lifecycle ----
+
+  async start(): Promise<void> {
+    if (this.broker) return;
+    const { config, storeId } = this.o;
+    this.checkConfig();
+    this.stopping = false;
+    this.tracker = new AuthFailureTracker({
+      maxFailures: config.max_auth_failures,
+      lockoutMs: config.lockout_s * 1000,
+      now: this.now,
+    });
+    const broker = await Aedes.createBroker({
+      id: `shelfgate-${storeId}`,
+      connectTimeout: this.o.connectTimeoutMs ?? 10_000,
+      drainTimeout: 30_000,
+      maxTopicLevels: MAX_TOPIC_LEVELS,
+      preConnect: (client, _packet, cb) => this.preConnect(client, cb),
+      authenticate: (client, username, password, cb) => this.authenticate(client, username, password, cb),
+      authorizePublish: (client, packet, cb) => this.authorizePublish(client, packet, cb),
+      authorizeSubscribe: (client, sub, cb) => this.authorizeSubscribe(client, sub, cb),
+      authorizeForward: (client, packet) => this.authorizeForward(client, packet),
+      published: (packet, client, cb) => {
+        cb(null);
+        if (client) this.onClientPublish(packet, client);
+      },
+    });
+    this.broker = broker;
+    broker.on('clientError', (client, err) => this.onClientError(client, err));
+    broker.on('connectionError', (client, err) => this.onClientError(client, err));
+
+    const server = createServer({ noDelay: true }, (socket) => this.onConnection(socket));
+    server.maxConnections = config.max_connections;
+    server.on('drop', () => {
+      this.counters.connectionsRejected++;
+      this.limiter.warn('max_connections', { max: config.max_connections }, 'max_connections reached: connection dropped');
+    });
+    this.server = server;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host: config.host, port: config.port }, () => {
+          server.removeListener('error', reject);
+          resolve();
+        });
+      });
+    } catch (e) {
+      server.removeAllListeners();
+      this.server = null;
+      await this.closeBroker();
+      throw e;
+    }
+    server.on('error', (err) => this.o.log.error({ err: err.message }, 'mqtt server error'));
+    this.startedAt = this.now();
+    await this.publishStatus('online');
+    this.o.log.info({ ...this.address(), users: config.users.length }, 'local bus listening');
+  }
+
+  async stop(): Promise<void> {
+    if (!this.broker) return;
+    this.stopping = true;
+    const grace = this.o.stopGraceMs ?? 2_000;
+    try {
+      if (this.inflight.size > 0) await withTimeout(Promise.allSettled([...this.inflight]), grace);
+      await withTimeout(this.publishStatus('offline'), grace);
+      await this.flushClients(Math.min(grace, 500));
+    } catch (e) {
+      this.o.log.warn({ err: (e as Error).message }, 'could not publish offline status');
+    }
+    const server = this.server;
+    this.server = null;
+    const serverClosed = server
+      ? new Promise<void>((resolve) => server.close(() => resolve()))
+      : Promise.resolve();
+    await this.closeBroker();
+    for (const c of this.conns) c.destroy();
+    this.conns.clear();
+    await serverClosed;
+    server?.removeAllListeners();
+    this.inflight.clear();
+    this.tracker = null;
+    this.o.log.info('local bus stopped');
+  }
+
+  /** Bound address, after start(). */
+  address(): { host: string; port: number } {
+    const a = this.server?.address() as AddressInfo | null | undefined;
+    if (!a || typeof a === 'string') throw new ShelfgateError(ErrorCode.STOPPED, 'local bus is not listening');
+    return { host: a.address, port: a.port };
+  }
+
+  stats(): BusStats {
+    return {
+      ...this.counters,
+      connections: this.broker?.connectedClients ?? 0,
+      authFailures: this.tracker?.authFailures ?? 0,
+      lockouts: this.tracker?.lockouts ?? 0,
+    };
+  }
+
+  // ---- in-process API ----
+
+  /** Publishes as the gateway (no ACL: the gateway owns its topics). Rejects with STOPPED when not running. */
+  publish(topic: string, payload: string | Buffer, opts: PublishOptions = {}): Promise<void> {
+    const broker = this.broker;
+    if (!broker || broker.closed) return Promise.reject(new ShelfgateError(ErrorCode.STOPPED, 'local bus is not running'));
+    if (!topics.isValidTopicName(topic) || topic.startsWith('$')) {
+      return Promise.reject(new ShelfgateError(ErrorCode.REQUEST_INVALID, `invalid topic to publish: ${topic.slice(0, 200)}`));
+    }
+    const packet: PublishPacket = {
+      cmd: 'publish',
+      topic,
+      payload: typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload,
+      qos: opts.qos ?? 0,
+      retain: opts.retain ?? false,
+      dup: false,
+    };
+    this.counters.gatewayPublishes++;
+    return new Promise((resolve, reject) => {
+      broker.publish(packet, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  /**
+   * Routes `request/<command>` to `handler`. The answer goes to the requester's own response topic
+   * as `{transaction, ok:true, data}` or `{transaction, ok:false, error:{code,message}}`.
+   * Returns a function that removes the handler.
+   */
+  onRequest(command: string, handler: RequestHandler): () => void {
+    topics.validateCommand(command);
+    if (this.handlers.has(command)) throw new Error(`request handler for ${command} already registered`);
+    this.handlers.set(command, handler);
+    return () => {
+      if (this.handlers.get(command) === handler) this.handlers.delete(command);
+    };
+  }
+
+  /** Publishes the retained gateway status. */
+  publishStatus(state: topics.GatewayStatus['state']): Promise<void> {
+    const body: topics.GatewayStatus = {
+      state,
+      version: this.o.version ?? 'unknown',
+      started_at: new Date(this.startedAt).toISOString(),
+      ts: new Date(this.now()).toISOString(),
+    };
+    return this.publish(topics.gatewayStatus(this.o.storeId), JSON.stringify(body), { retain: true, qos: 1 });
+  }
+
+  // ---- connections ----
+
+  private onConnection(socket: Socket): void {
+    if (this.stopping || !this.broker) {
+      socket.destroy();
+      return;
+    }
+    this.counters.connectionsTotal++;
+    const max = this.o.config.max_packet_bytes;
+    const conn: GuardedConnection = new GuardedConnection(socket, new MqttLengthScanner(max), (kind) => {
+      if (kind === 'oversize') this.counters.oversized++;
+      else this.counters.malformed++;
+      this.limiter.warn(
+        `guard-${kind}:${conn.remoteAddress}`,
+        { address: conn.remoteAddress, max_packet_bytes: max },
+        kind === 'oversize' ? 'MQTT packet larger than max_packet_bytes: connection closed' : 'malformed MQTT length: connection closed',
+      );
+    });
+    this.conns.add(conn);
+    conn.once('close', () => this.conns.delete(conn));
+    this.broker.handle(conn);
+  }
+
+  private addressOf(client: Client): string {
+    const conn = client.conn as Partial<GuardedConnection>;
+    return conn.remoteAddress ?? 'unknown';
+  }
+
+  private preConnect(client: Client, cb: (error: Error | null, success: boolean) => void): void {
+    if (this.stopping) return cb(new ShelfgateError(ErrorCode.STOPPED, 'local bus is stopping'), false);
+    const address = this.addressOf(client);
+    if (this.tracker?.isLocked(address)) {
+      this.counters.lockedOutRefusals++;
+      this.limiter.warn(`locked:${address}`, { address }, 'connection from a locked-out address refused');
+      return cb(new ShelfgateError(ErrorCode.BUS_AUTH_FAILED, 'address locked out'), false);
+    }
+    if ((this.broker?.connectedClients ?? 0) >= this.o.config.max_connections) {
+      this.counters.connectionsRejected++;
+      this.limiter.warn('max_connections', { max: this.o.config.max_connections }, 'max_connections reached: connection refused');
+      return cb(new ShelfgateError(ErrorCode.BUS_NOT_AUTHORIZED, 'max_connections reached'), false);
+    }
+    cb(null, true);
+  }
+
+  private authenticate(
+    client: Client,
+    username: string | undefined,
+    password: Buffer | undefined,
+    done: (error: AuthError | null, success: boolean | null) => void,
+  ): void {
+    const tracker = this.tracker;
+    const address = this.addressOf(client);
+    if (!tracker || this.stopping) return done(authError(3, 'local bus is stopping'), null);
+    if (username === undefined) {
+      this.counters.anonymousRefused++;
+      this.limiter.warn(`anon:${address}`, { address }, 'anonymous connection refused');
+      return done(authError(5, 'anonymous connections are not allowed'), null);
+    }
+    if (this.authInProgress >= MAX_CONCURRENT_AUTH) {
+      this.limiter.warn('auth-busy', { address }, 'too many logins in progress: connection refused');
+      return done(authError(3, 'too many logins in progress'), null);
+    }
+    const verdict = tracker.begin(address);
+    if (verdict !== 'ok') {
+      if (verdict === 'locked') this.counters.lockedOutRefusals++;
+      this.limiter.warn(`locked:${address}`, { address, verdict }, 'login from a locked-out address refused');
+      return done(authError(verdict === 'locked' ? 5 : 3, 'address locked out'), null);
+    }
+    this.authInProgress++;
+    checkCredentials(this.o.config.users, username, password)
+      .then((user) => {
+        if (!user) {
+          tracker.failed(address);
+          this.limiter.warn(`auth:${address}`, { address, username: username.slice(0, 64) }, 'bad username or password');
+          return done(authError(4, 'bad username or password'), null);
+        }
+        tracker.succeeded(address);
+        const clients = (this.broker as unknown as { clients?: Record<string, Client> } | null)?.clients;
+        const holder = clients?.[client.id];
+        const holderIdentity = holder ? this.identities.get(holder) : undefined;
+        if (holder && holder !== client && holderIdentity && holderIdentity.username !== user.username) {
+          // a user may not take over (disconnect) another user's session by reusing its client id
+          this.limiter.warn(`clientid:${address}`, { address, username: user.username, client_id: client.id }, 'client id in use by another user: refused');
+          return done(authError(2, 'client id in use by another user'), null);
+        }
+        this.identities.set(client, { username: user.username, role: user.role, address });
+        done(null, true);
+      })
+      .catch((e: Error) => {
+        tracker.failed(address);
+        this.o.log.error({ err: e.message, address }, 'password check failed');
+        done(authError(3, 'password check failed'), null);
+      })
+      .finally(() => {
+        this.authInProgress--;
+      });
+  }
+
+  private authorizePublish(client: Client | null, packet: PublishPacket, cb: (error?: Error | null) => void): void {
+    const id = client ? this.identities.get(client) : undefined;
+    if (id && canPublish(id.role, id.username, packet.topic, this.o.storeId)) {
+      // a request is an action, not state: never store it as retained
+      if (requestCommand(packet.topic, this.o.storeId) !== null) packet.retain = false;
+      return cb(null);
+    }
+    this.counters.deniedPublishes++;
+    const who = id?.username ?? 'unknown';
+    this.limiter.warn(`deny-pub:${who}`, { username: who, role: id?.role, topic: packet.topic.slice(0, 256) }, 'publish not authorized: connection closed');
+    // [MQTT-3.3.5-2]: the server either acknowledges and drops, or closes the connection. aedes closes.
+    cb(new ShelfgateError(ErrorCode.BUS_NOT_AUTHORIZED, 'publish not authorized'));
+  }
+
+  private authorizeSubscribe(client: Client, sub: Subscription, cb: (error: Error | null, subscription?: Subscription | null) => void): void {
+    const id = this.identities.get(client);
+    if (id && canSubscribe(id.role, id.username, sub.topic, this.o.storeId)) return cb(null, sub);
+    this.counters.deniedSubscribes++;
+    const who = id?.username ?? 'unknown';
+    this.limiter.warn(`deny-sub:${who}`, { username: who, role: id?.role, filter: sub.topic.slice(0, 256) }, 'subscription not authorized: negated');
+    cb(null, null); // negated: SUBACK return code 0x80 [MQTT-3.9.3]
+  }
+
+  private authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
+    const id = this.identities.get(client);
+    if (!id || !canReceive(id.role, id.username, packet.topic, this.o.storeId)) return null;
+    this.counters.messagesOut++;
+    return packet;
+  }
+
+  private onClientError(client: Client, err: Error): void {
+    const address = this.addressOf(client);
+    if (isShelfgateError(err)) return; // our own refusals, counted and logged where they happen
+    const connackCode = (err as Error & { errorCode?: number }).errorCode;
+    if (connackCode !== undefined) {
+      if (connackCode === 1) {
+        this.counters.protocolRefused++;
+        this.limiter.warn(`proto:${address}`, { address }, 'unsupported MQTT protocol version (only 3.1/3.1.1): refused');
+      }
+      return;
+    }
+    if ((err as NodeJS.ErrnoException).code !== undefined) {
+      this.o.log.debug({ address, err: err.message }, 'client socket error');
+      return;
+    }
+    if (err.message === 'connect did not arrive in time') {
+      this.counters.connectTimeouts++;
+      this.limiter.warn(`connect-timeout:${address}`, { address }, 'no CONNECT in time: connection closed');
+      return;
+    }
+    if (err.message === 'keep alive timeout' || err.message === 'drain timeout' || err.message === 'connection closed') {
+      this.o.log.debug({ address, err: err.message }, 'client dropped');
+      return;
+    }
+    this.counters.malformed++;
+    this.limiter.warn(`malformed:${address}`, { address, err: err.message.slice(0, 200) }, 'malformed or invalid MQTT packet: connection closed');
+  }
+
+  // ---- requests ----
+
+  private onClientPublish(packet: AedesPublishPacket, client: Client): void {
+    this.counters.messagesIn++;
+    const command = requestCommand(packet.topic, this.o.storeId);
+    if (command === null) return;
+    const id = this.identities.get(client);
+    if (!id) return;
+    const p = this.handleRequest(id, command, packet.payload, packet.qos > 0 ? 1 : 0).catch((e: Error) => {
+      this.limiter.warn(`respond:${id.username}`, { username: id.username, command, err: e.message }, 'could not send response');
+    });
+    this.inflight.add(p);
+    void p.finally(() => this.inflight.delete(p));
+  }
+
+  private async handleRequest(id: Identity, command: string, raw: Buffer | string, qos: 0 | 1): Promise<void> {
+    this.counters.requests++;
+    const topic = topics.response(this.o.storeId, id.username, command);
+    const respond = (body: topics.BusResponse): Promise<void> => this.publish(topic, JSON.stringify(body), { qos });
+    const fail = (transaction: string | null, code: string, message: string): Promise<void> => {
+      this.counters.requestErrors++;
+      return respond({ transaction, ok: false, error: { code, message } });
+    };
+
+    let body: unknown;
+    try {
+      body = JSON.parse(typeof raw === 'string' ? raw : raw.toString('utf8'));
+    } catch {
+      return fail(null, ErrorCode.REQUEST_INVALID, 'request payload must be JSON');
+    }
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+      return fail(null, ErrorCode.REQUEST_INVALID, 'request payload must be a JSON object');
+    }
+    const transaction = (body as { transaction?: unknown }).transaction;
+    if (typeof transaction !== 'string' || transaction.length === 0 || transaction.length > topics.MAX_TRANSACTION_LENGTH) {
+      return fail(null, ErrorCode.REQUEST_INVALID, `request needs a "transaction" string of 1-${topics.MAX_TRANSACTION_LENGTH} characters`);
+    }
+    const handler = this.handlers.get(command);
+    if (!handler) return fail(transaction, ErrorCode.NOT_FOUND, `unknown command: ${command}`);
+    if (this.stopping) return fail(transaction, ErrorCode.STOPPED, 'gateway is stopping');
+
+    let data: unknown;
+    try {
+      data = await handler({ username: id.username, role: id.role, payload: body, command, transaction });
+    } catch (e) {
+      if (isShelfgateError(e)) return fail(transaction, e.code, e.message);
+      this.o.log.error({ command, username: id.username, err: (e as Error)?.message }, 'request handler failed');
+      return fail(transaction, INTERNAL_ERROR_CODE, 'internal error');
+    }
+    let out: string;
+    try {
+      out = JSON.stringify({ transaction, ok: true, data: data ?? null } satisfies topics.BusResponse);
+    } catch (e) {
+      this.o.log.error({ command, err: (e as Error).message }, 'request handler returned data that is not JSON');
+      return fail(transaction, INTERNAL_ERROR_CODE, 'internal error');
+    }
+    return this.publish(topic, out, { qos });
+  }
+
+  // ---- helpers ----
+
+  private checkConfig(): void {
+    const issues: Array<{ path: string; message: string }> = [];
+    if (!topics.isValidId(this.o.storeId)) issues.push({ path: 'store_id', message: 'not usable in an MQTT topic' });
+    const seen = new Set<string>();
+    this.o.config.users.forEach((u, i) => {
+      if (!topics.isValidId(u.username)) {
+        issues.push({ path: `mqtt.users[${i}].username`, message: "must not contain '+', '#', '/', control characters or a leading '$' (used in topics)" });
+      }
+      if (seen.has(u.username)) issues.push({ path: `mqtt.users[${i}].username`, message: `duplicate username ${u.username}` });
+      seen.add(u.username);
+    });
+    if (issues.length > 0) throw new ShelfgateError(ErrorCode.CONFIG_INVALID, 'invalid mqtt users', issues);
+  }
+
+  /** Waits (bounded) until queued bytes have reached the kernel, so the offline status is sent. */
+  private async flushClients(maxMs: number): Promise<void> {
+    const until = this.now() + maxMs;
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    while ([...this.conns].some((c) => c.pendingBytes > 0) && this.now() < until) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  private async closeBroker(): Promise<void> {
+    const broker = this.broker;
+    this.broker = null;
+    if (!broker) return;
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+    broker.removeAllListeners();
+  }
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
