@@ -1,0 +1,215 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createLogger, type Logger } from '../../src/log';
+import {
+  notifySocketAddress,
+  SystemdNotifier,
+  watchdogIntervalMs,
+  type UnixDgramModule,
+  type UnixDgramSocket,
+} from '../../src/systemd/notify';
+
+// The real native module: these tests talk over a real AF_UNIX datagram socket, as systemd does.
+const dgram = require('unix-dgram') as UnixDgramModule & {
+  createSocket(type: 'unix_dgram'): UnixDgramSocket & {
+    bind(path: string): void;
+    on(event: 'message', listener: (buf: Buffer) => void): unknown;
+  };
+};
+
+function captureLogger(): { log: Logger; lines: () => Array<Record<string, unknown>> } {
+  const out: string[] = [];
+  const log = createLogger('debug', { write: (s: string) => void out.push(s) });
+  return { log, lines: () => out.map((s) => JSON.parse(s) as Record<string, unknown>) };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(cond: () => boolean, timeoutMs = 2000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error('timed out waiting for condition');
+    await sleep(5);
+  }
+}
+
+/** A stand-in for systemd's notify socket: a bound unix datagram socket recording what arrives. */
+let dir: string;
+let socketPath: string;
+let receiver: ReturnType<typeof dgram.createSocket>;
+let received: string[];
+let notifier: SystemdNotifier | undefined;
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'shelfgate-notify-'));
+  socketPath = path.join(dir, 'notify');
+  received = [];
+  receiver = dgram.createSocket('unix_dgram');
+  receiver.on('message', (buf: Buffer) => void received.push(buf.toString('utf8')));
+  receiver.on('error', (e: Error) => void received.push(`receiver error: ${e.message}`));
+  receiver.bind(socketPath);
+});
+
+afterEach(async () => {
+  await notifier?.stop();
+  notifier = undefined;
+  receiver.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const pings = () => received.filter((m) => m === 'WATCHDOG=1').length;
+
+describe('SystemdNotifier over a real unix datagram socket', () => {
+  it('sends READY=1 with STATUS, STATUS and STOPPING=1', async () => {
+    const { log } = captureLogger();
+    notifier = new SystemdNotifier({ log, env: { NOTIFY_SOCKET: socketPath } });
+    await notifier.start();
+    expect(notifier.active).toBe(true);
+    notifier.ready('serving 3 shelves');
+    notifier.status('bus 1 reconnecting\nretry in 5 s');
+    notifier.stopping();
+    await waitFor(() => received.length >= 3);
+    expect(received).toEqual(['READY=1\nSTATUS=serving 3 shelves', 'STATUS=bus 1 reconnecting retry in 5 s', 'STOPPING=1']);
+  });
+
+  it('sends bare READY=1 without a status', async () => {
+    notifier = new SystemdNotifier({ log: captureLogger().log, env: { NOTIFY_SOCKET: socketPath } });
+    await notifier.start();
+    notifier.ready();
+    await waitFor(() => received.length >= 1);
+    expect(received).toEqual(['READY=1']);
+  });
+
+  it('pings WATCHDOG=1 every WATCHDOG_USEC/2 and stops after stop()', async () => {
+    notifier = new SystemdNotifier({
+      log: captureLogger().log,
+      env: { NOTIFY_SOCKET: socketPath, WATCHDOG_USEC: '60000', WATCHDOG_PID: String(process.pid) },
+    });
+    expect(watchdogIntervalMs({ WATCHDOG_USEC: '60000' }, process.pid)).toBe(30);
+    await notifier.start();
+    await waitFor(() => pings() >= 3);
+    await notifier.stop();
+    notifier = undefined;
+    await sleep(20); // a datagram already in flight may still land
+    const after = pings();
+    await sleep(150); // five intervals
+    expect(pings()).toBe(after);
+  });
+
+  it('withholds pings while the health check fails, and resumes when it passes', async () => {
+    const { log, lines } = captureLogger();
+    let healthy = false;
+    notifier = new SystemdNotifier({ log, env: { NOTIFY_SOCKET: socketPath, WATCHDOG_USEC: '40000' } });
+    notifier.setHealthCheck(() => healthy);
+    await notifier.start();
+    await sleep(150); // about seven intervals
+    expect(pings()).toBe(0);
+    // rate-limited: one warning, not one per tick
+    expect(lines().filter((l) => String(l.msg).startsWith('health check failing')).length).toBe(1);
+    healthy = true;
+    await waitFor(() => pings() >= 2);
+  });
+
+  it('treats a throwing health check as unhealthy and does not throw', async () => {
+    notifier = new SystemdNotifier({ log: captureLogger().log, env: { NOTIFY_SOCKET: socketPath, WATCHDOG_USEC: '40000' } });
+    notifier.setHealthCheck(() => {
+      throw new Error('db wedged');
+    });
+    await notifier.start();
+    await sleep(120);
+    expect(pings()).toBe(0);
+  });
+
+  it('does not ping when WATCHDOG_PID names another process', async () => {
+    notifier = new SystemdNotifier({
+      log: captureLogger().log,
+      env: { NOTIFY_SOCKET: socketPath, WATCHDOG_USEC: '40000', WATCHDOG_PID: String(process.pid + 1) },
+    });
+    await notifier.start();
+    notifier.ready();
+    await sleep(120);
+    expect(received).toEqual(['READY=1']);
+  });
+
+  it('never throws when the notify socket is gone; the failure is logged once per window', async () => {
+    const { log, lines } = captureLogger();
+    notifier = new SystemdNotifier({ log, env: { NOTIFY_SOCKET: path.join(dir, 'missing') } });
+    await notifier.start();
+    for (let i = 0; i < 5; i++) expect(() => notifier!.status(`try ${i}`)).not.toThrow();
+    const failures = lines().filter((l) => l.msg === 'sd_notify send failed');
+    expect(failures.length).toBe(1);
+    expect(String(failures[0]!.err)).toMatch(/-2|ENOENT/);
+  });
+});
+
+describe('SystemdNotifier outside systemd', () => {
+  it('is a no-op without NOTIFY_SOCKET and never loads unix-dgram', async () => {
+    let loads = 0;
+    notifier = new SystemdNotifier({
+      log: captureLogger().log,
+      env: { WATCHDOG_USEC: '40000' },
+      loadDgram: () => {
+        loads++;
+        return dgram;
+      },
+    });
+    await notifier.start();
+    expect(notifier.active).toBe(false);
+    notifier.setHealthCheck(() => true);
+    notifier.ready('x');
+    notifier.status('y');
+    notifier.stopping();
+    await sleep(100);
+    await notifier.stop();
+    expect(loads).toBe(0);
+    expect(received).toEqual([]);
+  });
+
+  it('is a no-op, logged once at info, when unix-dgram cannot be loaded', async () => {
+    const { log, lines } = captureLogger();
+    notifier = new SystemdNotifier({
+      log,
+      env: { NOTIFY_SOCKET: socketPath, WATCHDOG_USEC: '40000' },
+      loadDgram: () => {
+        throw new Error("Cannot find module 'unix-dgram'");
+      },
+    });
+    await notifier.start();
+    expect(notifier.active).toBe(false);
+    notifier.ready('x');
+    await sleep(100);
+    expect(received).toEqual([]);
+    const info = lines().filter((l) => String(l.msg).startsWith('unix-dgram unavailable'));
+    expect(info).toHaveLength(1);
+    expect(info[0]!.level).toBe(30); // pino info
+  });
+
+  it('maps an @abstract NOTIFY_SOCKET to a leading NUL, and ignores relative paths', () => {
+    expect(notifySocketAddress({ NOTIFY_SOCKET: '@/org/freedesktop/systemd1/notify/123' })).toBe('\0/org/freedesktop/systemd1/notify/123');
+    expect(notifySocketAddress({ NOTIFY_SOCKET: '/run/systemd/notify' })).toBe('/run/systemd/notify');
+    expect(notifySocketAddress({ NOTIFY_SOCKET: 'relative/notify' })).toBeUndefined();
+    expect(notifySocketAddress({ NOTIFY_SOCKET: '@' })).toBeUndefined();
+    expect(notifySocketAddress({})).toBeUndefined();
+  });
+
+  it('refuses an abstract address (unix-dgram cannot reach one) with a warning instead of mis-sending', async () => {
+    const { log, lines } = captureLogger();
+    notifier = new SystemdNotifier({ log, env: { NOTIFY_SOCKET: '@shelfgate-test' } });
+    await notifier.start();
+    expect(notifier.active).toBe(false);
+    expect(() => notifier!.ready()).not.toThrow();
+    expect(lines().some((l) => l.level === 40 && String(l.msg).includes('abstract NOTIFY_SOCKET'))).toBe(true);
+  });
+
+  it('parses WATCHDOG_USEC strictly', () => {
+    expect(watchdogIntervalMs({}, 1)).toBeUndefined();
+    expect(watchdogIntervalMs({ WATCHDOG_USEC: '30000000' }, 1)).toBe(15_000);
+    expect(watchdogIntervalMs({ WATCHDOG_USEC: '0' }, 1)).toBeUndefined();
+    expect(watchdogIntervalMs({ WATCHDOG_USEC: '-5' }, 1)).toBeUndefined();
+    expect(watchdogIntervalMs({ WATCHDOG_USEC: '12abc' }, 1)).toBeUndefined();
+    expect(watchdogIntervalMs({ WATCHDOG_USEC: '30000000', WATCHDOG_PID: '1' }, 1)).toBe(15_000);
+    expect(watchdogIntervalMs({ WATCHDOG_USEC: '30000000', WATCHDOG_PID: '2' }, 1)).toBeUndefined();
+  });
+});
