@@ -1,0 +1,153 @@
+/**
+ * Serial-over-TCP (ser2net raw mode) transport against a real net.Server on 127.0.0.1, port 0.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ErrorCode, isShelfgateError } from '../../src/errors';
+import { silentLogger } from '../../src/log';
+import { openerFor } from '../../src/transport/opener';
+import { ReconnectingLink } from '../../src/transport/reconnecting';
+import { tcpOpener } from '../../src/transport/tcp';
+
+async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+let server: Server | undefined;
+let link: ReconnectingLink | undefined;
+const sockets: Socket[] = [];
+const fillers: Socket[] = [];
+const children: ChildProcess[] = [];
+const SILENT_HOST =
+  "const s=require('net').createServer().listen({port:0,host:'127.0.0.1',backlog:1},()=>{process.stdout.write(s.address().port+'\\n');Atomics.wait(new Int32Array(new SharedArrayBuffer(4)),0,0,20000)})";
+
+/** A "gateway" that records what it receives; listens on 127.0.0.1 (`port` 0 = any free port). */
+async function listen(port = 0): Promise<{ port: number; received: () => string }> {
+  let got = '';
+  const s = createServer((sock) => {
+    sockets.push(sock);
+    sock.on('data', (c) => (got += c.toString('latin1')));
+    sock.on('error', () => undefined);
+  });
+  await new Promise<void>((res, rej) => {
+    s.once('error', rej);
+    s.listen(port, '127.0.0.1', () => res());
+  });
+  server = s;
+  return { port: (s.address() as AddressInfo).port, received: () => got };
+}
+
+async function closeServer(): Promise<void> {
+  const s = server;
+  server = undefined;
+  for (const sock of sockets.splice(0)) sock.destroy();
+  if (s) await new Promise<void>((r) => s.close(() => r()));
+}
+
+afterEach(async () => {
+  await link?.stop();
+  link = undefined;
+  await closeServer();
+  for (const f of fillers.splice(0)) f.destroy();
+  for (const c of children.splice(0)) c.kill('SIGKILL');
+});
+
+function reconnecting(port: number, initialMs = 20): ReconnectingLink {
+  link = new ReconnectingLink({
+    name: 'tcp',
+    opener: openerFor(`tcp://127.0.0.1:${port}`, { baudRate: 9600, dataBits: 8, parity: 'none', stopBits: 1 }),
+    backoff: { initialMs, maxMs: 200 },
+    log: silentLogger(),
+  });
+  return link;
+}
+
+describe('tcp transport', () => {
+  it('carries bytes; a server-side drop -> offline -> reconnects -> online', async () => {
+    const srv = await listen();
+    const rl = reconnecting(srv.port);
+    const events: string[] = [];
+    rl.on('online', () => events.push('online'));
+    rl.on('offline', () => events.push('offline'));
+    let got = '';
+    rl.on('data', (c) => (got += c.toString('latin1')));
+
+    await rl.start();
+    await waitFor('online', () => rl.online && sockets.length === 1);
+    await rl.write(Buffer.from('ping'));
+    await waitFor('server got ping', () => srv.received() === 'ping');
+    sockets[0]!.write('pong');
+    await waitFor('gateway got pong', () => got === 'pong');
+
+    sockets[0]!.destroy();
+    await waitFor('offline', () => !rl.online);
+    await expect(rl.write(Buffer.from('x'))).rejects.toSatisfy((e) => isShelfgateError(e, ErrorCode.TRANSPORT_CLOSED));
+    await waitFor('online again', () => rl.online && sockets.length === 2);
+    sockets[1]!.write('again');
+    await waitFor('gateway got again', () => got === 'pongagain');
+    expect(events).toEqual(['online', 'offline', 'online']);
+    expect(rl.stats).toMatchObject({ opens: 2, disconnects: 1, bytesIn: 9, bytesOut: 4 });
+  });
+
+  it('server not listening: retries with backoff, then connects when it appears', async () => {
+    const { port } = await listen(); // learn a free port, then stop listening on it
+    await closeServer();
+    const rl = reconnecting(port, 50);
+    const offline: string[] = [];
+    rl.on('offline', (r) => offline.push(r));
+    await rl.start();
+    await new Promise((r) => setTimeout(r, 400));
+    // 50, 100, 200, 200 ±20 %: about 4-5 attempts in 400 ms, not hundreds
+    expect(rl.stats.openFailures).toBeGreaterThanOrEqual(2);
+    expect(rl.stats.openFailures).toBeLessThanOrEqual(8);
+    expect(offline.length).toBe(1);
+    expect(offline[0]).toMatch(/ECONNREFUSED/);
+
+    await listen(port);
+    await waitFor('online', () => rl.online);
+  });
+
+  it('connect timeout: a host that never answers the handshake rejects with TRANSPORT_OPEN_FAILED', async () => {
+    // A "silent host" on 127.0.0.1: a child process listens with backlog 1 and then blocks, never
+    // calling accept(); once its accept queue is full Linux drops further SYNs, so a connect hangs.
+    const child = spawn(process.execPath, ['-e', SILENT_HOST], { stdio: ['ignore', 'pipe', 'ignore'] });
+    children.push(child);
+    const port = await new Promise<number>((res, rej) => {
+      child.stdout!.once('data', (d: Buffer) => res(Number(d.toString().trim())));
+      child.once('exit', () => rej(new Error('silent host exited')));
+    });
+    for (let i = 0; i < 8; i++) {
+      const c = connect(port, '127.0.0.1');
+      c.on('error', () => undefined);
+      fillers.push(c);
+      const connected = await new Promise<boolean>((res) => {
+        const t = setTimeout(() => res(false), 300);
+        c.once('connect', () => (clearTimeout(t), res(true)));
+      });
+      if (!connected) break; // the queue is full: the next SYN goes unanswered too
+    }
+    const t = Date.now();
+    const err = await tcpOpener('127.0.0.1', port, { connectTimeoutMs: 200 })().then(
+      () => new Error('connected unexpectedly'),
+      (e: unknown) => e,
+    );
+    expect(isShelfgateError(err, ErrorCode.TRANSPORT_OPEN_FAILED)).toBe(true);
+    expect((err as Error).message).toMatch(/timed out after 200 ms/);
+    expect(Date.now() - t).toBeGreaterThanOrEqual(190);
+    expect(Date.now() - t).toBeLessThan(1500);
+  });
+
+  it('openerFor rejects unknown paths', () => {
+    const s = { baudRate: 9600, dataBits: 8, parity: 'none', stopBits: 1 } as const;
+    for (const p of ['ttyUSB0', 'tcp://host', 'tcp://host:0', 'tcp://host:70000', 'mock://', 'udp://x:1'])
+      expect(() => openerFor(p, s), p).toThrow(expect.objectContaining({ code: ErrorCode.TRANSPORT_PATH_INVALID }));
+    expect(typeof openerFor('tcp://[::1]:4001', s)).toBe('function');
+    expect(typeof openerFor('/dev/serial/by-id/usb-x', s)).toBe('function');
+    expect(typeof openerFor('mock://scale', s)).toBe('function');
+  });
+});
