@@ -76,7 +76,7 @@ async function main(argv: string[]): Promise<number> {
       .requiredOption('--shelf <id>', 'shelf id')
       .requiredOption('--slot <id>', 'slot id')
       .option('--url <url>', 'local bus URL', 'mqtt://127.0.0.1:1883')
-      .option('--store <id>', 'store id (default: read from the gateway status)')
+      .requiredOption('--store <id>', 'store id (store_id in the gateway config)')
       .requiredOption('-u, --username <name>', 'technician user')
       .option('--password-env <var>', 'environment variable holding the password', 'SHELFGATE_PASSWORD');
   for (const [name, command, extra] of [

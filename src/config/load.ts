@@ -51,6 +51,11 @@ export function validateConfig(raw: unknown, models: ReadonlyMap<string, DeviceD
       issues.push({ path: `buses[${i}].path`, message: 'must be an absolute device path (/dev/serial/by-id/...), tcp://host:port or mock://name' });
     if (!buses.has(b.id)) buses.set(b.id, { protocol: def?.protocol, index: i });
   });
+  const usernames = new Set<string>();
+  cfg.mqtt.users.forEach((u, i) => {
+    if (usernames.has(u.username)) issues.push({ path: `mqtt.users[${i}].username`, message: `duplicate username "${u.username}"` });
+    usernames.add(u.username);
+  });
   const shelfIds = new Set<string>();
   const sensors = new Map<string, string>();
   cfg.shelves.forEach((s, si) => {

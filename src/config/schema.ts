@@ -72,7 +72,8 @@ export const shelfSchema = z.strictObject({
 });
 
 const userSchema = z.strictObject({
-  username: z.string().min(1).max(64),
+  /** Appears in topics (`response/<username>/...`), so it is topic-safe like every id. */
+  username: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/, 'must be 1-64 characters of A-Z a-z 0-9 _ . @ - (used in MQTT topics)'),
   /** `scrypt$N$r$p$<salt b64>$<hash b64>`; make one with `shelfgate passwd`. */
   password_hash: z.string().regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/, 'must be a scrypt hash from `shelfgate passwd`'),
   role: z.enum(['device', 'kiosk', 'service', 'technician', 'admin']),

@@ -4,7 +4,7 @@ import type { ModbusDefinition } from '../devices/types';
 import { decodeLoadCell } from '../drivers/loadcell';
 import { encodeReadRequest, RtuResponseFramer, t35Ms } from '../drivers/modbus';
 import { PolledSource, type PolledSourceOptions } from './polled-source';
-import type { WeightReading } from './types';
+import { sensorKey, type WeightReading } from './types';
 
 export interface ModbusSourceOptions extends Omit<PolledSourceOptions, 'sensors' | 'gapMs'> {
   busId: string;
@@ -29,11 +29,11 @@ export class ModbusLoadCellSource extends PolledSource {
   constructor(private readonly mopts: ModbusSourceOptions) {
     super({
       ...mopts,
-      sensors: mopts.addresses.map((a) => `${mopts.busId}/${a}`),
+      sensors: mopts.addresses.map((a) => sensorKey(mopts.busId, a)),
       // t3.5 silence between frames (§2.5.1.1); the answer itself already gives the gap before it.
       gapMs: mopts.serialTiming ? Math.ceil(t35Ms(mopts.baudRate)) : 0,
     });
-    for (const a of mopts.addresses) this.byKey.set(`${mopts.busId}/${a}`, a);
+    for (const a of mopts.addresses) this.byKey.set(sensorKey(mopts.busId, a), a);
     // Requests are the same bytes every poll: encode them once per address.
     this.requests = new Map(
       mopts.addresses.map((a) => [a, mopts.definition.reads.map((r) => encodeReadRequest(a, r.function, r.address, r.count))]),

@@ -4,7 +4,7 @@ import type { MtSicsDefinition } from '../devices/types';
 import { LineFramer } from '../drivers/lines';
 import { encodeSicsCommand, parseSicsResponse, toGrams } from '../drivers/mtsics';
 import { PolledSource, type PolledSourceOptions } from './polled-source';
-import type { WeightReading } from './types';
+import { sensorKey, type WeightReading } from './types';
 
 export interface MtSicsSourceOptions extends Omit<PolledSourceOptions, 'sensors' | 'gapMs'> {
   busId: string;
@@ -22,8 +22,8 @@ export class MtSicsSource extends PolledSource {
   private readonly pollFrame: Buffer;
 
   constructor(private readonly sopts: MtSicsSourceOptions) {
-    super({ ...sopts, sensors: [`${sopts.busId}/0`], gapMs: 0 });
-    this.sensor = `${sopts.busId}/0`;
+    super({ ...sopts, sensors: [sensorKey(sopts.busId)], gapMs: 0 });
+    this.sensor = sensorKey(sopts.busId);
     this.pollFrame = encodeSicsCommand(sopts.definition.pollCommand);
   }
 

@@ -1,6 +1,15 @@
+/**
+ * The one way to name a sensor: `<busId>.<address>` on a Modbus bus, `<busId>` for a single scale.
+ * It is also the device id in the registry and in `device/<id>/availability` topics, so it must be
+ * topic-safe: bus ids are [A-Za-z0-9_-] and '.' cannot occur in them, so the key is unambiguous.
+ */
+export function sensorKey(busId: string, address?: number): string {
+  return address === undefined ? busId : `${busId}.${address}`;
+}
+
 /** What a weight source (a polled scale, one address on a Modbus bus) hands to the shelf model. */
 export interface WeightReading {
-  /** Sensor key: `<busId>/<address>` for Modbus, `<busId>/0` for a single scale. */
+  /** Sensor key from sensorKey(): `<busId>.<address>` on a Modbus bus, `<busId>` for a single scale. */
   sensor: string;
   /** Gross weight on the sensor in grams (device units converted), before slot tare. NaN if none. */
   grams: number;

@@ -1,0 +1,160 @@
+/**
+ * Local bus throughput: shelfgate's broker (aedes + scrypt auth + role ACL + packet guard) against
+ * Mosquitto (Debian package) with a password file and an ACL file, driven by the SAME client
+ * harness in the same run. QoS 1 publishes from P publishers to one QoS 1 subscriber; the figure is
+ * messages delivered per second, end to end. Compare the ratio, not the absolute numbers: this is a
+ * shared 2-core VM and the clients run on the same cores.
+ *
+ *   npm run build && node dist/bench/mqtt-bus.js [--messages 20000] [--publishers 4] [--rounds 3]
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync, spawn } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import mqtt, { type MqttClient } from 'mqtt';
+import { LocalBus } from '../src/bus/broker';
+import { hashPassword } from '../src/bus/auth';
+import { silentLogger } from '../src/log';
+import { configSchema } from '../src/config/schema';
+import { fmt, freePort, machine, startProcess, stopProcess } from './harness';
+
+const STORE = 'bench';
+const PASSWORD = 'bench-password';
+
+async function connect(port: number, username: string): Promise<MqttClient> {
+  const c = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, username, password: PASSWORD, reconnectPeriod: 0, clientId: `${username}-${process.pid}` });
+  await new Promise<void>((res, rej) => {
+    c.once('connect', () => res());
+    c.once('error', rej);
+  });
+  return c;
+}
+
+/** P publishers, each with up to `window` QoS1 messages in flight, one QoS1 subscriber; returns msgs/s delivered. */
+async function drive(port: number, messages: number, publishers: number, window = 64): Promise<number> {
+  const sub = await connect(port, 'sub');
+  const pubs = await Promise.all(Array.from({ length: publishers }, (_, i) => connect(port, `dev${i}`)));
+  await sub.subscribeAsync(`shelfgate/v1/${STORE}/ext/#`, { qos: 1 });
+  const total = messages;
+  let received = 0;
+  const done = new Promise<void>((resolve) =>
+    sub.on('message', () => {
+      if (++received === total) resolve();
+    }),
+  );
+  const payload = JSON.stringify({ shelf_id: 'g1-s1', slot_id: 's1', count: 12, weight_g: 3000.4, ts: new Date().toISOString() });
+  const t0 = process.hrtime.bigint();
+  await Promise.all(
+    pubs.map(async (c, i) => {
+      const n = Math.floor(total / publishers) + (i < total % publishers ? 1 : 0);
+      const topic = `shelfgate/v1/${STORE}/ext/dev${i}/stock`;
+      let sent = 0;
+      const workers = Array.from({ length: window }, async () => {
+        while (sent < n) {
+          sent++;
+          await c.publishAsync(topic, payload, { qos: 1 });
+        }
+      });
+      await Promise.all(workers);
+    }),
+  );
+  const timeout = setTimeout(() => {
+    throw new Error(`only ${received}/${total} delivered within 120 s`);
+  }, 120_000);
+  await done;
+  clearTimeout(timeout);
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  await Promise.all([sub, ...pubs].map((c) => c.endAsync()));
+  return total / secs;
+}
+
+/**
+ * shelfgate's broker runs in its own process, as in production (the daemon), so that neither broker
+ * shares a thread with the client harness: `--serve` starts just the LocalBus and prints its port.
+ */
+async function serveShelfgate(publishers: number): Promise<void> {
+  const hash = await hashPassword(PASSWORD);
+  const users = [{ username: 'sub', role: 'service', password_hash: hash }, ...Array.from({ length: publishers }, (_, i) => ({ username: `dev${i}`, role: 'device', password_hash: hash }))];
+  const mqttCfg = configSchema.shape.mqtt.parse({ host: '127.0.0.1', port: 0, users });
+  const bus = new LocalBus({ config: mqttCfg, storeId: STORE, log: silentLogger() });
+  await bus.start();
+  process.stdout.write(`port ${bus.address().port}\n`);
+  process.once('SIGTERM', () => void bus.stop().then(() => process.exit(0)));
+}
+
+async function startShelfgate(publishers: number, profDir?: string): Promise<{ port: number; stop: () => Promise<void> }> {
+  // --prof <dir>: V8 CPU profile of the broker process (one .cpuprofile per run, written at exit)
+  const nodeArgs = profDir ? ['--cpu-prof', '--cpu-prof-interval=200', `--cpu-prof-dir=${profDir}`] : [];
+  const p = spawn(process.execPath, [...nodeArgs, __filename, '--serve', '--publishers', String(publishers)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    p.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /port (\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    p.once('exit', (code) => reject(new Error(`broker process exited ${code}`)));
+  });
+  return { port, stop: () => stopProcess(p) };
+}
+
+async function startMosquitto(publishers: number): Promise<{ port: number; stop: () => Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'sg-bench-mosq-'));
+  const port = await freePort();
+  const pw = join(dir, 'passwd');
+  writeFileSync(pw, '');
+  for (const u of ['sub', ...Array.from({ length: publishers }, (_, i) => `dev${i}`)]) execFileSync('mosquitto_passwd', ['-b', pw, u, PASSWORD]);
+  // The same rights as shelfgate's ACL gives these roles for these topics.
+  let acl = `user sub\ntopic read shelfgate/v1/${STORE}/#\n`;
+  for (let i = 0; i < publishers; i++) acl += `user dev${i}\ntopic write shelfgate/v1/${STORE}/ext/dev${i}/#\n`;
+  writeFileSync(join(dir, 'acl'), acl);
+  writeFileSync(
+    join(dir, 'mosquitto.conf'),
+    // As root, mosquitto drops to user `mosquitto`, which cannot read our 0700 temp dir: stay as we are.
+    `user ${userInfo().username}\nlistener ${port} 127.0.0.1\nallow_anonymous false\npassword_file ${pw}\nacl_file ${join(dir, 'acl')}\npersistence false\nmax_inflight_messages 64\nmax_queued_messages 100000\n`,
+  );
+  const p = startProcess('mosquitto', ['-c', join(dir, 'mosquitto.conf')]);
+  for (let i = 0; i < 100; i++) {
+    try {
+      const c = await connect(port, 'sub');
+      await c.endAsync();
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return { port, stop: () => stopProcess(p) };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { serve: { type: 'boolean', default: false }, messages: { type: 'string', default: '20000' }, publishers: { type: 'string', default: '4' }, rounds: { type: 'string', default: '3' }, prof: { type: 'string' }, only: { type: 'string' } } });
+  const messages = Number(values.messages);
+  const publishers = Number(values.publishers);
+  const rounds = Number(values.rounds);
+  if (values.serve) return serveShelfgate(publishers);
+  console.log(`machine: ${machine()}`);
+  console.log(`QoS1, ${publishers} publishers -> 1 subscriber, ${messages} messages per round, auth + ACL on both brokers`);
+  const results: { sg: number[]; mq: number[] } = { sg: [], mq: [] };
+  for (let r = 0; r < rounds; r++) {
+    // alternate the order so neither broker always runs on a warmer machine
+    for (const which of r % 2 === 0 ? (['sg', 'mq'] as const) : (['mq', 'sg'] as const)) {
+      if (values.only && values.only !== which) continue; // --only sg|mq: profiling runs
+      const b = which === 'sg' ? await startShelfgate(publishers, values.prof) : await startMosquitto(publishers);
+      const rate = await drive(b.port, messages, publishers);
+      await b.stop();
+      results[which].push(rate);
+      console.log(`round ${r + 1} ${which === 'sg' ? 'shelfgate' : 'mosquitto'}: ${fmt(rate)} msg/s`);
+    }
+  }
+  const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+  if (values.only) return;
+  const sg = median(results.sg);
+  const mq = median(results.mq);
+  console.log(`median: shelfgate ${fmt(sg)} msg/s, mosquitto ${fmt(mq)} msg/s, ratio ${fmt(sg / mq, 2)}x`);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
