@@ -7,7 +7,7 @@
  *
  *   npm run build && node dist/bench/mqtt-bus.js [--messages 20000] [--publishers 4] [--rounds 3]
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync, spawn } from 'node:child_process';
@@ -31,8 +31,27 @@ async function connect(port: number, username: string): Promise<MqttClient> {
   return c;
 }
 
+/** CPU time (user + system) a process has used so far, in ms (Linux /proc; 0 elsewhere). */
+function processCpuMs(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime + stime, USER_HZ = 100
+  } catch {
+    return 0;
+  }
+}
+
+interface RunResult {
+  /** messages delivered per second */
+  rate: number;
+  /** CPU ms per 1000 messages used by the client harness (this process) and by the broker process */
+  clientCpu: number;
+  brokerCpu: number;
+}
+
 /** P publishers, each with up to `window` QoS1 messages in flight, one QoS1 subscriber; returns msgs/s delivered. */
-async function drive(port: number, messages: number, publishers: number, window = 64): Promise<number> {
+async function drive(port: number, brokerPid: number | undefined, messages: number, publishers: number, window = 64): Promise<RunResult> {
   const sub = await connect(port, 'sub');
   const pubs = await Promise.all(Array.from({ length: publishers }, (_, i) => connect(port, `dev${i}`)));
   await sub.subscribeAsync(`shelfgate/v1/${STORE}/ext/#`, { qos: 1 });
@@ -44,6 +63,8 @@ async function drive(port: number, messages: number, publishers: number, window 
     }),
   );
   const payload = JSON.stringify({ shelf_id: 'g1-s1', slot_id: 's1', count: 12, weight_g: 3000.4, ts: new Date().toISOString() });
+  const cpu0 = process.cpuUsage();
+  const bcpu0 = processCpuMs(brokerPid);
   const t0 = process.hrtime.bigint();
   await Promise.all(
     pubs.map(async (c, i) => {
@@ -65,8 +86,10 @@ async function drive(port: number, messages: number, publishers: number, window 
   await done;
   clearTimeout(timeout);
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = process.cpuUsage(cpu0);
+  const brokerCpuMs = processCpuMs(brokerPid) - bcpu0;
   await Promise.all([sub, ...pubs].map((c) => c.endAsync()));
-  return total / secs;
+  return { rate: total / secs, clientCpu: ((cpu.user + cpu.system) / 1000 / total) * 1000, brokerCpu: (brokerCpuMs / total) * 1000 };
 }
 
 /**
@@ -83,7 +106,7 @@ async function serveShelfgate(publishers: number): Promise<void> {
   process.once('SIGTERM', () => void bus.stop().then(() => process.exit(0)));
 }
 
-async function startShelfgate(publishers: number, profDir?: string): Promise<{ port: number; stop: () => Promise<void> }> {
+async function startShelfgate(publishers: number, profDir?: string): Promise<{ port: number; pid: number | undefined; stop: () => Promise<void> }> {
   // --prof <dir>: V8 CPU profile of the broker process (one .cpuprofile per run, written at exit)
   const nodeArgs = profDir ? ['--cpu-prof', '--cpu-prof-interval=200', `--cpu-prof-dir=${profDir}`] : [];
   const p = spawn(process.execPath, [...nodeArgs, __filename, '--serve', '--publishers', String(publishers)], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -96,10 +119,10 @@ async function startShelfgate(publishers: number, profDir?: string): Promise<{ p
     });
     p.once('exit', (code) => reject(new Error(`broker process exited ${code}`)));
   });
-  return { port, stop: () => stopProcess(p) };
+  return { port, pid: p.pid, stop: () => stopProcess(p) };
 }
 
-async function startMosquitto(publishers: number): Promise<{ port: number; stop: () => Promise<void> }> {
+async function startMosquitto(publishers: number): Promise<{ port: number; pid: number | undefined; stop: () => Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), 'sg-bench-mosq-'));
   const port = await freePort();
   const pw = join(dir, 'passwd');
@@ -112,7 +135,7 @@ async function startMosquitto(publishers: number): Promise<{ port: number; stop:
   writeFileSync(
     join(dir, 'mosquitto.conf'),
     // As root, mosquitto drops to user `mosquitto`, which cannot read our 0700 temp dir: stay as we are.
-    `user ${userInfo().username}\nlistener ${port} 127.0.0.1\nallow_anonymous false\npassword_file ${pw}\nacl_file ${join(dir, 'acl')}\npersistence false\nmax_inflight_messages 64\nmax_queued_messages 100000\n`,
+    `user ${userInfo().username}\nlistener ${port} 127.0.0.1\nallow_anonymous false\npassword_file ${pw}\nacl_file ${join(dir, 'acl')}\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 100000\n`,
   );
   const p = startProcess('mosquitto', ['-c', join(dir, 'mosquitto.conf')]);
   for (let i = 0; i < 100; i++) {
@@ -124,7 +147,7 @@ async function startMosquitto(publishers: number): Promise<{ port: number; stop:
       await new Promise((r) => setTimeout(r, 50));
     }
   }
-  return { port, stop: () => stopProcess(p) };
+  return { port, pid: p.pid, stop: () => stopProcess(p) };
 }
 
 async function main(): Promise<void> {
@@ -141,10 +164,12 @@ async function main(): Promise<void> {
     for (const which of r % 2 === 0 ? (['sg', 'mq'] as const) : (['mq', 'sg'] as const)) {
       if (values.only && values.only !== which) continue; // --only sg|mq: profiling runs
       const b = which === 'sg' ? await startShelfgate(publishers, values.prof) : await startMosquitto(publishers);
-      const rate = await drive(b.port, messages, publishers);
+      const { rate, clientCpu, brokerCpu } = await drive(b.port, b.pid, messages, publishers);
       await b.stop();
       results[which].push(rate);
-      console.log(`round ${r + 1} ${which === 'sg' ? 'shelfgate' : 'mosquitto'}: ${fmt(rate)} msg/s`);
+      console.log(
+        `round ${r + 1} ${which === 'sg' ? 'shelfgate' : 'mosquitto'}: ${fmt(rate)} msg/s  (CPU ms per 1000 msgs: client ${fmt(clientCpu, 1)}, broker ${fmt(brokerCpu, 1)})`,
+      );
     }
   }
   const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;

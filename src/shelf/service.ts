@@ -51,6 +51,8 @@ export class ShelfService implements Service {
   private readonly bySlot = new Map<string, SlotEntry>();
   private readonly limiter: LogLimiter;
   private tickTimer: NodeJS.Timeout | null = null;
+  /** Persist-then-publish chains in flight: stop() lets them finish while the store and bus still run. */
+  private readonly inflight = new Set<Promise<void>>();
   private readonly onReading = (r: WeightReading): void => this.handleReading(r);
   private readonly onAvailability = (a: SensorAvailability): void => this.handleAvailability(a);
 
@@ -103,6 +105,7 @@ export class ShelfService implements Service {
     }
     if (this.tickTimer) clearInterval(this.tickTimer);
     this.tickTimer = null;
+    await Promise.allSettled([...this.inflight]);
   }
 
   /** Current stock of every slot (for `stock.get` and the CLI). */
@@ -151,7 +154,7 @@ export class ShelfService implements Service {
     writes.push(
       store.saveSlotState({ shelfId: entry.shelfId, slotId: entry.slotId, count: entry.tracker.count, weightG: entry.tracker.settledWeightG, condition: entry.tracker.condition, updatedAt: ts }),
     );
-    Promise.all(writes)
+    const chain = Promise.all(writes)
       .then(async ([appended]) => {
         const { seq, eventId } = appended as { seq: number; eventId: string };
         const t = topics.slotTopics(storeId, entry.shelfId, entry.slotId);
@@ -160,7 +163,9 @@ export class ShelfService implements Service {
         await this.publish(t.stock, this.stockMessage(entry, ts), true);
         this.latency.record(performance.now() - rxMono);
       })
-      .catch((e: Error) => this.persistFailed(entry.key, e));
+      .catch((e: Error) => this.persistFailed(entry.key, e))
+      .finally(() => this.inflight.delete(chain));
+    this.inflight.add(chain);
   }
 
   private stockMessage(e: SlotEntry, ts: number) {

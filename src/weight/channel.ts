@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { ErrorCode, ShelfgateError } from '../errors';
 
 /** The part of ReconnectingLink a channel needs (so tests can pass a fake). */
@@ -8,16 +9,34 @@ export interface ByteLink {
   off(event: 'data', listener: (chunk: Buffer) => void): unknown;
 }
 
+interface Pending {
+  feed: (chunk: Buffer) => unknown;
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  timeoutMs: number;
+}
+
+interface Queued extends Pending {
+  frame: Buffer;
+}
+
 /**
  * One request at a time on one link (an RS-485 bus or an RS-232 scale are half-duplex
  * request/response lines: Modbus over serial line V1.02 §2.1 "only one master ... one transaction
  * at a time"). The caller supplies a decoder fed every received chunk; it returns a result when a
  * whole answer has arrived, or null to keep waiting. Bytes that arrive with no request outstanding
  * are handed to `onUnsolicited` (counted as noise by the caller) and never to the next request.
+ *
+ * This is the per-reading hot path (tens of thousands of requests a second on a busy store), so
+ * it keeps one timer per channel and re-arms it with refresh() instead of a setTimeout per request.
  */
 export class RequestChannel {
-  private pending: { feed: (chunk: Buffer) => unknown; resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout } | null = null;
-  private tail: Promise<unknown> = Promise.resolve();
+  private pending: Pending | null = null;
+  private readonly queue: Queued[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private timerMs = 0;
+  private deadline = 0;
+
   private readonly onData = (chunk: Buffer): void => {
     const p = this.pending;
     if (!p) {
@@ -28,14 +47,27 @@ export class RequestChannel {
     try {
       result = p.feed(chunk);
     } catch (e) {
-      this.settle();
+      this.finish();
       p.reject(e as Error);
       return;
     }
     if (result !== null && result !== undefined) {
-      this.settle();
+      this.finish();
       p.resolve(result);
     }
+  };
+
+  private readonly onTimer = (): void => {
+    const p = this.pending;
+    if (!p) return;
+    const left = this.deadline - performance.now();
+    if (left > 1) {
+      // the timer was armed for an earlier, longer-running request: wait the rest
+      this.arm(left);
+      return;
+    }
+    this.finish();
+    p.reject(new ShelfgateError(ErrorCode.DEVICE_TIMEOUT, `no answer within ${p.timeoutMs} ms`));
   };
 
   constructor(
@@ -49,40 +81,59 @@ export class RequestChannel {
 
   detach(): void {
     this.link.off('data', this.onData);
-    if (this.pending) {
-      const p = this.pending;
-      this.settle();
-      p.reject(new ShelfgateError(ErrorCode.STOPPED, 'channel stopped'));
-    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const stopped = (): Error => new ShelfgateError(ErrorCode.STOPPED, 'channel stopped');
+    const p = this.pending;
+    this.pending = null;
+    p?.reject(stopped());
+    for (const q of this.queue.splice(0)) q.reject(stopped());
   }
 
   /** Queues a request behind any outstanding one; resolves with the decoder's result. */
   request<T>(frame: Buffer, feed: (chunk: Buffer) => T | null, timeoutMs: number): Promise<T> {
-    const run = (): Promise<T> =>
-      new Promise<T>((resolve, reject) => {
-        if (!this.link.online) {
-          reject(new ShelfgateError(ErrorCode.TRANSPORT_CLOSED, 'link offline'));
-          return;
-        }
-        const timer = setTimeout(() => {
-          this.settle();
-          reject(new ShelfgateError(ErrorCode.DEVICE_TIMEOUT, `no answer within ${timeoutMs} ms`));
-        }, timeoutMs);
-        this.pending = { feed, resolve: resolve as (v: unknown) => void, reject, timer };
-        this.link.write(frame).catch((e: Error) => {
-          if (this.pending?.timer === timer) {
-            this.settle();
-            reject(e);
-          }
-        });
-      });
-    const result = this.tail.then(run, run);
-    this.tail = result.catch(() => undefined);
-    return result;
+    return new Promise<T>((resolve, reject) => {
+      const item: Queued = { frame, feed, resolve: resolve as (v: unknown) => void, reject, timeoutMs };
+      if (this.pending) this.queue.push(item);
+      else this.send(item);
+    });
   }
 
-  private settle(): void {
-    if (this.pending) clearTimeout(this.pending.timer);
+  private send(item: Queued): void {
+    if (!this.link.online) {
+      item.reject(new ShelfgateError(ErrorCode.TRANSPORT_CLOSED, 'link offline'));
+      this.next();
+      return;
+    }
+    this.pending = item;
+    this.deadline = performance.now() + item.timeoutMs;
+    this.arm(item.timeoutMs);
+    this.link.write(item.frame).catch((e: Error) => {
+      if (this.pending === item) {
+        this.finish();
+        item.reject(e);
+      }
+    });
+  }
+
+  private arm(ms: number): void {
+    if (this.timer && this.timerMs === ms) {
+      this.timer.refresh();
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timerMs = ms;
+    this.timer = setTimeout(this.onTimer, ms);
+  }
+
+  /** Ends the current request (its timer may still fire: onTimer ignores it) and starts the next. */
+  private finish(): void {
     this.pending = null;
+    this.next();
+  }
+
+  private next(): void {
+    const q = this.queue.shift();
+    if (q) this.send(q);
   }
 }
