@@ -1,0 +1,187 @@
+/**
+ * `shelfgate demo`: the real gateway (the same services `shelfgate run` builds) with a simulated
+ * store, in one process, no hardware: two gondolas of 4 shelves x 4 weighed slots, each gondola one
+ * RS-485 Modbus load-cell bus served over TCP (as ser2net would), plus an MT-SICS deli scale, and
+ * simulated shoppers picking, putting back and leaving foreign objects. Prints a `mosquitto_sub`
+ * line to watch live stock, then one line per shopper action and per stock change. Ctrl-C stops.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { hashPassword } from './bus/auth';
+import { validateConfig, formatIssues } from './config/load';
+import type { Config } from './config/schema';
+import { loadDefinitions } from './devices/definitions';
+import type { DeviceDefinition, ModbusDefinition, MtSicsDefinition } from './devices/types';
+import { buildGateway, type Gateway } from './daemon';
+import { ExitCode } from './errors';
+import { createLogger } from './log';
+import { gs1CheckDigit } from './util/gtin';
+import { ModbusLoadCellBusSimulator } from '../simulators/modbus-loadcell-sim';
+import { MtSicsSimulator } from '../simulators/mtsics-sim';
+import { LoadCellPhysics, mulberry32 } from '../simulators/physics';
+import { serveTcp, type Serving } from '../simulators/serve';
+import { ShopperScript, describeAction, type ShopperSlot } from '../simulators/shoppers';
+
+export interface DemoOptions {
+  mqttPort?: number;
+  dataDir?: string;
+  seed?: number;
+  /** Print the gateway's JSON logs (info) instead of only warnings. */
+  verbose?: boolean;
+  /** Mean ms between shopper visits across the whole store. */
+  shopperIntervalMs?: number;
+  /** Called with the running demo (tests); the demo then runs until `signal` aborts. */
+  signal?: AbortSignal;
+  out?: (line: string) => void;
+}
+
+export const DEMO_STORE = 'demo-store';
+export const DEMO_USER = 'demo';
+export const DEMO_PASSWORD = 'demo';
+export const DEMO_TECH = 'tech';
+export const DEMO_TECH_PASSWORD = 'tech';
+
+/** A small grocery range: name and unit weight in grams; GTINs are made valid (GS1 check digit). */
+const PRODUCTS: Array<[string, number]> = [
+  ['Oat drink 1 l', 1040], ['Tomato passata 500 g', 690], ['Basmati rice 1 kg', 1020], ['Pasta fusilli 500 g', 515],
+  ['Chickpeas 400 g', 440], ['Olive oil 0.75 l', 1210], ['Muesli 750 g', 790], ['Coffee beans 500 g', 530],
+  ['Tea 20 bags', 62], ['Dark chocolate 100 g', 108], ['Peanut butter 350 g', 480], ['Honey 250 g', 390],
+  ['Tuna can 160 g', 185], ['Sparkling water 0.5 l', 540], ['Crispbread 250 g', 265], ['Oat biscuits 300 g', 320],
+];
+
+function gtinFor(i: number): string {
+  const data = `590123412${String(100 + i).padStart(3, '0')}`;
+  return `${data}${gs1CheckDigit(data)}`;
+}
+
+export async function runDemo(opts: DemoOptions = {}): Promise<number> {
+  const out = opts.out ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const defs = loadDefinitions();
+  const loadcell = defs.get('generic-modbus-loadcell') as ModbusDefinition;
+  const scaleDef = defs.get('mettler-toledo-mt-sics') as MtSicsDefinition;
+  const rng = mulberry32(opts.seed ?? Date.now() % 2 ** 31);
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'shelfgate-demo-'));
+
+  // --- the simulated store: devices on TCP ports the OS picks ---
+  const servings: Serving[] = [];
+  const shopperSlots: ShopperSlot[] = [];
+  const shelves: Array<{ id: string; slots: object[] }> = [];
+  const buses: object[] = [];
+  for (let g = 1; g <= 2; g++) {
+    const slaves = new Map<number, LoadCellPhysics>();
+    for (let s = 1; s <= 4; s++) {
+      const shelfId = `g${g}-shelf${s}`;
+      const slots: object[] = [];
+      for (let k = 1; k <= 4; k++) {
+        const address = (s - 1) * 4 + k;
+        const p = ((g - 1) * 16 + address - 1) % PRODUCTS.length;
+        const [name, unit] = PRODUCTS[p]!;
+        const items = 6 + Math.floor(rng() * 10);
+        const physics = new LoadCellPhysics({ unitWeightG: unit, items, tareG: 150, noiseSigmaG: 0.4, settleMs: 500, rng: mulberry32(Math.floor(rng() * 2 ** 31)) });
+        slaves.set(address, physics);
+        const gtin = gtinFor(p);
+        slots.push({ id: `slot${k}`, sensor: { bus: `gondola${g}`, address }, gtin, unit_weight_g: unit, tare_g: 150 });
+        shopperSlots.push({ id: `${shelfId}/slot${k} (${name})`, gtin, physics, capacity: items + 4 });
+      }
+      shelves.push({ id: shelfId, slots });
+    }
+    const sim = new ModbusLoadCellBusSimulator({ definition: loadcell, slaves, turnaroundMs: 2 });
+    const serving = await serveTcp(sim, '127.0.0.1', 0);
+    servings.push(serving);
+    buses.push({ id: `gondola${g}`, path: serving.url, model: loadcell.id, poll_interval_ms: 250 });
+  }
+  const deli = new LoadCellPhysics({ unitWeightG: 100, items: 0, noiseSigmaG: 0.05, settleMs: 800, rng: mulberry32(7) });
+  const scale = new MtSicsSimulator({ definition: scaleDef, physics: deli });
+  const scaleServing = await serveTcp(scale, '127.0.0.1', 0);
+  servings.push(scaleServing);
+  buses.push({ id: 'deli-scale', path: scaleServing.url, model: scaleDef.id, poll_interval_ms: 300 });
+  shelves.push({ id: 'deli', slots: [{ id: 'counter', sensor: { bus: 'deli-scale' } }] });
+
+  const [demoHash, techHash] = await Promise.all([hashPassword(DEMO_PASSWORD), hashPassword(DEMO_TECH_PASSWORD)]);
+  const raw = (port: number) => ({
+    store_id: DEMO_STORE,
+    data_dir: dataDir,
+    log: { level: opts.verbose ? 'info' : 'warn' },
+    mqtt: {
+      host: '127.0.0.1',
+      port,
+      users: [
+        { username: DEMO_USER, role: 'kiosk', password_hash: demoHash },
+        { username: DEMO_TECH, role: 'technician', password_hash: techHash },
+      ],
+    },
+    buses,
+    shelves,
+  });
+
+  // --- the gateway: 1883 if free, else a port the OS picks ---
+  const log = createLogger(opts.verbose ? 'info' : 'warn');
+  let gateway: Gateway | undefined;
+  for (const port of opts.mqttPort !== undefined ? [opts.mqttPort] : [1883, 0]) {
+    const { config, issues } = validateConfig(raw(port), defs as ReadonlyMap<string, DeviceDefinition>);
+    if (!config) {
+      out(`demo: generated config is invalid:\n${formatIssues(issues)}`);
+      return ExitCode.SOFTWARE;
+    }
+    const gw = buildGateway(config as Config, { log, definitions: defs });
+    try {
+      await gw.start();
+      gateway = gw;
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE' && opts.mqttPort === undefined) continue;
+      out(`demo: the gateway could not start: ${(e as Error).message}`);
+      await Promise.all(servings.map((s) => s.close()));
+      return ExitCode.UNAVAILABLE;
+    }
+  }
+  const gw = gateway!;
+  const { port } = gw.bus.address();
+  out(`shelfgate demo: store "${DEMO_STORE}", 2 gondolas x 4 shelves x 4 slots + a deli scale, data in ${dataDir}`);
+  out(`mosquitto_sub -h 127.0.0.1 -p ${port} -u ${DEMO_USER} -P ${DEMO_PASSWORD} -V mqttv311 -t 'shelfgate/v1/${DEMO_STORE}/shelf/+/slot/+/stock' -v`);
+  out(`local MQTT bus on 127.0.0.1:${port} (MQTT 3.1.1; users ${DEMO_USER}/${DEMO_PASSWORD} kiosk, ${DEMO_TECH}/${DEMO_TECH_PASSWORD} technician). Ctrl-C stops.`);
+
+  // --- a kiosk-role client that narrates stock changes ---
+  const watcher = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, username: DEMO_USER, password: DEMO_PASSWORD, reconnectPeriod: 1000 });
+  watcher.on('connect', () => void watcher.subscribeAsync(`shelfgate/v1/${DEMO_STORE}/shelf/+/slot/+/event`, { qos: 1 }).catch(() => undefined));
+  watcher.on('error', () => undefined);
+  watcher.on('message', (_topic, payload) => {
+    try {
+      const e = JSON.parse(payload.toString()) as Record<string, unknown>;
+      const where = `${String(e.shelf_id)}/${String(e.slot_id)}`;
+      if (e.kind === 'pick' || e.kind === 'put') out(`  stock  ${where}: ${String(e.kind)} ${Math.abs(Number(e.delta))} -> ${String(e.count)} on the shelf (seq ${String(e.seq)}, committed)`);
+      else if (e.kind === 'count') out(`  stock  ${where}: counted ${String(e.count)}`);
+      else if (e.kind === 'anomaly') out(`  ALERT  ${where}: weight is not a whole number of items (net ${String(e.net_g)} g): misplaced item or foreign object`);
+      else if (e.kind === 'condition') out(`  status ${where}: ${String(e.previous)} -> ${String(e.condition)}`);
+    } catch {
+      /* not ours */
+    }
+  });
+
+  // --- shoppers ---
+  const shoppers = new ShopperScript({
+    slots: shopperSlots,
+    rng,
+    meanIntervalMs: opts.shopperIntervalMs ?? 2500,
+    onAction: (a) => out(describeAction(a)),
+  });
+  setTimeout(() => shoppers.start(100), 3000).unref(); // let the first counts settle
+
+  await new Promise<void>((resolve) => {
+    if (opts.signal) {
+      if (opts.signal.aborted) resolve();
+      opts.signal.addEventListener('abort', () => resolve(), { once: true });
+    }
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  out('demo: stopping');
+  shoppers.stop();
+  await watcher.endAsync().catch(() => undefined);
+  await gw.stop();
+  await Promise.all(servings.map((s) => s.close()));
+  out('demo: stopped');
+  return ExitCode.OK;
+}
