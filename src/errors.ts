@@ -21,6 +21,12 @@ export const ErrorCode = {
   REQUEST_INVALID: 'SG_REQUEST_INVALID',
   NOT_FOUND: 'SG_NOT_FOUND',
   STOPPED: 'SG_STOPPED',
+  STORAGE_WRITE_FAILED: 'SG_STORAGE_WRITE_FAILED',
+  INTERNAL: 'SG_INTERNAL',
+  /** Upstream failure worth retrying (network, timeout, 5xx, 429). */
+  SYNC_RETRYABLE: 'SG_SYNC_RETRYABLE',
+  /** Upstream refused us for good (401/403, contract violation): needs an operator. */
+  SYNC_FATAL: 'SG_SYNC_FATAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -79,6 +79,64 @@ const userSchema = z.strictObject({
   role: z.enum(['device', 'kiosk', 'service', 'technician', 'admin']),
 });
 
+const tlsFiles = {
+  /** PEM CA bundle to verify central's certificate (default: the system CAs). */
+  ca_file: z.string().min(1).optional(),
+  /** PEM client certificate and key for mutual TLS. */
+  cert_file: z.string().min(1).optional(),
+  key_file: z.string().min(1).optional(),
+};
+
+export const syncSchema = z
+  .strictObject({
+    /** How events reach central: `https` (REST, docs/central-api.yaml), `mqtt` (bridge to a central broker), or `none` (buffer only). */
+    transport: z.enum(['none', 'https', 'mqtt']).default('none'),
+    https: z
+      .strictObject({
+        /** Base URL, e.g. https://central.example.com (paths from docs/central-api.yaml are appended). */
+        url: z.string().url('must be a URL'),
+        /** File holding the bearer token (kept out of the config file). */
+        token_file: z.string().min(1).optional(),
+        ...tlsFiles,
+        request_timeout_ms: z.number().int().min(100).max(120_000).default(15_000),
+      })
+      .optional(),
+    mqtt: z
+      .strictObject({
+        /** mqtts://host:8883 (or mqtt:// for a test broker). */
+        url: z.string().regex(/^mqtts?:\/\/[^/]+$/, 'must be mqtt://host:port or mqtts://host:port'),
+        username: z.string().min(1).optional(),
+        password_file: z.string().min(1).optional(),
+        /** Persistent-session client id; default shelfgate-<store_id>. */
+        client_id: z.string().min(1).max(128).optional(),
+        /** Topic prefix on the central broker. */
+        topic_prefix: z.string().min(1).default('shelfgate/central/v1'),
+        ...tlsFiles,
+      })
+      .optional(),
+    /** Events per upload batch. */
+    batch_max_events: z.number().int().min(1).max(500).default(500),
+    /** Upload batches in flight at once. */
+    pipeline: z.number().int().min(1).max(16).default(4),
+    backoff: backoff,
+    /** Bound on the outbox size in bytes: when full, compact stock levels, then drop the oldest low-priority events. */
+    buffer_max_bytes: z.number().int().min(1024 * 1024).default(100 * 1024 * 1024),
+    /** Long-poll wait for the change feed, seconds. */
+    long_poll_s: z.number().int().min(1).max(30).default(25),
+    /** Upload sensor-condition events (priority 2) too, not only stock events. */
+    upload_conditions: z.boolean().default(true),
+  })
+  .prefault({})
+  .superRefine((s, ctx) => {
+    if (s.transport === 'https' && !s.https) ctx.addIssue({ code: 'custom', path: ['https'], message: 'is required when transport is https' });
+    if (s.transport === 'mqtt' && !s.mqtt) ctx.addIssue({ code: 'custom', path: ['mqtt'], message: 'is required when transport is mqtt' });
+    for (const k of ['https', 'mqtt'] as const) {
+      const t = s[k];
+      if (t && (t.cert_file === undefined) !== (t.key_file === undefined))
+        ctx.addIssue({ code: 'custom', path: [k, t.cert_file === undefined ? 'cert_file' : 'key_file'], message: 'cert_file and key_file go together (mutual TLS)' });
+    }
+  });
+
 export const configSchema = z.strictObject({
   store_id: id,
   data_dir: z.string().min(1).default('/var/lib/shelfgate'),
@@ -120,6 +178,7 @@ export const configSchema = z.strictObject({
       unstable_alarm_s: z.number().gt(0).default(30),
     })
     .prefault({}),
+  sync: syncSchema,
   buses: z.array(busSchema).min(1, 'must list at least one bus'),
   shelves: z.array(shelfSchema).min(1, 'must list at least one shelf'),
 });
@@ -132,3 +191,4 @@ export type MqttConfig = Config['mqtt'];
 export type MqttUser = MqttConfig['users'][number];
 export type StorageConfig = Config['storage'];
 export type StabilityConfig = Config['stability'];
+export type SyncConfig = Config['sync'];

@@ -227,6 +227,24 @@ export class ShelfService implements Service {
     );
   }
 
+  /**
+   * A slot assignment from central (which product a slot holds, its unit weight). The sync service
+   * applies the version rule before calling this; here it is stored like a calibration, so it
+   * survives restarts, and the count is recomputed (a `recount`, not a sale).
+   */
+  async assignSlot(shelfId: string, slotId: string, a: { gtin: string | null; unitWeightG: number | null }): Promise<{ count: number | null }> {
+    const entry = this.bySlot.get(`${shelfId}/${slotId}`);
+    if (!entry) throw new ShelfgateError(ErrorCode.NOT_FOUND, `no slot ${shelfId}/${slotId}`);
+    const delta = { gtin: a.gtin ?? undefined, unitWeightG: a.unitWeightG === null ? undefined : validateUnitWeight(a.unitWeightG) };
+    await this.o.store.saveCalibration(shelfId, slotId, { gtin: a.gtin, unitWeightG: a.unitWeightG });
+    entry.params.gtin = delta.gtin;
+    entry.params.unitWeightG = delta.unitWeightG;
+    entry.gtin = delta.gtin;
+    for (const ev of entry.tracker.setParams({ ...entry.params }, Date.now())) this.record(entry, ev, performance.now());
+    this.o.log.info({ slot: entry.key, gtin: a.gtin, unit_weight_g: a.unitWeightG, count: entry.tracker.count }, 'slot assigned by central');
+    return { count: entry.tracker.count };
+  }
+
   private settled(e: SlotEntry): number {
     const w = e.tracker.settledWeightG;
     if (w === null) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `slot ${e.key} has no settled weight yet: wait until the shelf is still`);
