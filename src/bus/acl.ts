@@ -19,6 +19,10 @@
  * response topic. So `#`, `shelfgate/#`, `+/v1/<store>/#` or `P/response/+/x` are refused, while
  * `P/shelf/+/slot/+/stock` is fine for a kiosk. Nothing outside P (and no `$SYS/...`) for
  * non-admins. No client may publish to `$...` topics [MQTT-4.7.2-1] or outside P.
+ *
+ * The functions above are pure. AclDecisionCache (the only state here) lets the broker remember,
+ * per connection, the decisions for the concrete topics it keeps using: a connection's role,
+ * username and store never change while it is open, so neither do these decisions.
  */
 import type { Role } from './auth';
 import {
@@ -138,4 +142,42 @@ export function canReceive(role: Role, username: string, topic: string, store: s
   const p = storePrefix(store);
   if (topic.startsWith(`${p}response/`) && parts[4] !== username) return false;
   return readableFilters(role, username, store).some((f) => topicMatches(f, topic));
+}
+
+/** Entries an AclDecisionCache keeps by default. */
+export const ACL_CACHE_MAX_ENTRIES = 128;
+/** Longest topic an AclDecisionCache remembers by default; longer topics are always re-checked. */
+export const ACL_CACHE_MAX_TOPIC_LENGTH = 256;
+
+/**
+ * A bounded map from concrete topic to an ACL decision, for ONE connection (never share one
+ * between clients: decisions depend on the role and username). At most `maxEntries` topics of at
+ * most `maxTopicLength` characters (so at most maxEntries * maxTopicLength characters are kept);
+ * when full, the oldest entry is dropped first.
+ */
+export class AclDecisionCache<V> {
+  private readonly map = new Map<string, V>();
+
+  constructor(
+    readonly maxEntries = ACL_CACHE_MAX_ENTRIES,
+    readonly maxTopicLength = ACL_CACHE_MAX_TOPIC_LENGTH,
+  ) {}
+
+  get(topic: string): V | undefined {
+    return this.map.get(topic);
+  }
+
+  /** Remembers `value` for `topic` (unless the topic is too long to cache); returns `value`. */
+  set(topic: string, value: V): V {
+    if (topic.length > this.maxTopicLength || this.maxEntries <= 0) return value;
+    if (this.map.size >= this.maxEntries && !this.map.has(topic)) {
+      this.map.delete(this.map.keys().next().value as string);
+    }
+    this.map.set(topic, value);
+    return value;
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
 }

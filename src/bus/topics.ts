@@ -76,9 +76,18 @@ export function validateCommand(value: unknown): string {
 
 // ---- builders ----
 
+let lastPrefixStore: string | null = null;
+let lastPrefix = '';
+
 /** `shelfgate/v1/<store>/` (with the trailing slash). */
 export function storePrefix(store: string): string {
-  return `${TOPIC_ROOT}/${TOPIC_VERSION}/${validateId(store, 'store id')}/`;
+  // one-entry memo of a validated store id: a gateway has one store, and the ACL asks for its
+  // prefix on every message
+  if (typeof store === 'string' && store === lastPrefixStore) return lastPrefix;
+  const prefix = `${TOPIC_ROOT}/${TOPIC_VERSION}/${validateId(store, 'store id')}/`;
+  lastPrefixStore = store;
+  lastPrefix = prefix;
+  return prefix;
 }
 
 /** `shelfgate/v1/<store>/#`: everything of one store. */
@@ -239,18 +248,38 @@ export function isValidTopicFilter(filter: string): boolean {
   return true;
 }
 
-/** True if the concrete `topic` is matched by `filter`. */
+/**
+ * True if the concrete `topic` is matched by `filter`. Walks both strings level by level without
+ * splitting them (it runs for every message): same result as comparing `filter.split('/')` with
+ * `topic.split('/')` level by level.
+ */
 export function topicMatches(filter: string, topic: string): boolean {
-  const f = filter.split('/');
-  const t = topic.split('/');
-  if (topic.startsWith('$') && (f[0] === '+' || f[0] === '#')) return false; // [MQTT-4.7.2-1]
-  for (let i = 0; i < f.length; i++) {
-    const fl = f[i]!;
-    if (fl === '#') return true; // matches this level and below, including the parent [MQTT-4.7.1-2]
-    if (i >= t.length) return false;
-    if (fl !== '+' && fl !== t[i]) return false;
+  const fl = filter.length;
+  const tl = topic.length;
+  // [MQTT-4.7.2-1]: a first level of exactly `+` or `#` does not match a topic starting with `$`
+  if (topic.charCodeAt(0) === 0x24) {
+    const c0 = filter.charCodeAt(0);
+    if ((c0 === 0x2b || c0 === 0x23) && (fl === 1 || filter.charCodeAt(1) === 0x2f)) return false;
   }
-  return f.length === t.length;
+  let fi = 0; // start of the current filter level (fl + 1: no level left)
+  let ti = 0; // start of the current topic level (tl + 1: no level left)
+  while (fi <= fl) {
+    let fe = filter.indexOf('/', fi);
+    if (fe === -1) fe = fl;
+    const flen = fe - fi;
+    const c = flen === 1 ? filter.charCodeAt(fi) : 0;
+    if (c === 0x23) return true; // `#` matches this level and below, including the parent [MQTT-4.7.1-2]
+    if (ti > tl) return false;
+    let te = topic.indexOf('/', ti);
+    if (te === -1) te = tl;
+    if (c !== 0x2b) {
+      if (te - ti !== flen) return false;
+      for (let k = 0; k < flen; k++) if (filter.charCodeAt(fi + k) !== topic.charCodeAt(ti + k)) return false;
+    }
+    fi = fe + 1;
+    ti = te + 1;
+  }
+  return ti > tl; // same number of levels
 }
 
 /**

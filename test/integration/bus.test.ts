@@ -333,6 +333,57 @@ describe('LocalBus (real sockets)', () => {
     await closed;
   });
 
+  it('ACL decisions are cached per connection: one user\'s allowed topic stays denied to another', async () => {
+    const adm = await connect(bus, 'adm', PW);
+    expect(await subscribe(adm, `${P}ext/#`)).toBe(1);
+    const topic = `${P}ext/dev1/cached`;
+    // dev1 is allowed (and its connection now remembers that)
+    const dev = await connect(bus, 'dev1', PW);
+    for (let i = 0; i < 3; i++) {
+      const got = nextMessage(adm, topic, 5_000, (p) => p.toString() === `d${i}`);
+      dev.publish(topic, `d${i}`, { qos: 1 });
+      await got;
+    }
+    // the same topic from a kiosk, and from a service user, is still refused (connection closed)
+    for (const user of ['kiosk1', 'svc']) {
+      const denied = bus.stats().deniedPublishes;
+      const other = await connect(bus, user, PW);
+      const closed = waitClose(other);
+      other.publish(topic, 'spoof', { qos: 1 });
+      await closed;
+      expect(bus.stats().deniedPublishes).toBe(denied + 1);
+    }
+    // and dev1 is still allowed there, but not elsewhere
+    const again = nextMessage(adm, topic, 5_000, (p) => p.toString() === 'after');
+    dev.publish(topic, 'after', { qos: 1 });
+    await again;
+    const closed = waitClose(dev);
+    dev.publish(`${P}ext/kiosk1/cached`, 'x', { qos: 1 });
+    await closed;
+  });
+
+  it('delivers a burst of QoS 1 messages complete and in order (coalesced writes)', async () => {
+    const adm = await connect(bus, 'adm', PW);
+    expect(await subscribe(adm, `${P}ext/dev1/burst`)).toBe(1);
+    const n = 2000;
+    const seen: number[] = [];
+    const all = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`only ${seen.length}/${n} delivered`)), 10_000);
+      adm.on('message', (t, p) => {
+        if (t !== `${P}ext/dev1/burst`) return;
+        seen.push(Number(p.toString()));
+        if (seen.length === n) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    const dev = await connect(bus, 'dev1', PW);
+    await Promise.all(Array.from({ length: n }, (_, i) => dev.publishAsync(`${P}ext/dev1/burst`, String(i), { qos: 1 })));
+    await all;
+    expect(seen).toEqual(Array.from({ length: n }, (_, i) => i));
+  });
+
   it('malformed bytes close that socket only; the broker keeps serving', async () => {
     const { port } = bus.address();
     const before = bus.stats().malformed;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canPublish, canReceive, canSubscribe, isGatewayOwned, requestCommand, type Role } from '../../src/bus/acl';
+import { AclDecisionCache, canPublish, canReceive, canSubscribe, isGatewayOwned, requestCommand, type Role } from '../../src/bus/acl';
 
 const S = 's1';
 const P = `shelfgate/v1/${S}/`;
@@ -171,5 +171,42 @@ describe('canReceive (delivery re-check)', () => {
     expect(canReceive('kiosk', 'k', `${P}ext/d/x`, S)).toBe(false);
     expect(canReceive('kiosk', 'k', '$SYS/x/heartbeat', S)).toBe(false);
     expect(canReceive('device', 'd', `${P}shelf/A/slot/1/stock`, S)).toBe(false);
+  });
+});
+
+describe('AclDecisionCache (per-connection decision memo in the broker)', () => {
+  it('is bounded: keeps at most maxEntries topics, dropping the oldest first', () => {
+    const c = new AclDecisionCache<boolean>(3, 64);
+    for (let i = 0; i < 10; i++) expect(c.set(`${P}ext/d/${i}`, i % 2 === 0)).toBe(i % 2 === 0);
+    expect(c.size).toBe(3);
+    expect(c.get(`${P}ext/d/0`)).toBeUndefined();
+    expect(c.get(`${P}ext/d/6`)).toBeUndefined();
+    expect(c.get(`${P}ext/d/7`)).toBe(false);
+    expect(c.get(`${P}ext/d/8`)).toBe(true);
+    expect(c.get(`${P}ext/d/9`)).toBe(false);
+    // overwriting a present topic does not evict another
+    c.set(`${P}ext/d/9`, true);
+    expect(c.size).toBe(3);
+    expect(c.get(`${P}ext/d/7`)).toBe(false);
+  });
+
+  it('does not keep topics longer than maxTopicLength (they are re-checked every time)', () => {
+    const c = new AclDecisionCache<boolean>(8, 32);
+    const long = `${P}ext/d/${'x'.repeat(40)}`;
+    expect(c.set(long, true)).toBe(true);
+    expect(c.get(long)).toBeUndefined();
+    expect(c.size).toBe(0);
+  });
+
+  it('has default bounds, and instances share nothing', () => {
+    const a = new AclDecisionCache<boolean>();
+    const b = new AclDecisionCache<boolean>();
+    expect(a.maxEntries).toBeGreaterThan(0);
+    expect(a.maxEntries).toBeLessThanOrEqual(1024);
+    expect(a.maxTopicLength).toBeLessThanOrEqual(1024);
+    for (let i = 0; i < a.maxEntries * 3; i++) a.set(`${P}ext/d/${i}`, true);
+    expect(a.size).toBe(a.maxEntries);
+    expect(b.size).toBe(0);
+    expect(b.get(`${P}ext/d/${a.maxEntries * 3 - 1}`)).toBeUndefined();
   });
 });

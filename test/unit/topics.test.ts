@@ -137,3 +137,59 @@ describe('topic filter logic', () => {
     expect(t.filtersIntersect('$SYS/#', '$SYS/x')).toBe(true);
   });
 });
+
+describe('topicMatches (split-free walk)', () => {
+  /** The former implementation: both strings split into levels. */
+  function reference(filter: string, topic: string): boolean {
+    const f = filter.split('/');
+    const tl = topic.split('/');
+    if (topic.startsWith('$') && (f[0] === '+' || f[0] === '#')) return false;
+    for (let i = 0; i < f.length; i++) {
+      const fl = f[i]!;
+      if (fl === '#') return true;
+      if (i >= tl.length) return false;
+      if (fl !== '+' && fl !== tl[i]) return false;
+    }
+    return f.length === tl.length;
+  }
+
+  it('agrees with level-by-level comparison of split strings, including odd and malformed input', () => {
+    const atoms = ['a', 'b', 'ab', '', '+', '#', '$SYS', '$', '+a', 'a#', 'é'];
+    const strings: string[] = [];
+    // every sequence of up to 3 levels over the atoms, plus a few longer ones
+    for (const x of atoms) {
+      strings.push(x);
+      for (const y of atoms) {
+        strings.push(`${x}/${y}`);
+        for (const z of ['a', '', '#', '+']) strings.push(`${x}/${y}/${z}`);
+      }
+    }
+    strings.push('shelfgate/v1/s1/ext/dev1/stock', 'shelfgate/v1/s1/#', 'shelfgate/+/s1/ext/+/stock', '/', '//', 'a//b');
+    let checked = 0;
+    let matched = 0;
+    const wrong: string[] = [];
+    for (const f of strings) {
+      for (const topic of strings) {
+        const want = reference(f, topic);
+        if (t.topicMatches(f, topic) !== want) wrong.push(`${f} vs ${topic}: want ${want}`);
+        if (want) matched++;
+        checked++;
+      }
+    }
+    expect(wrong.slice(0, 20)).toEqual([]);
+    expect(checked).toBeGreaterThan(100_000);
+    expect(matched).toBeGreaterThan(1_000);
+  });
+});
+
+describe('storePrefix memo', () => {
+  it('still validates every new store id, also after a valid one', () => {
+    expect(t.storePrefix('s1')).toBe('shelfgate/v1/s1/');
+    expect(() => t.storePrefix('a/b')).toThrow();
+    expect(() => t.storePrefix(undefined as unknown as string)).toThrow();
+    expect(() => t.storePrefix('')).toThrow();
+    expect(t.storePrefix('s1')).toBe('shelfgate/v1/s1/');
+    expect(t.storePrefix('s2')).toBe('shelfgate/v1/s2/');
+    expect(() => t.storePrefix('+')).toThrow();
+  });
+});
