@@ -173,6 +173,8 @@ export async function runDaemon(configPath: string): Promise<number> {
     log.fatal({ err: (e as Error).message, code: (e as ShelfgateError).code ?? (e as NodeJS.ErrnoException).code }, 'gateway failed to start');
     return startFailureCode(e);
   }
+  // The watchdog ping (WatchdogSec) goes out only while the event loop turns AND the store writer keeps up.
+  notifier.setHealthCheck(() => gateway.store.stats().pendingOps < 100_000);
   await notifier.start();
   const addr = gateway.bus.address();
   log.info({ store: config.store_id, mqtt: addr, buses: config.buses.length, slots: config.shelves.reduce((n, s) => n + s.slots.length, 0) }, 'gateway ready');

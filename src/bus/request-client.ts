@@ -45,13 +45,13 @@ export class BusClient {
     const transaction = randomUUID();
     const respTopic = topics.response(this.store, this.username, command);
     await this.client.subscribeAsync(respTopic, { qos: 1 });
+    let timer: NodeJS.Timeout | undefined;
+    let onMessage: ((topic: string, payload: Buffer) => void) | undefined;
+    let onClose: (() => void) | undefined;
     try {
       const answer = new Promise<topics.BusResponse>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          this.client.off('message', onMessage);
-          reject(new ShelfgateError(ErrorCode.DEVICE_TIMEOUT, `no answer to ${command} within ${timeoutMs} ms`));
-        }, timeoutMs);
-        const onMessage = (topic: string, payload: Buffer): void => {
+        timer = setTimeout(() => reject(new ShelfgateError(ErrorCode.DEVICE_TIMEOUT, `no answer to ${command} within ${timeoutMs} ms`)), timeoutMs);
+        onMessage = (topic: string, payload: Buffer): void => {
           if (topic !== respTopic) return;
           let msg: topics.BusResponse;
           try {
@@ -59,19 +59,25 @@ export class BusClient {
           } catch {
             return;
           }
-          if (msg.transaction !== transaction) return;
-          clearTimeout(timer);
-          this.client.off('message', onMessage);
-          resolve(msg);
+          if (msg.transaction === transaction) resolve(msg);
         };
         this.client.on('message', onMessage);
       });
-      await this.client.publishAsync(topics.request(this.store, command), JSON.stringify({ ...body, transaction }), { qos: 1 });
-      const msg = await answer;
+      // A denied publish closes the connection (MQTT-3.3.5-2): fail at once rather than wait for the timeout.
+      const closed = new Promise<never>((_, reject) => {
+        onClose = () => reject(new ShelfgateError(ErrorCode.BUS_NOT_AUTHORIZED, `connection closed by the gateway (not allowed to send ${command}?)`));
+        this.client.once('close', onClose);
+      });
+      closed.catch(() => undefined);
+      await Promise.race([this.client.publishAsync(topics.request(this.store, command), JSON.stringify({ ...body, transaction }), { qos: 1 }), closed]);
+      const msg = await Promise.race([answer, closed]);
       if (!msg.ok) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `${msg.error.code}: ${msg.error.message}`, msg.error);
       return msg.data as T;
     } finally {
-      await this.client.unsubscribeAsync(respTopic).catch(() => undefined);
+      clearTimeout(timer);
+      if (onMessage) this.client.off('message', onMessage);
+      if (onClose) this.client.off('close', onClose);
+      if (this.client.connected) await this.client.unsubscribeAsync(respTopic).catch(() => undefined);
     }
   }
 
