@@ -1,0 +1,257 @@
+/**
+ * `shelfgate sim <mt-sics|modbus-loadcell> (--tcp HOST:PORT | --pty PATH | --port DEVICE) [options]`
+ *
+ * Runs one device simulator until SIGINT/SIGTERM (or `io.signal` aborts). Prints one line telling
+ * what it serves, then one line per shopper action. Exit codes: 0 stopped cleanly, 64 usage,
+ * 69 cannot serve (port in use, socat or serial device unavailable), 78 invalid device definitions.
+ */
+import { parseArgs } from 'node:util';
+import { loadDefinitions } from '../src/devices/definitions';
+import type { DeviceDefinition, ModbusDefinition, MtSicsDefinition } from '../src/devices/types';
+import { ExitCode, isShelfgateError } from '../src/errors';
+import type { DeviceSimulator } from './io';
+import { ModbusLoadCellBusSimulator, type ModbusSlaveFaults } from './modbus-loadcell-sim';
+import { MtSicsSimulator, type MtSicsFaults } from './mtsics-sim';
+import { forkRng, LoadCellPhysics, mulberry32, type Rng } from './physics';
+import { servePort, servePty, serveTcp, type Serving } from './serve';
+import { describeAction, ShopperScript, type ShopperSlot } from './shoppers';
+
+export interface SimCliIo {
+  stdout?: { write(s: string): unknown };
+  stderr?: { write(s: string): unknown };
+  /** Stops the simulator when aborted (tests); default: SIGINT/SIGTERM. */
+  signal?: AbortSignal;
+  /** Called once serving (tests read the URL/port). */
+  onServing?: (serving: Serving, sim: DeviceSimulator) => void;
+  /** Definitions folder; default the repository's devices/. */
+  definitionsDir?: string;
+}
+
+export const SIM_USAGE = `usage: shelfgate sim <mt-sics|modbus-loadcell> (--tcp HOST:PORT | --pty PATH | --port DEVICE) [options]
+  --tcp HOST:PORT         serve like a TCP serial server (ser2net): one client at a time
+  --pty PATH              make a pty pair with socat; the gateway opens PATH
+  --port DEVICE           use a real serial port (e.g. a USB-serial cable to the gateway)
+  --model ID              device definition id (default mettler-toledo-mt-sics / generic-modbus-loadcell)
+  --addresses LIST        modbus slave addresses, e.g. 1-16 or 1,3,5-8 (default 1)
+  --unit-weight G         grams per item (default 250)
+  --items N               items on each slot at the start (default 12)
+  --tare G                dead load of the empty slot, grams (default 0)
+  --noise G               reading noise sigma, grams (default 0.5)
+  --decimals N            modbus: decimals when the model reads them from the status register (default 0)
+  --shoppers              random shoppers pick and put items
+  --shopper-interval MS   mean time between shopper visits (default 5000)
+  --seed N                random seed (default 1)
+  --baud N                baud rate (default: the model's)
+  --fault-silent-after N  stop answering after N requests
+  --fault-garbage         random bytes on the line now and then
+  --fault-crc P           modbus: probability of a corrupted CRC per answer
+`;
+
+const DEFAULT_MODEL: Record<string, string> = {
+  'mt-sics': 'mettler-toledo-mt-sics',
+  'modbus-loadcell': 'generic-modbus-loadcell',
+};
+const PROTOCOL: Record<string, DeviceDefinition['protocol']> = { 'mt-sics': 'mt-sics', 'modbus-loadcell': 'modbus-rtu' };
+
+class UsageError extends Error {}
+
+function parseHostPort(s: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:]+)):(\d{1,5})$/.exec(s);
+  if (!m || Number(m[3]) > 65535) throw new UsageError(`--tcp ${JSON.stringify(s)} is not HOST:PORT`);
+  return { host: (m[1] ?? m[2]) as string, port: Number(m[3]) };
+}
+
+function parseNumber(name: string, s: string | undefined, dflt: number, o: { int?: boolean; min?: number; max?: number } = {}): number {
+  if (s === undefined) return dflt;
+  const v = Number(s);
+  if (s.trim() === '' || !Number.isFinite(v) || (o.int && !Number.isInteger(v)) || (o.min !== undefined && v < o.min) || (o.max !== undefined && v > o.max)) {
+    const range = o.min !== undefined || o.max !== undefined ? ` in ${o.min ?? '-inf'}..${o.max ?? 'inf'}` : '';
+    throw new UsageError(`--${name} must be ${o.int ? 'an integer' : 'a number'}${range}, got ${JSON.stringify(s)}`);
+  }
+  return v;
+}
+
+/** `1-16` or `1,3,5-8` -> sorted unique addresses 1-247. */
+export function parseAddresses(s: string): number[] {
+  const out = new Set<number>();
+  for (const part of s.split(',')) {
+    const m = /^\s*(\d{1,3})\s*(?:-\s*(\d{1,3})\s*)?$/.exec(part);
+    const lo = m ? Number(m[1]) : NaN;
+    const hi = m ? Number(m[2] ?? m[1]) : NaN;
+    if (!m || lo < 1 || hi > 247 || lo > hi) throw new UsageError(`--addresses ${JSON.stringify(s)}: expected a list like 1-16 or 1,3,5-8 of addresses 1-247`);
+    for (let a = lo; a <= hi; a++) out.add(a);
+  }
+  return [...out].sort((a, b) => a - b);
+}
+
+export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<number> {
+  const out = io.stdout ?? process.stdout;
+  const err = io.stderr ?? process.stderr;
+  const usage = (msg: string): number => {
+    err.write(`shelfgate sim: ${msg}\n${SIM_USAGE}`);
+    return ExitCode.USAGE;
+  };
+  let values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: true,
+      options: {
+        tcp: { type: 'string' },
+        pty: { type: 'string' },
+        port: { type: 'string' },
+        model: { type: 'string' },
+        addresses: { type: 'string' },
+        'unit-weight': { type: 'string' },
+        items: { type: 'string' },
+        tare: { type: 'string' },
+        noise: { type: 'string' },
+        decimals: { type: 'string' },
+        shoppers: { type: 'boolean', default: false },
+        'shopper-interval': { type: 'string' },
+        seed: { type: 'string' },
+        baud: { type: 'string' },
+        'fault-silent-after': { type: 'string' },
+        'fault-garbage': { type: 'boolean', default: false },
+        'fault-crc': { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }));
+  } catch (e) {
+    return usage((e as Error).message);
+  }
+  if (values.help) {
+    out.write(SIM_USAGE);
+    return ExitCode.OK;
+  }
+  const device = positionals[0];
+  if (device === undefined) return usage('which device? mt-sics or modbus-loadcell');
+  if (positionals.length > 1) return usage(`unexpected argument ${JSON.stringify(positionals[1])}`);
+  if (!(device in DEFAULT_MODEL)) return usage(`unknown device ${JSON.stringify(device)} (mt-sics or modbus-loadcell)`);
+  const targets = [values.tcp, values.pty, values.port].filter((v) => v !== undefined).length;
+  if (targets !== 1) return usage('give exactly one of --tcp HOST:PORT, --pty PATH, --port DEVICE');
+
+  let opts: {
+    tcp?: { host: string; port: number };
+    addresses: number[];
+    unitWeight: number;
+    items: number;
+    tare: number;
+    noise: number;
+    decimals: number;
+    shopperInterval: number;
+    seed: number;
+    baud?: number;
+    silentAfter?: number;
+    crc: number;
+  };
+  try {
+    if (device === 'mt-sics' && values.addresses !== undefined) throw new UsageError('--addresses is for modbus-loadcell');
+    if (device === 'mt-sics' && values['fault-crc'] !== undefined) throw new UsageError('--fault-crc is for modbus-loadcell');
+    if (device === 'mt-sics' && values.decimals !== undefined) throw new UsageError('--decimals is for modbus-loadcell');
+    opts = {
+      ...(values.tcp !== undefined ? { tcp: parseHostPort(values.tcp) } : {}),
+      addresses: values.addresses !== undefined ? parseAddresses(values.addresses) : [1],
+      unitWeight: parseNumber('unit-weight', values['unit-weight'], 250, { min: 0 }),
+      items: parseNumber('items', values.items, 12, { int: true, min: 0 }),
+      tare: parseNumber('tare', values.tare, 0),
+      noise: parseNumber('noise', values.noise, 0.5, { min: 0 }),
+      decimals: parseNumber('decimals', values.decimals, 0, { int: true, min: 0, max: 9 }),
+      shopperInterval: parseNumber('shopper-interval', values['shopper-interval'], 5000, { min: 1 }),
+      seed: parseNumber('seed', values.seed, 1, { int: true }),
+      ...(values.baud !== undefined ? { baud: parseNumber('baud', values.baud, 0, { int: true, min: 50 }) } : {}),
+      ...(values['fault-silent-after'] !== undefined ? { silentAfter: parseNumber('fault-silent-after', values['fault-silent-after'], 0, { int: true, min: 0 }) } : {}),
+      crc: parseNumber('fault-crc', values['fault-crc'], 0, { min: 0, max: 1 }),
+    };
+  } catch (e) {
+    if (e instanceof UsageError) return usage(e.message);
+    throw e;
+  }
+
+  let defs: Map<string, DeviceDefinition>;
+  try {
+    defs = loadDefinitions(io.definitionsDir);
+  } catch (e) {
+    if (!isShelfgateError(e)) throw e;
+    err.write(`shelfgate sim: ${e.message}\n`);
+    return ExitCode.CONFIG;
+  }
+  const modelId = values.model ?? DEFAULT_MODEL[device]!;
+  const def = defs.get(modelId);
+  if (!def) return usage(`unknown model ${JSON.stringify(modelId)} (known: ${[...defs.keys()].join(', ')})`);
+  if (def.protocol !== PROTOCOL[device]) return usage(`model ${modelId} speaks ${def.protocol}, not what ${device} simulates`);
+  const serialDef = opts.baud !== undefined ? { ...def, serial: { ...def.serial, baudRate: opts.baud } } : def;
+
+  const rng: Rng = mulberry32(opts.seed);
+  const physics = (): LoadCellPhysics =>
+    new LoadCellPhysics({ unitWeightG: opts.unitWeight, items: opts.items, tareG: opts.tare, noiseSigmaG: opts.noise, rng: forkRng(rng) });
+  const slots: ShopperSlot[] = [];
+  let sim: DeviceSimulator;
+  let what: string;
+  if (serialDef.protocol === 'mt-sics') {
+    const p = physics();
+    const faults: MtSicsFaults = { ...(opts.silentAfter !== undefined ? { silentAfter: opts.silentAfter } : {}), ...(values['fault-garbage'] ? { garbage: 0.1 } : {}) };
+    sim = new MtSicsSimulator({ definition: serialDef as MtSicsDefinition, physics: p, rng: forkRng(rng), faults });
+    slots.push({ id: 'scale', physics: p });
+    what = 'scale';
+  } else {
+    const faults: ModbusSlaveFaults = {
+      ...(opts.silentAfter !== undefined ? { dropAfter: opts.silentAfter } : {}),
+      ...(values['fault-garbage'] ? { garbage: 0.1 } : {}),
+      ...(opts.crc > 0 ? { corruptCrc: opts.crc } : {}),
+    };
+    const bus = new ModbusLoadCellBusSimulator({ definition: serialDef as ModbusDefinition, decimals: opts.decimals, rng: forkRng(rng), faults });
+    for (const a of opts.addresses) {
+      const p = physics();
+      bus.addSlave(a, p);
+      slots.push({ id: `${device}:${a}`, physics: p });
+    }
+    sim = bus;
+    what = `${opts.addresses.length} address${opts.addresses.length === 1 ? '' : 'es'}`;
+  }
+
+  let serving: Serving;
+  try {
+    if (opts.tcp) serving = await serveTcp(sim, opts.tcp.host, opts.tcp.port);
+    else if (values.pty !== undefined) serving = await servePty(sim, values.pty);
+    else serving = await servePort(sim, values.port!, sim.serial);
+  } catch (e) {
+    err.write(`shelfgate sim: cannot serve ${device}: ${(e as Error).message}\n`);
+    return ExitCode.UNAVAILABLE;
+  }
+  const shoppers = values.shoppers
+    ? new ShopperScript({ slots, rng: forkRng(rng), meanIntervalMs: opts.shopperInterval, onAction: (a) => out.write(`${describeAction(a)}\n`) })
+    : null;
+  try {
+    const where = opts.tcp ? serving.url : values.pty !== undefined ? `pty ${serving.url}` : `serial ${serving.url}`;
+    const notes = [`model ${def.id}`, `${opts.items} x ${opts.unitWeight} g`, `${sim.serial.baudRate} baud`];
+    if (shoppers) notes.push('shoppers');
+    out.write(`${device}: ${what} on ${where} (${notes.join(', ')})\n`);
+    shoppers?.start();
+    io.onServing?.(serving, sim);
+    await waitForStop(io.signal);
+    return ExitCode.OK;
+  } finally {
+    shoppers?.stop();
+    await serving.close();
+  }
+}
+
+function waitForStop(signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal) {
+      if (signal.aborted) resolve();
+      else signal.addEventListener('abort', () => resolve(), { once: true });
+      return;
+    }
+    const done = (): void => {
+      process.off('SIGINT', done);
+      process.off('SIGTERM', done);
+      resolve();
+    };
+    process.on('SIGINT', done);
+    process.on('SIGTERM', done);
+  });
+}

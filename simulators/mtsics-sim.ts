@@ -1,0 +1,244 @@
+/**
+ * A Mettler Toledo MT-SICS scale as a behaviour over the same definition and codec the gateway
+ * uses (style.md #11): lines are framed by src/drivers/lines.ts, parsed and formatted by
+ * src/drivers/mtsics.ts; the weight comes from a LoadCellPhysics. protocols.md §3a:
+ *
+ *   S   stable weight: waits up to `stableTimeoutMs` for a settled reading, else `S I`; `S +` overload
+ *   SI  immediate weight: `S S <v> <u>` stable, `S D <v> <u>` dynamic; `S +` overload
+ *   Z   zero: `Z A` (waits for stable like S), `Z I` not stable in time, `Z +` overload
+ *   T   tare: `T S <tare> <u>`, `T I`, `T +`
+ *   I4  serial number: `I4 A "<serial>"`
+ *   anything else (or arguments to these): `ES`
+ *
+ * Commands are answered strictly in order, one at a time, like the real instrument.
+ * Fault injection: `silent` (answers nothing), `silentAfter` (answers N commands, then nothing),
+ * `garbage` (probability, per answer, of a burst of random bytes and CR LF after it), `slowMs`
+ * (delays every answer).
+ */
+import type { MtSicsDefinition } from '../src/devices/types';
+import { LineFramer } from '../src/drivers/lines';
+import { formatSicsResponse, parseSicsCommand, type SicsResponse } from '../src/drivers/mtsics';
+import type { SerialSettings } from '../src/transport/types';
+import type { DeviceSimulator, SimIo } from './io';
+import { mulberry32, randomInt, type LoadCellPhysics, type Rng } from './physics';
+
+export interface MtSicsFaults {
+  /** Answer nothing at all. */
+  silent?: boolean;
+  /** Answer this many commands, then nothing. */
+  silentAfter?: number;
+  /** Probability (0-1) per answer of a burst of 1-16 random bytes plus CR LF right after it. */
+  garbage?: number;
+  /** Extra delay before every answer, ms. */
+  slowMs?: number;
+}
+
+export interface MtSicsSimulatorOptions {
+  definition: MtSicsDefinition;
+  physics: LoadCellPhysics;
+  /** Reported by I4. Default "1234567". */
+  serialNumber?: string;
+  /** Unit of the weight answers. Default g. */
+  unit?: 'g' | 'kg';
+  /** Decimals of the weight answers. Default 2 (g) or 5 (kg). */
+  decimals?: number;
+  /** How long S, Z and T wait for a stable reading before answering `<id> I`, ms. Default 400. */
+  stableTimeoutMs?: number;
+  /** Time source; must be the one the physics uses. Default Date.now. */
+  clock?: () => number;
+  /** Randomness for faults. Default mulberry32(2). */
+  rng?: Rng;
+  faults?: MtSicsFaults;
+}
+
+export interface MtSicsStats {
+  commands: number;
+  answered: number;
+  /** Commands left unanswered by the silent faults. */
+  suppressed: number;
+  /** Bytes the line framer dropped as noise. */
+  droppedBytes: number;
+}
+
+const POLL_MS = 10;
+
+export class MtSicsSimulator implements DeviceSimulator {
+  readonly kind = 'mt-sics';
+  readonly serial: SerialSettings;
+  readonly physics: LoadCellPhysics;
+  faults: MtSicsFaults;
+  private readonly def: MtSicsDefinition;
+  private readonly serialNumber: string;
+  private readonly unit: 'g' | 'kg';
+  private readonly decimals: number;
+  private readonly stableTimeoutMs: number;
+  private readonly clock: () => number;
+  private readonly rng: Rng;
+
+  private io: SimIo | null = null;
+  private unsubscribe: (() => void) | null = null;
+  private framer = new LineFramer();
+  private queue: string[] = [];
+  private busy = false;
+  /** Bumped on every attach/detach so an answer in progress for an old link is abandoned. */
+  private generation = 0;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private counters = { commands: 0, answered: 0, suppressed: 0 };
+
+  constructor(opts: MtSicsSimulatorOptions) {
+    this.def = opts.definition;
+    this.serial = opts.definition.serial;
+    this.physics = opts.physics;
+    this.serialNumber = opts.serialNumber ?? '1234567';
+    this.unit = opts.unit ?? 'g';
+    this.decimals = opts.decimals ?? (this.unit === 'kg' ? 5 : 2);
+    this.stableTimeoutMs = opts.stableTimeoutMs ?? 400;
+    this.clock = opts.clock ?? Date.now;
+    this.rng = opts.rng ?? mulberry32(2);
+    this.faults = { ...opts.faults };
+  }
+
+  /** The definition id this scale implements. */
+  get model(): string {
+    return this.def.id;
+  }
+
+  get stats(): MtSicsStats {
+    return { ...this.counters, droppedBytes: this.framer.dropped };
+  }
+
+  attach(io: SimIo): () => void {
+    this.detach();
+    const gen = this.generation;
+    this.io = io;
+    this.unsubscribe = io.onData((chunk) => {
+      if (gen !== this.generation) return;
+      for (const line of this.framer.push(chunk)) this.queue.push(line);
+      void this.pump(gen);
+    });
+    return () => {
+      if (gen === this.generation) this.detach();
+    };
+  }
+
+  detach(): void {
+    this.generation++;
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    this.io = null;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    this.queue = [];
+    this.busy = false;
+    this.framer.reset();
+  }
+
+  /** Answers queued commands one at a time. */
+  private async pump(gen: number): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      while (gen === this.generation && this.queue.length > 0) {
+        const line = this.queue.shift()!;
+        this.counters.commands++;
+        const answer = await this.answer(line, gen);
+        if (gen !== this.generation) return;
+        const f = this.faults;
+        if (f.silent || (f.silentAfter !== undefined && this.counters.answered >= f.silentAfter)) {
+          this.counters.suppressed++;
+          continue;
+        }
+        if (f.slowMs && f.slowMs > 0) {
+          await this.sleep(f.slowMs);
+          if (gen !== this.generation) return;
+        }
+        this.counters.answered++;
+        this.io?.write(Buffer.from(`${formatSicsResponse(answer)}\r\n`, 'latin1'));
+        if (f.garbage && this.rng() < f.garbage) {
+          const junk = Buffer.alloc(randomInt(this.rng, 1, 16));
+          for (let i = 0; i < junk.length; i++) junk[i] = randomInt(this.rng, 0, 255);
+          this.io?.write(Buffer.concat([junk, Buffer.from('\r\n')]));
+        }
+      }
+    } finally {
+      if (gen === this.generation) this.busy = false;
+    }
+  }
+
+  /** One handler per command (protocols.md §3a). */
+  private async answer(line: string, gen: number): Promise<SicsResponse> {
+    let cmd: string;
+    let args: string[];
+    try {
+      ({ cmd, args } = parseSicsCommand(line));
+    } catch {
+      return { kind: 'error', code: 'ES' };
+    }
+    if (args.length > 0 && cmd !== 'I4') return { kind: 'error', code: 'ES' };
+    switch (cmd) {
+      case 'S': {
+        if (this.overloaded()) return { kind: 'status', cmd: 'S', status: '+' };
+        if (!(await this.waitStable(gen))) return { kind: 'status', cmd: 'S', status: 'I' };
+        return this.weight('S', true);
+      }
+      case 'SI': {
+        if (this.overloaded()) return { kind: 'status', cmd: 'S', status: '+' };
+        const r = this.physics.read(this.clock());
+        return this.weightOf('SI', r.grams, r.stable);
+      }
+      case 'Z': {
+        if (this.overloaded()) return { kind: 'status', cmd: 'Z', status: '+' };
+        if (!(await this.waitStable(gen))) return { kind: 'status', cmd: 'Z', status: 'I' };
+        this.physics.tare(this.clock());
+        return { kind: 'status', cmd: 'Z', status: 'A' };
+      }
+      case 'T': {
+        if (this.overloaded()) return { kind: 'status', cmd: 'T', status: '+' };
+        if (!(await this.waitStable(gen))) return { kind: 'status', cmd: 'T', status: 'I' };
+        const tare = this.physics.tare(this.clock());
+        return this.weightOf('T', tare, true);
+      }
+      case 'I4':
+        if (args.length > 0) return { kind: 'error', code: 'ES' };
+        return { kind: 'info', cmd: 'I4', value: this.serialNumber };
+      default:
+        return { kind: 'error', code: 'ES' };
+    }
+  }
+
+  private overloaded(): boolean {
+    return this.physics.read(this.clock()).overload;
+  }
+
+  private weight(cmd: 'S' | 'SI', stable: boolean): SicsResponse {
+    return this.weightOf(cmd, this.physics.read(this.clock()).grams, stable);
+  }
+
+  private weightOf(cmd: 'S' | 'SI' | 'T', grams: number, stable: boolean): SicsResponse {
+    const inUnit = this.unit === 'kg' ? grams / 1000 : grams;
+    let value = Number(inUnit.toFixed(this.decimals));
+    if (Object.is(value, -0)) value = 0;
+    return { kind: 'weight', cmd, stable, value, unit: this.unit, decimals: this.decimals };
+  }
+
+  /** True once the physics is stable, false after stableTimeoutMs. */
+  private async waitStable(gen: number): Promise<boolean> {
+    const start = Date.now();
+    for (;;) {
+      if (this.physics.isStable(this.clock())) return true;
+      if (Date.now() - start >= this.stableTimeoutMs) return false;
+      await this.sleep(POLL_MS);
+      if (gen !== this.generation) return false;
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.timers.delete(t);
+        resolve();
+      }, ms);
+      this.timers.add(t);
+    });
+  }
+}
