@@ -8,3 +8,6 @@ export { parsePricesCsv, RandomPrices } from './prices';
 export type { ReceivedEvent, StoreStats, OutOfOrderDevice, StoredAck } from './store';
 export * from './types';
 export { runCentralCli } from './cli';
+export { CentralMqttAdapter } from './mqtt-adapter';
+export type { CentralMqttAdapterOptions } from './mqtt-adapter';
+export type { IngestOutcome } from './simulator';

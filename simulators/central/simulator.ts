@@ -31,6 +31,7 @@ import {
   PromotionSchema,
   STORE_ID_RE,
   ProblemCode,
+  type AckResponse,
   type BatchResponse,
   type Change,
   type ChangesResponse,
@@ -122,6 +123,11 @@ type Reply =
   | { kind: 'html'; status: number; body: string }
   | { kind: 'none' };
 
+/** What ingestBatch answers: the batch response, or a problem (status and code as over HTTP). */
+export type IngestOutcome =
+  | { ok: true; response: BatchResponse }
+  | { ok: false; status: number; code: ProblemCode; detail: string; ext?: Record<string, unknown> };
+
 type Route = 'events:batch' | 'changes' | 'changes:ack';
 
 interface FeedListener {
@@ -152,6 +158,7 @@ export class CentralSimulator implements Service {
   private readonly sockets = new Set<Socket>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly listeners = new Set<FeedListener>();
+  private readonly changeHooks = new Set<(change: Change, cursor: string) => void>();
   private longPolls = 0;
   private sseStreams = 0;
   private randomTimer: NodeJS.Timeout | null = null;
@@ -374,8 +381,7 @@ export class CentralSimulator implements Service {
       store_id: input.storeId ?? null,
       published_at: new Date().toISOString(),
     };
-    db.appendChange(change, gtin);
-    this.notify(change.store_id);
+    this.published(change, db.appendChange(change, gtin));
     return change;
   }
 
@@ -407,8 +413,7 @@ export class CentralSimulator implements Service {
       version,
       published_at: new Date().toISOString(),
     };
-    db.appendChange(change, key);
-    this.notify(change.store_id);
+    this.published(change, db.appendChange(change, key));
     return change;
   }
 
@@ -466,11 +471,132 @@ export class CentralSimulator implements Service {
     this.randomTimer = null;
   }
 
+  // ---------------------------------------------------------------- transport-neutral API (HTTP and the MQTT adapter)
+
+  /**
+   * Calls `fn` after every change appended to the feed, with the cursor just after it (the MQTT
+   * adapter publishes changes live through this). Returns the unsubscribe function; stop() does not
+   * remove hooks (the adapter that added one removes it).
+   */
+  onChange(fn: (change: Change, cursor: string) => void): () => void {
+    this.changeHooks.add(fn);
+    return () => this.changeHooks.delete(fn);
+  }
+
+  /**
+   * One batch upload, as `POST /v1/stores/{storeId}/events:batch` processes it after the HTTP layer:
+   * envelope validation, the batch size limit, dedup by event_id, per-device order bookkeeping.
+   */
+  ingestBatch(storeId: string, batchId: string, body: unknown): IngestOutcome {
+    if (!STORE_ID_RE.test(storeId)) return { ok: false, status: 400, code: ProblemCode.INVALID_REQUEST, detail: `storeId ${JSON.stringify(storeId)} is invalid` };
+    if (!/^[\x21-\x7e]{1,128}$/.test(batchId)) {
+      return { ok: false, status: 400, code: ProblemCode.IDEMPOTENCY_KEY_MISSING, detail: 'the batch id must be 1-128 visible ASCII characters' };
+    }
+    const b = body as { events?: unknown };
+    if (b && typeof b === 'object' && Array.isArray(b.events) && b.events.length > this.maxBatchEvents) {
+      return { ok: false, status: 413, code: ProblemCode.PAYLOAD_TOO_LARGE, detail: `a batch holds at most ${this.maxBatchEvents} events`, ext: { max_events: this.maxBatchEvents } };
+    }
+    const env = BatchEnvelopeSchema.safeParse(body);
+    if (!env.success) {
+      return { ok: false, status: 400, code: ProblemCode.INVALID_REQUEST, detail: env.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ') };
+    }
+    const badGap = (env.data.gaps ?? []).find((g) => g.from_seq > g.to_seq);
+    if (badGap) return { ok: false, status: 400, code: ProblemCode.INVALID_REQUEST, detail: `gap ${badGap.from_seq}..${badGap.to_seq}: from_seq is after to_seq` };
+    const out = this.db().storeBatch(storeId, batchId, env.data.events, env.data.gaps ?? [], new Date().toISOString());
+    if (!out.ok) {
+      return { ok: false, status: 422, code: ProblemCode.IDEMPOTENCY_KEY_REUSED, detail: `Idempotency-Key ${batchId} was used before for a different set of events` };
+    }
+    const counts = { accepted: 0, duplicate: 0, rejected: 0 };
+    for (const r of out.results) counts[r.status]++;
+    this.log.debug({ storeId, batch: batchId, ...counts, contiguous_seq: out.contiguous_seq, retried: out.retried }, 'central-sim: batch');
+    return { ok: true, response: { batch_id: batchId, results: out.results, counts, contiguous_seq: out.contiguous_seq } };
+  }
+
+  /** Records a `changes:ack` request body for a store. */
+  ingestAcks(storeId: string, body: unknown): { ok: true; response: AckResponse } | { ok: false; status: number; code: ProblemCode; detail: string } {
+    const parsed = AckRequestSchema.safeParse(body);
+    if (!parsed.success) {
+      return { ok: false, status: 400, code: ProblemCode.INVALID_REQUEST, detail: parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ') };
+    }
+    const results = this.db().recordAcks(storeId, parsed.data.acks, new Date().toISOString());
+    return { ok: true, response: { results: parsed.data.acks.map((a, i) => ({ change_id: a.change_id, result: results[i] as 'recorded' | 'unknown_change' })) } };
+  }
+
+  /**
+   * Every change a store sees after `cursor` (null: from the beginning), each with the cursor just
+   * after it, with the feed faults (duplicate, reorder) applied per page, and the feed head as
+   * `next_cursor`. Invalid or expired cursors answer as the HTTP feed does (400 / 410).
+   */
+  feedAfter(
+    storeId: string,
+    cursor: string | null,
+  ): { ok: true; changes: { change: Change; cursor: string }[]; next_cursor: string } | { ok: false; status: number; code: ProblemCode; detail: string } {
+    let after = 0;
+    if (cursor !== null && cursor !== '') {
+      const pos = decodeCursor(cursor);
+      if (pos === null) return { ok: false, status: 400, code: ProblemCode.INVALID_CURSOR, detail: 'cursor is not one this service issued' };
+      if (pos > this.db().feedHead()) return { ok: false, status: 410, code: ProblemCode.CURSOR_EXPIRED, detail: 'cursor is ahead of this feed (the feed was reset); resynchronise without a cursor' };
+      after = pos;
+    }
+    const out: { change: Change; cursor: string }[] = [];
+    for (let pos = after; ; ) {
+      const rows = this.db().changesAfter(storeId, pos, LIMITS.maxFeedLimit);
+      if (rows.length === 0) break;
+      pos = (rows[rows.length - 1] as { feedSeq: number }).feedSeq;
+      for (const r of this.faultPage(rows)) out.push({ change: r.change, cursor: encodeCursor(r.feedSeq) });
+    }
+    return { ok: true, changes: out, next_cursor: encodeCursor(Math.max(after, this.db().feedHead())) };
+  }
+
+  /**
+   * Draws the request faults for a non-HTTP transport (the MQTT adapter), in the HTTP order, and
+   * counts them: `drop` and `timeout` mean ignore the request, `status` means answer with that
+   * problem status unprocessed, `lose` means process it but send no answer, `slowMs` a delay first.
+   */
+  drawRequestFaults(): { drop: boolean; timeout: boolean; slowMs: number; status: 429 | 503 | null; retryAfterS: number; lose: boolean } {
+    const f = this.currentFaults;
+    const c = this.counters.faults_injected;
+    const none = { drop: false, timeout: false, slowMs: 0, status: null, retryAfterS: f.retryAfterS, lose: false };
+    if (this.faultRng.chance(f.dropConnectionRate)) return (c.drop_connection++, { ...none, drop: true });
+    if (this.faultRng.chance(f.timeoutRate)) return (c.timeout++, { ...none, timeout: true });
+    if (f.slowMs > 0) c.slowed++;
+    if (this.faultRng.chance(f.status429Rate)) return (c.status429++, { ...none, slowMs: f.slowMs, status: 429 });
+    if (this.faultRng.chance(f.status5xxRate)) return (c.status5xx++, { ...none, slowMs: f.slowMs, status: 503 });
+    const lose = this.faultRng.chance(f.lostResponseRate);
+    if (lose) c.lost_response++;
+    return { ...none, slowMs: f.slowMs, lose };
+  }
+
+  /** Feed fault for a live change: true = deliver it twice (counted). */
+  drawDuplicateChange(): boolean {
+    if (!this.faultRng.chance(this.currentFaults.duplicateRate)) return false;
+    this.counters.faults_injected.feed_duplicates++;
+    return true;
+  }
+
+  /** Counts a request handled by another transport under `route` in stats().requests. */
+  countRequest(route: string): void {
+    this.counters.total++;
+    this.count(route);
+  }
+
   // ---------------------------------------------------------------- HTTP
 
   private db(): CentralStore {
     if (!this.store) throw new ShelfgateError(ErrorCode.STOPPED, 'central simulator is not running');
     return this.store;
+  }
+
+  private published(change: Change, feedSeq: number): void {
+    this.notify(change.store_id);
+    const cursor = encodeCursor(feedSeq);
+    for (const fn of [...this.changeHooks]) {
+      try {
+        fn(change, cursor);
+      } catch (e) {
+        this.log.warn({ err: e }, 'central-sim: change hook failed');
+      }
+    }
   }
 
   private notify(storeId: string | null): void {
@@ -624,27 +750,9 @@ export class CentralSimulator implements Service {
     const read = await this.readBody(req);
     if (!read.ok) return read.reply;
     if (!this.running) return { kind: 'none' };
-    const body = read.body as { events?: unknown };
-    if (body && typeof body === 'object' && Array.isArray(body.events) && body.events.length > this.maxBatchEvents) {
-      return problem(413, ProblemCode.PAYLOAD_TOO_LARGE, `a batch holds at most ${this.maxBatchEvents} events`, undefined, {
-        max_events: this.maxBatchEvents,
-      });
-    }
-    const env = BatchEnvelopeSchema.safeParse(body);
-    if (!env.success) {
-      return problem(400, ProblemCode.INVALID_REQUEST, env.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; '));
-    }
-    const badGap = (env.data.gaps ?? []).find((g) => g.from_seq > g.to_seq);
-    if (badGap) return problem(400, ProblemCode.INVALID_REQUEST, `gap ${badGap.from_seq}..${badGap.to_seq}: from_seq is after to_seq`);
-    const out = this.db().storeBatch(storeId, key, env.data.events, env.data.gaps ?? [], new Date().toISOString());
-    if (!out.ok) {
-      return problem(422, ProblemCode.IDEMPOTENCY_KEY_REUSED, `Idempotency-Key ${key} was used before for a different set of events`);
-    }
-    const counts = { accepted: 0, duplicate: 0, rejected: 0 };
-    for (const r of out.results) counts[r.status]++;
-    this.log.debug({ storeId, batch: key, ...counts, contiguous_seq: out.contiguous_seq, retried: out.retried }, 'central-sim: batch');
-    const response: BatchResponse = { batch_id: key, results: out.results, counts, contiguous_seq: out.contiguous_seq };
-    return { kind: 'json', status: 200, body: response };
+    const out = this.ingestBatch(storeId, key, read.body);
+    if (!out.ok) return problem(out.status, out.code, out.detail, undefined, out.ext);
+    return { kind: 'json', status: 200, body: out.response };
   }
 
   private async handleAck(req: http.IncomingMessage, storeId: string): Promise<Reply> {
@@ -652,12 +760,9 @@ export class CentralSimulator implements Service {
     const read = await this.readBody(req);
     if (!read.ok) return read.reply;
     if (!this.running) return { kind: 'none' };
-    const parsed = AckRequestSchema.safeParse(read.body);
-    if (!parsed.success) {
-      return problem(400, ProblemCode.INVALID_REQUEST, parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; '));
-    }
-    const results = this.db().recordAcks(storeId, parsed.data.acks, new Date().toISOString());
-    return { kind: 'json', status: 200, body: { results: parsed.data.acks.map((a, i) => ({ change_id: a.change_id, result: results[i] })) } };
+    const out = this.ingestAcks(storeId, read.body);
+    if (!out.ok) return problem(out.status, out.code, out.detail);
+    return { kind: 'json', status: 200, body: out.response };
   }
 
   /** Applies the feed faults (duplicate, reorder) to one page. */

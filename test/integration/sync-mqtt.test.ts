@@ -1,0 +1,420 @@
+/**
+ * The MQTT bridge (src/sync/mqtt-bridge.ts) against a REAL mosquitto on a loopback port, with the
+ * reference central consuming through simulators/central/mqtt-adapter.ts. The gateway and the central
+ * consumer are different broker users; an ACL keeps the store user on its own store's topics. The
+ * bridge is used directly (no daemon). Every wait is bounded.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ErrorCode, isShelfgateError } from '../../src/errors';
+import { silentLogger } from '../../src/log';
+import { MqttBridge, type MqttBridgeOptions, type MqttSyncConfig } from '../../src/sync/mqtt-bridge';
+import type { Change, UploadEvent } from '../../src/sync/types';
+import { CentralSimulator, decodeCursor } from '../../simulators/central/simulator';
+import { CentralMqttAdapter } from '../../simulators/central/mqtt-adapter';
+import { makeLeafCert, makeTestCa, startMosquitto, type Mosquitto } from '../helpers/mosquitto';
+
+const STORE = 'store-0042';
+const OTHER = 'store-0043';
+const PREFIX = 'shelfgate/central/v1';
+const log = silentLogger();
+
+const ACL = `
+user central
+topic readwrite ${PREFIX}/stores/#
+
+user ${STORE}
+topic write ${PREFIX}/stores/${STORE}/events/+
+topic write ${PREFIX}/stores/${STORE}/changes-sync
+topic write ${PREFIX}/stores/${STORE}/changes-ack
+topic read ${PREFIX}/stores/${STORE}/events-result/+
+topic read ${PREFIX}/stores/${STORE}/changes
+`;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+let seq = 0;
+function events(n: number, device = 'g1-s1/1'): UploadEvent[] {
+  return Array.from({ length: n }, () => ({
+    event_id: randomUUID(),
+    seq: ++seq,
+    device_id: device,
+    kind: 'pick',
+    priority: 0,
+    created_at: new Date().toISOString(),
+    payload: { units: 1 },
+  }));
+}
+
+async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+/** Fetches like the sync service: follows nextCursor until `done(seen)` and the cursor reached `head`. */
+async function drain(bridge: MqttBridge, cursor: string | null, done: (seen: Change[]) => boolean, head: () => string | null, timeoutMs = 10_000): Promise<{ seen: Change[]; cursor: string | null }> {
+  const seen: Change[] = [];
+  const deadline = Date.now() + timeoutMs;
+  const ac = new AbortController();
+  while (!(done(seen) && cursor === head())) {
+    if (Date.now() > deadline) throw new Error(`drain timed out; seen ${seen.map((c) => c.change_id).join(', ')}; cursor ${cursor} head ${head()}`);
+    try {
+      const r = await bridge.fetchChanges(cursor, 1, ac.signal);
+      seen.push(...r.changes);
+      cursor = r.nextCursor;
+    } catch (e) {
+      if (!isShelfgateError(e, ErrorCode.SYNC_RETRYABLE)) throw e;
+      await sleep(100);
+    }
+  }
+  return { seen, cursor };
+}
+
+/** Uploads like the sync service: retries SYNC_RETRYABLE until the deadline. */
+async function uploadWithRetry(bridge: MqttBridge, batchId: string, evs: UploadEvent[], retries: { n: number }, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await bridge.upload(batchId, evs);
+    } catch (e) {
+      if (!isShelfgateError(e, ErrorCode.SYNC_RETRYABLE) || Date.now() > deadline) throw e;
+      retries.n++;
+      await sleep(100);
+    }
+  }
+}
+
+describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
+  let dir: string;
+  let mosq: Mosquitto;
+  let central: CentralSimulator;
+  let adapter: CentralMqttAdapter;
+  const bridges: MqttBridge[] = [];
+  const head = (): string | null => {
+    const h = central.stats().changes.head;
+    return Buffer.from(`v1:${h}`).toString('base64url');
+  };
+
+  function bridge(over: Partial<MqttSyncConfig> = {}, extra: Partial<MqttBridgeOptions> = {}): MqttBridge {
+    const b = new MqttBridge({
+      storeId: STORE,
+      config: { url: mosq.url, username: STORE, password_file: join(dir, 'store.pw'), topic_prefix: PREFIX, ...over },
+      log,
+      resultTimeoutMs: 3_000,
+      reconnectPeriodMs: 200,
+      fatalReconnectPeriodMs: 1_000,
+      connectTimeoutMs: 3_000,
+      syncRetryMs: 3_000,
+      ...extra,
+    });
+    bridges.push(b);
+    return b;
+  }
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sg-syncmqtt-'));
+    writeFileSync(join(dir, 'store.pw'), 'store-secret\n');
+    writeFileSync(join(dir, 'wrong.pw'), 'not-the-password\n');
+    mosq = await startMosquitto({ users: { central: 'central-secret', [STORE]: 'store-secret' }, acl: ACL });
+    central = new CentralSimulator({ log });
+    await central.start();
+    adapter = new CentralMqttAdapter({ central, url: mosq.url, username: 'central', password: 'central-secret', topicPrefix: PREFIX, log, storeIds: [STORE] });
+    await adapter.start();
+  });
+
+  afterEach(async () => {
+    central.resetFaults();
+    await Promise.all(bridges.splice(0).map((b) => b.stop()));
+  });
+
+  afterAll(async () => {
+    await adapter?.stop();
+    await central?.stop();
+    await mosq?.dispose();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('uploads batches (pipelined); every result arrives; central stored every event exactly once', async () => {
+    const b = bridge();
+    await b.start();
+    expect(await b.waitReady(5_000)).toBe(true);
+    const batches = Array.from({ length: 5 }, (_, i) => ({ id: randomUUID(), evs: events(20, `dev-${i}`) }));
+    const results = await Promise.all(batches.map((x) => b.upload(x.id, x.evs)));
+    results.forEach((r, i) => {
+      expect(r).toHaveLength(20);
+      expect(r.every((x) => x.status === 'accepted')).toBe(true);
+      expect(new Set(r.map((x) => x.event_id))).toEqual(new Set(batches[i]!.evs.map((e) => e.event_id)));
+    });
+    const stored = central.receivedEvents(STORE);
+    const ids = new Set(batches.flatMap((x) => x.evs.map((e) => e.event_id)));
+    const mine = stored.filter((e) => ids.has(e.event_id));
+    expect(mine).toHaveLength(100);
+    expect(new Set(mine.map((e) => e.event_id)).size).toBe(100);
+    expect(central.stats().stores[STORE]!.out_of_order_devices).toEqual([]);
+  });
+
+  it('a repeated batch id answers duplicate for every event (also two at once)', async () => {
+    const b = bridge();
+    await b.start();
+    await b.waitReady(5_000);
+    const id = randomUUID();
+    const evs = events(10);
+    expect((await b.upload(id, evs)).every((r) => r.status === 'accepted')).toBe(true);
+    const again = await b.upload(id, evs);
+    expect(again).toHaveLength(10);
+    expect(again.every((r) => r.status === 'duplicate')).toBe(true);
+    const [x, y] = await Promise.all([b.upload(id, evs), b.upload(id, evs)]);
+    expect(x!.every((r) => r.status === 'duplicate') && y!.every((r) => r.status === 'duplicate')).toBe(true);
+    expect(central.receivedEvents(STORE).filter((e) => evs.some((v) => v.event_id === e.event_id))).toHaveLength(10);
+  });
+
+  it('an ignored batch (injected fault) times out retryable; the retry succeeds', async () => {
+    const b = bridge({}, { resultTimeoutMs: 800 });
+    await b.start();
+    await b.waitReady(5_000);
+    central.setFaults({ dropConnectionRate: 1 });
+    const id = randomUUID();
+    const evs = events(3);
+    await expect(b.upload(id, evs)).rejects.toMatchObject({ code: ErrorCode.SYNC_RETRYABLE });
+    central.setFaults({ dropConnectionRate: 0, status5xxRate: 1, retryAfterS: 2 });
+    await expect(b.upload(id, evs)).rejects.toMatchObject({ code: ErrorCode.SYNC_RETRYABLE, details: { status: 503, retryAfterMs: 2000 } });
+    central.setFaults({ status5xxRate: 0, lostResponseRate: 1 });
+    await expect(b.upload(id, evs)).rejects.toMatchObject({ code: ErrorCode.SYNC_RETRYABLE });
+    central.resetFaults();
+    expect((await b.upload(id, evs)).map((r) => r.status)).toEqual(['duplicate', 'duplicate', 'duplicate']); // the lost response had stored them
+  });
+
+  it('changes: replay from null, live changes, cursor reaches the feed head, acks are recorded', async () => {
+    const first = central.publishPrice({ gtin: '4006381333931', price: 199, currency: 'EUR' });
+    const b = bridge();
+    await b.start();
+    await b.waitReady(5_000);
+    let r = await drain(b, null, (seen) => seen.some((c) => c.change_id === first.change_id), head);
+    const p = central.publishPrice({ gtin: '4006381333931', price: 249, currency: 'EUR' });
+    const s = central.assignSlot({ storeId: STORE, shelf: 'g1-s2', slot: 3, gtin: '4006381333931', unitWeightG: 251.5 });
+    r = await drain(b, r.cursor, (seen) => [p.change_id, s.change_id].every((id) => seen.some((c) => c.change_id === id)), head);
+    expect(r.seen.every((c) => typeof c.cursor === 'string')).toBe(true);
+    // the same Change shape as the HTTPS transport hands out (src/sync/types.ts)
+    expect(r.seen.find((c) => c.change_id === s.change_id)).toMatchObject({ type: 'slot_assignment', shelf: 'g1-s2', slot: '3', unit_weight_g: 251.5 });
+    expect(r.cursor).toBe(head());
+    await b.ack([
+      { change_id: p.change_id, status: 'applied', applied_at: new Date().toISOString() },
+      { change_id: s.change_id, status: 'applied', applied_at: new Date().toISOString() },
+    ]);
+    await until('acks recorded', () => central.acks(STORE).filter((a) => a.change_id === p.change_id || a.change_id === s.change_id).length === 2);
+  });
+
+  it('the cursor handed out advances only to complete positions and reaches the store feed head', async () => {
+    const b = bridge();
+    await b.start();
+    await b.waitReady(5_000);
+    const ac = new AbortController();
+    let cursor: string | null = null;
+    const seen = new Set<string>();
+    const storeHead = (): number => {
+      const all = central.changes();
+      let pos = 0;
+      all.forEach((c, i) => {
+        if (c.store_id === null || c.store_id === STORE) pos = i + 1;
+      });
+      return pos;
+    };
+    const deadline = Date.now() + 10_000;
+    const notOurs = central.assignSlot({ storeId: OTHER, shelf: 'g9', slot: 1, gtin: '96385074', unitWeightG: 10 });
+    central.publishPrice({ gtin: '96385074', price: 100, currency: 'EUR' });
+    for (;;) {
+      const r = await b.fetchChanges(cursor, 1, ac.signal);
+      for (const c of r.changes) seen.add(c.change_id);
+      if (r.nextCursor !== null && r.nextCursor !== cursor) {
+        // every change of this store up to the cursor handed out has been seen
+        const pos = decodeCursor(r.nextCursor)!;
+        const upTo = central.changes().slice(0, pos).filter((c) => c.store_id === null || c.store_id === STORE);
+        for (const c of upTo) expect(seen.has(c.change_id), `${c.change_id} before cursor ${pos}`).toBe(true);
+      }
+      cursor = r.nextCursor;
+      if (cursor !== null && decodeCursor(cursor)! >= storeHead()) break;
+      if (Date.now() > deadline) throw new Error('cursor never reached the head');
+    }
+    expect(seen.has(notOurs.change_id)).toBe(false);
+  });
+
+  it('changes published while the gateway was away arrive after it reconnects (persistent session and changes-sync)', async () => {
+    const clientId = `shelfgate-${STORE}-offline-${randomUUID().slice(0, 8)}`;
+    const a = bridge({ client_id: clientId });
+    await a.start();
+    await a.waitReady(5_000);
+    const { cursor } = await drain(a, null, () => true, head);
+    await a.stop();
+
+    const published = [1, 2, 3].map((i) => central.publishPrice({ gtin: '4006381333931', price: 300 + i, currency: 'EUR' }));
+    await sleep(200);
+
+    const b = bridge({ client_id: clientId });
+    await b.start();
+    await b.waitReady(5_000);
+    expect(b.sessionPresent).toBe(true);
+    const r = await drain(b, cursor, (seen) => published.every((p) => seen.some((c) => c.change_id === p.change_id)), head);
+    expect(r.cursor).toBe(head());
+
+    // A fresh client id (no session at all) gets them through the changes-sync replay alone.
+    const c = bridge({ client_id: `${clientId}-fresh` });
+    await c.start();
+    await c.waitReady(5_000);
+    expect(c.sessionPresent).toBe(false);
+    await drain(c, cursor, (seen) => published.every((p) => seen.some((x) => x.change_id === p.change_id)), head);
+  });
+
+  it('wrong password -> SYNC_FATAL (uploads and the feed)', async () => {
+    const b = bridge({ password_file: join(dir, 'wrong.pw'), client_id: 'shelfgate-wrong-pw' });
+    await b.start();
+    expect(await b.waitReady(1_000)).toBe(false);
+    const err = await until('a fatal upload error', async () => {
+      try {
+        await b.upload(randomUUID(), events(1));
+        return undefined;
+      } catch (e) {
+        return isShelfgateError(e, ErrorCode.SYNC_FATAL) ? e : undefined;
+      }
+    }, 5_000);
+    // 0x86 bad user name or password; mosquitto 2.0 answers 0x87 not authorized
+    expect([0x86, 0x87]).toContain((err.details as { reasonCode: number }).reasonCode);
+    await expect(b.fetchChanges(null, 0, new AbortController().signal)).rejects.toMatchObject({ code: ErrorCode.SYNC_FATAL });
+  });
+
+  it('the ACL keeps a store user on its own store: acting for another store -> SYNC_FATAL', async () => {
+    const b = new MqttBridge({
+      storeId: OTHER,
+      config: { url: mosq.url, username: STORE, password_file: join(dir, 'store.pw'), topic_prefix: PREFIX, client_id: 'shelfgate-acl-test' },
+      log,
+      reconnectPeriodMs: 200,
+    });
+    bridges.push(b);
+    await b.start();
+    const err = await until('a fatal error', async () => {
+      try {
+        await b.upload(randomUUID(), events(1));
+        return undefined;
+      } catch (e) {
+        return isShelfgateError(e, ErrorCode.SYNC_FATAL) ? e : undefined;
+      }
+    }, 5_000);
+    // mosquitto grants the subscription (and delivers nothing) but refuses the publish with PUBACK 0x87
+    expect(err.message).toMatch(/refused/);
+  });
+
+  it('mosquitto killed (SIGKILL) and restarted mid-stream: uploads reject retryable while down, then succeed; nothing lost or doubled', async () => {
+    const b = bridge({ client_id: `shelfgate-${STORE}-restart` });
+    await b.start();
+    await b.waitReady(5_000);
+    let { cursor } = await drain(b, null, () => true, head);
+    const batches = Array.from({ length: 10 }, () => ({ id: randomUUID(), evs: events(10, 'restart-dev') }));
+    const retries = { n: 0 };
+    let downRejections = 0;
+    const done: string[][] = [];
+    const beforeChange = central.publishPrice({ gtin: '4006381333931', price: 400, currency: 'EUR' });
+    let duringChange: Change | null = null;
+    for (let i = 0; i < batches.length; i++) {
+      const x = batches[i]!;
+      if (i === 4) {
+        await sleep(2_500); // past mosquitto's autosave (every 1-2 s), so the session is on disk before SIGKILL
+        await mosq.kill();
+        await until('the bridge to notice', () => !b.connected, 5_000);
+        await expect(b.upload(x.id, x.evs)).rejects.toMatchObject({ code: ErrorCode.SYNC_RETRYABLE });
+        downRejections++;
+        duringChange = central.publishPrice({ gtin: '4006381333931', price: 401, currency: 'EUR' }) as unknown as Change;
+        setTimeout(() => void mosq.restart(), 700);
+      }
+      const r = await uploadWithRetry(b, x.id, x.evs, retries);
+      expect(r.every((e) => e.status === 'accepted' || e.status === 'duplicate')).toBe(true);
+      done.push(r.map((e) => e.event_id));
+    }
+    expect(downRejections).toBe(1);
+    expect(b.sessionPresent).toBe(true); // the persistent session survived the broker restart
+    expect(retries.n).toBeGreaterThan(0);
+    const ids = batches.flatMap((x) => x.evs.map((e) => e.event_id));
+    const idSet = new Set(ids);
+    const stored = central.receivedEvents(STORE, { orderBy: 'seq' }).filter((e) => idSet.has(e.event_id));
+    expect(stored).toHaveLength(100);
+    expect(new Set(stored.map((e) => e.event_id)).size).toBe(100);
+    expect(central.stats().stores[STORE]!.out_of_order_devices).toEqual([]);
+    // the changes published before and during the outage arrive after it
+    ({ cursor } = await drain(b, cursor, (seen) => [beforeChange.change_id, duringChange!.change_id].every((id) => seen.some((c) => c.change_id === id)), head, 15_000));
+    expect(cursor).toBe(head());
+  });
+});
+
+describe('MQTT bridge over TLS (test CA made with openssl)', () => {
+  let dir: string;
+  let mosq: Mosquitto;
+  let mtls: Mosquitto;
+  let central: CentralSimulator;
+  let adapter: CentralMqttAdapter;
+  const bridges: MqttBridge[] = [];
+  let files: { ca: string; otherCa: string; clientCert: string; clientKey: string };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sg-syncmqtt-tls-'));
+    const ca = makeTestCa(dir, 'test-ca');
+    const other = makeTestCa(dir, 'other-ca');
+    const server = makeLeafCert(dir, ca, 'broker');
+    const client = makeLeafCert(dir, ca, STORE, { client: true });
+    files = { ca: ca.certFile, otherCa: other.certFile, clientCert: client.certFile, clientKey: client.keyFile };
+    mosq = await startMosquitto({ tls: { caFile: ca.certFile, certFile: server.certFile, keyFile: server.keyFile } });
+    mtls = await startMosquitto({ tls: { caFile: ca.certFile, certFile: server.certFile, keyFile: server.keyFile, requireCertificate: true } });
+    central = new CentralSimulator({ log });
+    await central.start();
+    adapter = new CentralMqttAdapter({ central, url: mosq.url, topicPrefix: PREFIX, log, clientId: 'central-tls-test' });
+    await adapter.start();
+  }, 60_000);
+
+  afterEach(async () => {
+    await Promise.all(bridges.splice(0).map((b) => b.stop()));
+  });
+
+  afterAll(async () => {
+    await adapter?.stop();
+    await central?.stop();
+    await mosq?.dispose();
+    await mtls?.dispose();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  function bridge(url: string, over: Partial<MqttSyncConfig>): MqttBridge {
+    const b = new MqttBridge({ storeId: STORE, config: { url, topic_prefix: PREFIX, ...over }, log, reconnectPeriodMs: 200, fatalReconnectPeriodMs: 1_000, connectTimeoutMs: 3_000, resultTimeoutMs: 3_000 });
+    bridges.push(b);
+    return b;
+  }
+
+  it('with the right CA the gateway connects and uploads', async () => {
+    const b = bridge(mosq.tlsUrl!, { ca_file: files.ca });
+    await b.start();
+    expect(await b.waitReady(5_000)).toBe(true);
+    const r = await b.upload(randomUUID(), events(2));
+    expect(r.map((x) => x.status)).toEqual(['accepted', 'accepted']);
+  });
+
+  it('with another CA the broker is refused: SYNC_FATAL', async () => {
+    const b = bridge(mosq.tlsUrl!, { ca_file: files.otherCa, client_id: 'shelfgate-other-ca' });
+    await b.start();
+    expect(await b.waitReady(1_500)).toBe(false);
+    await expect(b.upload(randomUUID(), events(1))).rejects.toMatchObject({ code: ErrorCode.SYNC_FATAL });
+  });
+
+  it('mutual TLS: with the client certificate it connects; without one the broker refuses', async () => {
+    const ok = bridge(mtls.tlsUrl!, { ca_file: files.ca, cert_file: files.clientCert, key_file: files.clientKey, client_id: 'shelfgate-mtls-ok' });
+    await ok.start();
+    expect(await ok.waitReady(5_000)).toBe(true);
+    const no = bridge(mtls.tlsUrl!, { ca_file: files.ca, client_id: 'shelfgate-mtls-none' });
+    await no.start();
+    expect(await no.waitReady(1_500)).toBe(false);
+    await expect(no.upload(randomUUID(), events(1))).rejects.toMatchObject({ code: expect.stringMatching(/SYNC_(RETRYABLE|FATAL)/) });
+  });
+});
