@@ -8,7 +8,7 @@
  * | role       | may subscribe (filter must stay inside)                         | may publish                                  |
  * |------------|-----------------------------------------------------------------|----------------------------------------------|
  * | kiosk      | P/shelf/#, P/device/+/availability, P/gateway/status, P/price/#, | P/request/<cmd>, read-only cmds (stock.get)  |
- * |            | P/response/<self>/#                                             |                                              |
+ * |            | P/sync/status, P/response/<self>/#                              |                                              |
  * | service    | P/# except other users' P/response/<other>/...                  | P/request/<cmd>, any cmd except calibrate.*  |
  * | technician | P/# except other users' P/response/<other>/...                  | P/request/<cmd>, any cmd incl. calibrate.*   |
  * | admin      | anything (incl. other users' responses, $SYS/#)                 | anything under P except gateway-owned topics |
@@ -103,7 +103,7 @@ export function readableFilters(role: Role, username: string, store: string): st
   const own = `${p}response/${username}/#`;
   switch (role) {
     case 'kiosk':
-      return [`${p}shelf/#`, `${p}device/+/availability`, `${p}gateway/status`, `${p}price/#`, own];
+      return [`${p}shelf/#`, `${p}device/+/availability`, `${p}gateway/status`, `${p}price/#`, `${p}sync/status`, own];
     case 'service':
     case 'technician':
       return [`${p}#`];

@@ -149,6 +149,16 @@ export function extFilter(store: string, username: string): string {
   return `${storePrefix(store)}ext/${validateId(username, 'username')}/#`;
 }
 
+/** `shelfgate/v1/<store>/price/<gtin>` (retained): the price in effect, from central (src/sync). */
+export function price(store: string, gtin: string): string {
+  return `${storePrefix(store)}price/${validateId(gtin, 'gtin')}`;
+}
+
+/** `shelfgate/v1/<store>/sync/status` (retained): the central sync state (src/sync). */
+export function syncStatus(store: string): string {
+  return `${storePrefix(store)}sync/status`;
+}
+
 // ---- payloads ----
 
 export interface GatewayStatus {

@@ -79,6 +79,61 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    description: 'central sync: prices, slot versions, parked events, pending acks, declared seq gaps',
+    up: `
+      -- Prices from central's change feed (src/sync/prices.ts): the newest version applied per GTIN.
+      CREATE TABLE prices (
+        gtin       TEXT PRIMARY KEY,    -- GTIN-14 as in the feed
+        price      INTEGER NOT NULL,    -- minor units
+        currency   TEXT NOT NULL,
+        promotion  TEXT,                -- JSON or NULL
+        version    INTEGER NOT NULL,
+        change_id  TEXT NOT NULL,
+        applied_at INTEGER NOT NULL     -- ms epoch
+      );
+
+      -- Newest slot-assignment version applied per (shelf, slot) (the version rule).
+      CREATE TABLE slot_versions (
+        shelf_id   TEXT NOT NULL,
+        slot_id    TEXT NOT NULL,
+        version    INTEGER NOT NULL,
+        change_id  TEXT,
+        applied_at INTEGER,             -- ms epoch
+        PRIMARY KEY (shelf_id, slot_id)
+      );
+
+      -- Events central rejected for good: kept aside for inspection, never resent.
+      CREATE TABLE parked (
+        event_id   TEXT PRIMARY KEY,
+        seq        INTEGER NOT NULL,
+        device_id  TEXT,
+        kind       TEXT,
+        priority   INTEGER,
+        payload    TEXT,
+        created_at INTEGER,             -- ms epoch
+        error      TEXT NOT NULL,       -- JSON {code, message}
+        parked_at  INTEGER NOT NULL     -- ms epoch
+      );
+
+      -- Acknowledgements of processed changes not yet confirmed by central (survive a crash).
+      CREATE TABLE pending_acks (
+        change_id  TEXT PRIMARY KEY,
+        status     TEXT NOT NULL,       -- applied | stale | invalid
+        applied_at TEXT NOT NULL,       -- RFC 3339
+        detail     TEXT
+      );
+
+      -- Seq ranges removed from the outbox by the buffer policy, to declare to central as gaps.
+      CREATE TABLE sync_gaps (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        from_seq INTEGER NOT NULL,
+        to_seq   INTEGER NOT NULL,
+        reason   TEXT NOT NULL          -- compacted | dropped_buffer_full
+      );
+    `,
+  },
 ];
 
 /** The schema version this build writes. */

@@ -162,6 +162,25 @@ export interface StoreStats {
   pendingOps: number;
 }
 
+/** An outbox row removed by removeFromOutbox (no payload). */
+export interface RemovedOutboxRow {
+  seq: number;
+  eventId: string;
+  deviceId: string;
+  kind: string;
+  priority: number;
+  bytes: number;
+}
+
+/** The last batch that failed to commit (see StoreWriteError). */
+export interface LastWriteError {
+  code: string;
+  /** ms epoch */
+  at: number;
+  /** failedBatches when it happened (a counter the caller can compare). */
+  failedBatches: number;
+}
+
 /** A batch could not be committed; `sqliteCode` is SQLite's (SQLITE_FULL, SQLITE_IOERR_WRITE, ...). */
 export class StoreWriteError extends Error {
   readonly sqliteCode: string;
@@ -292,6 +311,8 @@ export class Store implements Service {
   private lastSeq = 0;
   private readonly limiter: LogLimiter;
   private readonly counters = { batches: 0, ops: 0, rowsWritten: 0, lastBatchMs: 0, maxBatchMs: 0, failedBatches: 0, failedOps: 0 };
+  private readonly appendListeners = new Set<() => void>();
+  private lastFailure: LastWriteError | null = null;
 
   constructor(private readonly o: StoreOptions) {
     this.limiter = new LogLimiter(o.log);
@@ -500,6 +521,58 @@ export class Store implements Service {
     return { ...this.counters, pendingOps: this.batch.ops };
   }
 
+  // ---- for the sync service (src/sync): its own tables and the buffer policy ----
+
+  /**
+   * Runs `fn` as one synchronous transaction on the writer connection (like ackOutbox: between
+   * queued batches, on the same thread, durable when it returns; rolled back if `fn` throws).
+   * For the sync tables (prices, slot_versions, parked, pending_acks, sync_gaps) and meta, and for
+   * reads. Never delete or insert outbox rows through it: use removeFromOutbox, which keeps the
+   * in-memory outbox counters right.
+   */
+  transaction<T>(fn: (db: Database) => T): T {
+    this.stmts();
+    const db = this.db!;
+    return db.transaction(() => fn(db))();
+  }
+
+  /**
+   * Deletes outbox rows by seq and runs `also(db, removed)` in the SAME transaction (e.g. to park
+   * them or to record drop counters and gaps), so either both happen or neither. Unknown seqs are
+   * ignored. Returns the rows removed, in the order given. Throws (nothing changed) if the
+   * transaction fails, e.g. SQLITE_FULL.
+   */
+  removeFromOutbox(seqs: readonly number[], also?: (db: Database, removed: RemovedOutboxRow[]) => void): RemovedOutboxRow[] {
+    this.stmts();
+    const db = this.db!;
+    const del = db.prepare('DELETE FROM outbox WHERE seq = ? RETURNING seq, event_id, device_id, kind, priority, bytes');
+    const removed = db.transaction(() => {
+      const out: RemovedOutboxRow[] = [];
+      for (const seq of seqs) {
+        const r = del.get(seq) as { seq: number; event_id: string; device_id: string; kind: string; priority: number; bytes: number } | undefined;
+        if (r) out.push({ seq: r.seq, eventId: r.event_id, deviceId: r.device_id, kind: r.kind, priority: r.priority, bytes: r.bytes });
+      }
+      also?.(db, out);
+      return out;
+    })();
+    let bytes = 0;
+    for (const r of removed) bytes += r.bytes;
+    this.outboxCount -= removed.length;
+    this.outboxBytes -= bytes;
+    return removed;
+  }
+
+  /** Calls `fn` after every committed batch that appended outbox events. Returns an unsubscribe function. */
+  onOutboxAppend(fn: () => void): () => void {
+    this.appendListeners.add(fn);
+    return () => this.appendListeners.delete(fn);
+  }
+
+  /** The last batch that could not be committed (SQLITE_FULL, ...), or null. */
+  lastWriteError(): LastWriteError | null {
+    return this.lastFailure;
+  }
+
   /**
    * The open connection, for diagnostics and fault-injection tests only (e.g. `PRAGMA max_page_count`
    * to simulate a full disk). Never write through it: the Store is the one writer.
@@ -568,6 +641,15 @@ export class Store implements Service {
     for (const op of b.slotStates.values()) for (const w of op.waiters) w.resolve();
     for (const op of b.calibrations) op.waiter.resolve();
     for (const op of b.devices.values()) for (const w of op.waiters) w.resolve();
+    if (result.inserted > 0) {
+      for (const fn of this.appendListeners) {
+        try {
+          fn();
+        } catch (e) {
+          this.limiter.error('append-listener', { err: (e as Error)?.message }, 'outbox append listener failed');
+        }
+      }
+    }
   }
 
   /** Runs inside the batch transaction. */
@@ -637,6 +719,7 @@ export class Store implements Service {
         : new StoreWriteError(`could not commit ${b.ops} store writes (${sqliteCode}): ${(e as Error)?.message ?? String(e)}; none of them was saved`, sqliteCode, b.ops, e);
     this.counters.failedBatches++;
     this.counters.failedOps += b.ops;
+    this.lastFailure = { code: sqliteCode, at: Date.now(), failedBatches: this.counters.failedBatches };
     this.limiter.error(`batch:${sqliteCode}`, { err: err.message, code: sqliteCode, ops: b.ops }, 'store batch failed: its writes were rejected');
     for (const ev of b.events) ev.waiter.reject(err);
     for (const op of b.slotStates.values()) for (const w of op.waiters) w.reject(err);

@@ -1,0 +1,389 @@
+/**
+ * The sync service over the HTTPS transport against the reference central (CentralSimulator) on
+ * 127.0.0.1 (port 0), with a real Store on a SQLite file, a real local bus and MQTT subscribers.
+ * Bounded waits everywhere; every run uses its own tmp dir and ports, so two runs can share a host.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { hashPassword } from '../../src/bus/auth';
+import { LocalBus } from '../../src/bus/broker';
+import { configSchema, syncSchema, type SyncConfig } from '../../src/config/schema';
+import { ErrorCode, ShelfgateError, isShelfgateError } from '../../src/errors';
+import { silentLogger } from '../../src/log';
+import { Store } from '../../src/store/store';
+import { HttpsTransport } from '../../src/sync/https';
+import { SyncService } from '../../src/sync/service';
+import { CentralSimulator, type CentralTlsOptions, type FaultsPatch } from '../../simulators/central';
+import { connectClient, waitFor } from '../helpers/daemon';
+
+const STORE = 'st1';
+const GTIN = '04006381333931';
+const GTIN2 = '05901234123457';
+const PASSWORD = 'pw-for-tests';
+const log = silentLogger();
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  while (cleanups.length > 0) {
+    try {
+      await cleanups.pop()!();
+    } catch {
+      // keep cleaning
+    }
+  }
+});
+
+function tmp(): string {
+  return mkdtempSync(join(tmpdir(), 'sg-sync-'));
+}
+
+function syncConfig(url: string, extra: Record<string, unknown> = {}, https: Record<string, unknown> = {}): SyncConfig {
+  return syncSchema.parse({
+    transport: 'https',
+    https: { url, request_timeout_ms: 2000, ...https },
+    batch_max_events: 50,
+    pipeline: 4,
+    backoff: { initial_ms: 20, max_ms: 300 },
+    long_poll_s: 1,
+    ...extra,
+  });
+}
+
+async function startCentral(opts: { port?: number; dbPath?: string; faults?: FaultsPatch; tls?: CentralTlsOptions } = {}): Promise<CentralSimulator> {
+  const c = new CentralSimulator({ log, port: opts.port ?? 0, dbPath: opts.dbPath, faults: opts.faults, tls: opts.tls, seed: 7 });
+  await c.start();
+  cleanups.push(() => c.stop());
+  return c;
+}
+
+/** A free port: listen on 0, read it, close. */
+async function freePort(): Promise<number> {
+  const c = new CentralSimulator({ log });
+  await c.start();
+  const p = c.port;
+  await c.stop();
+  return p;
+}
+
+interface Gw {
+  dir: string;
+  store: Store;
+  bus: LocalBus;
+  sync: SyncService;
+  assigned: Array<{ shelf: string; slot: string; gtin: string | null; unitWeightG: number | null }>;
+  stop(): Promise<void>;
+}
+
+async function gateway(cfg: SyncConfig, dir = tmp(), opts: { withKiosk?: boolean; beforeSync?: (bus: LocalBus) => Promise<void> } = {}): Promise<Gw> {
+  const store = new Store({ path: join(dir, 'shelfgate.db'), synchronous: 'normal', flushIntervalMs: 5, storeId: STORE, log });
+  await store.start();
+  const users = opts.withKiosk ? [{ username: 'kiosk', role: 'kiosk', password_hash: await hashPassword(PASSWORD) }] : [];
+  const mqtt = configSchema.shape.mqtt.parse({ port: 0, users });
+  const bus = new LocalBus({ config: mqtt, storeId: STORE, log });
+  await bus.start();
+  await opts.beforeSync?.(bus);
+  const assigned: Gw['assigned'] = [];
+  const shelves = {
+    async assignSlot(shelf: string, slot: string, a: { gtin: string | null; unitWeightG: number | null }) {
+      if (shelf !== 'sh1' || !['1', '2'].includes(slot)) throw new ShelfgateError(ErrorCode.NOT_FOUND, `no slot ${shelf}/${slot}`);
+      assigned.push({ shelf, slot, ...a });
+      return { count: null };
+    },
+  };
+  const transport = new HttpsTransport({ config: cfg.https!, storeId: STORE, log });
+  const sync = new SyncService({ storeId: STORE, config: cfg, store, bus, shelves, transport, log, statusIntervalMs: 200, idlePollMs: 100, bufferCheckMs: 200 });
+  await sync.start();
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await sync.stop();
+    await bus.stop();
+    await store.stop();
+  };
+  cleanups.push(stop);
+  return { dir, store, bus, sync, assigned, stop };
+}
+
+async function appendEvents(store: Store, n: number, devices: number, from = 0): Promise<void> {
+  const ps: Promise<unknown>[] = [];
+  for (let i = from; i < from + n; i++) {
+    const d = i % devices;
+    ps.push(store.appendEvent({ deviceId: `sh1/${d}`, kind: i % 3 === 0 ? 'put' : 'pick', priority: 0, payload: { count: i, i, shelf_id: 'sh1', slot_id: String(d) } }));
+  }
+  await Promise.all(ps);
+}
+
+/** Every event exactly once, and per device in seq order of first storage (central's out-of-order report empty). */
+function expectExactlyOnceInOrder(central: CentralSimulator, expected: number): void {
+  const got = central.receivedEvents(STORE, { orderBy: 'arrival' });
+  expect(got.length).toBe(expected);
+  expect(new Set(got.map((e) => e.event_id)).size).toBe(expected);
+  const lastByDevice = new Map<string, number>();
+  for (const e of got) {
+    expect(e.seq).toBeGreaterThan(lastByDevice.get(e.device_id) ?? 0);
+    lastByDevice.set(e.device_id, e.seq);
+  }
+  expect(central.stats().stores[STORE]!.out_of_order_devices).toEqual([]);
+}
+
+describe('sync over HTTPS: upstream', () => {
+  it('events appended while central is down arrive once it is up, exactly once, per-device in order; the outbox empties', async () => {
+    const port = await freePort();
+    const gw = await gateway(syncConfig(`http://127.0.0.1:${port}`));
+    await appendEvents(gw.store, 600, 7);
+    await waitFor(() => gw.sync.status().last_error !== null, 5000, 'a connection error while central is down');
+    expect(gw.sync.status().connected).toBe(false);
+    expect(gw.store.outboxStats().count).toBe(600);
+
+    const central = await startCentral({ port, dbPath: join(gw.dir, 'central.db') });
+    await waitFor(() => gw.store.outboxStats().count === 0, 15_000, 'outbox drained');
+    expectExactlyOnceInOrder(central, 600);
+    expect(gw.sync.status()).toMatchObject({ connected: true, backlog_count: 0, backlog_bytes: 0, parked: 0 });
+    // central saw everything up to the last seq
+    expect(central.stats().stores[STORE]!.contiguous_seq).toBe(600);
+  });
+
+  it('faults (503, dropped connections, lost responses, slow answers, timeouts): everything arrives exactly once', async () => {
+    const central = await startCentral({
+      faults: { status5xxRate: 0.3, dropConnectionRate: 0.2, lostResponseRate: 0.2, slowMs: 30, timeoutRate: 0.05, retryAfterS: 0 },
+    });
+    const gw = await gateway(syncConfig(central.url, {}, { request_timeout_ms: 500 }));
+    for (let k = 0; k < 5; k++) {
+      await appendEvents(gw.store, 200, 9, k * 200);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await waitFor(() => gw.store.outboxStats().count === 0, 25_000, 'outbox drained under faults');
+    expectExactlyOnceInOrder(central, 1000);
+    const st = central.stats();
+    expect(st.requests.faults_injected.lost_response).toBeGreaterThan(0);
+    expect(st.requests.faults_injected.status5xx).toBeGreaterThan(0);
+    expect(st.stores[STORE]!.duplicates).toBeGreaterThan(0); // lost responses were retried and deduplicated
+    expect(gw.sync.stats().uploaded + gw.sync.stats().duplicates).toBeGreaterThanOrEqual(1000);
+  }, 40_000);
+
+  it('a compressed long outage: central goes away under load, comes back; everything arrives, nothing twice', async () => {
+    const dir = tmp();
+    const dbPath = join(dir, 'central.db');
+    let central = await startCentral({ dbPath });
+    const port = central.port;
+    const gw = await gateway(syncConfig(central.url, { backoff: { initial_ms: 20, max_ms: 400 } }), dir);
+    await appendEvents(gw.store, 100, 5);
+    await waitFor(() => gw.store.outboxStats().count === 0, 10_000, 'first events uploaded');
+    await central.stop();
+    for (let k = 1; k <= 10; k++) {
+      await appendEvents(gw.store, 100, 5, k * 100);
+      await new Promise((r) => setTimeout(r, 120));
+    }
+    expect(gw.store.outboxStats().count).toBe(1000);
+    expect(gw.sync.status().connected).toBe(false);
+    central = await startCentral({ port, dbPath });
+    await waitFor(() => gw.store.outboxStats().count === 0, 15_000, 'outbox drained after the outage');
+    expectExactlyOnceInOrder(central, 1100);
+    expect(central.stats().stores[STORE]!.contiguous_seq).toBe(1100);
+  }, 40_000);
+
+  it('a rejected event is parked with its error, never resent, and reported', async () => {
+    const central = await startCentral();
+    const gw = await gateway(syncConfig(central.url));
+    await gw.store.appendEvent({ deviceId: 'sh1/1', kind: 'pick', payload: { count: 1 } });
+    await gw.store.appendEvent({ deviceId: 'sh1/1', kind: 'teleport', payload: { count: 2 } }); // unknown kind
+    await gw.store.appendEvent({ deviceId: 'sh1/1', kind: 'put', payload: { count: 3 } });
+    await waitFor(() => gw.store.outboxStats().count === 0, 10_000, 'outbox empty');
+    await waitFor(() => gw.sync.status().parked === 1, 5000, 'parked reported');
+    const parked = gw.store.transaction((db) => db.prepare('SELECT seq, kind, error FROM parked').all()) as { seq: number; kind: string; error: string }[];
+    expect(parked).toHaveLength(1);
+    expect(parked[0]).toMatchObject({ seq: 2, kind: 'teleport' });
+    expect(JSON.parse(parked[0]!.error)).toMatchObject({ code: 'unknown_kind' });
+    expect(central.receivedEvents(STORE).map((e) => e.seq)).toEqual([1, 3]);
+    const batches = central.stats().stores[STORE]!.batches;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(central.stats().stores[STORE]!.batches).toBe(batches); // not resent
+  });
+});
+
+describe('sync over HTTPS: downstream', () => {
+  it('prices delivered out of order and twice: the newest version wins, subscribers never see an older one, stale ones are acked stale', async () => {
+    const central = await startCentral({ faults: { duplicateRate: 0.5, reorder: true } });
+    for (let v = 1; v <= 5; v++) central.publishPrice({ gtin: GTIN, price: 100 + v, currency: 'EUR', version: v });
+    central.publishPrice({ gtin: GTIN2, price: 50, currency: 'EUR' });
+    let messages: Array<{ topic: string; payload: string; retain: boolean }> = [];
+    const gw = await gateway(syncConfig(central.url), tmp(), {
+      withKiosk: true,
+      beforeSync: async (bus) => {
+        const c = await connectClient(bus.address().port, 'kiosk', PASSWORD);
+        cleanups.push(() => c.client.endAsync());
+        await c.client.subscribeAsync(`shelfgate/v1/${STORE}/price/#`, { qos: 1 });
+        await c.client.subscribeAsync(`shelfgate/v1/${STORE}/sync/status`, { qos: 1 });
+        messages = c.messages;
+      },
+    });
+    const versions = (gtin: string) => messages.filter((m) => m.topic === `shelfgate/v1/${STORE}/price/${gtin}`).map((m) => (JSON.parse(m.payload) as { version: number }).version);
+    await waitFor(() => versions(GTIN).includes(5) && versions(GTIN2).length > 0, 10_000, 'newest price published');
+    // more versions, one page at a time, plus duplicates from the fault
+    for (let v = 6; v <= 8; v++) {
+      central.publishPrice({ gtin: GTIN, price: 100 + v, currency: 'EUR', version: v });
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    await waitFor(() => versions(GTIN).includes(8), 10_000, 'version 8 published');
+    const seen = versions(GTIN);
+    for (let i = 1; i < seen.length; i++) expect(seen[i]).toBeGreaterThan(seen[i - 1]!);
+    expect(gw.sync.prices.price(GTIN)).toMatchObject({ version: 8, price: 108, currency: 'EUR' });
+    const msg = JSON.parse(messages.filter((m) => m.topic.endsWith(`/price/${GTIN}`)).at(-1)!.payload) as Record<string, unknown>;
+    expect(msg).toMatchObject({ gtin: GTIN, price: 108, currency: 'EUR', promotion: null, version: 8 });
+    expect(typeof msg.applied_at).toBe('string');
+    // acks: v5 and v8 applied; v1..v4 (same page as v5) stale
+    await waitFor(() => central.acks(STORE).length >= 9, 10_000, 'acks recorded');
+    const acks = new Map(central.acks(STORE).map((a) => [a.change_id, a.status]));
+    for (let v = 1; v <= 4; v++) expect(acks.get(`price/${GTIN}/v${v}`)).toBe('stale');
+    expect(acks.get(`price/${GTIN}/v5`)).toBe('applied');
+    expect(acks.get(`price/${GTIN}/v8`)).toBe('applied');
+    expect(acks.get(`price/${GTIN2}/v1`)).toBe('applied');
+    expect(central.stats().requests.faults_injected.feed_duplicates + central.stats().requests.faults_injected.feed_reordered_pages).toBeGreaterThan(0);
+    // sync/status is readable by a kiosk
+    await waitFor(() => messages.some((m) => m.topic.endsWith('/sync/status') && (JSON.parse(m.payload) as { connected: boolean }).connected), 5000, 'status');
+    const status = JSON.parse(messages.filter((m) => m.topic.endsWith('/sync/status')).at(-1)!.payload) as Record<string, unknown>;
+    for (const k of ['transport', 'connected', 'backlog_count', 'backlog_bytes', 'oldest_event_age_s', 'last_success', 'last_error', 'dropped', 'compacted', 'parked', 'cursor']) {
+      expect(status).toHaveProperty(k);
+    }
+  });
+
+  it('slot assignments go through the version rule; an unknown slot is acked invalid', async () => {
+    const central = await startCentral();
+    central.assignSlot({ storeId: STORE, shelf: 'sh1', slot: 1, gtin: GTIN, unitWeightG: 250 });
+    central.assignSlot({ storeId: STORE, shelf: 'sh1', slot: 1, gtin: GTIN2, unitWeightG: 120 });
+    central.assignSlot({ storeId: STORE, shelf: 'sh1', slot: 9, gtin: GTIN, unitWeightG: 250 });
+    central.assignSlot({ storeId: 'other', shelf: 'sh1', slot: 2, gtin: GTIN, unitWeightG: 250 });
+    const gw = await gateway(syncConfig(central.url));
+    await waitFor(() => central.acks(STORE).length === 3, 10_000, 'slot acks');
+    expect(gw.assigned).toEqual([{ shelf: 'sh1', slot: '1', gtin: GTIN2, unitWeightG: 120 }]);
+    const acks = new Map(central.acks(STORE).map((a) => [a.change_id, a]));
+    expect(acks.get(`slot/${STORE}/sh1/1/v1`)?.status).toBe('stale');
+    expect(acks.get(`slot/${STORE}/sh1/1/v2`)?.status).toBe('applied');
+    expect(acks.get(`slot/${STORE}/sh1/9/v1`)).toMatchObject({ status: 'invalid', detail: expect.stringMatching(/unknown slot/) });
+    expect(gw.sync.prices.slotVersion('sh1', '1')).toBe(2);
+  });
+
+  it('a restart resumes from the stored cursor: nothing applied twice, nothing missed', async () => {
+    const central = await startCentral();
+    central.publishPrice({ gtin: GTIN, price: 100, currency: 'EUR' });
+    central.publishPrice({ gtin: GTIN2, price: 200, currency: 'EUR' });
+    const dir = tmp();
+    const cfg = syncConfig(central.url);
+    let gw = await gateway(cfg, dir);
+    await waitFor(() => central.acks(STORE).length === 2, 10_000, 'first acks');
+    await waitFor(() => gw.sync.status().pending_acks === 0, 5000, 'acks confirmed');
+    const cursor = gw.sync.prices.cursor();
+    expect(cursor).not.toBeNull();
+    await gw.stop();
+
+    central.publishPrice({ gtin: GTIN, price: 110, currency: 'EUR' });
+    central.publishPrice({ gtin: GTIN2, price: 220, currency: 'EUR', promotion: { was_price: 250, valid_from: '2025-03-03T00:00:00+01:00', valid_to: '2025-03-10T00:00:00+01:00' } });
+    gw = await gateway(cfg, dir);
+    await waitFor(() => central.acks(STORE).length === 4, 10_000, 'acks of the new changes');
+    expect(gw.sync.stats().pricesApplied).toBe(2); // only the new ones
+    expect(central.acks(STORE).every((a) => a.times === 1)).toBe(true); // nothing re-delivered and re-acked
+    expect(gw.sync.prices.price(GTIN)).toMatchObject({ version: 2, price: 110 });
+    expect(gw.sync.prices.price(GTIN2)).toMatchObject({ version: 2, price: 220, promotion: { was_price: 250 } });
+    expect(gw.sync.prices.cursor()).not.toBe(cursor);
+  });
+});
+
+// ---------------------------------------------------------------- TLS
+
+function openssl(args: string[], cwd: string): void {
+  execFileSync('openssl', args, { cwd, stdio: 'pipe' });
+}
+
+/** A CA, a server cert for 127.0.0.1 signed by it, a client cert signed by it, and a rogue CA with its own server cert. */
+function makePki(dir: string): Record<string, string> {
+  writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  writeFileSync(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
+  for (const ca of ['ca', 'rogue']) {
+    openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${ca}.key`, '-out', `${ca}.pem`, '-days', '2', '-subj', `/CN=test ${ca} CA`], dir);
+  }
+  const issue = (name: string, ca: string, ext: string, cn: string): void => {
+    openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`], dir);
+    openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.pem`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', ext], dir);
+  };
+  issue('server', 'ca', 'san.ext', '127.0.0.1');
+  issue('rogue-server', 'rogue', 'san.ext', '127.0.0.1');
+  issue('client', 'ca', 'client.ext', STORE);
+  const f = (n: string) => join(dir, n);
+  return { ca: f('ca.pem'), server: f('server.pem'), serverKey: f('server.key'), rogueServer: f('rogue-server.pem'), rogueKey: f('rogue-server.key'), client: f('client.pem'), clientKey: f('client.key') };
+}
+
+const EVENT = { event_id: '0b3f7c52-8a0e-4c2b-9d7e-5f1a2b3c4d5e', seq: 1, device_id: 'sh1/1', kind: 'pick', priority: 0, created_at: '2025-03-01T10:15:02.120Z', payload: { count: 1 } };
+
+describe('sync over HTTPS: TLS', () => {
+  const dir = tmp();
+  const pki = makePki(dir);
+  const pem = (p: string) => readFileSync(p);
+
+  it('refuses a server certificate not signed by the configured CA: SYNC error, nothing deleted from the outbox', async () => {
+    const central = await startCentral({ tls: { cert: pem(pki.rogueServer!), key: pem(pki.rogueKey!) } });
+    const cfg = syncConfig(central.url.replace('http:', 'https:'), {}, { ca_file: pki.ca });
+    const t = new HttpsTransport({ config: cfg.https!, storeId: STORE, log });
+    await t.start();
+    cleanups.push(() => t.stop());
+    const err = await t.upload('b1', [EVENT]).catch((e: unknown) => e);
+    expect(isShelfgateError(err, ErrorCode.SYNC_FATAL)).toBe(true);
+    expect((err as ShelfgateError).details).toMatchObject({ tls: true });
+
+    const gw = await gateway(cfg);
+    await appendEvents(gw.store, 10, 2);
+    await waitFor(() => gw.sync.status().last_error?.code !== undefined, 5000, 'TLS error reported');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(gw.store.outboxStats().count).toBe(10);
+    expect(gw.sync.status().connected).toBe(false);
+    expect(central.stats().totals.events).toBe(0);
+  });
+
+  it('mutual TLS: works with the client certificate, refused without one', async () => {
+    const central = await startCentral({ tls: { cert: pem(pki.server!), key: pem(pki.serverKey!), ca: pem(pki.ca!), requestClientCert: true } });
+    const url = central.url;
+    expect(url.startsWith('https://')).toBe(true);
+
+    const bare = new HttpsTransport({ config: syncConfig(url, {}, { ca_file: pki.ca }).https!, storeId: STORE, log });
+    await bare.start();
+    cleanups.push(() => bare.stop());
+    const err = await bare.upload('b1', [EVENT]).catch((e: unknown) => e);
+    expect(isShelfgateError(err, ErrorCode.SYNC_FATAL) || isShelfgateError(err, ErrorCode.SYNC_RETRYABLE)).toBe(true);
+    expect(central.stats().totals.events).toBe(0);
+
+    const cfg = syncConfig(url, {}, { ca_file: pki.ca, cert_file: pki.client, key_file: pki.clientKey });
+    const gw = await gateway(cfg);
+    await appendEvents(gw.store, 120, 3);
+    await waitFor(() => gw.store.outboxStats().count === 0, 10_000, 'drained over mTLS');
+    expectExactlyOnceInOrder(central, 120);
+  });
+
+  it('refuses plain http to a non-loopback host and a missing token file, with clear errors', async () => {
+    expect(() => new HttpsTransport({ config: syncConfig('http://central.example.com').https!, storeId: STORE, log })).toThrow(/https/);
+    const t = new HttpsTransport({ config: syncConfig('https://127.0.0.1:1', {}, { token_file: join(dir, 'no-such-token') }).https!, storeId: STORE, log });
+    await expect(t.start()).rejects.toMatchObject({ code: ErrorCode.CONFIG_UNREADABLE, message: expect.stringMatching(/token_file/) });
+  });
+
+  it('sends the bearer token from token_file; a wrong token is a fatal 401 with its code', async () => {
+    const c = new CentralSimulator({ log, token: 'sekrit-token' });
+    await c.start();
+    cleanups.push(() => c.stop());
+    writeFileSync(join(dir, 'good'), 'sekrit-token\n');
+    writeFileSync(join(dir, 'bad'), 'wrong-token\n');
+    const good = new HttpsTransport({ config: syncConfig(c.url, {}, { token_file: join(dir, 'good') }).https!, storeId: STORE, log });
+    const bad = new HttpsTransport({ config: syncConfig(c.url, {}, { token_file: join(dir, 'bad') }).https!, storeId: STORE, log });
+    await good.start();
+    await bad.start();
+    cleanups.push(() => good.stop(), () => bad.stop());
+    expect(await good.upload('b1', [EVENT])).toEqual([{ event_id: EVENT.event_id, seq: 1, status: 'accepted' }]);
+    const err = await bad.upload('b2', [{ ...EVENT, event_id: '7d1e2f30-4a5b-4c6d-8e9f-0a1b2c3d4e5f', seq: 2 }]).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: ErrorCode.SYNC_FATAL, details: { status: 401, code: 'invalid_token' } });
+    // a large batch is gzip-compressed and still accepted
+    const many = Array.from({ length: 200 }, (_, i) => ({ ...EVENT, event_id: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, seq: 10 + i, payload: { count: i, pad: 'x'.repeat(100) } }));
+    const res = await good.upload('b3', many);
+    expect(res.filter((r) => r.status === 'accepted')).toHaveLength(200);
+  });
+});

@@ -1,0 +1,270 @@
+/**
+ * SyncService against a scripted transport (exact feeds and failures), with a real Store on a tmp
+ * SQLite file and a bus that records every publish.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { syncSchema, type SyncConfig } from '../../src/config/schema';
+import { ErrorCode, ShelfgateError } from '../../src/errors';
+import { silentLogger } from '../../src/log';
+import { Store } from '../../src/store/store';
+import { seqRanges } from '../../src/sync/buffer';
+import { parseRetryAfter } from '../../src/sync/https';
+import { validateChange } from '../../src/sync/prices';
+import { SyncService, createSyncTransport } from '../../src/sync/service';
+import type { Change, ChangeAck, SeqGap, SyncTransport, UploadEvent, UploadResult } from '../../src/sync/types';
+
+const STORE = 'st1';
+const GTIN = '04006381333931';
+const log = silentLogger();
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()!();
+});
+
+class ScriptedTransport implements SyncTransport {
+  readonly name = 'scripted';
+  pages: Array<{ changes: unknown[]; nextCursor: string | null }> = [];
+  cursors: Array<string | null> = [];
+  uploads: Array<{ id: string; events: UploadEvent[]; gaps?: SeqGap[]; at: number }> = [];
+  acks: ChangeAck[] = [];
+  uploadImpl: (id: string, events: UploadEvent[]) => Promise<UploadResult[]> = async (_id, events) => events.map((e) => ({ event_id: e.event_id, seq: e.seq, status: 'accepted' }));
+  ackImpl: (acks: ChangeAck[]) => Promise<void> = async (a) => {
+    this.acks.push(...a);
+  };
+  async start(): Promise<void> {}
+  async stop(): Promise<void> {}
+  async upload(id: string, events: UploadEvent[], gaps?: SeqGap[]): Promise<UploadResult[]> {
+    this.uploads.push({ id, events, gaps, at: Date.now() });
+    return this.uploadImpl(id, events);
+  }
+  async fetchChanges(cursor: string | null, _w: number, signal: AbortSignal): Promise<{ changes: Change[]; nextCursor: string | null }> {
+    this.cursors.push(cursor);
+    const p = this.pages.shift();
+    if (p) return p as { changes: Change[]; nextCursor: string | null };
+    await new Promise((r) => {
+      const t = setTimeout(r, 30);
+      signal.addEventListener('abort', () => (clearTimeout(t), r(undefined)), { once: true });
+    });
+    return { changes: [], nextCursor: cursor };
+  }
+  async ack(acks: ChangeAck[]): Promise<void> {
+    return this.ackImpl(acks);
+  }
+}
+
+function cfg(extra: Record<string, unknown> = {}): SyncConfig {
+  return syncSchema.parse({ transport: 'https', https: { url: 'https://central.invalid' }, batch_max_events: 10, pipeline: 2, backoff: { initial_ms: 10, max_ms: 100 }, long_poll_s: 1, ...extra });
+}
+
+async function setup(t: ScriptedTransport, config = cfg(), dir = mkdtempSync(join(tmpdir(), 'sg-syncu-'))) {
+  const store = new Store({ path: join(dir, 'shelfgate.db'), synchronous: 'normal', flushIntervalMs: 5, storeId: STORE, log });
+  await store.start();
+  const published: Array<{ topic: string; payload: Record<string, unknown>; retain: boolean }> = [];
+  const bus = {
+    publish: async (topic: string, payload: string | Buffer, o?: { retain?: boolean }) => {
+      published.push({ topic, payload: JSON.parse(String(payload)) as Record<string, unknown>, retain: o?.retain === true });
+    },
+  };
+  const assigned: string[] = [];
+  const shelves = {
+    assignSlot: async (shelf: string, slot: string) => {
+      if (shelf !== 'sh1') throw new ShelfgateError(ErrorCode.NOT_FOUND, 'no such slot');
+      assigned.push(`${shelf}/${slot}`);
+      return {};
+    },
+  };
+  const sync = new SyncService({ storeId: STORE, config, store, bus, shelves, transport: t, log, idlePollMs: 20, statusIntervalMs: 50 });
+  await sync.start();
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await sync.stop();
+    await store.stop();
+  };
+  cleanups.push(stop);
+  return { store, sync, published, assigned, stop, dir };
+}
+
+const price = (v: number, gtin = GTIN) => ({ change_id: `price/${gtin}/v${v}`, type: 'price', gtin, price: 100 + v, currency: 'EUR', promotion: null, version: v, store_id: null, published_at: '2025-03-01T06:00:00Z' });
+
+async function until(cond: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('SyncService downstream (scripted feed)', () => {
+  it('versions 3,1,2,3 in separate pages: stored and published stay at 3, never lower; 1 and 2 acked stale', async () => {
+    const t = new ScriptedTransport();
+    t.pages = [3, 1, 2, 3].map((v, i) => ({ changes: [price(v)], nextCursor: `c${i + 1}` }));
+    const g = await setup(t);
+    await until(() => t.acks.length >= 4, 5000, 'acks');
+    const pub = g.published.filter((p) => p.topic === `shelfgate/v1/${STORE}/price/${GTIN}`);
+    expect(pub.map((p) => p.payload.version)).toEqual([3]);
+    expect(pub[0]!.retain).toBe(true);
+    expect(g.sync.prices.price(GTIN)).toMatchObject({ version: 3, price: 103 });
+    const status = new Map(t.acks.map((a) => [a.change_id, a.status]));
+    expect(status.get(`price/${GTIN}/v1`)).toBe('stale');
+    expect(status.get(`price/${GTIN}/v2`)).toBe('stale');
+    expect(status.get(`price/${GTIN}/v3`)).toBe('applied');
+    expect(g.sync.prices.cursor()).toBe('c4');
+  });
+
+  it('acks invalid changes (bad check digit, unknown slot, bad currency) and still applies the valid ones', async () => {
+    const t = new ScriptedTransport();
+    t.pages = [
+      {
+        changes: [
+          price(1, '04006381333932'),
+          { ...price(1), currency: 'eur' },
+          { change_id: 'slot/st1/nope/1/v1', type: 'slot', store_id: STORE, shelf: 'nope', slot: 1, gtin: GTIN, unit_weight_g: 10, version: 1 },
+          { change_id: 'slot/st1/sh1/2/v1', type: 'slot', store_id: STORE, shelf: 'sh1', slot: 2, gtin: GTIN, unit_weight_g: 10, version: 1 },
+          price(2),
+        ],
+        nextCursor: 'c1',
+      },
+    ];
+    const g = await setup(t);
+    await until(() => t.acks.length >= 5, 5000, 'acks');
+    const byId = new Map(t.acks.map((a) => [a.change_id, a]));
+    expect(byId.get('price/04006381333932/v1')).toMatchObject({ status: 'invalid', detail: expect.stringMatching(/check digit/) });
+    expect(byId.get(`price/${GTIN}/v1`)).toMatchObject({ status: 'invalid' });
+    expect(byId.get('slot/st1/nope/1/v1')).toMatchObject({ status: 'invalid', detail: expect.stringMatching(/unknown slot/) });
+    expect(byId.get('slot/st1/sh1/2/v1')?.status).toBe('applied');
+    expect(byId.get(`price/${GTIN}/v2`)?.status).toBe('applied');
+    expect(g.assigned).toEqual(['sh1/2']);
+  });
+
+  it('acks survive a crash: stored in SQLite until central confirms them', async () => {
+    const t = new ScriptedTransport();
+    t.ackImpl = async () => {
+      throw new ShelfgateError(ErrorCode.SYNC_RETRYABLE, 'down');
+    };
+    t.pages = [{ changes: [price(1), price(2)], nextCursor: 'c1' }];
+    const g = await setup(t);
+    await until(() => g.sync.prices.cursor() === 'c1', 5000, 'page committed');
+    await g.stop();
+    const t2 = new ScriptedTransport();
+    const g2 = await setup(t2, cfg(), g.dir);
+    await until(() => t2.acks.length === 2, 5000, 'acks sent after restart');
+    expect(t2.acks.map((a) => a.status).sort()).toEqual(['applied', 'stale']);
+    expect(t2.cursors[0]).toBe('c1'); // resumed from the stored cursor
+    await until(() => g2.sync.status().pending_acks === 0, 2000, 'pending acks cleared');
+    // last known prices are republished retained at start
+    expect(g2.published.find((p) => p.topic.endsWith(`/price/${GTIN}`))).toMatchObject({ retain: true, payload: { version: 2 } });
+  });
+
+  it('a cursor central no longer knows is dropped and the feed read from the start', async () => {
+    const t = new ScriptedTransport();
+    let first = true;
+    const orig = t.fetchChanges.bind(t);
+    t.fetchChanges = async (c, w, s) => {
+      if (first && c === 'old') {
+        first = false;
+        throw new ShelfgateError(ErrorCode.SYNC_FATAL, 'gone', { status: 410, code: 'cursor_expired' });
+      }
+      return orig(c, w, s);
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'sg-syncu-'));
+    const s0 = new Store({ path: join(dir, 'shelfgate.db'), synchronous: 'normal', flushIntervalMs: 5, storeId: STORE, log });
+    await s0.start();
+    s0.setMeta('sync.changes.cursor', 'old');
+    await s0.stop();
+    await setup(t, cfg(), dir);
+    await until(() => t.cursors.includes(null), 3000, 'refetch without cursor');
+  });
+});
+
+describe('SyncService upstream (scripted central)', () => {
+  it('honours Retry-After, then uploads in per-device seq order', async () => {
+    const t = new ScriptedTransport();
+    let n = 0;
+    const base = t.uploadImpl;
+    t.uploadImpl = async (id, ev) => {
+      if (n++ === 0) throw new ShelfgateError(ErrorCode.SYNC_RETRYABLE, 'busy', { status: 429, code: 'rate_limited', retryAfterMs: 300 });
+      return base(id, ev);
+    };
+    const g = await setup(t, cfg({ pipeline: 1 }));
+    await Promise.all(Array.from({ length: 25 }, (_, i) => g.store.appendEvent({ deviceId: `d${i % 3}`, kind: 'pick', payload: { count: i } })));
+    await until(() => g.store.outboxStats().count === 0, 5000, 'drained');
+    expect(t.uploads[1]!.at - t.uploads[0]!.at).toBeGreaterThanOrEqual(280);
+    expect(t.uploads[1]!.id).toBe(t.uploads[0]!.id); // same batch, same id
+    const seen = new Map<string, number>();
+    for (const u of t.uploads.slice(1)) for (const e of u.events) {
+      expect(e.seq).toBeGreaterThan(seen.get(e.device_id) ?? 0);
+      seen.set(e.device_id, e.seq);
+      expect(typeof e.created_at).toBe('string');
+      expect(e.payload).toMatchObject({ count: expect.any(Number) });
+    }
+  });
+
+  it('413: splits the batch; one event too large on its own is parked and declared as a gap', async () => {
+    const t = new ScriptedTransport();
+    const base = t.uploadImpl;
+    t.uploadImpl = async (id, ev) => {
+      if (ev.length > 4 || ev.some((e) => (e.payload as { huge?: boolean }).huge)) throw new ShelfgateError(ErrorCode.SYNC_FATAL, 'too large', { status: 413, code: 'payload_too_large', maxEvents: 4 });
+      return base(id, ev);
+    };
+    const g = await setup(t, cfg({ pipeline: 1 }));
+    for (let i = 0; i < 10; i++) await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: i, ...(i === 5 ? { huge: true } : {}) } });
+    await until(() => g.store.outboxStats().count === 0, 5000, 'drained');
+    await until(() => g.sync.status().parked === 1, 2000, 'parked');
+    const delivered = t.uploads.filter((u) => u.events.length <= 4 && !u.events.some((e) => (e.payload as { huge?: boolean }).huge));
+    expect(delivered.flatMap((u) => u.events.map((e) => e.seq)).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 7, 8, 9, 10]);
+    const gapsSent = t.uploads.flatMap((u) => u.gaps ?? []);
+    // the gap for seq 6 rides along with a later batch once one is sent
+    await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: 11 } });
+    await until(() => t.uploads.flatMap((u) => u.gaps ?? []).length > gapsSent.length || gapsSent.length > 0, 3000, 'gap declared');
+    expect(t.uploads.flatMap((u) => u.gaps ?? [])).toContainEqual({ from_seq: 6, to_seq: 6, reason: 'parked' });
+  });
+
+  it('upload_conditions: false keeps conditions out of uploads and in the outbox (held, reported)', async () => {
+    const t = new ScriptedTransport();
+    const g = await setup(t, cfg({ upload_conditions: false }));
+    await g.store.appendEvent({ deviceId: 'd', kind: 'condition', priority: 2, payload: { condition: 'unstable' } });
+    await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: 1 } });
+    await until(() => t.uploads.length > 0 && g.store.outboxStats().count === 1, 3000, 'stock uploaded');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(t.uploads.flatMap((u) => u.events.map((e) => e.kind))).toEqual(['pick']);
+    expect(g.sync.status()).toMatchObject({ held_conditions: 1, backlog_count: 1 });
+  });
+
+  it('transport none: createSyncTransport returns null; https: an HttpsTransport', () => {
+    expect(createSyncTransport(syncSchema.parse({}), STORE, log)).toBeNull();
+    expect(createSyncTransport(cfg(), STORE, log)?.name).toBe('sync-https');
+  });
+});
+
+describe('sync helpers', () => {
+  it('seqRanges merges consecutive seqs', () => {
+    expect(seqRanges([9, 3, 4, 5, 11, 12, 4])).toEqual([
+      [3, 5],
+      [9, 9],
+      [11, 12],
+    ]);
+    expect(seqRanges([])).toEqual([]);
+  });
+
+  it('parseRetryAfter: seconds or an HTTP date, capped', () => {
+    expect(parseRetryAfter('2')).toBe(2000);
+    expect(parseRetryAfter(undefined)).toBeUndefined();
+    expect(parseRetryAfter('junk')).toBeUndefined();
+    expect(parseRetryAfter(new Date(Date.now() + 5000).toUTCString())).toBeGreaterThan(3000);
+    expect(parseRetryAfter('99999999')).toBe(86_400_000);
+  });
+
+  it('validateChange: the wire slot type and the contract type, null gtin clears', () => {
+    expect(validateChange({ change_id: 'x', type: 'slot', shelf: 'sh1', slot: 3, gtin: null, unit_weight_g: null, version: 1 })).toMatchObject({ ok: true, change: { type: 'slot', c: { slot: '3', gtin: null } } });
+    expect(validateChange({ change_id: 'x', type: 'slot_assignment', shelf: 'sh1', slot: '3', gtin: GTIN, unit_weight_g: 5, version: 2 })).toMatchObject({ ok: true });
+    expect(validateChange({ change_id: 'x', type: 'slot', shelf: 'sh1', slot: 3, gtin: GTIN, unit_weight_g: null, version: 1 })).toMatchObject({ ok: false });
+    expect(validateChange({ change_id: 'x', type: 'price', gtin: GTIN, price: 1.5, currency: 'EUR', version: 1 })).toMatchObject({ ok: false });
+    expect(validateChange({ change_id: 'x', type: 'price', gtin: GTIN, price: 1, currency: 'EUR', version: 0 })).toMatchObject({ ok: false });
+    expect(validateChange({ change_id: 'x', type: 'weird', version: 1 })).toMatchObject({ ok: false, detail: expect.stringMatching(/unknown change type/) });
+  });
+});
