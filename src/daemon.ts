@@ -25,6 +25,7 @@ import { Store } from './store/store';
 import { LocalBus } from './bus/broker';
 import { ShelfService } from './shelf/service';
 import { SystemdNotifier } from './systemd/notify';
+import { SyncService, createSyncTransport } from './sync/service';
 import { reportConfigError } from './cli';
 import { packageVersion } from './util/paths';
 
@@ -32,6 +33,7 @@ export interface Gateway {
   readonly store: Store;
   readonly bus: LocalBus;
   readonly shelves: ShelfService;
+  readonly sync: SyncService;
   readonly links: readonly ReconnectingLink[];
   readonly sources: readonly PolledSource[];
   start(): Promise<void>;
@@ -101,13 +103,25 @@ export function buildGateway(config: Config, deps: { log: Logger; definitions: R
     log: log.child({ module: 'shelves' }),
   });
 
-  // Start order: storage, bus, shelves (restores state, republishes retained), links, pollers.
-  const services: Service[] = [store, bus, shelves, ...links, ...sources];
+  const sync = new SyncService({
+    storeId: config.store_id,
+    config: config.sync,
+    store,
+    bus,
+    shelves,
+    transport: createSyncTransport(config.sync, config.store_id, log),
+    log: log.child({ module: 'sync' }),
+  });
+
+  // Start order: storage, bus, shelves (restores state, republishes retained), central sync
+  // (republishes prices, drains the outbox), then links and pollers; stop in reverse.
+  const services: Service[] = [store, bus, shelves, sync, ...links, ...sources];
   const started: Service[] = [];
   return {
     store,
     bus,
     shelves,
+    sync,
     links,
     sources,
     async start() {

@@ -3,7 +3,9 @@
  *
  * P = `shelfgate/v1/<store>/`. Gateway-owned topics are published by the gateway in-process (not as
  * an MQTT client) and NO client may publish on them, whatever its role:
- *   P/gateway/#   P/device/+/availability   P/shelf/#   P/response/#
+ *   P/gateway/#   P/device/+/availability   P/shelf/#   P/price/#   P/sync/#   P/response/#
+ * (prices come only from central through the version rule: a client retaining an older price on
+ * price/<gtin> would make a label show it, so not even an admin may publish there)
  *
  * | role       | may subscribe (filter must stay inside)                         | may publish                                  |
  * |------------|-----------------------------------------------------------------|----------------------------------------------|
@@ -55,7 +57,7 @@ export function isCalibrationCommand(command: string): boolean {
 /** Filters of the topics no client may publish on. */
 export function gatewayOwnedFilters(store: string): string[] {
   const p = storePrefix(store);
-  return [`${p}gateway/#`, `${p}device/+/availability`, `${p}shelf/#`, `${p}response/#`];
+  return [`${p}gateway/#`, `${p}device/+/availability`, `${p}shelf/#`, `${p}price/#`, `${p}sync/#`, `${p}response/#`];
 }
 
 export function isGatewayOwned(topic: string, store: string): boolean {

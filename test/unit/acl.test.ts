@@ -57,7 +57,9 @@ describe('publish', () => {
   });
 
   it('admin: anything under the prefix except gateway-owned', () => {
-    expect(canPublish('admin', 'a', `${P}price/gtin/123`, S)).toBe(true);
+    // prices and sync status come only from the gateway (central's version rule): not even an admin
+    expect(canPublish('admin', 'a', `${P}price/gtin/123`, S)).toBe(false);
+    expect(canPublish('admin', 'a', `${P}sync/status`, S)).toBe(false);
     expect(canPublish('admin', 'a', `${P}request/calibrate.tare`, S)).toBe(true);
     expect(canPublish('admin', 'a', `${P}ext/dev1/x`, S)).toBe(true);
     expect(canPublish('admin', 'a', `${P}device/d1/config`, S)).toBe(true);
