@@ -3,7 +3,9 @@
  * store, in one process, no hardware: two gondolas of 4 shelves x 4 weighed slots, each gondola one
  * RS-485 Modbus load-cell bus served over TCP (as ser2net would), plus an MT-SICS deli scale, and
  * simulated shoppers picking, putting back and leaving foreign objects. Prints a `mosquitto_sub`
- * line to watch live stock, then one line per shopper action and per stock change. Ctrl-C stops.
+ * line to watch live stock, then one line per shopper action and per stock change. A reference
+ * central inventory service runs beside it: stock events flow up through the outbox, price changes
+ * come back down and appear on the bus. Ctrl-C stops.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,6 +24,9 @@ import { ModbusLoadCellBusSimulator } from '../simulators/modbus-loadcell-sim';
 import { MtSicsSimulator } from '../simulators/mtsics-sim';
 import { LoadCellPhysics, mulberry32 } from '../simulators/physics';
 import { serveTcp, type Serving } from '../simulators/serve';
+import { CentralSimulator } from '../simulators/central';
+import { writeFileSync } from 'node:fs';
+import { silentLogger } from './log';
 import { ShopperScript, describeAction, type ShopperSlot } from '../simulators/shoppers';
 
 export interface DemoOptions {
@@ -99,6 +104,16 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   buses.push({ id: 'deli-scale', path: scaleServing.url, model: scaleDef.id, poll_interval_ms: 300 });
   shelves.push({ id: 'deli', slots: [{ id: 'counter', sensor: { bus: 'deli-scale' } }] });
 
+  // --- the retailer's central inventory service (reference simulator, HTTP on loopback) ---
+  const central = new CentralSimulator({ host: '127.0.0.1', port: 0, token: 'demo-central-token', storeIds: [DEMO_STORE], log: silentLogger(), seed: opts.seed ?? 1 });
+  await central.start();
+  writeFileSync(join(dataDir, 'central-token'), 'demo-central-token\n', { mode: 0o600 });
+  const productByGtin = new Map<string, string>();
+  PRODUCTS.forEach(([name, unit], i) => {
+    productByGtin.set(gtinFor(i).padStart(14, '0'), name);
+    central.publishPrice({ gtin: gtinFor(i), price: 99 + Math.round(unit / 3) * 2, currency: 'EUR' });
+  });
+
   const [demoHash, techHash] = await Promise.all([hashPassword(DEMO_PASSWORD), hashPassword(DEMO_TECH_PASSWORD)]);
   const raw = (port: number) => ({
     store_id: DEMO_STORE,
@@ -111,6 +126,12 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
         { username: DEMO_USER, role: 'kiosk', password_hash: demoHash },
         { username: DEMO_TECH, role: 'technician', password_hash: techHash },
       ],
+    },
+    sync: {
+      transport: 'https',
+      // plain http is accepted for loopback only (the simulator); a store uses https://
+      https: { url: central.url, token_file: join(dataDir, 'central-token') },
+      long_poll_s: 10,
     },
     buses,
     shelves,
@@ -141,15 +162,23 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   const { port } = gw.bus.address();
   out(`shelfgate demo: store "${DEMO_STORE}", 2 gondolas x 4 shelves x 4 slots + a deli scale, data in ${dataDir}`);
   out(`mosquitto_sub -h 127.0.0.1 -p ${port} -u ${DEMO_USER} -P ${DEMO_PASSWORD} -V mqttv311 -t 'shelfgate/v1/${DEMO_STORE}/shelf/+/slot/+/stock' -v`);
+  out(`central inventory service (simulated): ${central.url}/_sim/ shows the events it received and the prices it sent`);
   out(`local MQTT bus on 127.0.0.1:${port} (MQTT 3.1.1; users ${DEMO_USER}/${DEMO_PASSWORD} kiosk, ${DEMO_TECH}/${DEMO_TECH_PASSWORD} technician). Ctrl-C stops.`);
 
   // --- a kiosk-role client that narrates stock changes ---
   const watcher = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, username: DEMO_USER, password: DEMO_PASSWORD, reconnectPeriod: 1000 });
-  watcher.on('connect', () => void watcher.subscribeAsync(`shelfgate/v1/${DEMO_STORE}/shelf/+/slot/+/event`, { qos: 1 }).catch(() => undefined));
+  watcher.on('connect', () =>
+    void watcher.subscribeAsync([`shelfgate/v1/${DEMO_STORE}/shelf/+/slot/+/event`, `shelfgate/v1/${DEMO_STORE}/price/+`], { qos: 1 }).catch(() => undefined),
+  );
   watcher.on('error', () => undefined);
   watcher.on('message', (_topic, payload) => {
     try {
       const e = JSON.parse(payload.toString()) as Record<string, unknown>;
+      if (_topic.includes('/price/')) {
+        const promo = e.promotion as { was_price?: number } | null | undefined;
+        out(`  price  ${productByGtin.get(String(e.gtin)) ?? String(e.gtin)}: ${(Number(e.price) / 100).toFixed(2)} ${String(e.currency)}${promo?.was_price ? ` (was ${(promo.was_price / 100).toFixed(2)})` : ''}, version ${String(e.version)}, from central`);
+        return;
+      }
       const where = `${String(e.shelf_id)}/${String(e.slot_id)}`;
       if (e.kind === 'pick' || e.kind === 'put') out(`  stock  ${where}: ${String(e.kind)} ${Math.abs(Number(e.delta))} -> ${String(e.count)} on the shelf (seq ${String(e.seq)}, committed)`);
       else if (e.kind === 'count') out(`  stock  ${where}: counted ${String(e.count)}`);
@@ -169,6 +198,19 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   });
   setTimeout(() => shoppers.start(100), 3000).unref(); // let the first counts settle
 
+  // central: a price change now and then (sometimes a promotion), and a report of what arrived
+  const priceTimer = setInterval(() => {
+    const i = Math.floor(rng() * PRODUCTS.length);
+    const base = 99 + Math.round(PRODUCTS[i]![1] / 3) * 2;
+    const promo = rng() < 0.4;
+    central.publishPrice({ gtin: gtinFor(i), price: promo ? Math.round(base * 0.8) : base + Math.round(rng() * 40) - 20, currency: 'EUR', promotion: promo ? { was_price: base, valid_from: new Date().toISOString(), valid_to: new Date(Date.now() + 7 * 86_400_000).toISOString() } : null });
+  }, 8_000);
+  const reportTimer = setInterval(() => {
+    const st = central.stats().stores[DEMO_STORE];
+    const backlog = gw.store.outboxStats();
+    out(`central has received ${st?.events ?? 0} stock events from the store; ${backlog.count} waiting in the store's outbox`);
+  }, 15_000);
+
   await new Promise<void>((resolve) => {
     if (opts.signal) {
       if (opts.signal.aborted) resolve();
@@ -179,9 +221,12 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   });
   out('demo: stopping');
   shoppers.stop();
+  clearInterval(priceTimer);
+  clearInterval(reportTimer);
   await watcher.endAsync().catch(() => undefined);
   await gw.stop();
   await Promise.all(servings.map((s) => s.close()));
+  await central.stop();
   out('demo: stopped');
   return ExitCode.OK;
 }
