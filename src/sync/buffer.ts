@@ -85,6 +85,7 @@ export class OutboxBuffer implements Service {
   private timer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   private scheduled = false;
+  private busy = false;
   private running = false;
   private readonly limiter: LogLimiter;
   private seenFailedBatches = 0;
@@ -107,9 +108,9 @@ export class OutboxBuffer implements Service {
     this.loadCounters();
     this.seenFailedBatches = this.o.store.stats().failedBatches;
     this.unsubscribe = this.o.store.onOutboxAppend(() => this.schedule());
-    this.timer = setInterval(() => this.tick(), this.o.intervalMs ?? 1000);
+    this.timer = setInterval(() => void this.tick(), this.o.intervalMs ?? 1000);
     this.timer.unref();
-    this.tick();
+    void this.tick();
   }
 
   async stop(): Promise<void> {
@@ -140,13 +141,14 @@ export class OutboxBuffer implements Service {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      this.tick();
+      void this.tick();
     });
   }
 
-  /** One check; never throws. */
-  tick(): BufferRunResult | null {
-    if (!this.running) return null;
+  /** One check; never throws. Runs never overlap: a check during a run is skipped (the timer comes back). */
+  async tick(): Promise<BufferRunResult | null> {
+    if (!this.running || this.busy) return null;
+    this.busy = true;
     try {
       const failure = this.o.store.lastWriteError();
       const failed = this.o.store.stats().failedBatches;
@@ -158,18 +160,22 @@ export class OutboxBuffer implements Service {
           this.diskFullAt = failure.at;
         }
       }
-      return this.enforce(force);
+      return await this.enforce(force);
     } catch (e) {
       this.limiter.error('buffer-policy', { err: (e as Error)?.message, code: (e as { code?: string })?.code }, 'outbox buffer policy failed; retrying');
       return null;
+    } finally {
+      this.busy = false;
     }
   }
 
   /**
    * Applies the policy now (synchronously). `force`: disk full: compact everything superseded and
    * drop some low-priority events even under the bound. Throws if a deletion fails.
+   * Works in chunks of CHUNK rows, one short transaction each, yielding to the event loop between
+   * them: compacting a million-event backlog must not stall ingest, the bus or the watchdog.
    */
-  enforce(force = false): BufferRunResult {
+  async enforce(force = false): Promise<BufferRunResult> {
     const store = this.o.store;
     const res: BufferRunResult = { compacted: 0, dropped: 0, bytesFreed: 0 };
     const bytes = store.outboxStats().bytes;
@@ -180,27 +186,31 @@ export class OutboxBuffer implements Service {
     this.runs++;
     // 1. compact superseded stock levels, oldest first
     const compactTarget = force ? -1 : this.lowWaterBytes;
-    this.removeWhile('compacted', compactTarget, res, (db, after) =>
-      db
-        .prepare(
-          `SELECT o.seq, o.bytes FROM outbox o
-           JOIN (SELECT device_id, max(seq) AS newest FROM outbox WHERE kind IN (${STOCK_KINDS.map(() => '?').join(',')}) GROUP BY device_id) l
-             ON o.device_id = l.device_id
-           WHERE o.kind IN (${STOCK_KINDS.map(() => '?').join(',')}) AND o.seq < l.newest AND o.seq > ?
-           ORDER BY o.seq LIMIT ${CHUNK}`,
-        )
-        .all(...STOCK_KINDS, ...STOCK_KINDS, after) as { seq: number; bytes: number }[],
+    // The newest stock event per device, computed once (one scan): events that arrive during the
+    // run only have higher seqs, so "older than the newest seen" stays true for the whole run.
+    const newest = new Map<string, number>(
+      store.transaction(
+        (db) =>
+          db
+            .prepare(`SELECT device_id, max(seq) AS newest FROM outbox WHERE kind IN (${STOCK_KINDS.map(() => '?').join(',')}) GROUP BY device_id`)
+            .all(...STOCK_KINDS) as { device_id: string; newest: number }[],
+      ).map((r) => [r.device_id, r.newest]),
     );
+    await this.removeWhile('compacted', compactTarget, res, (db, after) => {
+      const rows = db
+        .prepare(`SELECT seq, bytes, device_id FROM outbox WHERE kind IN (${STOCK_KINDS.map(() => '?').join(',')}) AND seq > ? ORDER BY seq LIMIT ${CHUNK}`)
+        .all(...STOCK_KINDS, after) as { seq: number; bytes: number; device_id: string }[];
+      return { lastSeq: rows.at(-1)?.seq ?? null, rows: rows.filter((r) => r.seq < (newest.get(r.device_id) ?? 0)) };
+    });
     // 2. drop the oldest low-priority events
     const dropTarget = force ? Math.max(0, store.outboxStats().bytes - Math.max(64 * 1024, Math.floor(store.outboxStats().bytes * 0.1))) : this.lowWaterBytes;
     if (store.outboxStats().bytes > dropTarget) {
-      this.removeWhile('dropped_buffer_full', Math.min(dropTarget, this.lowWaterBytes), res, (db, after) =>
-        db
-          .prepare(
-            `SELECT seq, bytes FROM outbox WHERE priority >= 1 AND kind NOT IN (${STOCK_KINDS.map(() => '?').join(',')}) AND seq > ? ORDER BY seq LIMIT ${CHUNK}`,
-          )
-          .all(...STOCK_KINDS, after) as { seq: number; bytes: number }[],
-      );
+      await this.removeWhile('dropped_buffer_full', Math.min(dropTarget, this.lowWaterBytes), res, (db, after) => {
+        const rows = db
+          .prepare(`SELECT seq, bytes FROM outbox WHERE priority >= 1 AND kind NOT IN (${STOCK_KINDS.map(() => '?').join(',')}) AND seq > ? ORDER BY seq LIMIT ${CHUNK}`)
+          .all(...STOCK_KINDS, after) as { seq: number; bytes: number }[];
+        return { lastSeq: rows.at(-1)?.seq ?? null, rows };
+      });
     }
     const after = store.outboxStats().bytes;
     this.overLimit = after > this.o.maxBytes;
@@ -225,17 +235,18 @@ export class OutboxBuffer implements Service {
    * Deletes candidates (chunk by chunk, in seq order) until the outbox bytes are <= target. Each
    * chunk is one transaction: the deletion, the counters and the gap ranges together.
    */
-  private removeWhile(
+  private async removeWhile(
     reason: GapReason,
     target: number,
     res: BufferRunResult,
-    candidates: (db: Database, afterSeq: number) => { seq: number; bytes: number }[],
-  ): void {
+    candidates: (db: Database, afterSeq: number) => { lastSeq: number | null; rows: { seq: number; bytes: number }[] },
+  ): Promise<void> {
     const store = this.o.store;
     let after = 0;
-    while (store.outboxStats().bytes > target) {
-      const rows = store.transaction((db) => candidates(db, after));
-      if (rows.length === 0) return;
+    while (this.running && store.outboxStats().bytes > target) {
+      const { lastSeq, rows } = store.transaction((db) => candidates(db, after));
+      if (lastSeq === null) return; // scanned to the end
+      after = lastSeq;
       const pick: number[] = [];
       let excess = store.outboxStats().bytes - target;
       for (const r of rows) {
@@ -243,15 +254,17 @@ export class OutboxBuffer implements Service {
         pick.push(r.seq);
         excess -= r.bytes;
       }
-      after = rows[rows.length - 1]!.seq;
-      const counters = reason === 'compacted' ? this.counters.compacted : this.counters.dropped;
-      const removed = store.removeFromOutbox(pick, (db, rm) => this.record(db, reason, rm));
-      for (const r of removed) {
-        counters.set(r.kind, (counters.get(r.kind) ?? 0) + 1);
-        res.bytesFreed += r.bytes;
-        if (reason === 'compacted') res.compacted++;
-        else res.dropped++;
+      if (pick.length > 0) {
+        const counters = reason === 'compacted' ? this.counters.compacted : this.counters.dropped;
+        const removed = store.removeFromOutbox(pick, (db, rm) => this.record(db, reason, rm));
+        for (const r of removed) {
+          counters.set(r.kind, (counters.get(r.kind) ?? 0) + 1);
+          res.bytesFreed += r.bytes;
+          if (reason === 'compacted') res.compacted++;
+          else res.dropped++;
+        }
       }
+      await new Promise<void>((r) => setImmediate(r)); // let ingest, the bus and the uploader run
     }
   }
 
