@@ -94,6 +94,7 @@ async function run(transport: 'https' | 'mqtt', events: number, dir: string, pki
     long_poll_s: 5,
     // the whole backlog is kept: this measures draining, not the buffer-full policy
     buffer_max_bytes: 4 * 1024 ** 3,
+    pipeline: Number(process.env.SG_BENCH_PIPELINE ?? 4),
   });
   if (transport === 'mqtt') writeFileSync(join(dir, 'store-pw'), 'store-pw');
   const store = new Store({ path: join(dir, `gw-${transport}.db`), synchronous: 'full', flushIntervalMs: 20, storeId: STORE, log: silentLogger() });
