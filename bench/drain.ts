@@ -97,7 +97,7 @@ async function run(transport: 'https' | 'mqtt', events: number, dir: string, pki
     pipeline: Number(process.env.SG_BENCH_PIPELINE ?? 4),
   });
   if (transport === 'mqtt') writeFileSync(join(dir, 'store-pw'), 'store-pw');
-  const store = new Store({ path: join(dir, `gw-${transport}.db`), synchronous: 'full', flushIntervalMs: 20, storeId: STORE, log: silentLogger() });
+  const store = new Store({ path: join(dir, `gw-${transport}.db`), synchronous: (process.env.SG_BENCH_SYNC as 'full' | 'normal' | undefined) ?? 'full', flushIntervalMs: 20, storeId: STORE, log: silentLogger() });
   await store.start();
   const t0 = performance.now();
   await fillOutbox(store, events);
