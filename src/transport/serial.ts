@@ -1,84 +1,27 @@
-import { EventEmitter } from 'node:events';
 import { read } from 'node:fs';
 import { promisify } from 'node:util';
 import { SerialPort } from 'serialport';
 import { ErrorCode, ShelfgateError } from '../errors';
-import type { Link, Opener, SerialSettings } from './types';
+import { ignore, StreamLink } from './stream-link';
+import type { Opener, SerialSettings } from './types';
 
 /**
  * A serial port as a Link. serialport #2043: a physical unplug emits no 'close' until a read or
  * write fails (EIO, ENXIO, EBADF), and a failed write surfaces as 'error'; so any 'error' counts as
  * "disconnected": close the port and emit the Link's single 'close'.
  */
-class SerialLink extends EventEmitter implements Link {
-  private closed = false;
-  private readonly pending = new Set<(e: Error) => void>();
-  private readonly onData = (chunk: Buffer): void => {
-    this.emit('data', chunk);
-  };
-  private readonly onError = (err: Error): void => this.finish(err);
-  private readonly onClose = (err?: Error | null): void => this.finish(err ?? undefined);
-
-  constructor(
-    private readonly port: SerialPort,
-    readonly description: string,
-  ) {
-    super();
-    port.on('data', this.onData);
-    port.on('error', this.onError);
-    port.on('close', this.onClose);
-  }
-
-  write(data: Buffer): Promise<void> {
-    if (this.closed) return Promise.reject(closedError(this.description));
-    return new Promise<void>((resolve, reject) => {
-      const fail = (e: Error): void => {
-        this.pending.delete(fail);
-        reject(new ShelfgateError(ErrorCode.TRANSPORT_CLOSED, `${this.description}: write failed: ${e.message}`, undefined, { cause: e }));
-      };
-      this.pending.add(fail);
-      // drain() waits for the write and tcdrain(), so the bytes have left the UART when we resolve.
-      this.port.write(data, (err) => {
-        if (err) return fail(err);
-        this.port.drain((derr) => {
-          if (!this.pending.delete(fail)) return; // already rejected by finish()
-          if (derr) reject(new ShelfgateError(ErrorCode.TRANSPORT_CLOSED, `${this.description}: drain failed: ${derr.message}`, undefined, { cause: derr }));
-          else resolve();
-        });
-      });
+class SerialLink extends StreamLink<SerialPort> {
+  // drain() waits for the write and tcdrain(), so the bytes have left the UART when done() runs.
+  protected writeRaw(data: Buffer, done: (err?: Error | null) => void): void {
+    this.stream.write(data, (err) => {
+      if (err) return done(err);
+      this.stream.drain((derr) => done(derr ? new Error(`drain failed: ${derr.message}`) : undefined));
     });
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.detach(undefined);
-    await closePort(this.port);
-    this.emit('close');
+  protected destroyStream(): Promise<void> {
+    return closePort(this.stream);
   }
-
-  private finish(err: Error | undefined): void {
-    if (this.closed) return;
-    this.detach(err);
-    void closePort(this.port);
-    this.emit('close', err);
-  }
-
-  private detach(err: Error | undefined): void {
-    this.closed = true;
-    this.port.off('data', this.onData);
-    this.port.off('close', this.onClose);
-    // Keep an 'error' listener: an 'error' emitted by a port nobody listens to would crash the daemon.
-    this.port.off('error', this.onError);
-    this.port.on('error', ignore);
-    // A drain callback may never come once the port is gone (it waits for a reopen); fail writes now.
-    for (const fail of [...this.pending]) fail(err ?? closedError(this.description));
-  }
-}
-
-function ignore(): void {}
-
-function closedError(description: string): ShelfgateError {
-  return new ShelfgateError(ErrorCode.TRANSPORT_CLOSED, `${description}: link closed`);
 }
 
 /** Closes the port if it is open; never rejects (a port that is already gone is closed enough). */

@@ -1,6 +1,6 @@
-import { EventEmitter } from 'node:events';
 import { createConnection, type Socket } from 'node:net';
 import { ErrorCode, ShelfgateError } from '../errors';
+import { ignore, StreamLink } from './stream-link';
 import type { Link, Opener } from './types';
 
 export interface TcpOpenerOptions {
@@ -15,77 +15,23 @@ export interface TcpOpenerOptions {
  * A gateway that loses power sends no FIN, so keepalive is on to notice it; noDelay is on because
  * request/response frames are small and latency-bound (Nagle would hold them back).
  */
-class TcpLink extends EventEmitter implements Link {
-  private closed = false;
-  private readonly pending = new Set<(e: Error) => void>();
-  private readonly onData = (chunk: Buffer): void => {
-    this.emit('data', chunk);
-  };
-  private readonly onError = (err: Error): void => this.finish(err);
-  private readonly onClose = (): void => this.finish(new Error('connection closed by peer'));
-
-  constructor(
-    private readonly socket: Socket,
-    readonly description: string,
-  ) {
-    super();
-    socket.on('data', this.onData);
-    socket.on('error', this.onError);
-    socket.on('close', this.onClose);
+class TcpLink extends StreamLink<Socket> {
+  // The callback runs once the bytes are handed to the kernel (or with an error).
+  protected writeRaw(data: Buffer, done: (err?: Error | null) => void): void {
+    this.stream.write(data, done);
   }
 
-  write(data: Buffer): Promise<void> {
-    if (this.closed) return Promise.reject(closedError(this.description));
-    return new Promise<void>((resolve, reject) => {
-      const fail = (e: Error): void => {
-        this.pending.delete(fail);
-        reject(new ShelfgateError(ErrorCode.TRANSPORT_CLOSED, `${this.description}: write failed: ${e.message}`, undefined, { cause: e }));
-      };
-      this.pending.add(fail);
-      // The callback runs once the bytes are handed to the kernel (or with an error).
-      this.socket.write(data, (err) => {
-        if (!this.pending.has(fail)) return;
-        if (err) fail(err);
-        else {
-          this.pending.delete(fail);
-          resolve();
-        }
-      });
+  protected destroyStream(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (this.stream.destroyed) return resolve();
+      this.stream.once('close', () => resolve());
+      this.stream.destroy();
     });
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.detach(undefined);
-    await new Promise<void>((resolve) => {
-      if (this.socket.destroyed) return resolve();
-      this.socket.once('close', () => resolve());
-      this.socket.destroy();
-    });
-    this.emit('close');
+  protected override peerClosedError(): Error {
+    return new Error('connection closed by peer');
   }
-
-  private finish(err: Error): void {
-    if (this.closed) return;
-    this.detach(err);
-    this.socket.destroy();
-    this.emit('close', err);
-  }
-
-  private detach(err: Error | undefined): void {
-    this.closed = true;
-    this.socket.off('data', this.onData);
-    this.socket.off('close', this.onClose);
-    this.socket.off('error', this.onError);
-    this.socket.on('error', ignore); // a late error on a socket nobody listens to would crash the daemon
-    for (const fail of [...this.pending]) fail(err ?? closedError(this.description));
-  }
-}
-
-function ignore(): void {}
-
-function closedError(description: string): ShelfgateError {
-  return new ShelfgateError(ErrorCode.TRANSPORT_CLOSED, `${description}: link closed`);
 }
 
 export function tcpOpener(host: string, port: number, opts: TcpOpenerOptions = {}): Opener {
