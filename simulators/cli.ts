@@ -5,6 +5,7 @@
  * what it serves, then one line per shopper action. Exit codes: 0 stopped cleanly, 64 usage,
  * 69 cannot serve (port in use, socat or serial device unavailable), 78 invalid device definitions.
  */
+import { waitForStop } from '../src/util/signals';
 import { parseArgs } from 'node:util';
 import { loadDefinitions } from '../src/devices/definitions';
 import type { DeviceDefinition, ModbusDefinition, MtSicsDefinition } from '../src/devices/types';
@@ -239,19 +240,3 @@ export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<numb
   }
 }
 
-function waitForStop(signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal) {
-      if (signal.aborted) resolve();
-      else signal.addEventListener('abort', () => resolve(), { once: true });
-      return;
-    }
-    const done = (): void => {
-      process.off('SIGINT', done);
-      process.off('SIGTERM', done);
-      resolve();
-    };
-    process.on('SIGINT', done);
-    process.on('SIGTERM', done);
-  });
-}

@@ -20,6 +20,7 @@ import { buildGateway, type Gateway } from './daemon';
 import { ExitCode } from './errors';
 import { createLogger } from './log';
 import { gs1CheckDigit } from './util/gtin';
+import { waitForStop } from './util/signals';
 import { ModbusLoadCellBusSimulator } from '../simulators/modbus-loadcell-sim';
 import { MtSicsSimulator } from '../simulators/mtsics-sim';
 import { LoadCellPhysics, mulberry32 } from '../simulators/physics';
@@ -211,14 +212,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     out(`central has received ${st?.events ?? 0} stock events from the store; ${backlog.count} waiting in the store's outbox`);
   }, 15_000);
 
-  await new Promise<void>((resolve) => {
-    if (opts.signal) {
-      if (opts.signal.aborted) resolve();
-      opts.signal.addEventListener('abort', () => resolve(), { once: true });
-    }
-    process.once('SIGINT', () => resolve());
-    process.once('SIGTERM', () => resolve());
-  });
+  await waitForStop(opts.signal);
   out('demo: stopping');
   shoppers.stop();
   clearInterval(priceTimer);

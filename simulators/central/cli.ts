@@ -6,6 +6,7 @@
  * listening. Exit codes: 0 stopped cleanly, 64 usage, 69 port unavailable, 73 database cannot be
  * created, 78 unreadable or invalid price CSV / TLS files.
  */
+import { waitForStop } from '../../src/util/signals';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ErrorCode, ExitCode, isShelfgateError } from '../../src/errors';
@@ -155,19 +156,3 @@ export async function runCentralCli(argv: string[], io: CentralCliIo = {}): Prom
   }
 }
 
-function waitForStop(signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal) {
-      if (signal.aborted) resolve();
-      else signal.addEventListener('abort', () => resolve(), { once: true });
-      return;
-    }
-    const done = (): void => {
-      process.off('SIGINT', done);
-      process.off('SIGTERM', done);
-      resolve();
-    };
-    process.on('SIGINT', done);
-    process.on('SIGTERM', done);
-  });
-}
