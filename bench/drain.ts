@@ -42,7 +42,8 @@ async function centralChild(args: { cert: string; key: string; mqttUrl?: string;
 }
 
 function startCentral(dir: string, cert: string, key: string, mqttUrl?: string): Promise<{ url: string; proc: ChildProcess; count(): Promise<number> }> {
-  const proc = spawn(process.execPath, [__filename, '--central-child', '--dir', dir, '--cert', cert, '--key', key, ...(mqttUrl ? ['--mqtt-url', mqttUrl] : [])], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const prof = process.env.SG_BENCH_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.SG_BENCH_PROF_DIR}`] : [];
+  const proc = spawn(process.execPath, [...prof, __filename, '--central-child', '--dir', dir, '--cert', cert, '--key', key, ...(mqttUrl ? ['--mqtt-url', mqttUrl] : [])], { stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
   const waiters: Array<(n: number) => void> = [];
   proc.stdout!.on('data', (d: Buffer) => {
