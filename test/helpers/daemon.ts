@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import mqtt, { type MqttClient } from 'mqtt';
+import { afterEach } from 'vitest';
 
 export const ROOT = resolve(__dirname, '../..');
 export const CLI = join(ROOT, 'dist/src/cli.js');
@@ -129,4 +130,22 @@ export async function waitFor<T>(cond: () => T | undefined | null | false, timeo
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/**
+ * A cleanup stack run after each test (last registered first); a failing cleanup does not stop
+ * the others. Call at module level: `const cleanups = useCleanups();` then `cleanups.push(fn)`.
+ */
+export function useCleanups(): Array<() => Promise<void> | void> {
+  const cleanups: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    while (cleanups.length > 0) {
+      try {
+        await cleanups.pop()!();
+      } catch {
+        // keep cleaning
+      }
+    }
+  });
+  return cleanups;
 }

@@ -4,8 +4,6 @@
  * declared to central, a full disk (SQLITE_FULL), and ingest that never stops.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { syncSchema, type SyncConfig } from '../../src/config/schema';
 import { silentLogger } from '../../src/log';
@@ -14,25 +12,14 @@ import { OutboxBuffer, STOCK_KINDS } from '../../src/sync/buffer';
 import { HttpsTransport } from '../../src/sync/https';
 import { SyncService } from '../../src/sync/service';
 import { CentralSimulator } from '../../simulators/central';
-import { waitFor } from '../helpers/daemon';
+import { waitFor, useCleanups, tmp as tmpDir } from '../helpers/daemon';
 
 const STORE = 'st1';
 const MiB = 1024 * 1024;
 const log = silentLogger();
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) {
-    try {
-      await cleanups.pop()!();
-    } catch {
-      // keep cleaning
-    }
-  }
-});
+const cleanups = useCleanups();
 
-function tmp(): string {
-  return mkdtempSync(join(tmpdir(), 'sg-buf-'));
-}
+const tmp = (): string => tmpDir('sg-buf-');
 
 async function openStore(dir: string): Promise<Store> {
   const s = new Store({ path: join(dir, 'shelfgate.db'), synchronous: 'normal', flushIntervalMs: 5, storeId: STORE, log });

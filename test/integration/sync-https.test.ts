@@ -5,8 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hashPassword } from '../../src/bus/auth';
 import { LocalBus } from '../../src/bus/broker';
@@ -17,7 +16,7 @@ import { Store } from '../../src/store/store';
 import { HttpsTransport } from '../../src/sync/https';
 import { SyncService } from '../../src/sync/service';
 import { CentralSimulator, type CentralTlsOptions, type FaultsPatch } from '../../simulators/central';
-import { connectClient, waitFor } from '../helpers/daemon';
+import { connectClient, waitFor, useCleanups, tmp as tmpDir } from '../helpers/daemon';
 
 const STORE = 'st1';
 const GTIN = '04006381333931';
@@ -25,20 +24,9 @@ const GTIN2 = '05901234123457';
 const PASSWORD = 'pw-for-tests';
 const log = silentLogger();
 
-const cleanups: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) {
-    try {
-      await cleanups.pop()!();
-    } catch {
-      // keep cleaning
-    }
-  }
-});
+const cleanups = useCleanups();
 
-function tmp(): string {
-  return mkdtempSync(join(tmpdir(), 'sg-sync-'));
-}
+const tmp = (): string => tmpDir('sg-sync-');
 
 function syncConfig(url: string, extra: Record<string, unknown> = {}, https: Record<string, unknown> = {}): SyncConfig {
   return syncSchema.parse({
