@@ -206,8 +206,10 @@ export async function runDaemon(configPath: string): Promise<number> {
       notifier.stopping();
       resolve();
     };
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
+    // `on`, not `once`: a second signal during a slow stop must reach onSignal (forced exit),
+    // not the default handler.
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
   });
   await gateway.stop();
   await notifier.stop();
