@@ -153,6 +153,7 @@ export function buildGateway(config: Config, deps: { log: Logger; definitions: R
 
 /** Exit code for a start-up failure: the operator learns what to fix from the code alone. */
 function startFailureCode(e: unknown): number {
+  if (isShelfgateError(e, ErrorCode.CONFIG_INVALID) || isShelfgateError(e, ErrorCode.CONFIG_UNREADABLE)) return ExitCode.CONFIG;
   if (isShelfgateError(e, ErrorCode.STORAGE_INTEGRITY) || isShelfgateError(e, ErrorCode.STORAGE_MIGRATION)) return ExitCode.CANTCREAT;
   const code = (e as NodeJS.ErrnoException)?.code;
   if (code === 'EACCES' || code === 'EROFS' || code === 'ENOSPC') return ExitCode.CANTCREAT;

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ErrorCode, ShelfgateError } from '../errors';
@@ -82,6 +82,20 @@ export function validateConfig(raw: unknown, models: ReadonlyMap<string, DeviceD
         issues.push({ path: `${at}.unit_weight_g`, message: 'is required when gtin is set (or learn it: shelfgate calibrate learn)' });
     });
   });
+  // Files the sync transports read at start: a missing one is a config error now, not a crash loop later.
+  for (const t of ['https', 'mqtt'] as const) {
+    const slice = cfg.sync[t] as Record<string, unknown> | undefined;
+    if (!slice || cfg.sync.transport !== t) continue;
+    for (const key of ['token_file', 'password_file', 'ca_file', 'cert_file', 'key_file']) {
+      const file = slice[key];
+      if (typeof file !== 'string') continue;
+      try {
+        accessSync(file, constants.R_OK);
+      } catch (e) {
+        issues.push({ path: `sync.${t}.${key}`, message: `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` });
+      }
+    }
+  }
   return issues.length ? { issues } : { config: deepFreeze(cfg), issues };
 }
 

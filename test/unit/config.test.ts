@@ -96,6 +96,17 @@ describe('config validation', () => {
     expect(formatIssues(validateConfig(raw, models).issues)).toBe('mqtt.users[0].password_hash: must be a scrypt hash from `shelfgate passwd`');
   });
 
+  it('reports sync files that cannot be read (token, CA) as config errors', () => {
+    const raw = base();
+    raw.sync = { transport: 'https', https: { url: 'https://central.example.com', token_file: '/nonexistent/token', ca_file: '/nonexistent/ca.pem' } };
+    expect(formatIssues(validateConfig(raw, models).issues).split('\n')).toEqual([
+      'sync.https.token_file: cannot read /nonexistent/token: ENOENT',
+      'sync.https.ca_file: cannot read /nonexistent/ca.pem: ENOENT',
+    ]);
+    raw.sync.transport = 'none'; // files of an unused transport are not read
+    expect(validateConfig(raw, models).issues).toEqual([]);
+  });
+
   it('refuses a non-object document', () => {
     const { issues } = validateConfig('just a string', models);
     expect(issues.length).toBe(1);
