@@ -168,7 +168,8 @@ export class ShelfService implements Service {
     this.inflight.add(chain);
   }
 
-  private stockMessage(e: SlotEntry, ts: number) {
+  /** `lastKnown`: at start, the condition saved before the restart (the tracker has not seen a reading yet). */
+  private stockMessage(e: SlotEntry, ts: number, lastKnown?: string) {
     return {
       store_id: this.o.storeId,
       shelf_id: e.shelfId,
@@ -176,16 +177,24 @@ export class ShelfService implements Service {
       gtin: e.gtin ?? null,
       count: e.tracker.count,
       weight_g: e.tracker.settledWeightG === null ? null : Math.round(e.tracker.settledWeightG * 10) / 10,
-      condition: e.tracker.condition,
+      condition: lastKnown ?? e.tracker.condition,
       ts: new Date(ts).toISOString(),
+      ...(lastKnown !== undefined ? { last_known: true } : {}),
     };
   }
 
-  private alertMessage(e: SlotEntry, ts: number) {
-    return { store_id: this.o.storeId, shelf_id: e.shelfId, slot_id: e.slotId, condition: e.tracker.condition, ts: new Date(ts).toISOString() };
+  private alertMessage(e: SlotEntry, ts: number, lastKnown?: string) {
+    return {
+      store_id: this.o.storeId,
+      shelf_id: e.shelfId,
+      slot_id: e.slotId,
+      condition: lastKnown ?? e.tracker.condition,
+      ts: new Date(ts).toISOString(),
+      ...(lastKnown !== undefined ? { last_known: true } : {}),
+    };
   }
 
-  private async republishRetained(saved: Map<string, { updatedAt: number | null }>): Promise<void> {
+  private async republishRetained(saved: Map<string, { updatedAt: number | null; condition: string | null }>): Promise<void> {
     const { storeId, store } = this.o;
     for (const d of store.loadDevices())
       await this.publish(topics.deviceAvailability(storeId, d.id), { state: d.online ? 'online' : 'offline', reason: d.reason ?? undefined, since: new Date(d.updatedAt ?? Date.now()).toISOString(), last_known: true }, true);
@@ -193,8 +202,11 @@ export class ShelfService implements Service {
       const row = saved.get(e.key);
       if (!row) continue;
       const t = topics.slotTopics(storeId, e.shelfId, e.slotId);
-      await this.publish(t.stock, this.stockMessage(e, row.updatedAt ?? Date.now()), true);
-      await this.publish(t.alert, this.alertMessage(e, row.updatedAt ?? Date.now()), true);
+      // The last known state, marked as such, until the first settled reading replaces it: a slot
+      // that was in mismatch before the restart must not be announced `ok` on faith.
+      const lastKnown = row.condition ?? e.tracker.condition;
+      await this.publish(t.stock, this.stockMessage(e, row.updatedAt ?? Date.now(), lastKnown), true);
+      await this.publish(t.alert, this.alertMessage(e, row.updatedAt ?? Date.now(), lastKnown), true);
     }
   }
 

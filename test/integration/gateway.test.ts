@@ -106,6 +106,8 @@ describe('gateway in process', () => {
     const c2 = await connectClient(gw.bus.address().port, 'kiosk', PASSWORD);
     await c2.client.subscribeAsync('shelfgate/v1/st1/shelf/+/slot/+/stock', { qos: 1 });
     await waitFor(() => c2.messages.some((m) => m.retain && m.topic.endsWith('/a/stock') && JSON.parse(m.payload).count === 7), 5_000, 'retained stock after restart');
+    // what is republished at start is the saved state, flagged as last known
+    expect(JSON.parse(c2.messages.find((m) => m.retain && m.topic.endsWith('/a/stock'))!.payload)).toMatchObject({ count: 7, condition: 'ok', last_known: true });
     await new Promise((r) => setTimeout(r, 500));
     expect(gw.store.outboxStats().count).toBe(countBefore);
     await c2.client.endAsync();
