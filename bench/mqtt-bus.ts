@@ -14,17 +14,16 @@
  * of the broker process: on a shared VM these are steadier than msg/s, and they show which side is
  * the bottleneck (the client harness costs about the same with either broker).
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
-import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import { LocalBus } from '../src/bus/broker';
 import { hashPassword } from '../src/bus/auth';
 import { silentLogger } from '../src/log';
 import { configSchema } from '../src/config/schema';
-import { fmt, freePort, machine, startProcess, stopProcess } from './harness';
+import { fmt, machine, stopProcess } from './harness';
+import { startMosquitto } from '../test/helpers/mosquitto';
 
 const STORE = 'bench';
 const PASSWORD = 'bench-password';
@@ -129,32 +128,16 @@ async function startShelfgate(publishers: number, profDir?: string): Promise<{ p
   return { port, pid: p.pid, stop: () => stopProcess(p) };
 }
 
-async function startMosquitto(publishers: number): Promise<{ port: number; pid: number | undefined; stop: () => Promise<void> }> {
-  const dir = mkdtempSync(join(tmpdir(), 'sg-bench-mosq-'));
-  const port = await freePort();
-  const pw = join(dir, 'passwd');
-  writeFileSync(pw, '');
-  for (const u of ['sub', ...Array.from({ length: publishers }, (_, i) => `dev${i}`)]) execFileSync('mosquitto_passwd', ['-b', pw, u, PASSWORD]);
-  // The same rights as shelfgate's ACL gives these roles for these topics.
+/** Mosquitto with a password file and the ACL equivalent to shelfgate's roles for these topics. */
+async function startMosquittoBroker(publishers: number): Promise<{ port: number; pid: number | undefined; stop: () => Promise<void> }> {
+  const users: Record<string, string> = { sub: PASSWORD };
   let acl = `user sub\ntopic read shelfgate/v1/${STORE}/#\n`;
-  for (let i = 0; i < publishers; i++) acl += `user dev${i}\ntopic write shelfgate/v1/${STORE}/ext/dev${i}/#\n`;
-  writeFileSync(join(dir, 'acl'), acl);
-  writeFileSync(
-    join(dir, 'mosquitto.conf'),
-    // As root, mosquitto drops to user `mosquitto`, which cannot read our 0700 temp dir: stay as we are.
-    `user ${userInfo().username}\nlistener ${port} 127.0.0.1\nallow_anonymous false\npassword_file ${pw}\nacl_file ${join(dir, 'acl')}\npersistence false\nmax_inflight_messages 64\nmax_queued_messages 100000\n`,
-  );
-  const p = startProcess('mosquitto', ['-c', join(dir, 'mosquitto.conf')]);
-  for (let i = 0; i < 100; i++) {
-    try {
-      const c = await connect(port, 'sub');
-      await c.endAsync();
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+  for (let i = 0; i < publishers; i++) {
+    users[`dev${i}`] = PASSWORD;
+    acl += `user dev${i}\ntopic write shelfgate/v1/${STORE}/ext/dev${i}/#\n`;
   }
-  return { port, pid: p.pid, stop: () => stopProcess(p) };
+  const m = await startMosquitto({ users, acl, persistence: false, extraConfig: 'max_inflight_messages 64\nmax_queued_messages 100000' });
+  return { port: m.port, pid: m.pid, stop: () => m.dispose() };
 }
 
 async function main(): Promise<void> {
@@ -175,7 +158,7 @@ async function main(): Promise<void> {
     // alternate the order so neither broker always runs on a warmer machine
     for (const which of r % 2 === 0 ? (['sg', 'mq'] as const) : (['mq', 'sg'] as const)) {
       if (values.only && values.only !== which) continue; // --only sg|mq: profiling runs
-      const b = which === 'sg' ? await startShelfgate(publishers, values.prof) : await startMosquitto(publishers);
+      const b = which === 'sg' ? await startShelfgate(publishers, values.prof) : await startMosquittoBroker(publishers);
       if (warmup > 0) await drive(b.port, b.pid, warmup, publishers);
       const { rate, clientCpu, brokerCpu } = await drive(b.port, b.pid, messages, publishers);
       await b.stop();

@@ -47,6 +47,8 @@ export interface MosquittoOptions {
 export interface Mosquitto {
   readonly dir: string;
   readonly port: number;
+  /** The running mosquitto's pid (benchmarks read its CPU time), or undefined when stopped. */
+  readonly pid: number | undefined;
   readonly tlsPort: number | null;
   /** mqtt://127.0.0.1:port */
   readonly url: string;
@@ -212,6 +214,10 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     dir,
     get port() {
       return port;
+    },
+    get pid() {
+      const p = proc as ChildProcess | null;
+      return p && p.exitCode === null && p.signalCode === null ? p.pid : undefined;
     },
     get tlsPort() {
       return tlsPort;
