@@ -88,11 +88,11 @@ async function main(): Promise<void> {
   const b0 = gw.store.stats().batches;
   const t0 = Date.now();
   let peakRss = rssMb();
-  const rssSamples: number[] = [];
+  let lastRss = peakRss;
   for (let s = 0; s < seconds; s++) {
     await new Promise((r) => setTimeout(r, 1_000));
     const rss = rssMb();
-    rssSamples.push(rss);
+    lastRss = rss;
     peakRss = Math.max(peakRss, rss);
   }
   const secs = (Date.now() - t0) / 1000;
@@ -110,7 +110,7 @@ async function main(): Promise<void> {
   console.log(`stock events: ${fmt(nEvents / secs)} /s, published after commit`);
   console.log(`latency frame received -> stock published: p50 ${fmt(lat.p50, 1)} ms, p99 ${fmt(lat.p99, 1)} ms, max ${fmt(lat.max, 1)} ms (${fmt(lat.count)} samples)`);
   console.log(`SQLite: ${fmt(st.batches - b0)} batch commits in the window, max batch ${fmt(st.maxBatchMs, 1)} ms; ${fmt(rows)} outbox rows durable after stop (errors: ${gw.shelves.stats.persistFailures} persist, ${gw.shelves.stats.publishFailures} publish)`);
-  console.log(`RSS of the gateway process: peak ${fmt(peakRss)} MB, last ${fmt(rssSamples.at(-1) ?? 0)} MB`);
+  console.log(`RSS of the gateway process: peak ${fmt(peakRss)} MB, last ${fmt(lastRss)} MB`);
 }
 
 /** Child process: the simulated store. One TCP server per bus, shoppers picking and restocking. */
