@@ -24,6 +24,7 @@ import { LogLimiter, type Logger } from '../log';
 import { AclDecisionCache, canPublish, canReceive, canSubscribe, requestCommand } from './acl';
 import { AuthFailureTracker, checkCredentials, type Role } from './auth';
 import * as topics from './topics';
+import { sleep } from '../util/backoff';
 
 export type { Role } from './auth';
 
@@ -672,7 +673,7 @@ export class LocalBus implements Service {
     await new Promise((r) => setImmediate(r));
     await new Promise((r) => setImmediate(r));
     while ([...this.conns].some((c) => c.writableLength > 0) && this.now() < until) {
-      await new Promise((r) => setTimeout(r, 10));
+      await sleep(10);
     }
   }
 

@@ -33,7 +33,8 @@ interface SlotEntry {
   slotId: string;
   key: string;
   tracker: SlotTracker;
-  gtin: string | undefined;
+  /** Built once per slot: every event publishes on them. */
+  topics: topics.SlotTopics;
   /** Config values; calibration overrides from SQLite win over them. */
   params: { gtin?: string; unitWeightG?: number; tareG: number; toleranceG?: number; maxLoadG?: number };
 }
@@ -83,7 +84,7 @@ export class ShelfService implements Service {
           stability: { window: stability.window, maxSpreadG: stability.max_spread_g, unstableAlarmMs: stability.unstable_alarm_s * 1000 },
           initial: row ? { count: row.count, weightG: row.weightG } : undefined,
         });
-        const entry: SlotEntry = { shelfId: shelf.id, slotId: slot.id, key, tracker, gtin: params.gtin, params };
+        const entry: SlotEntry = { shelfId: shelf.id, slotId: slot.id, key, tracker, topics: topics.slotTopics(this.o.storeId, shelf.id, slot.id), params };
         this.bySensor.set(sensor, entry);
         this.bySlot.set(key, entry);
       }
@@ -145,7 +146,7 @@ export class ShelfService implements Service {
     this.stats.events++;
     const { store, storeId } = this.o;
     const ts = ev.ts;
-    const payload = { store_id: storeId, shelf_id: entry.shelfId, slot_id: entry.slotId, gtin: entry.gtin ?? null, ...eventFields(ev) };
+    const payload = { store_id: storeId, shelf_id: entry.shelfId, slot_id: entry.slotId, gtin: entry.params.gtin ?? null, ...eventFields(ev) };
     const writes: Promise<unknown>[] = [];
     // A recount (after calibration) is a stock level, not a sale: central sees it as a `count` with a reason.
     const outboxKind = ev.type === 'recount' ? 'count' : ev.type;
@@ -157,7 +158,7 @@ export class ShelfService implements Service {
     const chain = Promise.all(writes)
       .then(async ([appended]) => {
         const { seq, eventId } = appended as { seq: number; eventId: string };
-        const t = topics.slotTopics(storeId, entry.shelfId, entry.slotId);
+        const t = entry.topics;
         await this.publish(t.event, { ...payload, seq, event_id: eventId, ts: new Date(ts).toISOString() }, false);
         if (ev.type === 'condition' || ev.type === 'anomaly') await this.publish(t.alert, this.alertMessage(entry, ts), true);
         await this.publish(t.stock, this.stockMessage(entry, ts), true);
@@ -174,7 +175,7 @@ export class ShelfService implements Service {
       store_id: this.o.storeId,
       shelf_id: e.shelfId,
       slot_id: e.slotId,
-      gtin: e.gtin ?? null,
+      gtin: e.params.gtin ?? null,
       count: e.tracker.count,
       weight_g: e.tracker.settledWeightG === null ? null : Math.round(e.tracker.settledWeightG * 10) / 10,
       condition: lastKnown ?? e.tracker.condition,
@@ -201,7 +202,7 @@ export class ShelfService implements Service {
     for (const e of this.bySlot.values()) {
       const row = saved.get(e.key);
       if (!row) continue;
-      const t = topics.slotTopics(storeId, e.shelfId, e.slotId);
+      const t = e.topics;
       // The last known state, marked as such, until the first settled reading replaces it: a slot
       // that was in mismatch before the restart must not be announced `ok` on faith.
       const lastKnown = row.condition ?? e.tracker.condition;
@@ -251,7 +252,6 @@ export class ShelfService implements Service {
     await this.o.store.saveCalibration(shelfId, slotId, { gtin: a.gtin, unitWeightG: a.unitWeightG });
     entry.params.gtin = delta.gtin;
     entry.params.unitWeightG = delta.unitWeightG;
-    entry.gtin = delta.gtin;
     for (const ev of entry.tracker.setParams({ ...entry.params }, Date.now())) this.record(entry, ev, performance.now());
     this.o.log.info({ slot: entry.key, gtin: a.gtin, unit_weight_g: a.unitWeightG, count: entry.tracker.count }, 'slot assigned by central');
     return { count: entry.tracker.count };

@@ -25,6 +25,14 @@ export class ModbusLoadCellSource extends PolledSource {
   private readonly framer = new RtuResponseFramer();
   private readonly byKey = new Map<string, number>();
   private readonly requests: Map<number, Buffer[]>;
+  /** When the last whole answer arrived (performance.now()). */
+  private rxMono = 0;
+  /** The decoder handed to the channel: one function for every request, not a closure per poll. */
+  private readonly feed = (chunk: Buffer): ReturnType<RtuResponseFramer['push']> => {
+    const r = this.framer.push(chunk);
+    if (r) this.rxMono = performance.now();
+    return r;
+  };
 
   constructor(private readonly mopts: ModbusSourceOptions) {
     super({
@@ -49,26 +57,16 @@ export class ModbusLoadCellSource extends PolledSource {
     const { definition, timeoutMs } = this.mopts;
     const frames = this.requests.get(address)!;
     const blocks: { address: number; registers: number[] }[] = [];
-    let rxMono = 0;
     for (let i = 0; i < definition.reads.length; i++) {
       const read = definition.reads[i]!;
       this.framer.expect(address, read.function, read.count);
-      const res = await this.channel.request(
-        frames[i]!,
-        (chunk) => {
-          const r = this.framer.push(chunk);
-          if (r) rxMono = performance.now();
-          return r;
-        },
-        timeoutMs,
-      );
+      const res = await this.channel.request(frames[i]!, this.feed, timeoutMs);
       if (res.type === 'crc-error') throw new ShelfgateError(ErrorCode.FRAME_CRC, `CRC error in answer from address ${address}`);
       if (res.type === 'exception')
         throw new ShelfgateError(ErrorCode.DEVICE_ERROR_RESPONSE, `address ${address} answered exception ${res.code} to function ${read.function}`);
       blocks.push({ address: read.address, registers: res.registers });
     }
     const d = decodeLoadCell(definition, blocks);
-    const grams = d.grams;
-    return { sensor, grams, deviceStable: definition.statusBits.unstable === undefined ? null : !d.unstable, overload: d.overload, underload: false, ts: Date.now(), rxMono };
+    return { sensor, grams: d.grams, deviceStable: definition.statusBits.unstable === undefined ? null : !d.unstable, overload: d.overload, underload: false, ts: Date.now(), rxMono: this.rxMono };
   }
 }

@@ -20,6 +20,14 @@ export class MtSicsSource extends PolledSource {
   private readonly framer = new LineFramer({ maxLineBytes: 128 });
   private readonly sensor: string;
   private readonly pollFrame: Buffer;
+  /** When the last poll answer arrived (performance.now()). */
+  private rxMono = 0;
+  /** The poll decoder: one function for every poll, not a closure per poll. */
+  private readonly pollFeed = (chunk: Buffer): ReturnType<typeof parseSicsResponse> | null => {
+    const r = this.firstAnswer(chunk);
+    if (r) this.rxMono = performance.now();
+    return r;
+  };
 
   constructor(private readonly sopts: MtSicsSourceOptions) {
     super({ ...sopts, sensors: [sensorKey(sopts.busId)], gapMs: 0 });
@@ -33,17 +41,9 @@ export class MtSicsSource extends PolledSource {
   }
 
   protected async pollSensor(sensor: string): Promise<WeightReading> {
-    let rxMono = 0;
-    const res = await this.channel.request(
-      this.pollFrame,
-      (chunk) => {
-        const r = this.firstAnswer(chunk);
-        if (r) rxMono = performance.now();
-        return r;
-      },
-      this.sopts.timeoutMs,
-    );
+    const res = await this.channel.request(this.pollFrame, this.pollFeed, this.sopts.timeoutMs);
     const ts = Date.now();
+    const rxMono = this.rxMono;
     // MT-SICS level 0: S / SI answer `S S|D <value> <unit>`, or `S I|+|-` without a value.
     if (res.kind === 'weight')
       return { sensor, grams: toGrams(res.value, res.unit), deviceStable: res.stable, overload: false, underload: false, ts, rxMono };

@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { ErrorCode, isShelfgateError } from '../errors';
 import type { Service } from '../lifecycle';
 import { LogLimiter, type Logger } from '../log';
+import { sleep } from '../util/backoff';
 import { RequestChannel, type ByteLink } from './channel';
 import { SensorHealth } from './health';
 import type { SensorAvailability, WeightReading } from './types';
@@ -53,12 +54,13 @@ export abstract class PolledSource extends EventEmitter implements Service {
   private readonly health: SensorHealth;
   private running = false;
   private loopDone: Promise<void> = Promise.resolve();
-  private wake: (() => void) | null = null;
+  /** Aborts the current idle(): link state changes and stop() wake the loop at once. */
+  private wake: AbortController | null = null;
   private readonly onOffline = (reason: string): void => {
     this.health.linkDown(`link down: ${reason}`, Date.now());
-    this.wake?.();
+    this.wake?.abort();
   };
-  private readonly onOnline = (): void => this.wake?.();
+  private readonly onOnline = (): void => this.wake?.abort();
 
   constructor(protected readonly opts: PolledSourceOptions) {
     super();
@@ -83,7 +85,7 @@ export abstract class PolledSource extends EventEmitter implements Service {
 
   async stop(): Promise<void> {
     this.running = false;
-    this.wake?.();
+    this.wake?.abort();
     this.channel.detach();
     await this.loopDone;
     this.opts.link.off('offline', this.onOffline);
@@ -138,16 +140,10 @@ export abstract class PolledSource extends EventEmitter implements Service {
     }
   }
 
-  private idle(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(done, ms);
-      const self = this;
-      function done(): void {
-        clearTimeout(t);
-        if (self.wake === done) self.wake = null;
-        resolve();
-      }
-      this.wake = done;
-    });
+  private async idle(ms: number): Promise<void> {
+    const wake = new AbortController();
+    this.wake = wake;
+    await sleep(ms, wake.signal);
+    if (this.wake === wake) this.wake = null;
   }
 }
