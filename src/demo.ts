@@ -7,27 +7,26 @@
  * central inventory service runs beside it: stock events flow up through the outbox, price changes
  * come back down and appear on the bus. Ctrl-C stops.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { hashPassword } from './bus/auth';
+import * as topics from './bus/topics';
 import { validateConfig, formatIssues } from './config/load';
 import type { Config } from './config/schema';
 import { loadDefinitions } from './devices/definitions';
 import type { DeviceDefinition, ModbusDefinition, MtSicsDefinition } from './devices/types';
 import { buildGateway, type Gateway } from './daemon';
 import { ExitCode } from './errors';
-import { createLogger } from './log';
-import { gs1CheckDigit } from './util/gtin';
+import { createLogger, silentLogger } from './log';
+import { gs1CheckDigit, toGtin14 } from './util/gtin';
 import { waitForStop } from './util/signals';
 import { ModbusLoadCellBusSimulator } from '../simulators/modbus-loadcell-sim';
 import { MtSicsSimulator } from '../simulators/mtsics-sim';
 import { LoadCellPhysics, mulberry32 } from '../simulators/physics';
 import { serveTcp, type Serving } from '../simulators/serve';
 import { CentralSimulator } from '../simulators/central';
-import { writeFileSync } from 'node:fs';
-import { silentLogger } from './log';
 import { ShopperScript, describeAction, type ShopperSlot } from '../simulators/shoppers';
 
 export interface DemoOptions {
@@ -111,7 +110,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   writeFileSync(join(dataDir, 'central-token'), 'demo-central-token\n', { mode: 0o600 });
   const productByGtin = new Map<string, string>();
   PRODUCTS.forEach(([name, unit], i) => {
-    productByGtin.set(gtinFor(i).padStart(14, '0'), name);
+    productByGtin.set(toGtin14(gtinFor(i)), name);
     central.publishPrice({ gtin: gtinFor(i), price: 99 + Math.round(unit / 3) * 2, currency: 'EUR' });
   });
 
@@ -162,20 +161,20 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   const gw = gateway!;
   const { port } = gw.bus.address();
   out(`shelfgate demo: store "${DEMO_STORE}", 2 gondolas x 4 shelves x 4 slots + a deli scale, data in ${dataDir}`);
-  out(`mosquitto_sub -h 127.0.0.1 -p ${port} -u ${DEMO_USER} -P ${DEMO_PASSWORD} -V mqttv311 -t 'shelfgate/v1/${DEMO_STORE}/shelf/+/slot/+/stock' -v`);
+  out(`mosquitto_sub -h 127.0.0.1 -p ${port} -u ${DEMO_USER} -P ${DEMO_PASSWORD} -V mqttv311 -t '${topics.allSlotsFilter(DEMO_STORE, 'stock')}' -v`);
   out(`central inventory service (simulated): ${central.url}/_sim/ shows the events it received and the prices it sent`);
   out(`local MQTT bus on 127.0.0.1:${port} (MQTT 3.1.1; users ${DEMO_USER}/${DEMO_PASSWORD} kiosk, ${DEMO_TECH}/${DEMO_TECH_PASSWORD} technician). Ctrl-C stops.`);
 
   // --- a kiosk-role client that narrates stock changes ---
   const watcher = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, username: DEMO_USER, password: DEMO_PASSWORD, reconnectPeriod: 1000 });
   watcher.on('connect', () =>
-    void watcher.subscribeAsync([`shelfgate/v1/${DEMO_STORE}/shelf/+/slot/+/event`, `shelfgate/v1/${DEMO_STORE}/price/+`], { qos: 1 }).catch(() => undefined),
+    void watcher.subscribeAsync([topics.allSlotsFilter(DEMO_STORE, 'event'), topics.allPricesFilter(DEMO_STORE)], { qos: 1 }).catch(() => undefined),
   );
   watcher.on('error', () => undefined);
   watcher.on('message', (_topic, payload) => {
     try {
       const e = JSON.parse(payload.toString()) as Record<string, unknown>;
-      if (_topic.includes('/price/')) {
+      if (topics.topicMatches(topics.allPricesFilter(DEMO_STORE), _topic)) {
         const promo = e.promotion as { was_price?: number } | null | undefined;
         out(`  price  ${productByGtin.get(String(e.gtin)) ?? String(e.gtin)}: ${(Number(e.price) / 100).toFixed(2)} ${String(e.currency)}${promo?.was_price ? ` (was ${(promo.was_price / 100).toFixed(2)})` : ''}, version ${String(e.version)}, from central`);
         return;

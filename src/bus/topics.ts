@@ -90,9 +90,14 @@ export function storePrefix(store: string): string {
   return prefix;
 }
 
-/** `shelfgate/v1/<store>/#`: everything of one store. */
-export function storeFilter(store: string): string {
-  return `${storePrefix(store)}#`;
+/** `shelfgate/v1/<store>/shelf/+/slot/+/<leaf>`: one kind of message of every slot (a subscription filter). */
+export function allSlotsFilter(store: string, leaf: 'stock' | 'event' | 'alert'): string {
+  return `${storePrefix(store)}shelf/+/slot/+/${leaf}`;
+}
+
+/** `shelfgate/v1/<store>/price/+`: every product's retained price (a subscription filter). */
+export function allPricesFilter(store: string): string {
+  return `${storePrefix(store)}price/+`;
 }
 
 export function gatewayStatus(store: string): string {

@@ -30,8 +30,3 @@ export interface SensorAvailability {
   reason?: string;
   ts: number;
 }
-
-export interface WeightSourceEvents {
-  reading: (r: WeightReading) => void;
-  availability: (a: SensorAvailability) => void;
-}
