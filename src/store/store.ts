@@ -257,6 +257,7 @@ interface Statements {
   peekOutbox: Statement;
   oldestOutbox: Statement;
   deleteEvent: Statement;
+  deleteEventBySeq: Statement;
   getMeta: Statement;
   setMeta: Statement;
 }
@@ -543,9 +544,8 @@ export class Store implements Service {
    * transaction fails, e.g. SQLITE_FULL.
    */
   removeFromOutbox(seqs: readonly number[], also?: (db: Database, removed: RemovedOutboxRow[]) => void): RemovedOutboxRow[] {
-    this.stmts();
+    const del = this.stmts().deleteEventBySeq;
     const db = this.db!;
-    const del = db.prepare('DELETE FROM outbox WHERE seq = ? RETURNING seq, event_id, device_id, kind, priority, bytes');
     const removed = db.transaction(() => {
       const out: RemovedOutboxRow[] = [];
       for (const seq of seqs) {
@@ -761,6 +761,7 @@ function prepare(db: Database): Statements {
     peekOutbox: db.prepare('SELECT * FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?'),
     oldestOutbox: db.prepare('SELECT created_at FROM outbox ORDER BY seq LIMIT 1'),
     deleteEvent: db.prepare('DELETE FROM outbox WHERE event_id = ? RETURNING bytes'),
+    deleteEventBySeq: db.prepare('DELETE FROM outbox WHERE seq = ? RETURNING seq, event_id, device_id, kind, priority, bytes'),
     getMeta: db.prepare('SELECT value FROM meta WHERE key = ?'),
     setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
   };

@@ -34,6 +34,8 @@ import type { RemovedOutboxRow, Store } from '../store/store';
 export const STOCK_KINDS: readonly string[] = ['pick', 'put', 'count'];
 
 const CHUNK = 2000;
+/** `?, ?, ?`: one placeholder per STOCK_KINDS entry. */
+const STOCK_IN = STOCK_KINDS.map(() => '?').join(',');
 
 export type GapReason = 'compacted' | 'dropped_buffer_full';
 
@@ -192,22 +194,23 @@ export class OutboxBuffer implements Service {
       store.transaction(
         (db) =>
           db
-            .prepare(`SELECT device_id, max(seq) AS newest FROM outbox WHERE kind IN (${STOCK_KINDS.map(() => '?').join(',')}) GROUP BY device_id`)
+            .prepare(`SELECT device_id, max(seq) AS newest FROM outbox WHERE kind IN (${STOCK_IN}) GROUP BY device_id`)
             .all(...STOCK_KINDS) as { device_id: string; newest: number }[],
       ).map((r) => [r.device_id, r.newest]),
     );
     await this.removeWhile('compacted', compactTarget, res, (db, after) => {
       const rows = db
-        .prepare(`SELECT seq, bytes, device_id FROM outbox WHERE kind IN (${STOCK_KINDS.map(() => '?').join(',')}) AND seq > ? ORDER BY seq LIMIT ${CHUNK}`)
+        .prepare(`SELECT seq, bytes, device_id FROM outbox WHERE kind IN (${STOCK_IN}) AND seq > ? ORDER BY seq LIMIT ${CHUNK}`)
         .all(...STOCK_KINDS, after) as { seq: number; bytes: number; device_id: string }[];
       return { lastSeq: rows.at(-1)?.seq ?? null, rows: rows.filter((r) => r.seq < (newest.get(r.device_id) ?? 0)) };
     });
     // 2. drop the oldest low-priority events
-    const dropTarget = force ? Math.max(0, store.outboxStats().bytes - Math.max(64 * 1024, Math.floor(store.outboxStats().bytes * 0.1))) : this.lowWaterBytes;
-    if (store.outboxStats().bytes > dropTarget) {
+    const bytesNow = store.outboxStats().bytes;
+    const dropTarget = force ? Math.max(0, bytesNow - Math.max(64 * 1024, Math.floor(bytesNow * 0.1))) : this.lowWaterBytes;
+    if (bytesNow > dropTarget) {
       await this.removeWhile('dropped_buffer_full', Math.min(dropTarget, this.lowWaterBytes), res, (db, after) => {
         const rows = db
-          .prepare(`SELECT seq, bytes FROM outbox WHERE priority >= 1 AND kind NOT IN (${STOCK_KINDS.map(() => '?').join(',')}) AND seq > ? ORDER BY seq LIMIT ${CHUNK}`)
+          .prepare(`SELECT seq, bytes FROM outbox WHERE priority >= 1 AND kind NOT IN (${STOCK_IN}) AND seq > ? ORDER BY seq LIMIT ${CHUNK}`)
           .all(...STOCK_KINDS, after) as { seq: number; bytes: number }[];
         return { lastSeq: rows.at(-1)?.seq ?? null, rows };
       });

@@ -46,8 +46,8 @@ interface RawResponse {
   body: Buffer;
 }
 
-/** Codes of TLS verification failures (OpenSSL / Node) that retrying cannot fix. */
-const TLS_VERIFY_CODES = new Set([
+/** Codes of TLS verification failures (OpenSSL / Node) that retrying cannot fix (also used by the MQTT bridge). */
+export const TLS_VERIFY_CODES: ReadonlySet<string> = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
   'UNABLE_TO_GET_ISSUER_CERT',
   'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
@@ -85,8 +85,12 @@ export function parseRetryAfter(v: string | string[] | undefined, now = Date.now
   return Number.isNaN(t) ? undefined : Math.max(0, Math.min(t - now, 86_400_000));
 }
 
-/** Wire change (central-api.yaml `Change`) to the contract's Change type (src/sync/types.ts). */
-function fromWire(raw: unknown): Change {
+/**
+ * Wire change (central-api.yaml `Change`: type `slot`, numeric slot) to the contract's Change type
+ * (src/sync/types.ts: `slot_assignment`, slot as a string). Shared with the MQTT bridge, so the sync
+ * service sees the same shapes from both transports.
+ */
+export function fromWire(raw: unknown): Change {
   const o = (raw ?? {}) as Record<string, unknown>;
   if (o.type === 'slot') {
     return { ...(o as object), type: 'slot_assignment', slot: typeof o.slot === 'number' ? String(o.slot) : (o.slot as string) } as Change;

@@ -56,6 +56,7 @@ import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient 
 import { ErrorCode, ShelfgateError } from '../errors';
 import { LogLimiter, type Logger } from '../log';
 import type { SyncConfig } from '../config/schema';
+import { TLS_VERIFY_CODES, fromWire } from './https';
 import type { Change, ChangeAck, SeqGap, SyncTransport, UploadEvent, UploadResult } from './types';
 
 export type MqttSyncConfig = NonNullable<SyncConfig['mqtt']>;
@@ -127,20 +128,6 @@ export interface SyncDoneMarker {
 // user/password, 5 not authorized (only with protocolVersion 4).
 const FATAL_CONNACK_V5 = new Set([0x85, 0x86, 0x87, 0x8a, 0x8c]);
 const FATAL_CONNACK_V3 = new Set([2, 4, 5]);
-const TLS_VERIFY_CODES = new Set([
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_SIGNATURE_FAILURE',
-  'CERT_UNTRUSTED',
-  'CERT_REJECTED',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'HOSTNAME_MISMATCH',
-]);
 
 interface PendingUpload {
   events: UploadEvent[];
@@ -259,8 +246,7 @@ export class MqttBridge implements SyncTransport {
     this.ready = false;
     const stopped = (): ShelfgateError => new ShelfgateError(ErrorCode.STOPPED, 'sync-mqtt: stopped');
     this.failUploads(stopped());
-    for (const r of [...this.inflight]) r(stopped());
-    this.inflight.clear();
+    this.failInflight(stopped());
     this.clearSync();
     for (const w of [...this.feedWaiters]) w();
     for (const w of [...this.readyWaiters]) w();
@@ -350,8 +336,7 @@ export class MqttBridge implements SyncTransport {
     this.clearSync();
     if (was) this.log.warn('sync-mqtt: disconnected');
     this.failUploads(new ShelfgateError(ErrorCode.SYNC_RETRYABLE, 'sync-mqtt: disconnected before the result arrived'));
-    for (const r of [...this.inflight]) r(new ShelfgateError(ErrorCode.SYNC_RETRYABLE, 'sync-mqtt: disconnected before the broker acknowledged'));
-    this.inflight.clear();
+    this.failInflight(new ShelfgateError(ErrorCode.SYNC_RETRYABLE, 'sync-mqtt: disconnected before the broker acknowledged'));
     for (const w of [...this.feedWaiters]) w();
   }
 
@@ -381,6 +366,11 @@ export class MqttBridge implements SyncTransport {
     this.fatal = err;
     this.ready = false;
     this.failUploads(err);
+    this.failInflight(err);
+  }
+
+  /** Rejects every publish still waiting for its PUBACK. */
+  private failInflight(err: Error): void {
     for (const r of [...this.inflight]) r(err);
     this.inflight.clear();
   }
@@ -670,16 +660,6 @@ export class MqttBridge implements SyncTransport {
     }
     this.log.debug({ topic }, 'sync-mqtt: message on an unexpected topic; ignored');
   }
-}
-
-/**
- * Wire change (central-api.yaml `Change`: type `slot`, numeric slot) to the contract's Change type
- * (src/sync/types.ts: `slot_assignment`, slot as a string), as the HTTPS transport does, so the
- * sync service sees the same shapes from both transports.
- */
-function fromWire(o: Record<string, unknown>): Change {
-  if (o['type'] === 'slot') return { ...o, type: 'slot_assignment', slot: typeof o['slot'] === 'number' ? String(o['slot']) : o['slot'] } as unknown as Change;
-  return o as unknown as Change;
 }
 
 function mapResults(raw: unknown[], events: UploadEvent[], batchId: string): { ok: true; results: UploadResult[] } | { ok: false; err: ShelfgateError } {

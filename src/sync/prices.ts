@@ -199,12 +199,13 @@ export class PriceBook {
     return this.run((st) => (st.allPrices.all() as RawPrice[]).map(toPrice));
   }
 
-  priceVersion(gtin: string): number {
-    return this.price(gtin)?.version ?? 0;
-  }
-
   slotVersion(shelf: string, slot: string): number {
     return this.run((st) => (st.getSlotVersion.get(shelf, slot) as { version: number } | undefined)?.version ?? 0);
+  }
+
+  /** change_id of the slot assignment applied last, or null. */
+  slotChangeId(shelf: string, slot: string): string | null {
+    return this.run((st) => (st.getSlotVersion.get(shelf, slot) as { change_id: string | null } | undefined)?.change_id ?? null);
   }
 
   cursor(): string | null {
@@ -276,7 +277,7 @@ function prepare(db: Database): Stmts {
        ON CONFLICT (gtin) DO UPDATE SET price = excluded.price, currency = excluded.currency, promotion = excluded.promotion,
          version = excluded.version, change_id = excluded.change_id, applied_at = excluded.applied_at`,
     ),
-    getSlotVersion: db.prepare('SELECT version FROM slot_versions WHERE shelf_id = ? AND slot_id = ?'),
+    getSlotVersion: db.prepare('SELECT version, change_id FROM slot_versions WHERE shelf_id = ? AND slot_id = ?'),
     upsertSlotVersion: db.prepare(
       `INSERT INTO slot_versions (shelf_id, slot_id, version, change_id, applied_at) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT (shelf_id, slot_id) DO UPDATE SET version = excluded.version, change_id = excluded.change_id, applied_at = excluded.applied_at`,

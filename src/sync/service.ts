@@ -54,7 +54,7 @@ import { ErrorCode, ShelfgateError, isShelfgateError } from '../errors';
 import type { Service } from '../lifecycle';
 import { LogLimiter, type Logger } from '../log';
 import type { OutboxRow, Store } from '../store/store';
-import { Backoff, sleep } from '../util/backoff';
+import { Backoff, MAX_BACKOFF_MS, sleep } from '../util/backoff';
 import { OutboxBuffer, clearGaps, pendingGaps, type BufferStats } from './buffer';
 import { HttpsTransport } from './https';
 import { PriceBook, changeIdOf, priceMessage, validateChange, type SlotChangeIn, type StoredPrice } from './prices';
@@ -156,14 +156,9 @@ export function createSyncTransport(config: SyncConfig, storeId: string, log: Lo
       if (!config.https) throw new ShelfgateError(ErrorCode.CONFIG_INVALID, 'sync.https is required when sync.transport is https');
       return new HttpsTransport({ config: config.https, storeId, log: log.child({ module: 'sync-https' }) });
     case 'mqtt': {
-      if (!config.mqtt) throw new ShelfgateError(ErrorCode.CONFIG_INVALID, 'sync.mqtt is required when sync.transport is mqtt');
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const mod = require('./mqtt-bridge') as Record<string, unknown>;
-      const Ctor = (mod.MqttBridgeTransport ?? mod.MqttBridge) as
-        | (new (o: { config: NonNullable<SyncConfig['mqtt']>; storeId: string; log: Logger }) => SyncTransport)
-        | undefined;
-      if (typeof Ctor !== 'function') throw new ShelfgateError(ErrorCode.INTERNAL, './mqtt-bridge exports no MqttBridgeTransport');
-      return new Ctor({ config: config.mqtt, storeId, log: log.child({ module: 'sync-mqtt' }) });
+      const { createMqttBridge } = require('./mqtt-bridge') as typeof import('./mqtt-bridge');
+      return createMqttBridge(storeId, config, log.child({ module: 'sync-mqtt' }));
     }
     default:
       return null;
@@ -428,8 +423,7 @@ export class SyncService implements Service {
     let delay: number;
     let reason: PauseReason;
     if (ra !== undefined) {
-      // honour Retry-After, but never below the initial backoff (a "Retry-After: 0" must not become a tight loop)
-      delay = Math.max(this.o.config.backoff.initial_ms, Math.min(ra, 3_600_000));
+      delay = this.retryAfterDelay(ra);
       reason = 'retry-after';
     } else if (fatal) {
       delay = Math.min(this.o.config.backoff.max_ms, 3_600_000);
@@ -443,6 +437,11 @@ export class SyncService implements Service {
       this.pausedUntil = now + delay;
       this.pauseReason = reason;
     }
+  }
+
+  /** Honours Retry-After, capped at MAX_BACKOFF_MS and never below the initial backoff (a "Retry-After: 0" must not become a tight loop). */
+  private retryAfterDelay(ra: number): number {
+    return Math.max(this.o.config.backoff.initial_ms, Math.min(ra, MAX_BACKOFF_MS));
   }
 
   /** Central answered something (e.g. the change feed): end a plain backoff pause early. */
@@ -636,7 +635,7 @@ export class SyncService implements Service {
 
   private delayFor(e: unknown, b: Backoff): number {
     const ra = retryAfterOf(e);
-    if (ra !== undefined) return Math.max(this.o.config.backoff.initial_ms, Math.min(ra, 3_600_000));
+    if (ra !== undefined) return this.retryAfterDelay(ra);
     if (isShelfgateError(e, ErrorCode.SYNC_FATAL)) return this.o.config.backoff.max_ms;
     return b.next();
   }
@@ -692,7 +691,7 @@ export class SyncService implements Service {
         const storedVersion = this.book.slotVersion(c.shelf, c.slot);
         if (handledSlots.has(c.changeId)) continue;
         if (storedVersion >= c.version || top.version > c.version || (top.version === c.version && top.changeId !== c.changeId)) {
-          ack({ change_id: id, status: storedVersion === c.version && this.slotChangeId(c) === c.changeId ? 'applied' : 'stale', applied_at: nowIso });
+          ack({ change_id: id, status: storedVersion === c.version && this.book.slotChangeId(c.shelf, c.slot) === c.changeId ? 'applied' : 'stale', applied_at: nowIso });
           continue;
         }
         handledSlots.add(c.changeId);
@@ -719,12 +718,6 @@ export class SyncService implements Service {
     if (written.length > 0 || slots.length > 0) {
       this.log.info({ changes: changes.length, prices: written.length, slots: slots.length, acks: acks.size }, 'changes from central applied');
     }
-  }
-
-  private slotChangeId(c: SlotChangeIn): string | null {
-    return this.o.store.transaction(
-      (db) => (db.prepare('SELECT change_id FROM slot_versions WHERE shelf_id = ? AND slot_id = ?').get(c.shelf, c.slot) as { change_id: string | null } | undefined)?.change_id ?? null,
-    );
   }
 
   /** Calls shelves.assignSlot; an unknown slot or bad values are `invalid`; anything else throws (page retried). */
