@@ -24,6 +24,7 @@ import { encodeException, encodeReadResponse, encodeWriteSingleRegister, RtuRequ
 import type { SerialSettings } from '../src/transport/types';
 import type { DeviceSimulator, SimIo } from './io';
 import { mulberry32, randomInt, type LoadCellPhysics, type Rng } from './physics';
+import { TimerSet } from './timers';
 
 export interface ModbusSlaveFaults {
   /** Never answer. */
@@ -96,7 +97,7 @@ export class ModbusLoadCellBusSimulator implements DeviceSimulator {
   private unsubscribe: (() => void) | null = null;
   private io: SimIo | null = null;
   private framer = new RtuRequestFramer();
-  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly timers = new TimerSet();
   private counters = { requests: 0, answered: 0, exceptions: 0, notForUs: 0, suppressed: 0 };
 
   constructor(opts: ModbusLoadCellBusOptions) {
@@ -205,7 +206,6 @@ export class ModbusLoadCellBusSimulator implements DeviceSimulator {
     this.unsubscribe?.();
     this.unsubscribe = null;
     this.io = null;
-    for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     this.framer.reset();
   }
@@ -242,14 +242,12 @@ export class ModbusLoadCellBusSimulator implements DeviceSimulator {
       for (let i = 0; i < junk.length; i++) junk[i] = randomInt(this.rng, 0, 255);
     }
     const io = this.io;
-    const t = setTimeout(() => {
-      this.timers.delete(t);
+    this.timers.after(this.delayMs, () => {
       if (this.io !== io || !io) return;
       this.counters.answered++;
       io.write(answer);
       if (junk) io.write(junk);
-    }, this.delayMs);
-    this.timers.add(t);
+    });
   }
 
   /** Read Holding/Input Registers (App. Protocol §6.3, §6.4). */

@@ -21,6 +21,7 @@ import { formatSicsResponse, parseSicsCommand, type SicsResponse } from '../src/
 import type { SerialSettings } from '../src/transport/types';
 import type { DeviceSimulator, SimIo } from './io';
 import { mulberry32, randomInt, type LoadCellPhysics, type Rng } from './physics';
+import { TimerSet } from './timers';
 
 export interface MtSicsFaults {
   /** Answer nothing at all. */
@@ -82,7 +83,7 @@ export class MtSicsSimulator implements DeviceSimulator {
   private busy = false;
   /** Bumped on every attach/detach so an answer in progress for an old link is abandoned. */
   private generation = 0;
-  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly timers = new TimerSet();
   private counters = { commands: 0, answered: 0, suppressed: 0 };
 
   constructor(opts: MtSicsSimulatorOptions) {
@@ -126,7 +127,6 @@ export class MtSicsSimulator implements DeviceSimulator {
     this.unsubscribe?.();
     this.unsubscribe = null;
     this.io = null;
-    for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     this.queue = [];
     this.busy = false;
@@ -149,7 +149,7 @@ export class MtSicsSimulator implements DeviceSimulator {
           continue;
         }
         if (f.slowMs && f.slowMs > 0) {
-          await this.sleep(f.slowMs);
+          await this.timers.delay(f.slowMs);
           if (gen !== this.generation) return;
         }
         this.counters.answered++;
@@ -227,18 +227,9 @@ export class MtSicsSimulator implements DeviceSimulator {
     for (;;) {
       if (this.physics.isStable(this.clock())) return true;
       if (Date.now() - start >= this.stableTimeoutMs) return false;
-      await this.sleep(POLL_MS);
+      await this.timers.delay(POLL_MS);
       if (gen !== this.generation) return false;
     }
   }
 
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        this.timers.delete(t);
-        resolve();
-      }, ms);
-      this.timers.add(t);
-    });
-  }
 }

@@ -12,6 +12,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { SerialPort } from 'serialport';
 import type { SerialSettings } from '../src/transport/types';
+import { sleep } from '../src/util/backoff';
 import { streamIo, type DeviceSimulator } from './io';
 
 export interface Serving {
@@ -95,7 +96,7 @@ async function waitUntil(what: string, cond: () => boolean, timeoutMs: number, f
     if (why) throw new Error(`${what}: ${why}`);
     if (cond()) return;
     if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
   }
 }
 
@@ -104,7 +105,7 @@ async function stopProcess(p: ChildProcess): Promise<void> {
   const exited = new Promise<void>((r) => p.once('exit', () => r()));
   p.kill('SIGTERM');
   const t = setTimeout(() => p.kill('SIGKILL'), 2000);
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+  await Promise.race([exited, sleep(3000)]);
   clearTimeout(t);
 }
 

@@ -26,6 +26,7 @@ import { decodeTopicLevel, encodeTopicLevel, type SyncDoneMarker } from '../../s
 import type { CentralSimulator } from './simulator';
 import type { Change } from './types';
 import { STORE_ID_RE } from './types';
+import { TimerSet } from '../timers';
 
 export interface CentralMqttAdapterOptions {
   central: CentralSimulator;
@@ -58,7 +59,7 @@ export class CentralMqttAdapter implements Service {
   private client: MqttClient | null = null;
   private unhook: (() => void) | null = null;
   private readonly stores = new Set<string>();
-  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly timers = new TimerSet();
   private running = false;
   /** Messages handled, by kind (for tests and the log). */
   readonly counts = { batches: 0, results: 0, ignored: 0, syncs: 0, acks: 0, live: 0 };
@@ -125,7 +126,6 @@ export class CentralMqttAdapter implements Service {
     this.running = false;
     this.unhook?.();
     this.unhook = null;
-    for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     const client = this.client;
     this.client = null;
@@ -209,13 +209,7 @@ export class CentralMqttAdapter implements Service {
       return;
     }
     if (f.slowMs > 0) {
-      await new Promise<void>((r) => {
-        const t = setTimeout(() => {
-          this.timers.delete(t);
-          r();
-        }, f.slowMs);
-        this.timers.add(t);
-      });
+      await this.timers.delay(f.slowMs);
       if (!this.running) return;
     }
     const resultTopic = `${this.prefix}/stores/${storeId}/events-result/${encodeTopicLevel(batchId)}`;

@@ -23,6 +23,7 @@ import { renderStatusPage } from './page';
 import { isRfc3339, parsePricesCsv, RandomPrices, type PriceInput } from './prices';
 import { SeededRng } from './rng';
 import { CentralStore, type ReceivedEvent, type StoreStats, type StoredAck } from './store';
+import { TimerSet } from '../timers';
 import {
   AckRequestSchema,
   BatchEnvelopeSchema,
@@ -156,7 +157,7 @@ export class CentralSimulator implements Service {
   private store: CentralStore | null = null;
   private server: http.Server | https.Server | null = null;
   private readonly sockets = new Set<Socket>();
-  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly timers = new TimerSet();
   private readonly listeners = new Set<FeedListener>();
   private readonly changeHooks = new Set<(change: Change, cursor: string) => void>();
   private longPolls = 0;
@@ -242,7 +243,6 @@ export class CentralSimulator implements Service {
     if (!this.running) return;
     this.running = false;
     this.stopRandomPrices();
-    for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     this.listeners.clear();
     const server = this.server;
@@ -603,16 +603,6 @@ export class CentralSimulator implements Service {
     for (const l of [...this.listeners]) if (storeId === null || l.storeId === storeId) l.notify();
   }
 
-  private delay(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        this.timers.delete(t);
-        resolve();
-      }, ms);
-      this.timers.add(t);
-    });
-  }
-
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     this.counters.total++;
     res.once('finish', () => {
@@ -648,7 +638,7 @@ export class CentralSimulator implements Service {
     }
     if (f.slowMs > 0) {
       this.counters.faults_injected.slowed++;
-      await this.delay(f.slowMs);
+      await this.timers.delay(f.slowMs);
       if (!this.running) return;
     }
     const retryAfter = { 'retry-after': String(f.retryAfterS) };
@@ -832,8 +822,7 @@ export class CentralSimulator implements Service {
         if (done) return;
         done = true;
         this.longPolls--;
-        clearTimeout(timer);
-        this.timers.delete(timer);
+        this.timers.cancel(timer);
         this.listeners.delete(listener);
         res.off('close', onClose);
         resolve(reply);
@@ -846,8 +835,7 @@ export class CentralSimulator implements Service {
         },
       };
       const onClose = (): void => finish({ kind: 'none' });
-      const timer = setTimeout(() => finish(this.running ? { kind: 'json', status: 200, body: empty() } : { kind: 'none' }), waitMs);
-      this.timers.add(timer);
+      const timer = this.timers.after(waitMs, () => finish(this.running ? { kind: 'json', status: 200, body: empty() } : { kind: 'none' }));
       this.listeners.add(listener);
       res.once('close', onClose);
     });

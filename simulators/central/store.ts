@@ -97,6 +97,8 @@ const KNOWN_KINDS: ReadonlySet<string> = new Set(EVENT_KINDS);
 
 export class CentralStore {
   private db: Database.Database | null = null;
+  /** Prepared statements of the open connection, by SQL text (prepared once, not per call). */
+  private readonly stmts = new Map<string, Database.Statement>();
   constructor(private readonly path: string) {}
 
   open(): void {
@@ -108,6 +110,7 @@ export class CentralStore {
   }
 
   close(): void {
+    this.stmts.clear();
     this.db?.close();
     this.db = null;
   }
@@ -115,6 +118,15 @@ export class CentralStore {
   private get d(): Database.Database {
     if (!this.db) throw new Error('central store is not open');
     return this.db;
+  }
+
+  private stmt(sql: string): Database.Statement {
+    let s = this.stmts.get(sql);
+    if (!s) {
+      s = this.d.prepare(sql);
+      this.stmts.set(sql, s);
+    }
+    return s;
   }
 
   /**
@@ -129,28 +141,27 @@ export class CentralStore {
       .update(JSON.stringify(events.map((e) => (isRecord(e) ? e['event_id'] : null))))
       .digest('hex');
     return d.transaction((): BatchOutcome => {
-      d.prepare('INSERT OR IGNORE INTO stores (store_id) VALUES (?)').run(storeId);
-      const prior = d.prepare('SELECT digest FROM batches WHERE store_id = ? AND batch_id = ?').get(storeId, batchId) as
+      this.stmt('INSERT OR IGNORE INTO stores (store_id) VALUES (?)').run(storeId);
+      const prior = this.stmt('SELECT digest FROM batches WHERE store_id = ? AND batch_id = ?').get(storeId, batchId) as
         | { digest: string }
         | undefined;
       if (prior && prior.digest !== digest) return { ok: false, reason: 'idempotency_key_reused' };
-      if (!prior) d.prepare('INSERT INTO batches VALUES (?, ?, ?, ?)').run(storeId, batchId, digest, now);
-      d.prepare('UPDATE stores SET batches = batches + 1, retried_batches = retried_batches + ? WHERE store_id = ?').run(
+      if (!prior) this.stmt('INSERT INTO batches VALUES (?, ?, ?, ?)').run(storeId, batchId, digest, now);
+      this.stmt('UPDATE stores SET batches = batches + 1, retried_batches = retried_batches + ? WHERE store_id = ?').run(
         prior ? 1 : 0,
         storeId,
       );
 
-      const insert = d.prepare(
+      const insert = this.stmt(
         'INSERT OR IGNORE INTO events VALUES (@store_id, @event_id, @seq, @device_id, @kind, @priority, @created_at, @payload, @received_at, @batch_id)',
       );
-      const bySeq = d.prepare('SELECT event_id FROM events WHERE store_id = ? AND seq = ?');
-      const cover = d.prepare('INSERT OR IGNORE INTO covered VALUES (?, ?)');
-      const reject = d.prepare('INSERT INTO rejected VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
-      const order = d.prepare('SELECT last_seq FROM device_order WHERE store_id = ? AND device_id = ?');
-      // prepared once per batch, not once per event (a prepare costs as much as several inserts)
-      const orderFirst = d.prepare('INSERT INTO device_order (store_id, device_id, last_seq) VALUES (?, ?, ?)');
-      const orderNext = d.prepare('UPDATE device_order SET last_seq = ? WHERE store_id = ? AND device_id = ?');
-      const orderBroken = d.prepare('UPDATE device_order SET out_of_order = out_of_order + 1, last_out_of_order = ? WHERE store_id = ? AND device_id = ?');
+      const bySeq = this.stmt('SELECT event_id FROM events WHERE store_id = ? AND seq = ?');
+      const cover = this.stmt('INSERT OR IGNORE INTO covered VALUES (?, ?)');
+      const reject = this.stmt('INSERT INTO rejected VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+      const order = this.stmt('SELECT last_seq FROM device_order WHERE store_id = ? AND device_id = ?');
+      const orderFirst = this.stmt('INSERT INTO device_order (store_id, device_id, last_seq) VALUES (?, ?, ?)');
+      const orderNext = this.stmt('UPDATE device_order SET last_seq = ? WHERE store_id = ? AND device_id = ?');
+      const orderBroken = this.stmt('UPDATE device_order SET out_of_order = out_of_order + 1, last_out_of_order = ? WHERE store_id = ? AND device_id = ?');
       const results: EventResult[] = [];
       let duplicates = 0;
 
@@ -203,19 +214,18 @@ export class CentralStore {
         results.push({ index, event_id: e.event_id, seq: e.seq, status: 'accepted' });
       });
 
-      const addGap = d.prepare('INSERT INTO gaps VALUES (?, ?, ?, ?)');
+      const addGap = this.stmt('INSERT INTO gaps VALUES (?, ?, ?, ?)');
       for (const g of gaps) addGap.run(storeId, g.from_seq, g.to_seq, g.reason);
-      if (duplicates > 0) d.prepare('UPDATE stores SET duplicates = duplicates + ? WHERE store_id = ?').run(duplicates, storeId);
+      if (duplicates > 0) this.stmt('UPDATE stores SET duplicates = duplicates + ? WHERE store_id = ?').run(duplicates, storeId);
       return { ok: true, results, contiguous_seq: this.advanceContiguous(storeId), retried: prior !== undefined };
     })();
   }
 
   /** Highest S such that every seq 1..S is stored, rejected or declared as a gap. */
   private advanceContiguous(storeId: string): number {
-    const d = this.d;
-    let cur = (d.prepare('SELECT contiguous_seq FROM stores WHERE store_id = ?').get(storeId) as { contiguous_seq: number }).contiguous_seq;
-    const nextCovered = d.prepare('SELECT seq FROM covered WHERE store_id = ? AND seq > ? ORDER BY seq LIMIT 1000');
-    const gapAt = d.prepare('SELECT MAX(to_seq) AS to_seq FROM gaps WHERE store_id = ? AND from_seq <= ? AND to_seq >= ?');
+    let cur = (this.stmt('SELECT contiguous_seq FROM stores WHERE store_id = ?').get(storeId) as { contiguous_seq: number }).contiguous_seq;
+    const nextCovered = this.stmt('SELECT seq FROM covered WHERE store_id = ? AND seq > ? ORDER BY seq LIMIT 1000');
+    const gapAt = this.stmt('SELECT MAX(to_seq) AS to_seq FROM gaps WHERE store_id = ? AND from_seq <= ? AND to_seq >= ?');
     for (;;) {
       let moved = false;
       for (const row of nextCovered.iterate(storeId, cur) as IterableIterator<{ seq: number }>) {
@@ -230,13 +240,12 @@ export class CentralStore {
       }
       if (!moved) break;
     }
-    d.prepare('UPDATE stores SET contiguous_seq = ? WHERE store_id = ?').run(cur, storeId);
+    this.stmt('UPDATE stores SET contiguous_seq = ? WHERE store_id = ?').run(cur, storeId);
     return cur;
   }
 
   receivedEvents(storeId: string, orderBy: 'arrival' | 'seq' = 'arrival'): ReceivedEvent[] {
-    const rows = this.d
-      .prepare(
+    const rows = this.stmt(
         `SELECT event_id, seq, device_id, kind, priority, created_at, payload, received_at, batch_id FROM events WHERE store_id = ? ORDER BY ${
           orderBy === 'seq' ? 'seq' : 'rowid'
         }`,
@@ -246,55 +255,51 @@ export class CentralStore {
   }
 
   lastEvents(n: number): (ReceivedEvent & { store_id: string })[] {
-    const rows = this.d
-      .prepare('SELECT * FROM events ORDER BY rowid DESC LIMIT ?')
+    const rows = this.stmt('SELECT * FROM events ORDER BY rowid DESC LIMIT ?')
       .all(n) as (Omit<ReceivedEvent, 'payload'> & { store_id: string; payload: string })[];
     return rows.map((r) => ({ ...r, payload: JSON.parse(r.payload) as Record<string, unknown> }));
   }
 
   rejectedEvents(storeId: string): { event_id: string | null; seq: number | null; code: string; detail: string }[] {
-    return this.d
-      .prepare('SELECT event_id, seq, code, detail FROM rejected WHERE store_id = ? ORDER BY rowid')
+    return this.stmt('SELECT event_id, seq, code, detail FROM rejected WHERE store_id = ? ORDER BY rowid')
       .all(storeId) as { event_id: string | null; seq: number | null; code: string; detail: string }[];
   }
 
   storeIds(): string[] {
-    return (this.d.prepare('SELECT store_id FROM stores ORDER BY store_id').all() as { store_id: string }[]).map((r) => r.store_id);
+    return (this.stmt('SELECT store_id FROM stores ORDER BY store_id').all() as { store_id: string }[]).map((r) => r.store_id);
   }
 
   storeStats(storeId: string): StoreStats {
-    const d = this.d;
-    const s = d.prepare('SELECT * FROM stores WHERE store_id = ?').get(storeId) as
+    const s = this.stmt('SELECT * FROM stores WHERE store_id = ?').get(storeId) as
       | { contiguous_seq: number; duplicates: number; batches: number; retried_batches: number }
       | undefined;
     const byKind: Record<string, number> = {};
-    for (const r of d.prepare('SELECT kind, COUNT(*) AS n FROM events WHERE store_id = ? GROUP BY kind').all(storeId) as {
+    for (const r of this.stmt('SELECT kind, COUNT(*) AS n FROM events WHERE store_id = ? GROUP BY kind').all(storeId) as {
       kind: string;
       n: number;
     }[])
       byKind[r.kind] = r.n;
     const acks = { applied: 0, stale: 0, invalid: 0 };
-    for (const r of d.prepare('SELECT status, COUNT(*) AS n FROM acks WHERE store_id = ? GROUP BY status').all(storeId) as {
+    for (const r of this.stmt('SELECT status, COUNT(*) AS n FROM acks WHERE store_id = ? GROUP BY status').all(storeId) as {
       status: keyof typeof acks;
       n: number;
     }[])
       acks[r.status] = r.n;
-    const agg = d.prepare('SELECT COUNT(*) AS n, COALESCE(MAX(seq), 0) AS max_seq FROM events WHERE store_id = ?').get(storeId) as {
+    const agg = this.stmt('SELECT COUNT(*) AS n, COALESCE(MAX(seq), 0) AS max_seq FROM events WHERE store_id = ?').get(storeId) as {
       n: number;
       max_seq: number;
     };
     return {
       events: agg.n,
       duplicates: s?.duplicates ?? 0,
-      rejected: (d.prepare('SELECT COUNT(*) AS n FROM rejected WHERE store_id = ?').get(storeId) as { n: number }).n,
+      rejected: (this.stmt('SELECT COUNT(*) AS n FROM rejected WHERE store_id = ?').get(storeId) as { n: number }).n,
       batches: s?.batches ?? 0,
       retried_batches: s?.retried_batches ?? 0,
       contiguous_seq: s?.contiguous_seq ?? 0,
       max_seq: agg.max_seq,
       by_kind: byKind,
       out_of_order_devices: (
-        d
-          .prepare('SELECT device_id, out_of_order, last_seq, last_out_of_order FROM device_order WHERE store_id = ? AND out_of_order > 0 ORDER BY device_id')
+        this.stmt('SELECT device_id, out_of_order, last_seq, last_out_of_order FROM device_order WHERE store_id = ? AND out_of_order > 0 ORDER BY device_id')
           .all(storeId) as { device_id: string; out_of_order: number; last_seq: number; last_out_of_order: string | null }[]
       ).map((r) => ({ device_id: r.device_id, out_of_order: r.out_of_order, last_seq: r.last_seq, last: r.last_out_of_order })),
       acks,
@@ -305,39 +310,37 @@ export class CentralStore {
 
   /** Latest version published for a price GTIN or a slot key, or 0. */
   latestVersion(type: Change['type'], key: string): number {
-    const r = this.d.prepare('SELECT MAX(version) AS v FROM changes WHERE type = ? AND key = ?').get(type, key) as { v: number | null };
+    const r = this.stmt('SELECT MAX(version) AS v FROM changes WHERE type = ? AND key = ?').get(type, key) as { v: number | null };
     return r.v ?? 0;
   }
 
   /** Appends a change; returns its feed position. */
   appendChange(change: Change, key: string): number {
-    const info = this.d
-      .prepare('INSERT INTO changes (change_id, type, store_id, key, version, body) VALUES (?, ?, ?, ?, ?, ?)')
+    const info = this.stmt('INSERT INTO changes (change_id, type, store_id, key, version, body) VALUES (?, ?, ?, ?, ?, ?)')
       .run(change.change_id, change.type, change.store_id, key, change.version, JSON.stringify(change));
     return Number(info.lastInsertRowid);
   }
 
   /** Changes visible to a store (its own and the all-store ones) after feed position `after`. */
   changesAfter(storeId: string, after: number, limit: number): { feedSeq: number; change: Change }[] {
-    const rows = this.d
-      .prepare('SELECT feed_seq, body FROM changes WHERE feed_seq > ? AND (store_id IS NULL OR store_id = ?) ORDER BY feed_seq LIMIT ?')
+    const rows = this.stmt('SELECT feed_seq, body FROM changes WHERE feed_seq > ? AND (store_id IS NULL OR store_id = ?) ORDER BY feed_seq LIMIT ?')
       .all(after, storeId, limit) as { feed_seq: number; body: string }[];
     return rows.map((r) => ({ feedSeq: r.feed_seq, change: JSON.parse(r.body) as Change }));
   }
 
   feedHead(): number {
-    return (this.d.prepare('SELECT COALESCE(MAX(feed_seq), 0) AS h FROM changes').get() as { h: number }).h;
+    return (this.stmt('SELECT COALESCE(MAX(feed_seq), 0) AS h FROM changes').get() as { h: number }).h;
   }
 
   allChanges(limit = 1_000_000): Change[] {
-    return (this.d.prepare('SELECT body FROM changes ORDER BY feed_seq LIMIT ?').all(limit) as { body: string }[]).map(
+    return (this.stmt('SELECT body FROM changes ORDER BY feed_seq LIMIT ?').all(limit) as { body: string }[]).map(
       (r) => JSON.parse(r.body) as Change,
     );
   }
 
   changeCounts(): { price: number; slot: number } {
     const out = { price: 0, slot: 0 };
-    for (const r of this.d.prepare('SELECT type, COUNT(*) AS n FROM changes GROUP BY type').all() as { type: 'price' | 'slot'; n: number }[])
+    for (const r of this.stmt('SELECT type, COUNT(*) AS n FROM changes GROUP BY type').all() as { type: 'price' | 'slot'; n: number }[])
       out[r.type] = r.n;
     return out;
   }
@@ -345,14 +348,14 @@ export class CentralStore {
   /** Records acks (a repeated ack of the same change updates it and counts `times`). */
   recordAcks(storeId: string, acks: Ack[], now: string): ('recorded' | 'unknown_change')[] {
     const d = this.d;
-    const known = d.prepare('SELECT 1 FROM changes WHERE change_id = ? AND (store_id IS NULL OR store_id = ?)');
-    const upsert = d.prepare(
+    const known = this.stmt('SELECT 1 FROM changes WHERE change_id = ? AND (store_id IS NULL OR store_id = ?)');
+    const upsert = this.stmt(
       `INSERT INTO acks VALUES (?, ?, ?, ?, ?, ?, 1)
        ON CONFLICT (store_id, change_id) DO UPDATE SET status = excluded.status, applied_at = excluded.applied_at,
          detail = excluded.detail, received_at = excluded.received_at, times = times + 1`,
     );
     return d.transaction(() => {
-      d.prepare('INSERT OR IGNORE INTO stores (store_id) VALUES (?)').run(storeId);
+      this.stmt('INSERT OR IGNORE INTO stores (store_id) VALUES (?)').run(storeId);
       return acks.map((a) => {
         if (!known.get(a.change_id, storeId)) return 'unknown_change' as const;
         upsert.run(storeId, a.change_id, a.status, a.applied_at, a.detail ?? null, now);
@@ -364,7 +367,7 @@ export class CentralStore {
   acks(storeId?: string): (StoredAck & { store_id: string })[] {
     const sql = 'SELECT store_id, change_id, status, applied_at, detail, received_at, times FROM acks';
     const rows = (
-      storeId === undefined ? this.d.prepare(`${sql} ORDER BY received_at, rowid`).all() : this.d.prepare(`${sql} WHERE store_id = ? ORDER BY rowid`).all(storeId)
+      storeId === undefined ? this.stmt(`${sql} ORDER BY received_at, rowid`).all() : this.stmt(`${sql} WHERE store_id = ? ORDER BY rowid`).all(storeId)
     ) as (StoredAck & { store_id: string; detail: string | null })[];
     return rows.map(({ detail, ...r }) => (detail === null ? r : { ...r, detail }));
   }

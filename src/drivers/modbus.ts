@@ -85,6 +85,43 @@ export type RtuResult =
 
 /** 'no': cannot start a frame here; 'partial': might, more bytes needed; 'complete': frame of `len` bytes present (CRC unchecked). */
 type Candidate = { kind: 'no' } | { kind: 'partial' } | { kind: 'complete'; len: number };
+// Shared, so the byte-by-byte resynchronisation scan allocates nothing.
+const NO: Candidate = { kind: 'no' };
+const PARTIAL: Candidate = { kind: 'partial' };
+
+/** The receive buffer and drop/CRC counters both framers share. Never buffers more than 512 bytes. */
+abstract class RtuFramerBase {
+  protected buf: Buffer = Buffer.alloc(0);
+  protected droppedBytes = 0;
+  protected crcErrorCount = 0;
+
+  /** Bytes skipped as garbage, stale or unsolicited. */
+  get dropped(): number {
+    return this.droppedBytes;
+  }
+
+  /** Frames rejected for a wrong CRC. */
+  get crcErrors(): number {
+    return this.crcErrorCount;
+  }
+
+  /** Appends a received chunk (without copying when nothing is buffered), dropping the oldest bytes beyond MAX_BUFFER. */
+  protected append(chunk: Buffer): void {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    if (this.buf.length > MAX_BUFFER) this.skip(this.buf.length - MAX_BUFFER);
+  }
+
+  protected dropBuffered(): void {
+    this.droppedBytes += this.buf.length;
+    this.buf = Buffer.alloc(0);
+  }
+
+  protected skip(n: number): void {
+    if (n <= 0) return;
+    this.droppedBytes += n;
+    this.buf = this.buf.subarray(n);
+  }
+}
 
 /**
  * Frames the answer to the one outstanding read request (requests on one bus are strictly one at
@@ -98,21 +135,8 @@ type Candidate = { kind: 'no' } | { kind: 'partial' } | { kind: 'complete'; len:
  * frame followed by a good one); otherwise it is a corrupted answer: `{ type: 'crc-error' }` is
  * returned once and `crcErrors` counts it. Never buffers more than 512 bytes.
  */
-export class RtuResponseFramer {
-  private buf: Buffer = Buffer.alloc(0);
+export class RtuResponseFramer extends RtuFramerBase {
   private exp: { address: number; fn: 3 | 4; count: number } | null = null;
-  private droppedBytes = 0;
-  private crcErrorCount = 0;
-
-  /** Bytes skipped as garbage, stale or unsolicited. */
-  get dropped(): number {
-    return this.droppedBytes;
-  }
-
-  /** Answers rejected for a wrong CRC. */
-  get crcErrors(): number {
-    return this.crcErrorCount;
-  }
 
   /** Sets the expectation for the next answer; bytes still buffered from before are stale and dropped. */
   expect(address: number, fn: 3 | 4, count: number): void {
@@ -135,8 +159,7 @@ export class RtuResponseFramer {
       this.droppedBytes += chunk.length;
       return null;
     }
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
-    if (this.buf.length > MAX_BUFFER) this.skip(this.buf.length - MAX_BUFFER);
+    this.append(chunk);
     const exp = this.exp;
     for (;;) {
       // Skip to the first position that could start the expected answer.
@@ -187,36 +210,25 @@ export class RtuResponseFramer {
     const exp = this.exp!;
     const b = this.buf;
     const avail = b.length - at;
-    if (b[at] !== exp.address) return { kind: 'no' };
-    if (avail < 2) return { kind: 'partial' };
+    if (b[at] !== exp.address) return NO;
+    if (avail < 2) return PARTIAL;
     const fn = b[at + 1]!;
     if (fn === (exp.fn | 0x80)) {
       // Exception response: addr, fn|0x80, exception code (App. Protocol §7), CRC.
-      if (avail >= 3 && b[at + 2] === 0) return { kind: 'no' };
-      return avail >= 5 ? { kind: 'complete', len: 5 } : { kind: 'partial' };
+      if (avail >= 3 && b[at + 2] === 0) return NO;
+      return avail >= 5 ? { kind: 'complete', len: 5 } : PARTIAL;
     }
-    if (fn !== exp.fn) return { kind: 'no' };
+    if (fn !== exp.fn) return NO;
     // Read response: addr, fn, byte count (= 2 x quantity, §6.3), registers, CRC.
-    if (avail >= 3 && b[at + 2] !== 2 * exp.count) return { kind: 'no' };
+    if (avail >= 3 && b[at + 2] !== 2 * exp.count) return NO;
     const len = 5 + 2 * exp.count;
-    return avail >= len ? { kind: 'complete', len } : { kind: 'partial' };
+    return avail >= len ? { kind: 'complete', len } : PARTIAL;
   }
 
   /** One answer per request: anything after it is dropped, and later bytes are unsolicited until the next expect(). */
   private finish(): void {
     this.dropBuffered();
     this.exp = null;
-  }
-
-  private dropBuffered(): void {
-    this.droppedBytes += this.buf.length;
-    this.buf = Buffer.alloc(0);
-  }
-
-  private skip(n: number): void {
-    if (n <= 0) return;
-    this.droppedBytes += n;
-    this.buf = this.buf.subarray(n);
   }
 }
 
@@ -235,28 +247,14 @@ export type RtuRequest =
  * and counted in `crcErrors` (a real slave stays silent then, Serial Line V1.02 §2.4.1).
  * Never buffers more than 512 bytes.
  */
-export class RtuRequestFramer {
-  private buf: Buffer = Buffer.alloc(0);
-  private droppedBytes = 0;
-  private crcErrorCount = 0;
-
-  get dropped(): number {
-    return this.droppedBytes;
-  }
-
-  get crcErrors(): number {
-    return this.crcErrorCount;
-  }
-
+export class RtuRequestFramer extends RtuFramerBase {
   reset(): void {
-    this.droppedBytes += this.buf.length;
-    this.buf = Buffer.alloc(0);
+    this.dropBuffered();
   }
 
   push(chunk: Buffer): RtuRequest[] {
     const out: RtuRequest[] = [];
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
-    if (this.buf.length > MAX_BUFFER) this.skip(this.buf.length - MAX_BUFFER);
+    this.append(chunk);
     for (;;) {
       let i = 0;
       while (i < this.buf.length && this.candidate(i) === 'no') i++;
@@ -306,12 +304,6 @@ export class RtuRequestFramer {
       }
     } else if (fn !== 6) return 'no';
     return avail >= 8 ? 'complete' : 'partial';
-  }
-
-  private skip(n: number): void {
-    if (n <= 0) return;
-    this.droppedBytes += n;
-    this.buf = this.buf.subarray(n);
   }
 }
 

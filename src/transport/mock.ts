@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { ErrorCode, ShelfgateError } from '../errors';
+import { sleep } from '../util/backoff';
 import type { Link, Opener } from './types';
 
 /**
@@ -70,7 +71,7 @@ export class MockDevice extends EventEmitter {
   }
 
   private async open(): Promise<Link> {
-    if (this.openDelayMs > 0) await new Promise((r) => setTimeout(r, this.openDelayMs));
+    if (this.openDelayMs > 0) await sleep(this.openDelayMs);
     const failure = this.failures.shift();
     if (failure) throw new ShelfgateError(ErrorCode.TRANSPORT_OPEN_FAILED, `mock://${this.name}: ${failure.message}`, undefined, { cause: failure });
     if (this.link) throw new ShelfgateError(ErrorCode.TRANSPORT_OPEN_FAILED, `mock://${this.name}: already open (a real port is locked too)`);
