@@ -87,7 +87,7 @@ async function main(argv: string[]): Promise<number> {
     const c = conn(calibrate.command(name));
     if (extra) c.requiredOption(extra, extra.startsWith('--grams') ? 'unit weight in grams' : 'number of items now on the slot');
     c.action(async (opts: Record<string, string>) => {
-      const { runCalibrateCli } = await import('./shelf/calibrate-cli');
+      const { runCalibrateCli } = await import('./features/shelves/calibrate-cli');
       exit = await runCalibrateCli(command, opts);
     });
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { defaultToleranceG, learnUnitWeight, suggestTolerance, tareFromWeight, validateUnitWeight } from '../../src/shelf/calibration';
+import { defaultToleranceG, learnUnitWeight, suggestTolerance, tareFromWeight, validateUnitWeight } from '../../src/features/shelves/calibration';
 import { ErrorCode, isShelfgateError } from '../../src/errors';
 
 function codeOf(fn: () => unknown): string | undefined {

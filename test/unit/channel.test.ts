@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { RequestChannel } from '../../src/weight/channel';
+import { RequestChannel } from '../../src/core/sources/channel';
 import { ErrorCode } from '../../src/errors';
 
 class FakeLink extends EventEmitter {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { performance } from 'node:perf_hooks';
-import { SlotTracker, type SlotEvent, type SlotParams, type SlotTrackerOptions } from '../../src/shelf/slot';
-import { learnUnitWeight } from '../../src/shelf/calibration';
-import type { WeightReading } from '../../src/weight/types';
+import { SlotTracker, type SlotEvent, type SlotParams, type SlotTrackerOptions } from '../../src/features/shelves/slot';
+import { learnUnitWeight } from '../../src/features/shelves/calibration';
+import type { WeightReading } from '../../src/features/shelves/types';
 
 const UNIT = 250; // g per item
 const TARE = 400; // g tray

@@ -1,5 +1,5 @@
-import { ExitCode } from '../errors';
-import { BusClient } from '../bus/request-client';
+import { ExitCode } from '../../errors';
+import { BusClient } from '../../bus/request-client';
 
 /**
  * `shelfgate calibrate <tare|set-unit-weight|learn>`: a technician's calibration goes through the

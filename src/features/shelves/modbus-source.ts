@@ -1,9 +1,9 @@
 import { performance } from 'node:perf_hooks';
-import { ErrorCode, ShelfgateError } from '../errors';
-import type { ModbusDefinition } from '../devices/types';
-import { decodeLoadCell } from '../drivers/loadcell';
-import { encodeReadRequest, RtuResponseFramer, t35Ms } from '../drivers/modbus';
-import { PolledSource, type PolledSourceOptions } from './polled-source';
+import { ErrorCode, ShelfgateError } from '../../errors';
+import type { ModbusDefinition } from '../../devices/types';
+import { decodeLoadCell } from '../../drivers/loadcell';
+import { encodeReadRequest, RtuResponseFramer, t35Ms } from '../../drivers/modbus';
+import { PolledSource, type PolledSourceOptions } from '../../core/sources/polled-source';
 import { sensorKey, type WeightReading } from './types';
 
 export interface ModbusSourceOptions extends Omit<PolledSourceOptions, 'sensors' | 'gapMs'> {
@@ -21,7 +21,7 @@ export interface ModbusSourceOptions extends Omit<PolledSourceOptions, 'sensors'
  * a time (Modbus over serial line V1.02 §2.1). The register map comes from the device definition,
  * so a new transmitter model is a YAML file in devices/, not code here.
  */
-export class ModbusLoadCellSource extends PolledSource {
+export class ModbusLoadCellSource extends PolledSource<WeightReading> {
   private readonly framer = new RtuResponseFramer();
   private readonly byKey = new Map<string, number>();
   private readonly requests: Map<number, Buffer[]>;

@@ -17,8 +17,8 @@
  * The reported condition is an overlay (offline, unstable) if one is active, else the last
  * classification; every change of it is one `condition` event.
  */
-import { ErrorCode, ShelfgateError } from '../errors';
-import type { WeightReading } from '../weight/types';
+import { ErrorCode, ShelfgateError } from '../../errors';
+import type { WeightReading } from './types';
 import { defaultToleranceG } from './calibration';
 
 export type SlotCondition = 'ok' | 'mismatch' | 'underload' | 'overload' | 'unstable' | 'offline' | 'uncalibrated';

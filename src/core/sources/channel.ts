@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { ErrorCode, ShelfgateError } from '../errors';
+import { ErrorCode, ShelfgateError } from '../../errors';
 
 /** The part of ReconnectingLink a channel needs (so tests can pass a fake). */
 export interface ByteLink {

@@ -1,9 +1,9 @@
 import { performance } from 'node:perf_hooks';
-import { ErrorCode, ShelfgateError } from '../errors';
-import type { MtSicsDefinition } from '../devices/types';
-import { LineFramer } from '../drivers/lines';
-import { encodeSicsCommand, parseSicsResponse, toGrams } from '../drivers/mtsics';
-import { PolledSource, type PolledSourceOptions } from './polled-source';
+import { ErrorCode, ShelfgateError } from '../../errors';
+import type { MtSicsDefinition } from '../../devices/types';
+import { LineFramer } from '../../drivers/lines';
+import { encodeSicsCommand, parseSicsResponse, toGrams } from '../../drivers/mtsics';
+import { PolledSource, type PolledSourceOptions } from '../../core/sources/polled-source';
 import { sensorKey, type WeightReading } from './types';
 
 export interface MtSicsSourceOptions extends Omit<PolledSourceOptions, 'sensors' | 'gapMs'> {
@@ -16,7 +16,7 @@ export interface MtSicsSourceOptions extends Omit<PolledSourceOptions, 'sensors'
  * One MT-SICS scale on its own serial line (RS-232/USB). Polls with SI (immediate weight with a
  * stability flag) or S, per the device definition. `S I` (busy) is an answer, not a miss.
  */
-export class MtSicsSource extends PolledSource {
+export class MtSicsSource extends PolledSource<WeightReading> {
   private readonly framer = new LineFramer({ maxLineBytes: 128 });
   private readonly sensor: string;
   private readonly pollFrame: Buffer;

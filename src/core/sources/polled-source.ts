@@ -1,11 +1,10 @@
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
-import { ErrorCode, isShelfgateError } from '../errors';
-import type { Service } from '../lifecycle';
-import { LogLimiter, type Logger } from '../log';
+import { ErrorCode, isShelfgateError } from '../../errors';
+import { LogLimiter, type Logger } from '../../log';
 import { RequestChannel, type ByteLink } from './channel';
 import { SensorHealth } from './health';
-import type { SensorAvailability, WeightReading } from './types';
+import type { DeviceAvailability, Source, SourceReading, SourceStats } from './types';
 
 /** What a weight source needs of a (reconnecting) link. */
 export interface SourceLink extends ByteLink {
@@ -29,23 +28,16 @@ export interface PolledSourceOptions {
   log: Logger;
 }
 
-export interface SourceStats {
-  polls: number;
-  readings: number;
-  timeouts: number;
-  crcErrors: number;
-  deviceErrors: number;
-  invalidFrames: number;
-  noiseBytes: number;
-}
+export type { SourceStats } from './types';
 
 /**
  * The poll loop shared by every polled weight source: walks the sensors of one link one request at
  * a time, paces cycles to `pollIntervalMs`, counts misses per sensor and reports availability.
  * Subclasses implement only `pollSensor` (encode, await the answer, decode).
  */
-export abstract class PolledSource extends EventEmitter implements Service {
+export abstract class PolledSource<R extends SourceReading = SourceReading> extends EventEmitter implements Source<R> {
   readonly name: string;
+  readonly devices: readonly string[];
   readonly stats: SourceStats = { polls: 0, readings: 0, timeouts: 0, crcErrors: 0, deviceErrors: 0, invalidFrames: 0, noiseBytes: 0 };
   protected readonly channel: RequestChannel;
   protected readonly log: Logger;
@@ -63,13 +55,14 @@ export abstract class PolledSource extends EventEmitter implements Service {
   constructor(protected readonly opts: PolledSourceOptions) {
     super();
     this.name = opts.name;
+    this.devices = opts.sensors;
     this.log = opts.log;
     this.limiter = new LogLimiter(opts.log);
     this.channel = new RequestChannel(opts.link, (chunk) => {
       this.stats.noiseBytes += chunk.length;
     });
     this.health = new SensorHealth(opts.sensors, opts.missesToOffline, Math.max(2_000, opts.pollIntervalMs * 10), (a) =>
-      this.emit('availability', a satisfies SensorAvailability),
+      this.emit('availability', a satisfies DeviceAvailability),
     );
   }
 
@@ -95,7 +88,7 @@ export abstract class PolledSource extends EventEmitter implements Service {
   }
 
   /** Sends one request to `sensor` and resolves with its reading; rejects with a ShelfgateError on a miss. */
-  protected abstract pollSensor(sensor: string): Promise<WeightReading>;
+  protected abstract pollSensor(sensor: string): Promise<R>;
 
   private async loop(): Promise<void> {
     const { sensors, pollIntervalMs, gapMs } = this.opts;

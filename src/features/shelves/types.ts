@@ -1,3 +1,5 @@
+import type { DeviceAvailability, SourceReading } from '../../core/sources/types';
+
 /**
  * The one way to name a sensor: `<busId>.<address>` on a Modbus bus, `<busId>` for a single scale.
  * It is also the device id in the registry and in `device/<id>/availability` topics, so it must be
@@ -8,7 +10,7 @@ export function sensorKey(busId: string, address?: number): string {
 }
 
 /** What a weight source (a polled scale, one address on a Modbus bus) hands to the shelf model. */
-export interface WeightReading {
+export interface WeightReading extends SourceReading {
   /** Sensor key from sensorKey(): `<busId>.<address>` on a Modbus bus, `<busId>` for a single scale. */
   sensor: string;
   /** Gross weight on the sensor in grams (device units converted), before slot tare. NaN if none. */
@@ -24,9 +26,4 @@ export interface WeightReading {
 }
 
 /** A sensor stopped or resumed answering (after `offline_after_misses` misses or a transport drop). */
-export interface SensorAvailability {
-  sensor: string;
-  online: boolean;
-  reason?: string;
-  ts: number;
-}
+export type SensorAvailability = DeviceAvailability;

@@ -3,7 +3,7 @@
  * ShelfgateError(REQUEST_INVALID) for anything a technician must redo. No I/O: the MQTT/CLI
  * request wiring (src/shelf/service.ts) reads the settled weight and persists the result.
  */
-import { ErrorCode, ShelfgateError } from '../errors';
+import { ErrorCode, ShelfgateError } from '../../errors';
 
 /** Default tolerance as a fraction of the unit weight (config: `tolerance_g`, default 25%). */
 export const DEFAULT_TOLERANCE_FRACTION = 0.25;

@@ -1,4 +1,4 @@
-import type { SensorAvailability } from './types';
+import type { DeviceAvailability } from './types';
 
 /**
  * Tracks whether each sensor on a link answers. A sensor goes offline after `missesToOffline`
@@ -12,7 +12,7 @@ export class SensorHealth {
     keys: readonly string[],
     private readonly missesToOffline: number,
     private readonly offlineProbeMs: number,
-    private readonly report: (a: SensorAvailability) => void,
+    private readonly report: (a: DeviceAvailability) => void,
   ) {
     for (const k of keys) this.state.set(k, { online: null, misses: 0, nextProbe: 0 });
   }

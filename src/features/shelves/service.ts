@@ -1,16 +1,16 @@
 import { performance } from 'node:perf_hooks';
 import type { EventEmitter } from 'node:events';
-import type { ShelfConfig, StabilityConfig } from '../config/schema';
-import { ErrorCode, ShelfgateError } from '../errors';
-import type { Service } from '../lifecycle';
-import { LogLimiter, type Logger } from '../log';
-import { sensorKey, type SensorAvailability, type WeightReading } from '../weight/types';
+import type { ShelfConfig, StabilityConfig } from '../../config/schema';
+import { ErrorCode, ShelfgateError } from '../../errors';
+import type { Service } from '../../lifecycle';
+import { LogLimiter, type Logger } from '../../log';
+import { sensorKey, type SensorAvailability, type WeightReading } from './types';
 import { SlotTracker, type SlotEvent } from './slot';
 import { learnUnitWeight, tareFromWeight, validateUnitWeight } from './calibration';
-import type { Store } from '../store/store';
-import type { LocalBus } from '../bus/broker';
-import * as topics from '../bus/topics';
-import { LatencyRecorder } from '../util/latency';
+import type { Store } from '../../store/store';
+import type { LocalBus } from '../../bus/broker';
+import * as topics from '../../bus/topics';
+import { LatencyRecorder } from '../../util/latency';
 
 /** Outbox priorities: 0 = stock-critical (never dropped), higher = lower-value telemetry. */
 export const Priority = { STOCK: 0, ANOMALY: 1, CONDITION: 2 } as const;
