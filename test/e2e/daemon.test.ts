@@ -140,7 +140,7 @@ describe('shelfgate run (whole daemon)', () => {
     await waitFor(() => watcher.messages.length > 0, 5_000, 'retained stock');
     // a kiosk publishing a fake stock level is disconnected; nobody sees the fake
     const spoofer = await connectClient(daemon!.mqttPort, 'kiosk', PW);
-    const closed = new Promise((r) => spoofer.client.once('close', r));
+    const closed = new Promise<void>((r) => spoofer.client.once('close', () => r()));
     spoofer.client.publish(stockTopic('shelf1', 'a'), JSON.stringify({ count: 999 }), { qos: 0, retain: true });
     await closed;
     spoofer.client.end(true);

@@ -12,12 +12,11 @@ import {
 } from '../../src/systemd/notify';
 
 // The real native module: these tests talk over a real AF_UNIX datagram socket, as systemd does.
-const dgram = require('unix-dgram') as UnixDgramModule & {
-  createSocket(type: 'unix_dgram'): UnixDgramSocket & {
-    bind(path: string): void;
-    on(event: 'message', listener: (buf: Buffer) => void): unknown;
-  };
+type ReceiverSocket = UnixDgramSocket & {
+  bind(path: string): void;
+  on(event: 'message', listener: (buf: Buffer) => void): unknown;
 };
+const dgram = require('unix-dgram') as Omit<UnixDgramModule, 'createSocket'> & { createSocket(type: 'unix_dgram'): ReceiverSocket };
 
 function captureLogger(): { log: Logger; lines: () => Array<Record<string, unknown>> } {
   const out: string[] = [];
@@ -38,7 +37,7 @@ async function waitFor(cond: () => boolean, timeoutMs = 2000): Promise<void> {
 /** A stand-in for systemd's notify socket: a bound unix datagram socket recording what arrives. */
 let dir: string;
 let socketPath: string;
-let receiver: ReturnType<typeof dgram.createSocket>;
+let receiver: ReceiverSocket;
 let received: string[];
 let notifier: SystemdNotifier | undefined;
 
