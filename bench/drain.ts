@@ -14,6 +14,8 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { configSchema } from '../src/config/schema';
+import { EventKinds } from '../src/core/event-kinds';
+import { shelvesFeature } from '../src/features/shelves';
 import { silentLogger } from '../src/log';
 import { Store } from '../src/store/store';
 import { SyncService, createSyncTransport } from '../src/sync/service';
@@ -104,8 +106,11 @@ async function run(transport: 'https' | 'mqtt', events: number, dir: string, pki
   await fillOutbox(store, events);
   console.log(`[${transport}] outbox filled with ${fmt(events)} events in ${fmt((performance.now() - t0) / 1000, 1)} s (${fmt(store.outboxStats().bytes / 2 ** 20, 1)} MB of payload)`);
   const bus = { publish: async () => undefined }; // status and prices go nowhere: only the drain is measured
-  const shelves = { assignSlot: async () => ({}) };
-  const svc = new SyncService({ storeId: STORE, config: sync, store, bus, shelves, transport: createSyncTransport(sync, STORE, silentLogger()), log: silentLogger() });
+  const kinds = new EventKinds();
+  kinds.register(shelvesFeature.name, shelvesFeature.eventKinds);
+  const locations = { assign: async () => { throw new Error('the drain benchmark sends no slot assignments'); } };
+  const eventBus = { emit: () => undefined };
+  const svc = new SyncService({ storeId: STORE, config: sync, store, bus, events: eventBus, kinds, locations, transport: createSyncTransport(sync, STORE, silentLogger()), log: silentLogger() });
   const start = performance.now();
   await svc.start();
   const samples: string[] = [];

@@ -14,7 +14,9 @@ import { parseArgs } from 'node:util';
 import { validateConfig } from '../src/config/load';
 import { loadDefinitions } from '../src/devices/definitions';
 import type { ModbusDefinition } from '../src/devices/types';
-import { buildGateway } from '../src/daemon';
+import { buildGateway } from '../src/core/gateway';
+import { BUILTIN_FEATURES } from '../src/features';
+import { shelvesOf } from '../src/features/shelves';
 import { silentLogger } from '../src/log';
 import { ModbusLoadCellBusSimulator } from '../simulators/modbus-loadcell-sim';
 import { LoadCellPhysics, mulberry32 } from '../simulators/physics';
@@ -73,18 +75,19 @@ async function main(): Promise<void> {
       slots: Array.from({ length: perBus }, (_, a) => ({ id: `s${a + 1}`, sensor: { bus: `bus${b}`, address: a + 1 }, gtin: '04006381333931', unit_weight_g: 250 })),
     })),
   };
-  const { config, issues } = validateConfig(raw, defs);
+  const { config, issues } = validateConfig(raw, defs, BUILTIN_FEATURES);
   if (!config) throw new Error(JSON.stringify(issues));
-  const gw = buildGateway(config, { log: silentLogger(), definitions: defs });
+  const gw = buildGateway(config, { log: silentLogger(), definitions: defs, features: BUILTIN_FEATURES });
   await gw.start();
+  const shelves = shelvesOf(gw);
 
   const readings = () => gw.sources.reduce((n, s) => n + s.stats.readings, 0);
   console.log(`machine: ${machine()}`);
   console.log(`${buses} buses x ${perBus} transmitters over TCP (${slotsTotal} slots, model ${def.id}: 2 register reads per reading), synchronous=${values.sync}, ${picksPerMin} shopper actions per slot per minute`);
   await new Promise((r) => setTimeout(r, 3_000)); // warm-up: initial counts, JIT
-  gw.shelves.latency.reset();
+  shelves.latency.reset();
   const r0 = readings();
-  const e0 = gw.shelves.stats.events;
+  const e0 = shelves.stats.events;
   const b0 = gw.store.stats().batches;
   const t0 = Date.now();
   let peakRss = rssMb();
@@ -97,8 +100,8 @@ async function main(): Promise<void> {
   }
   const secs = (Date.now() - t0) / 1000;
   const nReadings = readings() - r0;
-  const nEvents = gw.shelves.stats.events - e0;
-  const lat = gw.shelves.latency.summary();
+  const nEvents = shelves.stats.events - e0;
+  const lat = shelves.latency.summary();
   const st = gw.store.stats();
   await gw.stop();
   child.kill('SIGTERM');
@@ -109,7 +112,7 @@ async function main(): Promise<void> {
   console.log(`readings: ${fmt(nReadings / secs)} /s (${fmt(nReadings)} in ${fmt(secs, 1)} s)`);
   console.log(`stock events: ${fmt(nEvents / secs)} /s, published after commit`);
   console.log(`latency frame received -> stock published: p50 ${fmt(lat.p50, 1)} ms, p99 ${fmt(lat.p99, 1)} ms, max ${fmt(lat.max, 1)} ms (${fmt(lat.count)} samples)`);
-  console.log(`SQLite: ${fmt(st.batches - b0)} batch commits in the window, max batch ${fmt(st.maxBatchMs, 1)} ms; ${fmt(rows)} outbox rows durable after stop (errors: ${gw.shelves.stats.persistFailures} persist, ${gw.shelves.stats.publishFailures} publish)`);
+  console.log(`SQLite: ${fmt(st.batches - b0)} batch commits in the window, max batch ${fmt(st.maxBatchMs, 1)} ms; ${fmt(rows)} outbox rows durable after stop (errors: ${shelves.stats.persistFailures} persist, ${shelves.stats.publishFailures} publish)`);
   console.log(`RSS of the gateway process: peak ${fmt(peakRss)} MB, last ${fmt(lastRss)} MB`);
 }
 

@@ -5,8 +5,8 @@
  * 70 internal error, 73 cannot create state, 78 invalid configuration (systemd does not restart on 78).
  */
 import { Command, CommanderError } from 'commander';
-import { ExitCode, isShelfgateError, ErrorCode } from './errors';
-import { formatIssues, type ConfigIssue } from './config/load';
+import { ExitCode } from './errors';
+import { reportConfigError } from './config/report';
 
 async function main(argv: string[]): Promise<number> {
   // Simulators parse their own flags (node:util parseArgs): hand them the rest of the line untouched.
@@ -107,27 +107,15 @@ function checkConfig(file: string): number {
   // Imported lazily so `shelfgate --help` stays fast on a Pi.
   const { loadDefinitions } = require('./devices/definitions') as typeof import('./devices/definitions');
   const { loadConfigFile } = require('./config/load') as typeof import('./config/load');
+  const { BUILTIN_FEATURES } = require('./features') as typeof import('./features');
   try {
-    const cfg = loadConfigFile(file, loadDefinitions());
-    process.stdout.write(`${file}: ok (store ${cfg.store_id}, ${cfg.buses.length} bus(es), ${cfg.shelves.reduce((n, s) => n + s.slots.length, 0)} slot(s))\n`);
+    const cfg = loadConfigFile(file, loadDefinitions(), BUILTIN_FEATURES);
+    const parts = [`store ${cfg.store_id}`, ...BUILTIN_FEATURES.flatMap((f) => (f.summary ? [f.summary(cfg)] : [])), `${cfg.shelves.reduce((n, s) => n + s.slots.length, 0)} slot(s)`];
+    process.stdout.write(`${file}: ok (${parts.join(', ')})\n`);
     return ExitCode.OK;
   } catch (e) {
     return reportConfigError(file, e);
   }
-}
-
-/** Prints every config issue, one per line, and returns EX_CONFIG (78). */
-export function reportConfigError(file: string, e: unknown): number {
-  if (isShelfgateError(e) && (e.code === ErrorCode.CONFIG_INVALID || e.code === ErrorCode.CONFIG_UNREADABLE)) {
-    const issues = (e.details as ConfigIssue[]) ?? [];
-    process.stderr.write(`${file}: invalid configuration (${issues.length} error${issues.length === 1 ? '' : 's'})\n${formatIssues(issues)}\n`);
-    return ExitCode.CONFIG;
-  }
-  if (isShelfgateError(e) && e.code === ErrorCode.DEVICE_DEFINITION_INVALID) {
-    process.stderr.write(`device definitions invalid: ${e.message}\n${JSON.stringify(e.details ?? '')}\n`);
-    return ExitCode.CONFIG;
-  }
-  throw e;
 }
 
 function readStdin(): Promise<string> {

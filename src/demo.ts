@@ -17,7 +17,8 @@ import { validateConfig, formatIssues } from './config/load';
 import type { Config } from './config/schema';
 import { loadDefinitions } from './devices/definitions';
 import type { DeviceDefinition, ModbusDefinition, MtSicsDefinition } from './devices/types';
-import { buildGateway, type Gateway } from './daemon';
+import { buildGateway, type Gateway } from './core/gateway';
+import { BUILTIN_FEATURES } from './features';
 import { ExitCode } from './errors';
 import { createLogger, silentLogger } from './log';
 import { gs1CheckDigit, toGtin14 } from './util/gtin';
@@ -141,12 +142,12 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   const log = createLogger(opts.verbose ? 'info' : 'warn');
   let gateway: Gateway | undefined;
   for (const port of opts.mqttPort !== undefined ? [opts.mqttPort] : [1883, 0]) {
-    const { config, issues } = validateConfig(raw(port), defs as ReadonlyMap<string, DeviceDefinition>);
+    const { config, issues } = validateConfig(raw(port), defs as ReadonlyMap<string, DeviceDefinition>, BUILTIN_FEATURES);
     if (!config) {
       out(`demo: generated config is invalid:\n${formatIssues(issues)}`);
       return ExitCode.SOFTWARE;
     }
-    const gw = buildGateway(config as Config, { log, definitions: defs });
+    const gw = buildGateway(config as Config, { log, definitions: defs, features: BUILTIN_FEATURES });
     try {
       await gw.start();
       gateway = gw;

@@ -1,6 +1,6 @@
 /** The read-only status page at GET /_sim/ (refreshes every 5 s; the same data is JSON at /_sim/state). */
 import { escapeHtml as h } from './http-util';
-import type { SimState } from './simulator';
+import type { SimState } from './state';
 
 export function renderStatusPage(s: SimState): string {
   const storeRows = Object.entries(s.stats.stores)

@@ -20,6 +20,8 @@ import { isValidGtin } from '../../src/util/gtin';
 import { NO_FAULTS, parseFaultsPatch, type Faults, type FaultsPatch } from './faults';
 import { BodyError, readJsonBody, sendJson, sendProblem } from './http-util';
 import { renderStatusPage } from './page';
+import type { CentralStats, SimState } from './state';
+export type { CentralStats, SimState } from './state';
 import { isRfc3339, parsePricesCsv, RandomPrices, type PriceInput } from './prices';
 import { SeededRng } from './rng';
 import { CentralStore, type ReceivedEvent, type StoreStats, type StoredAck } from './store';
@@ -85,37 +87,6 @@ export interface SlotInput {
   unitWeightG: number | null;
   /** Monotonic per (store, shelf, slot); omitted: the next version. */
   version?: number;
-}
-
-export interface CentralStats {
-  stores: Record<string, StoreStats>;
-  totals: { events: number; duplicates: number; rejected: number; batches: number; retried_batches: number; out_of_order_devices: number };
-  changes: { price: number; slot: number; head: number };
-  requests: {
-    total: number;
-    by_route: Record<string, number>;
-    by_status: Record<string, number>;
-    faults_injected: {
-      status5xx: number;
-      status429: number;
-      timeout: number;
-      drop_connection: number;
-      lost_response: number;
-      slowed: number;
-      feed_duplicates: number;
-      feed_reordered_pages: number;
-    };
-  };
-  connections: { open: number; long_polls: number; sse: number };
-}
-
-export interface SimState {
-  url: string;
-  stats: CentralStats;
-  faults: Faults;
-  lastEvents: (ReceivedEvent & { store_id: string })[];
-  lastChanges: Change[];
-  lastAcks: (StoredAck & { store_id: string })[];
 }
 
 type Reply =

@@ -1,20 +1,23 @@
 /**
- * Topic ACL of the local bus by role. Pure functions: no I/O, no state.
+ * Topic ACL of the local bus by role, built from declarations: the topic areas the core and each
+ * feature declare (which are gateway-owned, which roles beyond service/technician/admin may read
+ * them) and the permission each command declares (core/commands.ts). Nothing here names a feature
+ * or a command.
  *
- * P = `shelfgate/v1/<store>/`. Gateway-owned topics are published by the gateway in-process (not as
- * an MQTT client) and NO client may publish on them, whatever its role:
- *   P/gateway/#   P/device/+/availability   P/shelf/#   P/price/#   P/sync/#   P/response/#
+ * P = `shelfgate/v1/<store>/`. Gateway-owned topics are published by the gateway in-process (not
+ * as an MQTT client) and NO client may publish on them, whatever its role. The core's areas:
+ *   P/gateway/#   P/device/+/availability   P/price/#   P/sync/#   P/response/#   (gateway-owned)
  * (prices come only from central through the version rule: a client retaining an older price on
- * price/<gtin> would make a label show it, so not even an admin may publish there)
+ * price/<gtin> would make a label show it, so not even an admin may publish there); features add
+ * theirs (the shelves feature: P/shelf/#).
  *
- * | role       | may subscribe (filter must stay inside)                         | may publish                                  |
- * |------------|-----------------------------------------------------------------|----------------------------------------------|
- * | kiosk      | P/shelf/#, P/device/+/availability, P/gateway/status, P/price/#, | P/request/<cmd>, read-only cmds (stock.get)  |
- * |            | P/sync/status, P/response/<self>/#                              |                                              |
- * | service    | P/# except other users' P/response/<other>/...                  | P/request/<cmd>, any cmd except calibrate.*  |
- * | technician | P/# except other users' P/response/<other>/...                  | P/request/<cmd>, any cmd incl. calibrate.*   |
- * | admin      | anything (incl. other users' responses, $SYS/#)                 | anything under P except gateway-owned topics |
- * | device     | P/response/<self>/#                                             | P/ext/<self>/#                               |
+ * | role       | may subscribe (filter must stay inside)                          | may publish                                |
+ * |------------|------------------------------------------------------------------|--------------------------------------------|
+ * | kiosk      | areas declaring `readers: ['kiosk']`, P/response/<self>/#        | P/request/<cmd> for `read` commands        |
+ * | service    | P/# except other users' P/response/<other>/...                   | P/request/<cmd> for `read`/`operate` cmds  |
+ * | technician | P/# except other users' P/response/<other>/...                   | P/request/<cmd>, also `calibrate` cmds     |
+ * | admin      | anything (incl. other users' responses, $SYS/#)                  | anything under P except gateway-owned areas |
+ * | device     | areas declaring `readers: ['device']`, P/response/<self>/#       | P/ext/<self>/#                             |
  *
  * Wildcard subscriptions are checked as sets: a non-admin filter is granted only if every topic
  * it can match lies inside one of the role's readable filters AND it cannot match another user's
@@ -22,11 +25,12 @@
  * `P/shelf/+/slot/+/stock` is fine for a kiosk. Nothing outside P (and no `$SYS/...`) for
  * non-admins. No client may publish to `$...` topics [MQTT-4.7.2-1] or outside P.
  *
- * The functions above are pure. AclDecisionCache (the only state here) lets the broker remember,
- * per connection, the decisions for the concrete topics it keeps using: a connection's role,
- * username and store never change while it is open, so neither do these decisions.
+ * AclDecisionCache (the only mutable state here) lets the broker remember, per connection, the
+ * decisions for the concrete topics it keeps using: a connection's role, username and store never
+ * change while it is open, and the declarations are fixed once the gateway is built.
  */
 import type { Role } from './auth';
+import { roleHas, type Permission } from '../core/commands';
 import {
   filterCovers,
   filtersIntersect,
@@ -42,26 +46,64 @@ export type { Role } from './auth';
 
 export const ROLES: readonly Role[] = ['device', 'kiosk', 'service', 'technician', 'admin'];
 
-/** Commands a kiosk may send: they only read. */
-export const READ_ONLY_COMMANDS: ReadonlySet<string> = new Set(['stock.get']);
-
-export function isReadOnlyCommand(command: string): boolean {
-  return READ_ONLY_COMMANDS.has(command);
+/** A topic area under P, declared by the core or a feature. */
+export interface TopicArea {
+  /** Relative to P, e.g. `shelf/#` or `device/+/availability`. */
+  filter: string;
+  /** Published only by the gateway itself: no client may publish there. */
+  gatewayOwned: boolean;
+  /** Roles other than service/technician/admin (who read all of P) that may read this area. */
+  readers?: readonly Role[];
+  /** One line for the docs. */
+  description: string;
 }
 
-/** `calibrate.*`: technician and admin only. */
-export function isCalibrationCommand(command: string): boolean {
-  return command.startsWith('calibrate.');
-}
+/** The core's topic areas. */
+export const CORE_TOPIC_AREAS: readonly TopicArea[] = [
+  { filter: 'gateway/#', gatewayOwned: true, description: 'gateway status and metadata' },
+  { filter: 'gateway/status', gatewayOwned: true, readers: ['kiosk'], description: 'retained online/offline status' },
+  { filter: 'device/+/availability', gatewayOwned: true, readers: ['kiosk'], description: 'retained availability of every device' },
+  { filter: 'price/#', gatewayOwned: true, readers: ['kiosk'], description: 'retained prices from central (version rule)' },
+  { filter: 'sync/#', gatewayOwned: true, description: 'central sync' },
+  { filter: 'sync/status', gatewayOwned: true, readers: ['kiosk'], description: 'retained sync status' },
+  { filter: 'response/#', gatewayOwned: true, description: 'answers to requests, per user' },
+];
 
-/** Filters of the topics no client may publish on. */
-export function gatewayOwnedFilters(store: string): string[] {
-  const p = storePrefix(store);
-  return [`${p}gateway/#`, `${p}device/+/availability`, `${p}shelf/#`, `${p}price/#`, `${p}sync/#`, `${p}response/#`];
-}
+/** The ACL's inputs: the store, the declared topic areas, and the commands' permissions. */
+export class AclRules {
+  readonly prefix: string;
+  readonly ownedFilters: readonly string[];
+  private readonly readable = new Map<Role, string[]>();
 
-export function isGatewayOwned(topic: string, store: string): boolean {
-  return gatewayOwnedFilters(store).some((f) => topicMatches(f, topic));
+  constructor(
+    readonly store: string,
+    areas: readonly TopicArea[],
+    readonly permissionOf: (command: string) => Permission,
+  ) {
+    const p = storePrefix(store);
+    this.prefix = p;
+    this.ownedFilters = areas.filter((a) => a.gatewayOwned).map((a) => p + a.filter);
+    for (const a of areas) for (const r of a.readers ?? []) this.readable.set(r, [...(this.readable.get(r) ?? []), p + a.filter]);
+  }
+
+  isGatewayOwned(topic: string): boolean {
+    return this.ownedFilters.some((f) => topicMatches(f, topic));
+  }
+
+  /** The filters whose topics a (non-admin) role may read; a subscription must fit inside one. */
+  readableFilters(role: Role, username: string): string[] {
+    const own = `${this.prefix}response/${username}/#`;
+    switch (role) {
+      case 'service':
+      case 'technician':
+        return [`${this.prefix}#`];
+      case 'kiosk':
+      case 'device':
+        return [...(this.readable.get(role) ?? []), own];
+      default:
+        return [];
+    }
+  }
 }
 
 /** The command of `P/request/<command>`, or null if `topic` is not exactly a request topic. */
@@ -73,47 +115,16 @@ export function requestCommand(topic: string, store: string): string | null {
 }
 
 /** Whether a client with `role`/`username` may publish on the concrete `topic`. */
-export function canPublish(role: Role, username: string, topic: string, store: string): boolean {
+export function canPublish(role: Role, username: string, topic: string, rules: AclRules): boolean {
+  const store = rules.store;
   if (!isValidId(username) || !isValidId(store) || !isValidTopicName(topic)) return false;
-  const p = storePrefix(store);
+  const p = rules.prefix;
   if (!topic.startsWith(p) || topic.length === p.length) return false; // also refuses `$SYS/...`
-  if (isGatewayOwned(topic, store)) return false;
-  switch (role) {
-    case 'admin':
-      return true;
-    case 'technician': {
-      return requestCommand(topic, store) !== null;
-    }
-    case 'service': {
-      const cmd = requestCommand(topic, store);
-      return cmd !== null && !isCalibrationCommand(cmd);
-    }
-    case 'kiosk': {
-      const cmd = requestCommand(topic, store);
-      return cmd !== null && isReadOnlyCommand(cmd);
-    }
-    case 'device':
-      return topicMatches(`${p}ext/${username}/#`, topic);
-    default:
-      return false; // an unknown role gets nothing
-  }
-}
-
-/** The filters whose topics a (non-admin) role may read; a subscription must fit inside one. */
-export function readableFilters(role: Role, username: string, store: string): string[] {
-  const p = storePrefix(store);
-  const own = `${p}response/${username}/#`;
-  switch (role) {
-    case 'kiosk':
-      return [`${p}shelf/#`, `${p}device/+/availability`, `${p}gateway/status`, `${p}price/#`, `${p}sync/status`, own];
-    case 'service':
-    case 'technician':
-      return [`${p}#`];
-    case 'device':
-      return [own];
-    default:
-      return [];
-  }
+  if (rules.isGatewayOwned(topic)) return false;
+  if (role === 'admin') return true;
+  if (role === 'device') return topicMatches(`${p}ext/${username}/#`, topic);
+  const cmd = requestCommand(topic, store);
+  return cmd !== null && roleHas(role, rules.permissionOf(cmd));
 }
 
 /** True if `filter` could match a response topic of a user other than `username`. */
@@ -126,24 +137,23 @@ export function matchesOtherUsersResponses(filter: string, username: string, sto
 }
 
 /** Whether a client with `role`/`username` may subscribe to `topicFilter`. */
-export function canSubscribe(role: Role, username: string, topicFilter: string, store: string): boolean {
-  if (!isValidId(username) || !isValidId(store) || !isValidTopicFilter(topicFilter)) return false;
+export function canSubscribe(role: Role, username: string, topicFilter: string, rules: AclRules): boolean {
+  if (!isValidId(username) || !isValidId(rules.store) || !isValidTopicFilter(topicFilter)) return false;
   if (role === 'admin') return true;
-  if (matchesOtherUsersResponses(topicFilter, username, store)) return false;
-  return readableFilters(role, username, store).some((allowed) => filterCovers(allowed, topicFilter));
+  if (matchesOtherUsersResponses(topicFilter, username, rules.store)) return false;
+  return rules.readableFilters(role, username).some((allowed) => filterCovers(allowed, topicFilter));
 }
 
 /**
  * Whether a message on the concrete `topic` may be delivered to this client: defence in depth
  * behind canSubscribe (checked again at delivery, for retained messages and restored sessions).
  */
-export function canReceive(role: Role, username: string, topic: string, store: string): boolean {
+export function canReceive(role: Role, username: string, topic: string, rules: AclRules): boolean {
   if (role === 'admin') return true;
-  if (!isValidId(username) || !isValidId(store)) return false;
+  if (!isValidId(username) || !isValidId(rules.store)) return false;
   const parts = topic.split('/');
-  const p = storePrefix(store);
-  if (topic.startsWith(`${p}response/`) && parts[4] !== username) return false;
-  return readableFilters(role, username, store).some((f) => topicMatches(f, topic));
+  if (topic.startsWith(`${rules.prefix}response/`) && parts[4] !== username) return false;
+  return rules.readableFilters(role, username).some((f) => topicMatches(f, topic));
 }
 
 /** Entries an AclDecisionCache keeps by default. */

@@ -21,7 +21,8 @@ import type { MqttConfig } from '../config/schema';
 import { ErrorCode, ShelfgateError, isShelfgateError } from '../errors';
 import type { Service } from '../lifecycle';
 import { LogLimiter, type Logger } from '../log';
-import { AclDecisionCache, canPublish, canReceive, canSubscribe, requestCommand } from './acl';
+import { AclDecisionCache, AclRules, CORE_TOPIC_AREAS, canPublish, canReceive, canSubscribe, requestCommand, type TopicArea } from './acl';
+import { CommandRegistry } from '../core/commands';
 import { AuthFailureTracker, checkCredentials, type Role } from './auth';
 import * as topics from './topics';
 import { sleep } from '../util/backoff';
@@ -30,17 +31,6 @@ export type { Role } from './auth';
 
 /** Code used in error responses for handler failures that are not ShelfgateErrors (details are logged, not sent). */
 export const INTERNAL_ERROR_CODE = 'SG_INTERNAL';
-
-export interface BusRequestContext {
-  username: string;
-  role: Role;
-  /** The parsed JSON request object (including `transaction`). */
-  payload: unknown;
-  command: string;
-  transaction: string;
-}
-
-export type RequestHandler = (req: BusRequestContext) => Promise<unknown>;
 
 export interface PublishOptions {
   retain?: boolean;
@@ -80,6 +70,10 @@ export interface LocalBusOptions {
   config: MqttConfig;
   storeId: string;
   log: Logger;
+  /** The commands `request/<command>` runs (and the permission each needs). Default: an empty registry. */
+  commands?: CommandRegistry;
+  /** Topic areas the features declare, beside the core's (CORE_TOPIC_AREAS). */
+  topicAreas?: readonly TopicArea[];
   /** Reported in gateway/status. */
   version?: string;
   /** Time a socket may stay open without sending CONNECT. Default 10 s. */
@@ -239,7 +233,8 @@ export class LocalBus implements Service {
   /** Remote address of each socket, kept past its close (for logs). */
   private readonly addresses = new WeakMap<object, string>();
   private readonly identities = new WeakMap<Client, Identity>();
-  private readonly handlers = new Map<string, RequestHandler>();
+  private readonly commands: CommandRegistry;
+  private readonly acl: AclRules;
   private readonly inflight = new Set<Promise<void>>();
   private authInProgress = 0;
   private stopping = false;
@@ -266,6 +261,8 @@ export class LocalBus implements Service {
     this.o = opts;
     this.limiter = new LogLimiter(opts.log);
     this.now = opts.now ?? Date.now;
+    this.commands = opts.commands ?? new CommandRegistry();
+    this.acl = new AclRules(opts.storeId, [...CORE_TOPIC_AREAS, ...(opts.topicAreas ?? [])], (cmd) => this.commands.permissionOf(cmd));
   }
 
   // ---- lifecycle ----
@@ -392,20 +389,6 @@ export class LocalBus implements Service {
     return new Promise((resolve, reject) => {
       broker.publish(packet, (err) => (err ? reject(err) : resolve()));
     });
-  }
-
-  /**
-   * Routes `request/<command>` to `handler`. The answer goes to the requester's own response topic
-   * as `{transaction, ok:true, data}` or `{transaction, ok:false, error:{code,message}}`.
-   * Returns a function that removes the handler.
-   */
-  onRequest(command: string, handler: RequestHandler): () => void {
-    topics.validateCommand(command);
-    if (this.handlers.has(command)) throw new Error(`request handler for ${command} already registered`);
-    this.handlers.set(command, handler);
-    return () => {
-      if (this.handlers.get(command) === handler) this.handlers.delete(command);
-    };
   }
 
   /** Publishes the retained gateway status. */
@@ -542,7 +525,7 @@ export class LocalBus implements Service {
 
   private authorizeSubscribe(client: Client, sub: Subscription, cb: (error: Error | null, subscription?: Subscription | null) => void): void {
     const id = this.identities.get(client);
-    if (id && canSubscribe(id.role, id.username, sub.topic, this.o.storeId)) return cb(null, sub);
+    if (id && canSubscribe(id.role, id.username, sub.topic, this.acl)) return cb(null, sub);
     this.counters.deniedSubscribes++;
     const who = id?.username ?? 'unknown';
     this.limiter.warn(`deny-sub:${who}`, { username: who, role: id?.role, filter: sub.topic.slice(0, 256) }, 'subscription not authorized: negated');
@@ -550,7 +533,7 @@ export class LocalBus implements Service {
   }
 
   private publishDecision(id: Identity, topic: string): PublishDecision {
-    if (!canPublish(id.role, id.username, topic, this.o.storeId)) return DENY;
+    if (!canPublish(id.role, id.username, topic, this.acl)) return DENY;
     return requestCommand(topic, this.o.storeId) !== null ? ALLOW_REQUEST : ALLOW;
   }
 
@@ -558,7 +541,7 @@ export class LocalBus implements Service {
     const id = this.identities.get(client);
     if (!id) return null;
     const topic = packet.topic;
-    const ok = id.receive.get(topic) ?? id.receive.set(topic, canReceive(id.role, id.username, topic, this.o.storeId));
+    const ok = id.receive.get(topic) ?? id.receive.set(topic, canReceive(id.role, id.username, topic, this.acl));
     if (!ok) return null;
     this.counters.messagesOut++;
     return packet;
@@ -629,13 +612,12 @@ export class LocalBus implements Service {
     if (typeof transaction !== 'string' || transaction.length === 0 || transaction.length > topics.MAX_TRANSACTION_LENGTH) {
       return fail(null, ErrorCode.REQUEST_INVALID, `request needs a "transaction" string of 1-${topics.MAX_TRANSACTION_LENGTH} characters`);
     }
-    const handler = this.handlers.get(command);
-    if (!handler) return fail(transaction, ErrorCode.NOT_FOUND, `unknown command: ${command}`);
     if (this.stopping) return fail(transaction, ErrorCode.STOPPED, 'gateway is stopping');
 
+    const { transaction: _t, ...payload } = body as Record<string, unknown>;
     let data: unknown;
     try {
-      data = await handler({ username: id.username, role: id.role, payload: body, command, transaction });
+      data = await this.commands.execute(command, payload, { username: id.username, role: id.role, via: 'mqtt' });
     } catch (e) {
       if (isShelfgateError(e)) return fail(transaction, e.code, e.message);
       this.o.log.error({ command, username: id.username, err: (e as Error)?.message }, 'request handler failed');

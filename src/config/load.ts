@@ -3,7 +3,7 @@ import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ErrorCode, ShelfgateError } from '../errors';
 import type { DeviceDefinition } from '../devices/types';
-import { configSchema, type Config } from './schema';
+import { composeConfigSchema, type Config, type FeatureConfigSlice } from './schema';
 
 export interface ConfigIssue {
   /** e.g. `shelves[3].slots[1].unit_weight_g`; empty for the whole file. */
@@ -31,33 +31,30 @@ function zodIssueMessage(issue: z.core.$ZodIssue): string {
   return issue.message;
 }
 
+/** What config validation needs of a feature (src/core/feature.ts). */
+export interface ConfigFeature extends FeatureConfigSlice {
+  name: string;
+  validate?(config: Config, ctx: { models: ReadonlyMap<string, DeviceDefinition> }): ConfigIssue[];
+}
+
 /**
- * Validates an already-parsed document. Returns every problem at once: schema errors first, then
- * cross-references (unknown bus or model, duplicate ids, a sensor used twice).
+ * Validates an already-parsed document against the core's schema and the features' slices.
+ * Returns every problem at once: schema errors first, then cross-references (duplicate ids, files
+ * that cannot be read, then each feature's: unknown bus or model, a sensor used twice...).
  */
-export function validateConfig(raw: unknown, models: ReadonlyMap<string, DeviceDefinition>): { config?: Config; issues: ConfigIssue[] } {
-  const parsed = configSchema.safeParse(raw, { reportInput: true });
+export function validateConfig(raw: unknown, models: ReadonlyMap<string, DeviceDefinition>, features: readonly ConfigFeature[]): { config?: Config; issues: ConfigIssue[] } {
+  const parsed = composeConfigSchema(features).safeParse(raw, { reportInput: true });
   if (!parsed.success) {
     return { issues: parsed.error.issues.map((i) => ({ path: formatPath(i.path), message: zodIssueMessage(i) })) };
   }
   const cfg = parsed.data;
   const issues: ConfigIssue[] = [];
-  const buses = new Map<string, { protocol?: string; index: number }>();
-  cfg.buses.forEach((b, i) => {
-    if (buses.has(b.id)) issues.push({ path: `buses[${i}].id`, message: `duplicate bus id "${b.id}"` });
-    const def = models.get(b.model);
-    if (!def) issues.push({ path: `buses[${i}].model`, message: `unknown device model "${b.model}" (known: ${[...models.keys()].sort().join(', ')})` });
-    if (!/^(tcp:\/\/[^:/]+:\d{1,5}|mock:\/\/.+|\/.+)$/.test(b.path))
-      issues.push({ path: `buses[${i}].path`, message: 'must be an absolute device path (/dev/serial/by-id/...), tcp://host:port or mock://name' });
-    if (!buses.has(b.id)) buses.set(b.id, { protocol: def?.protocol, index: i });
-  });
   const usernames = new Set<string>();
   cfg.mqtt.users.forEach((u, i) => {
     if (usernames.has(u.username)) issues.push({ path: `mqtt.users[${i}].username`, message: `duplicate username "${u.username}"` });
     usernames.add(u.username);
   });
   const shelfIds = new Set<string>();
-  const sensors = new Map<string, string>();
   cfg.shelves.forEach((s, si) => {
     if (shelfIds.has(s.id)) issues.push({ path: `shelves[${si}].id`, message: `duplicate shelf id "${s.id}"` });
     shelfIds.add(s.id);
@@ -66,20 +63,6 @@ export function validateConfig(raw: unknown, models: ReadonlyMap<string, DeviceD
       const at = `shelves[${si}].slots[${li}]`;
       if (slotIds.has(slot.id)) issues.push({ path: `${at}.id`, message: `duplicate slot id "${slot.id}" in shelf "${s.id}"` });
       slotIds.add(slot.id);
-      const bus = buses.get(slot.sensor.bus);
-      if (!bus) {
-        issues.push({ path: `${at}.sensor.bus`, message: `unknown bus "${slot.sensor.bus}"` });
-      } else if (bus.protocol === 'modbus-rtu' && slot.sensor.address === undefined) {
-        issues.push({ path: `${at}.sensor.address`, message: 'is required on a Modbus bus (1-247)' });
-      } else if (bus.protocol === 'mt-sics' && slot.sensor.address !== undefined) {
-        issues.push({ path: `${at}.sensor.address`, message: 'must be omitted: an MT-SICS scale has no bus address' });
-      }
-      const key = `${slot.sensor.bus}/${slot.sensor.address ?? 0}`;
-      const owner = sensors.get(key);
-      if (owner) issues.push({ path: `${at}.sensor`, message: `sensor already used by ${owner}` });
-      else sensors.set(key, `${s.id}/${slot.id}`);
-      if (slot.gtin !== undefined && slot.unit_weight_g === undefined)
-        issues.push({ path: `${at}.unit_weight_g`, message: 'is required when gtin is set (or learn it: shelfgate calibrate learn)' });
     });
   });
   // Files the sync transports read at start: a missing one is a config error now, not a crash loop later.
@@ -96,11 +79,12 @@ export function validateConfig(raw: unknown, models: ReadonlyMap<string, DeviceD
       }
     }
   }
+  for (const f of features) if (f.validate) issues.push(...f.validate(cfg, { models }));
   return issues.length ? { issues } : { config: deepFreeze(cfg), issues };
 }
 
 /** Reads, parses and validates a YAML config file. Throws ShelfgateError(CONFIG_*) with every issue in `details`. */
-export function loadConfigFile(file: string, models: ReadonlyMap<string, DeviceDefinition>): Config {
+export function loadConfigFile(file: string, models: ReadonlyMap<string, DeviceDefinition>, features: readonly ConfigFeature[]): Config {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -114,7 +98,7 @@ export function loadConfigFile(file: string, models: ReadonlyMap<string, DeviceD
     const issues = doc.errors.map((e) => ({ path: '', message: `YAML: ${e.message.split('\n')[0]}` }));
     throw new ShelfgateError(ErrorCode.CONFIG_INVALID, `config ${file} is not valid YAML`, issues);
   }
-  const { config, issues } = validateConfig(doc.toJS(), models);
+  const { config, issues } = validateConfig(doc.toJS(), models, features);
   if (!config) throw new ShelfgateError(ErrorCode.CONFIG_INVALID, `config ${file} is invalid`, issues);
   return config;
 }

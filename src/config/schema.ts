@@ -8,11 +8,11 @@
 import { z } from 'zod';
 import { isValidGtin } from '../util/gtin';
 
-const id = z
+export const id = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'must be 1-64 characters of A-Z a-z 0-9 _ - (used in MQTT topics)');
 
-const serialOverride = z
+export const serialOverride = z
   .strictObject({
     baud_rate: z.number().int().positive().optional(),
     data_bits: z.union([z.literal(5), z.literal(6), z.literal(7), z.literal(8)]).optional(),
@@ -21,50 +21,29 @@ const serialOverride = z
   })
   .optional();
 
-const backoff = z
+export const backoff = z
   .strictObject({
     initial_ms: z.number().int().min(10).default(500),
     max_ms: z.number().int().min(100).max(3_600_000, 'must be <= 3600000 (1 h)').default(30_000),
   })
   .prefault({});
 
-export const busSchema = z.strictObject({
+/**
+ * The keys every slot (location) has, whatever observes it: its id and the product it holds.
+ * Features add their own keys to each slot (the shelves feature: `sensor`, `tare_g`, ...), see
+ * composeConfigSchema.
+ */
+export const slotBaseShape = {
   id,
-  /** `/dev/serial/by-id/...` (recommended), `/dev/ttyUSB0`, `tcp://host:port`, or `mock://name` (tests). */
-  path: z.string().min(1, 'must not be empty'),
-  /** Device definition id from devices/*.yaml, e.g. `generic-modbus-loadcell` or `mettler-toledo-mt-sics`. */
-  model: id,
-  serial: serialOverride,
-  /** Time between polls of one address (Modbus) or of the scale (MT-SICS). */
-  poll_interval_ms: z.number().int().min(0).max(60_000).default(200),
-  /** Response timeout; defaults to the device definition's. */
-  timeout_ms: z.number().int().min(5).max(10_000).optional(),
-  /** Consecutive missed answers before a sensor is reported offline. */
-  offline_after_misses: z.number().int().min(1).max(100).default(3),
-  reconnect: backoff,
-});
-
-const sensorRef = z.strictObject({
-  bus: id,
-  /** Modbus slave address 1-247; omitted for a single scale (MT-SICS). */
-  address: z.number().int().min(1, 'must be >= 1').max(247, 'must be <= 247').optional(),
-});
-
-export const slotSchema = z.strictObject({
-  id,
-  sensor: sensorRef,
   gtin: z
     .string()
     .refine(isValidGtin, 'must be a GTIN-8/12/13/14 with a valid GS1 check digit')
     .optional(),
+  /** Weight of one item in grams (the product's, for this slot); central or calibration may override it. */
   unit_weight_g: z.number().gt(0, 'must be > 0').optional(),
-  /** Weight of the empty slot (tray, divider) in grams, subtracted from the reading. */
-  tare_g: z.number().min(0, 'must be >= 0').default(0),
-  /** A settled weight within this distance of a whole number of items counts as that number. Default: 25% of unit weight. */
-  tolerance_g: z.number().gt(0, 'must be > 0').optional(),
-  /** Above this (net grams) the slot reports overload. */
-  max_load_g: z.number().gt(0, 'must be > 0').optional(),
-});
+};
+
+export const slotSchema = z.strictObject(slotBaseShape);
 
 export const shelfSchema = z.strictObject({
   id,
@@ -137,7 +116,8 @@ export const syncSchema = z
     }
   });
 
-export const configSchema = z.strictObject({
+/** The core's top-level keys. Features add theirs (Feature.config) in composeConfigSchema. */
+export const coreConfigShape = {
   store_id: id,
   data_dir: z.string().min(1).default('/var/lib/shelfgate'),
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') }).prefault({}),
@@ -168,27 +148,52 @@ export const configSchema = z.strictObject({
       synchronous: z.enum(['full', 'normal']).default('full'),
     })
     .prefault({}),
-  stability: z
-    .strictObject({
-      /** Readings in the window that must agree before a weight counts as settled. */
-      window: z.number().int().min(2).max(100).default(4),
-      /** Max spread (max - min) in grams within the window for a settled reading. */
-      max_spread_g: z.number().gt(0).default(3),
-      /** Report a slot unstable after this long without a settled reading. */
-      unstable_alarm_s: z.number().gt(0).default(30),
-    })
-    .prefault({}),
   sync: syncSchema,
-  buses: z.array(busSchema).min(1, 'must list at least one bus'),
   shelves: z.array(shelfSchema).min(1, 'must list at least one shelf'),
-});
+};
+
+/** The core schema alone (features' keys are refused by it); the daemon uses composeConfigSchema. */
+export const configSchema = z.strictObject(coreConfigShape);
+
+
 
 export type Config = z.output<typeof configSchema>;
-export type BusConfig = Config['buses'][number];
 export type ShelfConfig = Config['shelves'][number];
 export type SlotConfig = ShelfConfig['slots'][number];
 export type MqttConfig = Config['mqtt'];
 export type MqttUser = MqttConfig['users'][number];
 export type StorageConfig = Config['storage'];
-export type StabilityConfig = Config['stability'];
 export type SyncConfig = Config['sync'];
+
+/** What a feature adds to the configuration. */
+export interface FeatureConfigSlice {
+  /** Top-level keys. */
+  config?: z.ZodRawShape;
+  /** Keys added to every `shelves[].slots[]` entry. */
+  slotConfig?: z.ZodRawShape;
+}
+
+/**
+ * The one schema of a gateway made of these features: the core's keys plus each feature's, still
+ * strict (an unknown key anywhere is an error). Two features may not declare the same key.
+ */
+export function composeConfigSchema(features: ReadonlyArray<{ name: string } & FeatureConfigSlice>): z.ZodType<Config> {
+  const top: Record<string, z.core.$ZodType> = { ...coreConfigShape };
+  const slot: Record<string, z.core.$ZodType> = { ...slotBaseShape };
+  const owner = new Map<string, string>();
+  for (const f of features) {
+    for (const [k, v] of Object.entries(f.config ?? {})) {
+      if (k in top) throw new Error(`config key ${k} of feature ${f.name} is already declared by ${owner.get(k) ?? 'the core'}`);
+      top[k] = v;
+      owner.set(k, f.name);
+    }
+    for (const [k, v] of Object.entries(f.slotConfig ?? {})) {
+      if (k in slot) throw new Error(`slot key ${k} of feature ${f.name} is already declared by ${owner.get(`slot.${k}`) ?? 'the core'}`);
+      slot[k] = v;
+      owner.set(`slot.${k}`, f.name);
+    }
+  }
+  const shelf = z.strictObject({ id, slots: z.array(z.strictObject(slot)).min(1, 'must have at least one slot') });
+  top.shelves = z.array(shelf).min(1, 'must list at least one shelf');
+  return z.strictObject(top) as unknown as z.ZodType<Config>;
+}

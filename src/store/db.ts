@@ -23,7 +23,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { ErrorCode, ShelfgateError } from '../errors';
 import type { Logger } from '../log';
-import { migrate } from './migrations';
+import { migrate, type Migration } from './migrations';
 
 export type Synchronous = 'full' | 'normal';
 
@@ -34,6 +34,8 @@ export interface OpenOptions {
   busyTimeoutMs?: number;
   /** WAL pages before an automatic checkpoint (SQLite's default is 1000, about 4 MB). */
   walAutocheckpointPages?: number;
+  /** Default: the core's migrations (src/store/migrations.ts). */
+  migrations?: readonly Migration[];
 }
 
 /** `PRAGMA synchronous` values as SQLite reports them. */
@@ -95,7 +97,7 @@ export function openDatabase(path: string, opts: OpenOptions): Database.Database
     db.pragma(`wal_autocheckpoint = ${opts.walAutocheckpointPages ?? 1000}`);
     db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
 
-    const { from, to } = migrate(db, log);
+    const { from, to } = migrate(db, log, opts.migrations);
     log.info({ path, synchronous: opts.synchronous, journal_mode: mode, schema: to, migrated_from: from === to ? undefined : from }, 'database open');
     return db;
   } catch (e) {

@@ -134,6 +134,42 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    description: 'locations apart from sensing: product assignments and committed stock per location',
+    up: `
+      -- A location (today a shelf slot, id 'shelf/slot') and the product it holds: overrides of the
+      -- config file (NULL = the config file's value), or cleared = 1 when central emptied the slot.
+      -- Weight channels and RFID zones observe locations; they do not own them.
+      CREATE TABLE locations (
+        id            TEXT PRIMARY KEY,
+        shelf_id      TEXT NOT NULL,
+        slot_id       TEXT NOT NULL,
+        gtin          TEXT,
+        unit_weight_g REAL,
+        cleared       INTEGER NOT NULL DEFAULT 0,
+        assigned_by   TEXT,             -- 'central', 'calibration', or a username
+        updated_at    INTEGER           -- ms epoch
+      );
+
+      -- The last committed stock observation per location, whoever observed it.
+      CREATE TABLE stock (
+        location_id TEXT PRIMARY KEY,
+        count       INTEGER,
+        condition   TEXT,
+        observed_by TEXT NOT NULL,      -- the feature: 'weight', 'rfid', ...
+        detail      TEXT,               -- JSON, the observer's own fields (weight_g, ...)
+        updated_at  INTEGER NOT NULL    -- ms epoch
+      );
+
+      INSERT INTO locations (id, shelf_id, slot_id, gtin, unit_weight_g, assigned_by, updated_at)
+        SELECT shelf_id || '/' || slot_id, shelf_id, slot_id, gtin, unit_weight_g, 'calibration', updated_at
+        FROM slots WHERE gtin IS NOT NULL OR unit_weight_g IS NOT NULL;
+      INSERT INTO stock (location_id, count, condition, observed_by, detail, updated_at)
+        SELECT shelf_id || '/' || slot_id, count, condition, 'weight', json_object('weight_g', weight_g), updated_at
+        FROM slots WHERE updated_at IS NOT NULL;
+    `,
+  },
 ];
 
 /** The schema version this build writes. */

@@ -1,16 +1,18 @@
 /**
- * The durable store: outbox of stock events, current slot state and calibration overrides, device
- * registry, and small meta values, in one SQLite file (db.ts opens it, migrations.ts shapes it).
+ * The durable store: the one writer of shelfgate's SQLite file (db.ts opens it, migrations.ts
+ * shapes it). It owns the outbox, the device registry and small meta values; every other table is
+ * owned by the module that declares it (core/locations.ts, a feature's repository), which
+ * registers its batched writes here with `defineWrite` and keeps its SQL to itself.
  *
- * One writer. Every queued write (appendEvent, saveSlotState, saveCalibration, setDeviceState)
- * goes through one queue, committed as one transaction per batch: at most `flushIntervalMs` after
- * the batch's first write, or at once when it holds MAX_BATCH_OPS operations. Each write's promise
- * resolves only AFTER the transaction holding it committed, so whatever the daemon publishes after
- * awaiting it is already on disk (to the degree below). Slot states and device states are
- * coalesced per key within a batch: only the last one reaches SQLite.
- * The few synchronous writes (ackOutbox, setMeta) run on the same connection and the same thread,
- * each as its own transaction between batches, so there is still exactly one writer and never a
- * "database is locked".
+ * One writer. Every queued write goes through one queue, committed as one transaction per batch:
+ * at most `flushIntervalMs` after the batch's first write, or at once when it holds MAX_BATCH_OPS
+ * operations. Each write's promise resolves only AFTER the transaction holding it committed, so
+ * whatever the daemon publishes after awaiting it is already on disk (to the degree below). A
+ * write operation may coalesce by key within a batch (a slot's state, a device's availability):
+ * only the last one reaches SQLite.
+ * The few synchronous writes (ackOutbox, setMeta, `transaction`) run on the same connection and
+ * the same thread, each as its own transaction between batches, so there is still exactly one
+ * writer and never a "database is locked".
  *
  * Durability (journal_mode=WAL, `storage.synchronous`):
  * - FULL (default): the WAL is fsynced at every commit. A batch whose promises resolved survives
@@ -32,6 +34,7 @@ import { ErrorCode, ShelfgateError } from '../errors';
 import type { Service } from '../lifecycle';
 import { LogLimiter, type Logger } from '../log';
 import { openDatabase, type Synchronous } from './db';
+import type { Migration } from './migrations';
 
 /** A batch is committed at once when it holds this many operations. */
 export const MAX_BATCH_OPS = 1000;
@@ -42,6 +45,8 @@ export interface StoreOptions {
   flushIntervalMs: number;
   storeId: string;
   log: Logger;
+  /** Schema migrations of the core and every feature, in one version order (default: the core's). */
+  migrations?: readonly Migration[];
 }
 
 export interface AppendEventInput {
@@ -63,24 +68,6 @@ export interface AppendedEvent {
   eventId: string;
 }
 
-export interface SlotStateInput {
-  shelfId: string;
-  slotId: string;
-  count: number | null;
-  weightG: number | null;
-  condition: string;
-  /** ms epoch */
-  updatedAt: number;
-}
-
-/** Calibration overrides: undefined leaves a field as stored, null clears it (back to the config file value). */
-export interface CalibrationInput {
-  gtin?: string | null;
-  unitWeightG?: number | null;
-  tareG?: number | null;
-  toleranceG?: number | null;
-}
-
 export interface DeviceStateInput {
   id: string;
   kind: string;
@@ -90,23 +77,6 @@ export interface DeviceStateInput {
   reason?: string;
   /** ms epoch of the change */
   ts: number;
-}
-
-export interface SlotRow {
-  shelfId: string;
-  slotId: string;
-  /** Calibration overrides; null = use the config file. */
-  gtin: string | null;
-  unitWeightG: number | null;
-  tareG: number | null;
-  toleranceG: number | null;
-  /** Calibration changes so far (0 = never calibrated over MQTT/CLI). */
-  calibVersion: number;
-  /** Last persisted state; null before the first state was saved. */
-  count: number | null;
-  weightG: number | null;
-  condition: string | null;
-  updatedAt: number | null;
 }
 
 export interface DeviceRow {
@@ -198,61 +168,46 @@ interface Waiter<T> {
   reject: (e: Error) => void;
 }
 
-interface EventOp {
-  eventId: string;
-  deviceId: string;
-  kind: string;
-  priority: number;
-  payload: string;
-  bytes: number;
-  createdAt: number;
-  waiter: Waiter<AppendedEvent>;
+/**
+ * A batched write a module registers with the Store (`defineWrite`). The module owns its table
+ * and its SQL; the Store owns when and how it is committed (one writer, batches, durability).
+ */
+export interface WriteOperation<I, R = void> {
+  /** For errors and the log, e.g. `locations.saveStock`. */
+  readonly name: string;
+  /**
+   * Called when the database opens: prepares statements once and returns the function that writes
+   * one input inside the batch transaction (its return value resolves the caller's promise).
+   */
+  prepare(db: Database): (input: I) => R;
+  /**
+   * Inputs with the same key within one batch are coalesced: only one row is written, from
+   * `merge` of the inputs in order (default: the last), and every caller gets that result.
+   */
+  coalesce?: { key(input: I): string; merge?(previous: I, next: I): I };
+  /** Runs after the batch committed, once per written input (not for inputs coalesced away). */
+  committed?(input: I, result: R): void;
 }
 
-interface SlotStateOp {
-  s: SlotStateInput;
-  waiters: Array<Waiter<void>>;
+interface Entry {
+  op: RegisteredOp;
+  input: unknown;
+  waiters: Array<Waiter<unknown>>;
+  result?: unknown;
 }
 
-interface CalibrationOp {
-  shelfId: string;
-  slotId: string;
-  c: CalibrationInput;
-  waiter: Waiter<void>;
-}
-
-interface DeviceOp {
-  d: DeviceStateInput;
-  /** Latest ts among the coalesced writes that reported the device online. */
-  lastSeen: number | null;
-  waiters: Array<Waiter<void>>;
-}
-
-interface BatchResult {
-  rows: number;
-  /** Events actually inserted (not already present) and their payload bytes. */
-  inserted: number;
-  insertedBytes: number;
-  /** seq of each event of the batch, in order. */
-  seqs: number[];
-  maxSeq: number;
+interface RegisteredOp {
+  def: WriteOperation<unknown, unknown>;
+  write: ((input: unknown) => unknown) | null;
 }
 
 class Batch {
   ops = 0;
-  readonly events: EventOp[] = [];
-  readonly slotStates = new Map<string, SlotStateOp>();
-  readonly calibrations: CalibrationOp[] = [];
-  readonly devices = new Map<string, DeviceOp>();
+  readonly entries: Entry[] = [];
+  readonly coalesced = new Map<RegisteredOp, Map<string, Entry>>();
 }
 
 interface Statements {
-  insertEvent: Statement;
-  eventSeqById: Statement;
-  upsertSlotState: Statement;
-  upsertCalibration: Statement;
-  upsertDevice: Statement;
-  selectSlots: Statement;
   selectDevices: Statement;
   peekOutbox: Statement;
   oldestOutbox: Statement;
@@ -260,20 +215,6 @@ interface Statements {
   deleteEventBySeq: Statement;
   getMeta: Statement;
   setMeta: Statement;
-}
-
-interface RawSlotRow {
-  shelf_id: string;
-  slot_id: string;
-  gtin: string | null;
-  unit_weight_g: number | null;
-  tare_g: number | null;
-  tolerance_g: number | null;
-  count: number | null;
-  weight_g: number | null;
-  condition: string | null;
-  updated_at: number | null;
-  calib_version: number | null;
 }
 
 interface RawDeviceRow {
@@ -299,11 +240,27 @@ interface RawOutboxRow {
   created_at: number;
 }
 
+interface EventInput {
+  eventId: string;
+  deviceId: string;
+  kind: string;
+  priority: number;
+  payload: string;
+  bytes: number;
+  createdAt: number;
+}
+
+interface DeviceInput {
+  d: DeviceStateInput;
+  /** Latest ts among the coalesced writes that reported the device online. */
+  lastSeen: number | null;
+}
+
 export class Store implements Service {
   readonly name = 'store';
   private db: Database | null = null;
   private st: Statements | null = null;
-  private commitBatch: ((b: Batch) => BatchResult) | null = null;
+  private commitBatch: ((b: Batch) => number) | null = null;
   private batch = new Batch();
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -313,24 +270,98 @@ export class Store implements Service {
   private readonly limiter: LogLimiter;
   private readonly counters = { batches: 0, ops: 0, rowsWritten: 0, lastBatchMs: 0, maxBatchMs: 0, failedBatches: 0, failedOps: 0 };
   private readonly appendListeners = new Set<() => void>();
+  private readonly openListeners: Array<(db: Database) => void> = [];
+  private readonly ops: RegisteredOp[] = [];
+  private appendedInBatch = 0;
   private lastFailure: LastWriteError | null = null;
+  private readonly appendOp: (e: EventInput) => Promise<AppendedEvent>;
+  private readonly deviceOp: (d: DeviceInput) => Promise<void>;
 
   constructor(private readonly o: StoreOptions) {
     this.limiter = new LogLimiter(o.log);
+    const storeId = o.storeId;
+    this.appendOp = this.defineWrite<EventInput, AppendedEvent>({
+      name: 'outbox.append',
+      prepare: (db) => {
+        const insert = db.prepare(
+          `INSERT INTO outbox (event_id, store_id, device_id, kind, priority, payload, bytes, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
+        );
+        const seqById = db.prepare('SELECT seq FROM outbox WHERE event_id = ?');
+        return (ev) => {
+          const r = insert.run(ev.eventId, storeId, ev.deviceId, ev.kind, ev.priority, ev.payload, ev.bytes, ev.createdAt);
+          // Same event id already in the outbox (a retried append): idempotent, report its seq.
+          if (r.changes !== 1) return { seq: (seqById.get(ev.eventId) as { seq: number }).seq, eventId: ev.eventId, inserted: false } as AppendedEvent;
+          return { seq: Number(r.lastInsertRowid), eventId: ev.eventId, inserted: true } as AppendedEvent;
+        };
+      },
+      committed: (ev, r) => {
+        const res = r as AppendedEvent & { inserted?: boolean };
+        if (res.inserted) {
+          this.outboxCount++;
+          this.outboxBytes += ev.bytes;
+          this.appendedInBatch++;
+          if (res.seq > this.lastSeq) this.lastSeq = res.seq;
+        }
+        delete res.inserted;
+      },
+    });
+    this.deviceOp = this.defineWrite<DeviceInput, void>({
+      name: 'devices.setState',
+      prepare: (db) => {
+        const upsert = db.prepare(
+          `INSERT INTO devices (id, kind, model, path, online, reason, last_seen, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (id) DO UPDATE SET
+             kind = excluded.kind, model = excluded.model, path = excluded.path, online = excluded.online,
+             reason = excluded.reason, last_seen = coalesce(excluded.last_seen, last_seen), updated_at = excluded.updated_at`,
+        );
+        return ({ d, lastSeen }) => {
+          upsert.run(d.id, d.kind, d.model, d.path, d.online ? 1 : 0, d.reason ?? null, lastSeen, d.ts);
+        };
+      },
+      coalesce: {
+        key: (i) => i.d.id,
+        merge: (prev, next) => ({ d: next.d, lastSeen: prev.lastSeen === null ? next.lastSeen : next.lastSeen === null ? prev.lastSeen : Math.max(prev.lastSeen, next.lastSeen) }),
+      },
+    });
+  }
+
+  /**
+   * Registers a batched write (see WriteOperation). Call it before start(), typically from a
+   * module's constructor; the returned function queues one input and resolves after its batch
+   * committed.
+   */
+  defineWrite<I, R = void>(def: WriteOperation<I, R>): (input: I) => Promise<R> {
+    const op: RegisteredOp = { def: def as WriteOperation<unknown, unknown>, write: null };
+    if (this.db) op.write = op.def.prepare(this.db);
+    this.ops.push(op);
+    return (input: I) => this.enqueue(op, input) as Promise<R>;
+  }
+
+  /**
+   * Runs `fn` with the open connection each time the database opens (at start, before anything is
+   * written): the place for a module to prepare the statements of its reads. Reads only: writes
+   * go through defineWrite, or a synchronous transaction through `transaction`.
+   */
+  onOpen(fn: (db: Database) => void): void {
+    this.openListeners.push(fn);
+    if (this.db) fn(this.db);
   }
 
   async start(): Promise<void> {
     if (this.db) return;
     this.stopped = false;
-    const db = openDatabase(this.o.path, { synchronous: this.o.synchronous, log: this.o.log });
+    const db = openDatabase(this.o.path, { synchronous: this.o.synchronous, log: this.o.log, migrations: this.o.migrations });
     try {
       this.st = prepare(db);
+      for (const op of this.ops) op.write = op.def.prepare(db);
       this.commitBatch = db.transaction((b: Batch) => this.writeBatch(b));
       const agg = db.prepare('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS bytes FROM outbox').get() as { n: number; bytes: number };
       const sq = db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").get() as { seq: number } | undefined;
       this.outboxCount = agg.n;
       this.outboxBytes = agg.bytes;
       this.lastSeq = sq?.seq ?? 0;
+      for (const fn of this.openListeners) fn(db);
     } catch (e) {
       db.close();
       throw e;
@@ -358,14 +389,13 @@ export class Store implements Service {
     this.db = null;
     this.st = null;
     this.commitBatch = null;
+    for (const op of this.ops) op.write = null;
     this.o.log.info({ ...this.counters }, 'store closed');
   }
 
   // ---- queued writes: each promise resolves after its batch committed ----
 
   appendEvent(e: AppendEventInput): Promise<AppendedEvent> {
-    const refused = this.refuseWrite();
-    if (refused) return Promise.reject(refused);
     let payload: string;
     try {
       payload = JSON.stringify(e.payload);
@@ -373,83 +403,23 @@ export class Store implements Service {
     } catch (err) {
       return Promise.reject(new ShelfgateError(ErrorCode.REQUEST_INVALID, `event payload for ${e.deviceId} cannot be stored: ${(err as Error).message}`));
     }
-    return new Promise<AppendedEvent>((resolve, reject) => {
-      this.batch.events.push({
-        eventId: e.eventId ?? randomUUID(),
-        deviceId: e.deviceId,
-        kind: e.kind,
-        priority: e.priority ?? 0,
-        payload,
-        bytes: Buffer.byteLength(payload, 'utf8'),
-        createdAt: e.createdAt ?? Date.now(),
-        waiter: { resolve, reject },
-      });
-      this.queued();
-    });
-  }
-
-  /** Upserts a slot's state; within one batch only the last state per slot is written. */
-  saveSlotState(s: SlotStateInput): Promise<void> {
-    const refused = this.refuseWrite();
-    if (refused) return Promise.reject(refused);
-    return new Promise<void>((resolve, reject) => {
-      const key = `${s.shelfId}\u0000${s.slotId}`;
-      const op = this.batch.slotStates.get(key);
-      if (op) {
-        op.s = { ...s };
-        op.waiters.push({ resolve, reject });
-      } else {
-        this.batch.slotStates.set(key, { s: { ...s }, waiters: [{ resolve, reject }] });
-      }
-      this.queued();
-    });
-  }
-
-  /** Sets calibration overrides (undefined: unchanged, null: back to config) and increments calib_version. */
-  saveCalibration(shelfId: string, slotId: string, c: CalibrationInput): Promise<void> {
-    const refused = this.refuseWrite();
-    if (refused) return Promise.reject(refused);
-    return new Promise<void>((resolve, reject) => {
-      this.batch.calibrations.push({ shelfId, slotId, c: { ...c }, waiter: { resolve, reject } });
-      this.queued();
+    return this.appendOp({
+      eventId: e.eventId ?? randomUUID(),
+      deviceId: e.deviceId,
+      kind: e.kind,
+      priority: e.priority ?? 0,
+      payload,
+      bytes: Buffer.byteLength(payload, 'utf8'),
+      createdAt: e.createdAt ?? Date.now(),
     });
   }
 
   /** Upserts a device's availability; within one batch only the last state per device is written. */
   setDeviceState(d: DeviceStateInput): Promise<void> {
-    const refused = this.refuseWrite();
-    if (refused) return Promise.reject(refused);
-    return new Promise<void>((resolve, reject) => {
-      const op = this.batch.devices.get(d.id);
-      const seen = d.online ? d.ts : null;
-      if (op) {
-        op.d = { ...d };
-        if (seen !== null) op.lastSeen = Math.max(op.lastSeen ?? seen, seen);
-        op.waiters.push({ resolve, reject });
-      } else {
-        this.batch.devices.set(d.id, { d: { ...d }, lastSeen: seen, waiters: [{ resolve, reject }] });
-      }
-      this.queued();
-    });
+    return this.deviceOp({ d: { ...d }, lastSeen: d.online ? d.ts : null });
   }
 
   // ---- synchronous reads (committed data only) and small synchronous writes ----
-
-  loadSlots(): SlotRow[] {
-    return (this.stmts().selectSlots.all() as RawSlotRow[]).map((r) => ({
-      shelfId: r.shelf_id,
-      slotId: r.slot_id,
-      gtin: r.gtin,
-      unitWeightG: r.unit_weight_g,
-      tareG: r.tare_g,
-      toleranceG: r.tolerance_g,
-      calibVersion: r.calib_version ?? 0,
-      count: r.count,
-      weightG: r.weight_g,
-      condition: r.condition,
-      updatedAt: r.updated_at,
-    }));
-  }
 
   loadDevices(): DeviceRow[] {
     return (this.stmts().selectDevices.all() as RawDeviceRow[]).map((r) => ({
@@ -594,6 +564,34 @@ export class Store implements Service {
     return this.st;
   }
 
+  private enqueue(op: RegisteredOp, input: unknown): Promise<unknown> {
+    const refused = this.refuseWrite();
+    if (refused) return Promise.reject(refused);
+    return new Promise((resolve, reject) => {
+      const b = this.batch;
+      const waiter = { resolve, reject };
+      const c = op.def.coalesce;
+      if (c) {
+        const key = c.key(input);
+        let byKey = b.coalesced.get(op);
+        if (!byKey) b.coalesced.set(op, (byKey = new Map()));
+        const prev = byKey.get(key);
+        if (prev) {
+          prev.input = c.merge ? c.merge(prev.input, input) : input;
+          prev.waiters.push(waiter);
+          this.queued();
+          return;
+        }
+        const entry: Entry = { op, input, waiters: [waiter] };
+        byKey.set(key, entry);
+        b.entries.push(entry);
+      } else {
+        b.entries.push({ op, input, waiters: [waiter] });
+      }
+      this.queued();
+    });
+  }
+
   private queued(): void {
     const b = this.batch;
     b.ops++;
@@ -616,10 +614,10 @@ export class Store implements Service {
     this.batch = new Batch();
     const db = this.db;
     const t0 = performance.now();
-    let result: BatchResult;
+    let rows: number;
     try {
       if (!db || !this.commitBatch) throw new ShelfgateError(ErrorCode.STOPPED, 'store is not open');
-      result = this.commitBatch(b);
+      rows = this.commitBatch(b);
     } catch (e) {
       this.failBatch(b, e);
       return;
@@ -628,20 +626,25 @@ export class Store implements Service {
     const c = this.counters;
     c.batches++;
     c.ops += b.ops;
-    c.rowsWritten += result.rows;
+    c.rowsWritten += rows;
     c.lastBatchMs = ms;
     if (ms > c.maxBatchMs) c.maxBatchMs = ms;
-    this.outboxCount += result.inserted;
-    this.outboxBytes += result.insertedBytes;
-    if (result.maxSeq > this.lastSeq) this.lastSeq = result.maxSeq;
-    for (let i = 0; i < b.events.length; i++) {
-      const ev = b.events[i]!;
-      ev.waiter.resolve({ seq: result.seqs[i]!, eventId: ev.eventId });
+    this.appendedInBatch = 0;
+    const entries = b.entries;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      const committed = e.op.def.committed;
+      if (committed) {
+        try {
+          committed(e.input, e.result);
+        } catch (err) {
+          this.limiter.error(`committed:${e.op.def.name}`, { op: e.op.def.name, err: (err as Error)?.message }, 'after-commit hook failed');
+        }
+      }
+      const ws = e.waiters;
+      for (let j = 0; j < ws.length; j++) ws[j]!.resolve(e.result);
     }
-    for (const op of b.slotStates.values()) for (const w of op.waiters) w.resolve();
-    for (const op of b.calibrations) op.waiter.resolve();
-    for (const op of b.devices.values()) for (const w of op.waiters) w.resolve();
-    if (result.inserted > 0) {
+    if (this.appendedInBatch > 0) {
       for (const fn of this.appendListeners) {
         try {
           fn();
@@ -652,54 +655,14 @@ export class Store implements Service {
     }
   }
 
-  /** Runs inside the batch transaction. */
-  private writeBatch(b: Batch): BatchResult {
-    const st = this.st!;
-    const storeId = this.o.storeId;
-    let rows = 0;
-    let insertedBytes = 0;
-    let maxSeq = 0;
-    let inserted = 0;
-    const seqs: number[] = new Array<number>(b.events.length);
-    for (let i = 0; i < b.events.length; i++) {
-      const ev = b.events[i]!;
-      const r = st.insertEvent.run(ev.eventId, storeId, ev.deviceId, ev.kind, ev.priority, ev.payload, ev.bytes, ev.createdAt);
-      if (r.changes === 1) {
-        rows++;
-        const seq = Number(r.lastInsertRowid);
-        seqs[i] = seq;
-        if (seq > maxSeq) maxSeq = seq;
-        inserted++;
-        insertedBytes += ev.bytes;
-      } else {
-        // Same event id already in the outbox (a retried append): idempotent, report its seq.
-        seqs[i] = (st.eventSeqById.get(ev.eventId) as { seq: number }).seq;
-      }
+  /** Runs inside the batch transaction; returns the rows written. */
+  private writeBatch(b: Batch): number {
+    const entries = b.entries;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      e.result = e.op.write!(e.input);
     }
-    for (const { s } of b.slotStates.values()) {
-      st.upsertSlotState.run(s.shelfId, s.slotId, s.count, s.weightG, s.condition, s.updatedAt);
-      rows++;
-    }
-    for (const { shelfId, slotId, c } of b.calibrations) {
-      st.upsertCalibration.run({
-        shelf_id: shelfId,
-        slot_id: slotId,
-        gtin: c.gtin ?? null,
-        unit_weight_g: c.unitWeightG ?? null,
-        tare_g: c.tareG ?? null,
-        tolerance_g: c.toleranceG ?? null,
-        set_gtin: c.gtin === undefined ? 0 : 1,
-        set_unit_weight_g: c.unitWeightG === undefined ? 0 : 1,
-        set_tare_g: c.tareG === undefined ? 0 : 1,
-        set_tolerance_g: c.toleranceG === undefined ? 0 : 1,
-      });
-      rows++;
-    }
-    for (const { d, lastSeen } of b.devices.values()) {
-      st.upsertDevice.run(d.id, d.kind, d.model, d.path, d.online ? 1 : 0, d.reason ?? null, lastSeen, d.ts);
-      rows++;
-    }
-    return { rows, inserted, insertedBytes, seqs, maxSeq };
+    return entries.length;
   }
 
   private failBatch(b: Batch, e: unknown): void {
@@ -721,42 +684,12 @@ export class Store implements Service {
     this.counters.failedOps += b.ops;
     this.lastFailure = { code: sqliteCode, at: Date.now(), failedBatches: this.counters.failedBatches };
     this.limiter.error(`batch:${sqliteCode}`, { err: err.message, code: sqliteCode, ops: b.ops }, 'store batch failed: its writes were rejected');
-    for (const ev of b.events) ev.waiter.reject(err);
-    for (const op of b.slotStates.values()) for (const w of op.waiters) w.reject(err);
-    for (const op of b.calibrations) op.waiter.reject(err);
-    for (const op of b.devices.values()) for (const w of op.waiters) w.reject(err);
+    for (const entry of b.entries) for (const w of entry.waiters) w.reject(err);
   }
 }
 
 function prepare(db: Database): Statements {
   return {
-    insertEvent: db.prepare(
-      `INSERT INTO outbox (event_id, store_id, device_id, kind, priority, payload, bytes, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING`,
-    ),
-    eventSeqById: db.prepare('SELECT seq FROM outbox WHERE event_id = ?'),
-    upsertSlotState: db.prepare(
-      `INSERT INTO slots (shelf_id, slot_id, count, weight_g, condition, updated_at, calib_version) VALUES (?, ?, ?, ?, ?, ?, 0)
-       ON CONFLICT (shelf_id, slot_id) DO UPDATE SET
-         count = excluded.count, weight_g = excluded.weight_g, condition = excluded.condition, updated_at = excluded.updated_at`,
-    ),
-    upsertCalibration: db.prepare(
-      `INSERT INTO slots (shelf_id, slot_id, gtin, unit_weight_g, tare_g, tolerance_g, calib_version)
-       VALUES (@shelf_id, @slot_id, @gtin, @unit_weight_g, @tare_g, @tolerance_g, 1)
-       ON CONFLICT (shelf_id, slot_id) DO UPDATE SET
-         gtin          = CASE WHEN @set_gtin THEN excluded.gtin ELSE gtin END,
-         unit_weight_g = CASE WHEN @set_unit_weight_g THEN excluded.unit_weight_g ELSE unit_weight_g END,
-         tare_g        = CASE WHEN @set_tare_g THEN excluded.tare_g ELSE tare_g END,
-         tolerance_g   = CASE WHEN @set_tolerance_g THEN excluded.tolerance_g ELSE tolerance_g END,
-         calib_version = coalesce(calib_version, 0) + 1`,
-    ),
-    upsertDevice: db.prepare(
-      `INSERT INTO devices (id, kind, model, path, online, reason, last_seen, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET
-         kind = excluded.kind, model = excluded.model, path = excluded.path, online = excluded.online,
-         reason = excluded.reason, last_seen = coalesce(excluded.last_seen, last_seen), updated_at = excluded.updated_at`,
-    ),
-    selectSlots: db.prepare('SELECT * FROM slots ORDER BY shelf_id, slot_id'),
     selectDevices: db.prepare('SELECT * FROM devices ORDER BY id'),
     peekOutbox: db.prepare('SELECT * FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?'),
     oldestOutbox: db.prepare('SELECT created_at FROM outbox ORDER BY seq LIMIT 1'),

@@ -3,13 +3,16 @@
  * Store.outboxStats().bytes) and the explicit policy when it is exceeded (field.md: unbounded disk
  * growth, full-buffer behaviour):
  *
- * 1. Compact: a stock event (pick, put, count) carries the slot's absolute `count`, so an older
- *    stock event of a device is superseded by its newer one. Superseded stock events are deleted,
- *    oldest first, until the outbox is back under the low-water mark (90 % of the bound). The
- *    newest stock event of every device is never touched.
- * 2. Drop: if still over, the oldest events with priority >= 1 (anomalies, conditions and any other
- *    low-value telemetry) are deleted, oldest first, down to the low-water mark. Stock events are
- *    never dropped.
+ * Which kinds may be compacted or dropped is not known here: each feature declares its event kinds
+ * with their policy (core/event-kinds.ts), and this reads the declarations.
+ *
+ * 1. Compact: kinds of one compaction group supersede each other per device (a stock event -
+ *    pick, put, count - carries the slot's absolute `count`, so an older one is superseded by the
+ *    newer one). Superseded events are deleted, oldest first, until the outbox is back under the
+ *    low-water mark (90 % of the bound). The newest event of every group and device is never touched.
+ * 2. Drop: if still over, the oldest events of droppable kinds (anomalies, conditions and other
+ *    low-value telemetry; an undeclared kind when its priority is >= 1) are deleted, oldest first,
+ *    down to the low-water mark. Kinds declared not droppable are never dropped.
  * 3. If still over (only the newest stock level per device and priority-0 events are left) the
  *    outbox stays over the bound: ingest is never blocked; status reports `over_limit`.
  *
@@ -29,13 +32,9 @@ import type { Database } from 'better-sqlite3';
 import type { Service } from '../lifecycle';
 import { LogLimiter, type Logger } from '../log';
 import type { RemovedOutboxRow, Store } from '../store/store';
-
-/** Kinds whose payload carries the absolute stock level (`count`): compactable to the newest per device. */
-export const STOCK_KINDS: readonly string[] = ['pick', 'put', 'count'];
+import type { EventKinds } from '../core/event-kinds';
 
 const CHUNK = 2000;
-/** `?, ?, ?`: one placeholder per STOCK_KINDS entry. */
-const STOCK_IN = STOCK_KINDS.map(() => '?').join(',');
 
 export type GapReason = 'compacted' | 'dropped_buffer_full';
 
@@ -63,6 +62,8 @@ export interface BufferRunResult {
 export interface OutboxBufferOptions {
   store: Store;
   maxBytes: number;
+  /** The declared event kinds: which compact together, which may be dropped. */
+  kinds: EventKinds;
   log: Logger;
   /** Timer check interval; default 1000 ms. */
   intervalMs?: number;
@@ -186,32 +187,43 @@ export class OutboxBuffer implements Service {
       return res;
     }
     this.runs++;
-    // 1. compact superseded stock levels, oldest first
+    // 1. compact superseded events per compaction group, oldest first
     const compactTarget = force ? -1 : this.lowWaterBytes;
-    // The newest stock event per device, computed once (one scan): events that arrive during the
-    // run only have higher seqs, so "older than the newest seen" stays true for the whole run.
-    const newest = new Map<string, number>(
-      store.transaction(
-        (db) =>
-          db
-            .prepare(`SELECT device_id, max(seq) AS newest FROM outbox WHERE kind IN (${STOCK_IN}) GROUP BY device_id`)
-            .all(...STOCK_KINDS) as { device_id: string; newest: number }[],
-      ).map((r) => [r.device_id, r.newest]),
-    );
-    await this.removeWhile('compacted', compactTarget, res, (db, after) => {
-      const rows = db
-        .prepare(`SELECT seq, bytes, device_id FROM outbox WHERE kind IN (${STOCK_IN}) AND seq > ? ORDER BY seq LIMIT ${CHUNK}`)
-        .all(...STOCK_KINDS, after) as { seq: number; bytes: number; device_id: string }[];
-      return { lastSeq: rows.at(-1)?.seq ?? null, rows: rows.filter((r) => r.seq < (newest.get(r.device_id) ?? 0)) };
-    });
-    // 2. drop the oldest low-priority events
+    for (const [group, kinds] of this.o.kinds.compactionGroups()) {
+      const kindsJson = JSON.stringify(kinds);
+      // The newest event of the group per device, computed once (one scan): events that arrive
+      // during the run only have higher seqs, so "older than the newest seen" stays true.
+      const newest = new Map<string, number>(
+        store.transaction(
+          (db) =>
+            db
+              .prepare('SELECT device_id, max(seq) AS newest FROM outbox WHERE kind IN (SELECT value FROM json_each(?)) GROUP BY device_id')
+              .all(kindsJson) as { device_id: string; newest: number }[],
+        ).map((r) => [r.device_id, r.newest]),
+      );
+      if (newest.size === 0) continue;
+      await this.removeWhile('compacted', compactTarget, res, (db, after) => {
+        const rows = db
+          .prepare(`SELECT seq, bytes, device_id FROM outbox WHERE kind IN (SELECT value FROM json_each(?)) AND seq > ? ORDER BY seq LIMIT ${CHUNK}`)
+          .all(kindsJson, after) as { seq: number; bytes: number; device_id: string }[];
+        return { lastSeq: rows.at(-1)?.seq ?? null, rows: rows.filter((r) => r.seq < (newest.get(r.device_id) ?? 0)) };
+      });
+      this.o.log.debug({ group }, 'compaction group done');
+    }
+    // 2. drop the oldest events of droppable kinds (and undeclared kinds of priority >= 1)
     const bytesNow = store.outboxStats().bytes;
     const dropTarget = force ? Math.max(0, bytesNow - Math.max(64 * 1024, Math.floor(bytesNow * 0.1))) : this.lowWaterBytes;
     if (bytesNow > dropTarget) {
+      const droppable = JSON.stringify(this.o.kinds.droppableKinds());
+      const declared = JSON.stringify(this.o.kinds.list().map((k) => k.kind));
       await this.removeWhile('dropped_buffer_full', Math.min(dropTarget, this.lowWaterBytes), res, (db, after) => {
         const rows = db
-          .prepare(`SELECT seq, bytes FROM outbox WHERE priority >= 1 AND kind NOT IN (${STOCK_IN}) AND seq > ? ORDER BY seq LIMIT ${CHUNK}`)
-          .all(...STOCK_KINDS, after) as { seq: number; bytes: number }[];
+          .prepare(
+            `SELECT seq, bytes FROM outbox
+             WHERE (kind IN (SELECT value FROM json_each(?)) OR (priority >= 1 AND kind NOT IN (SELECT value FROM json_each(?))))
+               AND seq > ? ORDER BY seq LIMIT ${CHUNK}`,
+          )
+          .all(droppable, declared, after) as { seq: number; bytes: number }[];
         return { lastSeq: rows.at(-1)?.seq ?? null, rows };
       });
     }

@@ -54,21 +54,29 @@ import { ErrorCode, ShelfgateError, isShelfgateError } from '../errors';
 import type { Service } from '../lifecycle';
 import { LogLimiter, type Logger } from '../log';
 import type { OutboxRow, Store } from '../store/store';
+import type { EventBus } from '../core/events';
+import type { Locations } from '../core/locations';
+import { Priority, type EventKinds } from '../core/event-kinds';
 import { Backoff, MAX_BACKOFF_MS, sleep } from '../util/backoff';
 import { OutboxBuffer, clearGaps, pendingGaps, type BufferStats } from './buffer';
 import { HttpsTransport } from './https';
 import { PriceBook, changeIdOf, priceMessage, validateChange, type SlotChangeIn, type StoredPrice } from './prices';
 import type { ChangeAck, SeqGap, SyncTransport, UploadEvent, UploadResult } from './types';
 
-/** Priority of condition events (shelf/service.ts Priority.CONDITION). */
-export const CONDITION_PRIORITY = 2;
+/** Priority of condition events (not uploaded with `upload_conditions: false`). */
+export const CONDITION_PRIORITY = Priority.CONDITION;
 
 export interface SyncServiceOptions {
   storeId: string;
   config: SyncConfig;
   store: Store;
   bus: { publish(topic: string, payload: string | Buffer, opts?: PublishOptions): Promise<void> };
-  shelves: { assignSlot(shelfId: string, slotId: string, a: { gtin: string | null; unitWeightG: number | null }): Promise<unknown> };
+  /** Declared outbox event kinds (the buffer policy reads them). */
+  kinds: EventKinds;
+  /** Slot assignments from central change what a location holds. */
+  locations: Pick<Locations, 'assign'>;
+  /** In-process consumers (shelf labels, kiosk lookups) get applied prices here. */
+  events: Pick<EventBus, 'emit'>;
   /** null (transport `none`): only the buffer policy and the status run. The service starts and stops it. */
   transport: SyncTransport | null;
   log: Logger;
@@ -215,6 +223,7 @@ export class SyncService implements Service {
     this.buffer = new OutboxBuffer({
       store: o.store,
       maxBytes: o.config.buffer_max_bytes,
+      kinds: o.kinds,
       log: this.log,
       intervalMs: o.bufferCheckMs,
       onChange: () => this.statusChanged(),
@@ -720,10 +729,10 @@ export class SyncService implements Service {
     }
   }
 
-  /** Calls shelves.assignSlot; an unknown slot or bad values are `invalid`; anything else throws (page retried). */
+  /** Assigns the location; an unknown slot or bad values are `invalid`; anything else throws (page retried). */
   private async assign(c: SlotChangeIn): Promise<'applied' | { detail: string }> {
     try {
-      await this.o.shelves.assignSlot(c.shelf, c.slot, { gtin: c.gtin, unitWeightG: c.unitWeightG });
+      await this.o.locations.assign(c.shelf, c.slot, { gtin: c.gtin, unitWeightG: c.unitWeightG }, 'central');
       return 'applied';
     } catch (e) {
       if (isShelfgateError(e, ErrorCode.NOT_FOUND)) return { detail: `unknown slot ${c.shelf}/${c.slot}` };
@@ -732,10 +741,14 @@ export class SyncService implements Service {
     }
   }
 
-  /** Publishes a price retained, unless an equal or newer version was published already. */
+  /**
+   * Hands a committed price to in-process consumers (`priceApplied`) and publishes it retained for
+   * clients outside, unless an equal or newer version went out already.
+   */
   private async publishPrice(p: StoredPrice): Promise<void> {
     if ((this.published.get(p.gtin) ?? 0) >= p.version) return;
     this.published.set(p.gtin, p.version);
+    this.o.events.emit('priceApplied', { gtin: p.gtin, price: p.price, currency: p.currency, promotion: p.promotion, version: p.version, changeId: p.changeId, appliedAt: p.appliedAt });
     let topic: string;
     try {
       topic = topics.price(this.o.storeId, p.gtin);

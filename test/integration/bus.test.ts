@@ -3,6 +3,9 @@
  * (protocolVersion 4). Every wait is bounded.
  */
 import { connect as tcpConnect } from 'node:net';
+import { z } from 'zod';
+import { CommandRegistry, declareCommand, handle } from '../../src/core/commands';
+import { BUILTIN_FEATURES } from '../../src/features';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { generate } from 'mqtt-packet';
@@ -42,8 +45,9 @@ function mqttConfig(u: MqttConfig['users'], over: Partial<MqttConfig> = {}): Mqt
   };
 }
 
-async function startBus(cfg: MqttConfig, extra: { connectTimeoutMs?: number } = {}): Promise<LocalBus> {
-  const bus = new LocalBus({ config: cfg, storeId: STORE, log: silentLogger(), version: 'test', ...extra });
+async function startBus(cfg: MqttConfig, extra: { connectTimeoutMs?: number; commands?: CommandRegistry } = {}): Promise<LocalBus> {
+  // the topic areas of the built-in features (shelf/#): what the daemon's bus declares
+  const bus = new LocalBus({ config: cfg, storeId: STORE, log: silentLogger(), version: 'test', topicAreas: BUILTIN_FEATURES.flatMap((f) => f.topics ?? []), ...extra });
   await bus.start();
   return bus;
 }
@@ -169,14 +173,26 @@ describe('LocalBus (real sockets)', () => {
 
   beforeAll(async () => {
     userList = await users();
-    bus = await startBus(mqttConfig(userList), { connectTimeoutMs: 500 });
-    bus.onRequest('stock.get', async ({ payload, username, role }) => ({ echo: payload, username, role }));
-    bus.onRequest('calibrate.tare', async () => {
-      throw new ShelfgateError(ErrorCode.NOT_FOUND, 'no slot A/9');
-    });
-    bus.onRequest('diag.crash', async () => {
-      throw new Error('secret internals');
-    });
+    // Commands declared here, as a feature would: the bus runs them and its ACL reads their permissions.
+    const commands = new CommandRegistry();
+    const echo = declareCommand({ name: 'stock.get', permission: 'read', description: 'echo', payload: z.object({ shelf: z.string() }).partial().passthrough() });
+    const tare = declareCommand({ name: 'calibrate.tare', permission: 'calibrate', description: 'always fails', payload: z.object({}) });
+    const crash = declareCommand({ name: 'diag.crash', permission: 'operate', description: 'throws a plain Error', payload: z.object({}) });
+    commands.declare('test', [echo, tare, crash]);
+    commands.bind('test', handle(echo, async (payload, { username, role }) => ({ echo: payload, username, role })));
+    commands.bind(
+      'test',
+      handle(tare, async () => {
+        throw new ShelfgateError(ErrorCode.NOT_FOUND, 'no slot A/9');
+      }),
+    );
+    commands.bind(
+      'test',
+      handle(crash, async () => {
+        throw new Error('secret internals');
+      }),
+    );
+    bus = await startBus(mqttConfig(userList), { connectTimeoutMs: 500, commands });
   });
 
   afterAll(async () => {
@@ -275,7 +291,7 @@ describe('LocalBus (real sockets)', () => {
     expect(body).toEqual({
       transaction: 'tx-1',
       ok: true,
-      data: { echo: { transaction: 'tx-1', shelf: 'A' }, username: 'svc', role: 'service' },
+      data: { echo: { shelf: 'A' }, username: 'svc', role: 'service' },
     });
 
     // the kiosk's own request: it gets its own answer, and had seen nothing of svc's

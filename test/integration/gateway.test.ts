@@ -9,7 +9,8 @@ import { hashPassword } from '../../src/bus/auth';
 import { validateConfig } from '../../src/config/load';
 import { loadDefinitions } from '../../src/devices/definitions';
 import type { ModbusDefinition } from '../../src/devices/types';
-import { buildGateway, type Gateway } from '../../src/daemon';
+import { buildGateway, type Gateway } from '../../src/core/gateway';
+import { BUILTIN_FEATURES } from '../../src/features';
 import { silentLogger } from '../../src/log';
 import { registerMock, unregisterMock } from '../../src/transport/mock';
 import { ModbusLoadCellBusSimulator } from '../../simulators/modbus-loadcell-sim';
@@ -39,7 +40,7 @@ async function setup(dir: string, name: string) {
       },
     ],
   };
-  const { config, issues } = validateConfig(raw, defs);
+  const { config, issues } = validateConfig(raw, defs, BUILTIN_FEATURES);
   expect(issues).toEqual([]);
   const physics = new Map([
     [1, new LoadCellPhysics({ unitWeightG: 250, items: 10, noiseSigmaG: 0.3, settleMs: 60, rng: mulberry32(1) })],
@@ -48,7 +49,7 @@ async function setup(dir: string, name: string) {
   const sim = new ModbusLoadCellBusSimulator({ definition: defs.get('generic-modbus-loadcell') as ModbusDefinition, slaves: physics, turnaroundMs: 0 });
   const device = registerMock(name);
   sim.attach(mockDeviceIo(device));
-  const gw = buildGateway(config!, { log: silentLogger(), definitions: defs });
+  const gw = buildGateway(config!, { log: silentLogger(), definitions: defs, features: BUILTIN_FEATURES });
   return { gw, sim, device, physics };
 }
 

@@ -3,12 +3,14 @@
  * superseded stock levels, then dropping the oldest low-priority events, exact counters, gaps
  * declared to central, a full disk (SQLITE_FULL), and ingest that never stops.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { EventBus } from '../../src/core/events';
+import { builtinKinds } from '../helpers/features';
 import { join } from 'node:path';
 import { syncSchema, type SyncConfig } from '../../src/config/schema';
 import { silentLogger } from '../../src/log';
 import { Store, StoreWriteError } from '../../src/store/store';
-import { OutboxBuffer, STOCK_KINDS } from '../../src/sync/buffer';
+import { OutboxBuffer } from '../../src/sync/buffer';
 import { HttpsTransport } from '../../src/sync/https';
 import { SyncService } from '../../src/sync/service';
 import { CentralSimulator } from '../../simulators/central';
@@ -33,7 +35,12 @@ function cfg(extra: Record<string, unknown> = {}): SyncConfig {
 }
 
 const bus = { publish: async () => {} };
-const shelves = { assignSlot: async () => ({}) };
+const locations = {
+  assign: async (): Promise<never> => {
+    throw new Error('no slot assignments in these tests');
+  },
+};
+const events = new EventBus(silentLogger());
 const pad = 'x'.repeat(400);
 
 interface Appended {
@@ -73,7 +80,7 @@ describe('outbox buffer policy', () => {
   it('holds a 1 MiB bound: compacts stock levels, then drops the oldest low-priority events, counts every drop exactly; ingest continues', async () => {
     const dir = tmp();
     const store = await openStore(dir);
-    const sync = new SyncService({ storeId: STORE, config: cfg(), store, bus, shelves, transport: null, log, bufferCheckMs: 50, statusIntervalMs: 100 });
+    const sync = new SyncService({ storeId: STORE, config: cfg(), store, bus, events, kinds: builtinKinds(), locations, transport: null, log, bufferCheckMs: 50, statusIntervalMs: 100 });
     await sync.start();
     cleanups.push(() => sync.stop());
 
@@ -84,7 +91,7 @@ describe('outbox buffer policy', () => {
 
     // the newest stock level of every slot is still there
     for (let d = 0; d < 8; d++) {
-      const newest = appended.filter((a) => a.deviceId === `sh1/${d}` && STOCK_KINDS.includes(a.kind)).at(-1)!;
+      const newest = appended.filter((a) => a.deviceId === `sh1/${d}` && builtinKinds().policyOf(a.kind)?.compaction === 'stock-level').at(-1)!;
       expect(left.has(newest.eventId)).toBe(true);
     }
     // counters are exact, by kind
@@ -114,7 +121,7 @@ describe('outbox buffer policy', () => {
     // counters are persisted (meta): a restart reports the same numbers
     const before = sync.status();
     await sync.stop();
-    const b2 = new OutboxBuffer({ store, maxBytes: MiB, log });
+    const b2 = new OutboxBuffer({ store, maxBytes: MiB, kinds: builtinKinds(), log });
     await b2.start();
     cleanups.push(() => b2.stop());
     expect(b2.stats()).toMatchObject({ compacted: before.compacted, dropped: before.dropped, compacted_by_kind: before.compacted_by_kind, dropped_by_kind: before.dropped_by_kind });
@@ -123,7 +130,7 @@ describe('outbox buffer policy', () => {
   it('declares dropped and compacted seqs as gaps, so central\'s contiguous_seq reaches the last seq', async () => {
     const dir = tmp();
     const store = await openStore(dir);
-    const buffer = new OutboxBuffer({ store, maxBytes: MiB, log });
+    const buffer = new OutboxBuffer({ store, maxBytes: MiB, kinds: builtinKinds(), log });
     await buffer.start();
     cleanups.push(() => buffer.stop());
     await fill(store, 40);
@@ -136,7 +143,7 @@ describe('outbox buffer policy', () => {
     await central.start();
     cleanups.push(() => central.stop());
     const config = cfg({ transport: 'https', https: { url: central.url }, batch_max_events: 100 });
-    const sync = new SyncService({ storeId: STORE, config, store, bus, shelves, transport: new HttpsTransport({ config: config.https!, storeId: STORE, log }), log, idlePollMs: 50 });
+    const sync = new SyncService({ storeId: STORE, config, store, bus, events, kinds: builtinKinds(), locations, transport: new HttpsTransport({ config: config.https!, storeId: STORE, log }), log, idlePollMs: 50 });
     await sync.start();
     cleanups.push(() => sync.stop());
     await waitFor(() => store.outboxStats().count === 0, 15_000, 'drained');
@@ -150,7 +157,7 @@ describe('outbox buffer policy', () => {
   it('a full disk (SQLITE_FULL): the policy compacts at once and reports it; ingest resumes; nothing crashes', async () => {
     const dir = tmp();
     const store = await openStore(dir);
-    const sync = new SyncService({ storeId: STORE, config: cfg({ buffer_max_bytes: 100 * MiB }), store, bus, shelves, transport: null, log, bufferCheckMs: 50 });
+    const sync = new SyncService({ storeId: STORE, config: cfg({ buffer_max_bytes: 100 * MiB }), store, bus, events, kinds: builtinKinds(), locations, transport: null, log, bufferCheckMs: 50 });
     await sync.start();
     cleanups.push(() => sync.stop());
     // many superseded stock levels

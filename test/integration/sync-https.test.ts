@@ -3,7 +3,9 @@
  * 127.0.0.1 (port 0), with a real Store on a SQLite file, a real local bus and MQTT subscribers.
  * Bounded waits everywhere; every run uses its own tmp dir and ports, so two runs can share a host.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { EventBus } from '../../src/core/events';
+import { builtinKinds } from '../helpers/features';
 import { execFileSync } from 'node:child_process';
 import { writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -74,15 +76,15 @@ async function gateway(cfg: SyncConfig, dir = tmp(), opts: { withKiosk?: boolean
   await bus.start();
   await opts.beforeSync?.(bus);
   const assigned: Gw['assigned'] = [];
-  const shelves = {
-    async assignSlot(shelf: string, slot: string, a: { gtin: string | null; unitWeightG: number | null }) {
+  const locations = {
+    async assign(shelf: string, slot: string, a: { gtin?: string | null; unitWeightG?: number | null }) {
       if (shelf !== 'sh1' || !['1', '2'].includes(slot)) throw new ShelfgateError(ErrorCode.NOT_FOUND, `no slot ${shelf}/${slot}`);
-      assigned.push({ shelf, slot, ...a });
-      return { count: null };
+      assigned.push({ shelf, slot, gtin: a.gtin ?? null, unitWeightG: a.unitWeightG ?? null });
+      return { id: `${shelf}/${slot}`, shelfId: shelf, slotId: slot, gtin: a.gtin ?? null, unitWeightG: a.unitWeightG ?? null };
     },
   };
   const transport = new HttpsTransport({ config: cfg.https!, storeId: STORE, log });
-  const sync = new SyncService({ storeId: STORE, config: cfg, store, bus, shelves, transport, log, statusIntervalMs: 200, idlePollMs: 100, bufferCheckMs: 200 });
+  const sync = new SyncService({ storeId: STORE, config: cfg, store, bus, events: new EventBus(log), kinds: builtinKinds(), locations, transport, log, statusIntervalMs: 200, idlePollMs: 100, bufferCheckMs: 200 });
   await sync.start();
   let stopped = false;
   const stop = async (): Promise<void> => {

@@ -1,9 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { AclDecisionCache, canPublish, canReceive, canSubscribe, isGatewayOwned, requestCommand, type Role } from '../../src/bus/acl';
+import { AclDecisionCache, AclRules, CORE_TOPIC_AREAS, canPublish, canReceive, canSubscribe, requestCommand, type Role } from '../../src/bus/acl';
+import { CommandRegistry } from '../../src/core/commands';
+import { BUILTIN_FEATURES } from '../../src/features';
 
 const S = 's1';
 const P = `shelfgate/v1/${S}/`;
 const ROLES: Role[] = ['device', 'kiosk', 'service', 'technician', 'admin'];
+
+// The ACL reads declarations: the topic areas and command permissions of the core and the built-in features.
+const registry = new CommandRegistry();
+for (const f of BUILTIN_FEATURES) registry.declare(f.name, f.commands ?? []);
+const RULES = new AclRules(S, [...CORE_TOPIC_AREAS, ...BUILTIN_FEATURES.flatMap((f) => f.topics ?? [])], (c) => registry.permissionOf(c));
 
 const gatewayOwned = [
   `${P}gateway/status`,
@@ -20,65 +27,66 @@ const gatewayOwned = [
 describe('publish', () => {
   it.each(ROLES)('%s can never publish gateway-owned topics', (role) => {
     for (const topic of gatewayOwned) {
-      expect(isGatewayOwned(topic, S)).toBe(true);
-      expect(canPublish(role, 'u', topic, S)).toBe(false);
+      expect(RULES.isGatewayOwned(topic)).toBe(true);
+      expect(canPublish(role, 'u', topic, RULES)).toBe(false);
     }
   });
 
   it.each(ROLES)('%s can never publish outside the store prefix, to $SYS, or with wildcards', (role) => {
     for (const topic of ['$SYS/x', 'shelfgate/v1/s2/request/stock.get', 'shelfgate/v1/s1', 'shelfgate/v1/s1/', 'other', `${P}request/+`, `${P}price/#`, '']) {
-      expect(canPublish(role, 'u', topic, S)).toBe(false);
+      expect(canPublish(role, 'u', topic, RULES)).toBe(false);
     }
   });
 
   it('kiosk: only read-only requests', () => {
-    expect(canPublish('kiosk', 'k', `${P}request/stock.get`, S)).toBe(true);
-    expect(canPublish('kiosk', 'k', `${P}request/calibrate.tare`, S)).toBe(false);
-    expect(canPublish('kiosk', 'k', `${P}request/stock.set`, S)).toBe(false);
-    expect(canPublish('kiosk', 'k', `${P}price/x`, S)).toBe(false);
-    expect(canPublish('kiosk', 'k', `${P}ext/k/x`, S)).toBe(false);
-    expect(canPublish('kiosk', 'k', `${P}request/stock.get/x`, S)).toBe(false);
+    expect(canPublish('kiosk', 'k', `${P}request/stock.get`, RULES)).toBe(true);
+    expect(canPublish('kiosk', 'k', `${P}request/calibrate.tare`, RULES)).toBe(false);
+    expect(canPublish('kiosk', 'k', `${P}request/stock.set`, RULES)).toBe(false);
+    expect(canPublish('kiosk', 'k', `${P}price/x`, RULES)).toBe(false);
+    expect(canPublish('kiosk', 'k', `${P}ext/k/x`, RULES)).toBe(false);
+    expect(canPublish('kiosk', 'k', `${P}request/stock.get/x`, RULES)).toBe(false);
   });
 
   it('service: any request except calibration', () => {
-    expect(canPublish('service', 'u', `${P}request/stock.get`, S)).toBe(true);
-    expect(canPublish('service', 'u', `${P}request/outbox.status`, S)).toBe(true);
-    expect(canPublish('service', 'u', `${P}request/calibrate.tare`, S)).toBe(false);
-    expect(canPublish('service', 'u', `${P}request/calibrate.learn`, S)).toBe(false);
-    expect(canPublish('service', 'u', `${P}price/x`, S)).toBe(false);
-    expect(canPublish('service', 'u', `${P}request/Not-A-Command`, S)).toBe(false);
+    expect(canPublish('service', 'u', `${P}request/stock.get`, RULES)).toBe(true);
+    expect(canPublish('service', 'u', `${P}request/outbox.status`, RULES)).toBe(true);
+    expect(canPublish('service', 'u', `${P}request/calibrate.tare`, RULES)).toBe(false);
+    expect(canPublish('service', 'u', `${P}request/calibrate.learn`, RULES)).toBe(false);
+    expect(canPublish('service', 'u', `${P}price/x`, RULES)).toBe(false);
+    expect(canPublish('service', 'u', `${P}request/Not-A-Command`, RULES)).toBe(false);
   });
 
   it('technician: requests including calibration', () => {
-    expect(canPublish('technician', 't', `${P}request/calibrate.tare`, S)).toBe(true);
-    expect(canPublish('technician', 't', `${P}request/calibrate.set_unit_weight`, S)).toBe(true);
-    expect(canPublish('technician', 't', `${P}request/stock.get`, S)).toBe(true);
-    expect(canPublish('technician', 't', `${P}price/x`, S)).toBe(false);
+    expect(canPublish('technician', 't', `${P}request/calibrate.tare`, RULES)).toBe(true);
+    expect(canPublish('technician', 't', `${P}request/calibrate.set_unit_weight`, RULES)).toBe(true);
+    expect(canPublish('technician', 't', `${P}request/stock.get`, RULES)).toBe(true);
+    expect(canPublish('technician', 't', `${P}price/x`, RULES)).toBe(false);
   });
 
   it('admin: anything under the prefix except gateway-owned', () => {
     // prices and sync status come only from the gateway (central's version rule): not even an admin
-    expect(canPublish('admin', 'a', `${P}price/gtin/123`, S)).toBe(false);
-    expect(canPublish('admin', 'a', `${P}sync/status`, S)).toBe(false);
-    expect(canPublish('admin', 'a', `${P}request/calibrate.tare`, S)).toBe(true);
-    expect(canPublish('admin', 'a', `${P}ext/dev1/x`, S)).toBe(true);
-    expect(canPublish('admin', 'a', `${P}device/d1/config`, S)).toBe(true);
+    expect(canPublish('admin', 'a', `${P}price/gtin/123`, RULES)).toBe(false);
+    expect(canPublish('admin', 'a', `${P}sync/status`, RULES)).toBe(false);
+    expect(canPublish('admin', 'a', `${P}request/calibrate.tare`, RULES)).toBe(true);
+    expect(canPublish('admin', 'a', `${P}ext/dev1/x`, RULES)).toBe(true);
+    expect(canPublish('admin', 'a', `${P}device/d1/config`, RULES)).toBe(true);
   });
 
   it('device: only its own ext subtree', () => {
-    expect(canPublish('device', 'd1', `${P}ext/d1/temp`, S)).toBe(true);
-    expect(canPublish('device', 'd1', `${P}ext/d1/a/b/c`, S)).toBe(true);
-    expect(canPublish('device', 'd1', `${P}ext/d1`, S)).toBe(true);
-    expect(canPublish('device', 'd1', `${P}ext/d2/temp`, S)).toBe(false);
-    expect(canPublish('device', 'd1', `${P}ext/d1x/temp`, S)).toBe(false);
-    expect(canPublish('device', 'd1', `${P}request/stock.get`, S)).toBe(false);
+    expect(canPublish('device', 'd1', `${P}ext/d1/temp`, RULES)).toBe(true);
+    expect(canPublish('device', 'd1', `${P}ext/d1/a/b/c`, RULES)).toBe(true);
+    expect(canPublish('device', 'd1', `${P}ext/d1`, RULES)).toBe(true);
+    expect(canPublish('device', 'd1', `${P}ext/d2/temp`, RULES)).toBe(false);
+    expect(canPublish('device', 'd1', `${P}ext/d1x/temp`, RULES)).toBe(false);
+    expect(canPublish('device', 'd1', `${P}request/stock.get`, RULES)).toBe(false);
   });
 
   it('refuses injected usernames or stores and unknown roles', () => {
-    expect(canPublish('device', 'd1/../d2', `${P}ext/d1/../d2/x`, S)).toBe(false);
-    expect(canPublish('device', '+', `${P}ext/+/x`, S)).toBe(false);
-    expect(canPublish('admin', 'a', `shelfgate/v1/#/x`, '#')).toBe(false);
-    expect(canPublish('root' as Role, 'a', `${P}price/x`, S)).toBe(false);
+    expect(canPublish('device', 'd1/../d2', `${P}ext/d1/../d2/x`, RULES)).toBe(false);
+    expect(canPublish('device', '+', `${P}ext/+/x`, RULES)).toBe(false);
+    // an injected store id cannot even make a rule set
+    expect(() => new AclRules('#', CORE_TOPIC_AREAS, () => 'operate')).toThrow(/store id/);
+    expect(canPublish('root' as Role, 'a', `${P}price/x`, RULES)).toBe(false);
   });
 
   it('requestCommand parses only exact request topics', () => {
@@ -105,7 +113,7 @@ describe('subscribe', () => {
       `${P}response/k/stock.get`,
       `${P}response/k/+`,
     ];
-    for (const f of ok) expect(canSubscribe('kiosk', 'k', f, S), f).toBe(true);
+    for (const f of ok) expect(canSubscribe('kiosk', 'k', f, RULES), f).toBe(true);
     const no = [
       '#',
       '+',
@@ -134,45 +142,45 @@ describe('subscribe', () => {
       `${P}shelf/#/x`,
       '',
     ];
-    for (const f of no) expect(canSubscribe('kiosk', 'k', f, S), f).toBe(false);
+    for (const f of no) expect(canSubscribe('kiosk', 'k', f, RULES), f).toBe(false);
   });
 
   it.each(['service', 'technician'] as const)('%s: everything of the store except other users\' responses', (role) => {
     const ok = [`${P}shelf/#`, `${P}gateway/#`, `${P}device/#`, `${P}request/+`, `${P}ext/#`, `${P}price/#`, `${P}response/u/#`, `${P}+/u/#`, `${P}+`];
-    for (const f of ok) expect(canSubscribe(role, 'u', f, S), f).toBe(true);
+    for (const f of ok) expect(canSubscribe(role, 'u', f, RULES), f).toBe(true);
     const no = ['#', 'shelfgate/#', `${P}#`, `${P}+/#`, `${P}response/#`, `${P}response/+/x`, `${P}response/other/#`, '$SYS/#', 'shelfgate/v1/s2/#', 'shelfgate/v1/+/shelf/#'];
-    for (const f of no) expect(canSubscribe(role, 'u', f, S), f).toBe(false);
+    for (const f of no) expect(canSubscribe(role, 'u', f, RULES), f).toBe(false);
   });
 
   it('admin: anything, including other responses and $SYS', () => {
-    for (const f of ['#', '$SYS/#', `${P}response/#`, 'shelfgate/#']) expect(canSubscribe('admin', 'a', f, S)).toBe(true);
-    expect(canSubscribe('admin', 'a', 'a/#/b', S)).toBe(false); // malformed stays malformed
+    for (const f of ['#', '$SYS/#', `${P}response/#`, 'shelfgate/#']) expect(canSubscribe('admin', 'a', f, RULES)).toBe(true);
+    expect(canSubscribe('admin', 'a', 'a/#/b', RULES)).toBe(false); // malformed stays malformed
   });
 
   it('device: only its own responses', () => {
-    expect(canSubscribe('device', 'd1', `${P}response/d1/#`, S)).toBe(true);
-    expect(canSubscribe('device', 'd1', `${P}response/d1/stock.get`, S)).toBe(true);
-    for (const f of [`${P}response/d2/#`, `${P}shelf/#`, `${P}ext/d1/#`, '#', `${P}response/+/#`]) expect(canSubscribe('device', 'd1', f, S), f).toBe(false);
+    expect(canSubscribe('device', 'd1', `${P}response/d1/#`, RULES)).toBe(true);
+    expect(canSubscribe('device', 'd1', `${P}response/d1/stock.get`, RULES)).toBe(true);
+    for (const f of [`${P}response/d2/#`, `${P}shelf/#`, `${P}ext/d1/#`, '#', `${P}response/+/#`]) expect(canSubscribe('device', 'd1', f, RULES), f).toBe(false);
   });
 
   it('refuses injected usernames', () => {
-    expect(canSubscribe('kiosk', '+', `${P}response/+/#`, S)).toBe(false);
-    expect(canSubscribe('service', '#', `${P}response/#`, S)).toBe(false);
+    expect(canSubscribe('kiosk', '+', `${P}response/+/#`, RULES)).toBe(false);
+    expect(canSubscribe('service', '#', `${P}response/#`, RULES)).toBe(false);
   });
 });
 
 describe('canReceive (delivery re-check)', () => {
   it('hides other users\' responses from everyone but admin', () => {
-    expect(canReceive('service', 'u', `${P}response/other/stock.get`, S)).toBe(false);
-    expect(canReceive('service', 'u', `${P}response/u/stock.get`, S)).toBe(true);
-    expect(canReceive('kiosk', 'k', `${P}response/other/stock.get`, S)).toBe(false);
-    expect(canReceive('admin', 'a', `${P}response/other/stock.get`, S)).toBe(true);
+    expect(canReceive('service', 'u', `${P}response/other/stock.get`, RULES)).toBe(false);
+    expect(canReceive('service', 'u', `${P}response/u/stock.get`, RULES)).toBe(true);
+    expect(canReceive('kiosk', 'k', `${P}response/other/stock.get`, RULES)).toBe(false);
+    expect(canReceive('admin', 'a', `${P}response/other/stock.get`, RULES)).toBe(true);
   });
   it('follows the read sets', () => {
-    expect(canReceive('kiosk', 'k', `${P}shelf/A/slot/1/stock`, S)).toBe(true);
-    expect(canReceive('kiosk', 'k', `${P}ext/d/x`, S)).toBe(false);
-    expect(canReceive('kiosk', 'k', '$SYS/x/heartbeat', S)).toBe(false);
-    expect(canReceive('device', 'd', `${P}shelf/A/slot/1/stock`, S)).toBe(false);
+    expect(canReceive('kiosk', 'k', `${P}shelf/A/slot/1/stock`, RULES)).toBe(true);
+    expect(canReceive('kiosk', 'k', `${P}ext/d/x`, RULES)).toBe(false);
+    expect(canReceive('kiosk', 'k', '$SYS/x/heartbeat', RULES)).toBe(false);
+    expect(canReceive('device', 'd', `${P}shelf/A/slot/1/stock`, RULES)).toBe(false);
   });
 });
 

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { validateConfig, formatIssues } from '../../src/config/load';
+import { BUILTIN_FEATURES } from '../../src/features';
+import { shelvesSlice } from '../../src/features/shelves/config';
 import type { DeviceDefinition } from '../../src/devices/types';
 
 const serial = { baudRate: 9600, dataBits: 8, parity: 'none', stopBits: 1 } as const;
@@ -25,21 +27,22 @@ function base(): any {
 
 describe('config validation', () => {
   it('accepts a minimal config and fills every default', () => {
-    const { config, issues } = validateConfig(base(), models);
+    const { config, issues } = validateConfig(base(), models, BUILTIN_FEATURES);
     expect(issues).toEqual([]);
     expect(config!.mqtt.host).toBe('127.0.0.1');
     expect(config!.mqtt.port).toBe(1883);
     expect(config!.storage.synchronous).toBe('full');
-    expect(config!.buses[0]!.poll_interval_ms).toBe(200);
-    expect(config!.buses[0]!.reconnect).toEqual({ initial_ms: 500, max_ms: 30000 });
-    expect(config!.shelves[0]!.slots[0]!.tare_g).toBe(0);
+    const shelves = shelvesSlice(config!);
+    expect(shelves.buses[0]!.poll_interval_ms).toBe(200);
+    expect(shelves.buses[0]!.reconnect).toEqual({ initial_ms: 500, max_ms: 30000 });
+    expect(shelves.shelves[0]!.slots[0]!.tare_g).toBe(0);
     expect(Object.isFrozen(config!.shelves[0]!.slots[0])).toBe(true);
   });
 
   it('reports the example path format from the issue', () => {
     const raw = base();
     raw.shelves[3].slots[1].unit_weight_g = 0;
-    const { config, issues } = validateConfig(raw, models);
+    const { config, issues } = validateConfig(raw, models, BUILTIN_FEATURES);
     expect(config).toBeUndefined();
     expect(formatIssues(issues)).toBe('shelves[3].slots[1].unit_weight_g: must be > 0');
   });
@@ -51,7 +54,7 @@ describe('config validation', () => {
     raw.shelves[0].slots[0].gtin = '04006381333932';
     raw.shelves[1].slots[0].sensor.address = 300;
     raw.shelves[3].slots[1].unit_weight_g = -1;
-    const lines = formatIssues(validateConfig(raw, models).issues).split('\n');
+    const lines = formatIssues(validateConfig(raw, models, BUILTIN_FEATURES).issues).split('\n');
     expect(lines).toEqual(
       expect.arrayContaining([
         'store_id: is required',
@@ -73,7 +76,7 @@ describe('config validation', () => {
     raw.shelves[2].slots[0].sensor = { bus: 'bus-a' };
     raw.shelves[3].slots[1].sensor.address = 4;
     raw.shelves[4].slots[0].sensor.address = 1;
-    const text = formatIssues(validateConfig(raw, models).issues);
+    const text = formatIssues(validateConfig(raw, models, BUILTIN_FEATURES).issues);
     expect(text).toContain('buses[2].id: duplicate bus id "bus-a"');
     expect(text).toContain('buses[2].model: unknown device model "nope" (known: mb, sics)');
     expect(text).toContain('buses[2].path: must be an absolute device path');
@@ -87,28 +90,28 @@ describe('config validation', () => {
   it('refuses ids that could inject MQTT wildcards', () => {
     const raw = base();
     raw.store_id = 'store/#';
-    expect(formatIssues(validateConfig(raw, models).issues)).toMatch(/^store_id: must be 1-64 characters/);
+    expect(formatIssues(validateConfig(raw, models, BUILTIN_FEATURES).issues)).toMatch(/^store_id: must be 1-64 characters/);
   });
 
   it('refuses a plaintext password', () => {
     const raw = base();
     raw.mqtt = { users: [{ username: 'k', role: 'kiosk', password_hash: 'hunter2' }] };
-    expect(formatIssues(validateConfig(raw, models).issues)).toBe('mqtt.users[0].password_hash: must be a scrypt hash from `shelfgate passwd`');
+    expect(formatIssues(validateConfig(raw, models, BUILTIN_FEATURES).issues)).toBe('mqtt.users[0].password_hash: must be a scrypt hash from `shelfgate passwd`');
   });
 
   it('reports sync files that cannot be read (token, CA) as config errors', () => {
     const raw = base();
     raw.sync = { transport: 'https', https: { url: 'https://central.example.com', token_file: '/nonexistent/token', ca_file: '/nonexistent/ca.pem' } };
-    expect(formatIssues(validateConfig(raw, models).issues).split('\n')).toEqual([
+    expect(formatIssues(validateConfig(raw, models, BUILTIN_FEATURES).issues).split('\n')).toEqual([
       'sync.https.token_file: cannot read /nonexistent/token: ENOENT',
       'sync.https.ca_file: cannot read /nonexistent/ca.pem: ENOENT',
     ]);
     raw.sync.transport = 'none'; // files of an unused transport are not read
-    expect(validateConfig(raw, models).issues).toEqual([]);
+    expect(validateConfig(raw, models, BUILTIN_FEATURES).issues).toEqual([]);
   });
 
   it('refuses a non-object document', () => {
-    const { issues } = validateConfig('just a string', models);
+    const { issues } = validateConfig('just a string', models, BUILTIN_FEATURES);
     expect(issues.length).toBe(1);
   });
 });

@@ -3,6 +3,8 @@
  * SQLite file and a bus that records every publish.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { EventBus } from '../../src/core/events';
+import { builtinKinds } from '../helpers/features';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -69,14 +71,14 @@ async function setup(t: ScriptedTransport, config = cfg(), dir = mkdtempSync(joi
     },
   };
   const assigned: string[] = [];
-  const shelves = {
-    assignSlot: async (shelf: string, slot: string) => {
+  const locations = {
+    assign: async (shelf: string, slot: string) => {
       if (shelf !== 'sh1') throw new ShelfgateError(ErrorCode.NOT_FOUND, 'no such slot');
       assigned.push(`${shelf}/${slot}`);
-      return {};
+      return { id: `${shelf}/${slot}`, shelfId: shelf, slotId: slot, gtin: null, unitWeightG: null };
     },
   };
-  const sync = new SyncService({ storeId: STORE, config, store, bus, shelves, transport: t, log, idlePollMs: 20, statusIntervalMs: 50 });
+  const sync = new SyncService({ storeId: STORE, config, store, bus, events: new EventBus(log), kinds: builtinKinds(), locations, transport: t, log, idlePollMs: 20, statusIntervalMs: 50 });
   await sync.start();
   let stopped = false;
   const stop = async () => {

@@ -1,31 +1,46 @@
 import { performance } from 'node:perf_hooks';
-import type { EventEmitter } from 'node:events';
-import type { ShelfConfig, StabilityConfig } from '../../config/schema';
 import { ErrorCode, ShelfgateError } from '../../errors';
 import type { Service } from '../../lifecycle';
 import { LogLimiter, type Logger } from '../../log';
-import { sensorKey, type SensorAvailability, type WeightReading } from './types';
-import { SlotTracker, type SlotEvent } from './slot';
-import { learnUnitWeight, tareFromWeight, validateUnitWeight } from './calibration';
-import type { Store } from '../../store/store';
 import type { LocalBus } from '../../bus/broker';
 import * as topics from '../../bus/topics';
+import { handle } from '../../core/commands';
+import { calibrateLearn, calibrateSetUnitWeight, calibrateTare, stockGet } from './commands';
+import { Priority } from '../../core/event-kinds';
+import type { EventBus } from '../../core/events';
+import { locationId, type Locations, type StockRow } from '../../core/locations';
+import type { Source } from '../../core/sources/types';
+import type { Store } from '../../store/store';
 import { LatencyRecorder } from '../../util/latency';
+import { learnUnitWeight, tareFromWeight, validateUnitWeight } from './calibration';
+import type { CalibrationRepository } from './repository';
+import { SlotTracker, type SlotEvent } from './slot';
+import { sensorKey, type WeightReading } from './types';
+import type { ShelvesConfig, WeighedSlotConfig } from './config';
 
-/** Outbox priorities: 0 = stock-critical (never dropped), higher = lower-value telemetry. */
-export const Priority = { STOCK: 0, ANOMALY: 1, CONDITION: 2 } as const;
+/** Which feature observed a stock level (core `stock.observed_by`). */
+export const OBSERVER = 'weight';
 
 export interface ShelfServiceOptions {
   storeId: string;
-  shelves: readonly ShelfConfig[];
-  stability: StabilityConfig;
+  config: ShelvesConfig;
   store: Store;
-  bus: LocalBus;
-  /** Weight sources (Modbus buses, scales): 'reading' and 'availability' events. */
-  sources: readonly EventEmitter[];
-  /** sensor key -> { model, path } for the device registry. */
-  sensorInfo: ReadonlyMap<string, { kind: string; model: string; path: string }>;
+  bus: Pick<LocalBus, 'publish'>;
+  events: EventBus;
+  locations: Locations;
+  calibration: CalibrationRepository;
+  /** Weight sources (Modbus buses, scales). */
+  sources: ReadonlyArray<Source<WeightReading>>;
   log: Logger;
+}
+
+/** A stock state exactly as committed with an event: what the retained messages carry. */
+interface Snapshot {
+  count: number | null;
+  weightG: number | null;
+  condition: string;
+  ts: number;
+  lastKnown?: boolean;
 }
 
 interface SlotEntry {
@@ -35,14 +50,22 @@ interface SlotEntry {
   tracker: SlotTracker;
   /** Built once per slot: every event publishes on them. */
   topics: topics.SlotTopics;
-  /** Config values; calibration overrides from SQLite win over them. */
-  params: { gtin?: string; unitWeightG?: number; tareG: number; toleranceG?: number; maxLoadG?: number };
+  config: WeighedSlotConfig;
+  /** The newest committed state (what stock.get answers and the bus shows). */
+  committed: Snapshot;
+  /** Tail of this slot's commit-then-publish chain: its messages reach the bus in commit order. */
+  tail: Promise<void>;
 }
 
 /**
- * Smart shelves: turns settled weight into item counts per slot, and every change into a durable
- * event. The order is always: SQLite commit first, MQTT publish second — a count on the bus is a
- * count that survives a crash, and the outbox holds the event for central sync.
+ * Weight shelves: turns settled weight into item counts per slot, and every change into a durable
+ * event. The order is always: SQLite commit first, MQTT publish second, and what is published is
+ * exactly what was committed (a snapshot taken with the event, never the tracker's live state). A
+ * count on the bus is a count that survives a crash; the outbox holds the event for central sync.
+ *
+ * The slot's product (GTIN, unit weight) belongs to its location (core/locations.ts); this service
+ * observes it and follows `assignmentChanged`. Device availability comes from the core device
+ * registry as `availability` events.
  */
 export class ShelfService implements Service {
   readonly name = 'shelves';
@@ -55,63 +78,98 @@ export class ShelfService implements Service {
   /** Persist-then-publish chains in flight: stop() lets them finish while the store and bus still run. */
   private readonly inflight = new Set<Promise<void>>();
   private readonly onReading = (r: WeightReading): void => this.handleReading(r);
-  private readonly onAvailability = (a: SensorAvailability): void => this.handleAvailability(a);
 
   constructor(private readonly o: ShelfServiceOptions) {
     this.limiter = new LogLimiter(o.log);
   }
 
   async start(): Promise<void> {
-    const { store, shelves, stability } = this.o;
-    const saved = new Map(store.loadSlots().map((r) => [`${r.shelfId}/${r.slotId}`, r]));
-    for (const shelf of shelves) {
+    const { config, locations, calibration, events } = this.o;
+    const stock = new Map<string, StockRow>(locations.loadStock().map((r) => [r.locationId, r]));
+    const cal = calibration.load();
+    const { stability } = config;
+    for (const shelf of config.shelves) {
       for (const slot of shelf.slots) {
-        const key = `${shelf.id}/${slot.id}`;
-        const row = saved.get(key);
-        const params = {
-          gtin: row?.gtin ?? slot.gtin,
-          unitWeightG: row?.unitWeightG ?? slot.unit_weight_g,
-          tareG: row?.tareG ?? slot.tare_g,
-          toleranceG: row?.toleranceG ?? slot.tolerance_g,
-          maxLoadG: slot.max_load_g,
-        };
-        const sensor = sensorKey(slot.sensor.bus, slot.sensor.address);
+        if (!slot.sensor) continue; // a location no scale observes (RFID zones may)
+        const key = locationId(shelf.id, slot.id);
+        const loc = locations.get(key)!;
+        const c = cal.get(key);
+        const row = stock.get(key);
+        const weightG = typeof row?.detail.weight_g === 'number' ? row.detail.weight_g : null;
         const tracker = new SlotTracker({
           shelfId: shelf.id,
           slotId: slot.id,
-          sensor,
-          params,
+          sensor: sensorKey(slot.sensor.bus, slot.sensor.address),
+          params: {
+            gtin: loc.gtin ?? undefined,
+            unitWeightG: loc.unitWeightG ?? undefined,
+            tareG: c?.tareG ?? slot.tare_g,
+            toleranceG: c?.toleranceG ?? slot.tolerance_g,
+            maxLoadG: slot.max_load_g,
+          },
           stability: { window: stability.window, maxSpreadG: stability.max_spread_g, unstableAlarmMs: stability.unstable_alarm_s * 1000 },
-          initial: row ? { count: row.count, weightG: row.weightG } : undefined,
+          initial: row ? { count: row.count, weightG } : undefined,
         });
-        const entry: SlotEntry = { shelfId: shelf.id, slotId: slot.id, key, tracker, topics: topics.slotTopics(this.o.storeId, shelf.id, slot.id), params };
-        this.bySensor.set(sensor, entry);
+        const committed: Snapshot = row
+          ? { count: row.count, weightG, condition: row.condition ?? tracker.condition, ts: row.updatedAt, lastKnown: true }
+          : { count: tracker.count, weightG: tracker.settledWeightG, condition: tracker.condition, ts: Date.now() };
+        const entry: SlotEntry = { shelfId: shelf.id, slotId: slot.id, key, tracker, topics: topics.slotTopics(this.o.storeId, shelf.id, slot.id), config: slot, committed, tail: Promise.resolve() };
+        this.bySensor.set(tracker.sensor, entry);
         this.bySlot.set(key, entry);
       }
     }
-    await this.republishRetained(saved);
-    for (const s of this.o.sources) {
-      s.on('reading', this.onReading);
-      s.on('availability', this.onAvailability);
+    // The last known state, marked as such, until the first settled reading replaces it: a slot
+    // that was in mismatch before the restart must not be announced `ok` on faith.
+    for (const e of this.bySlot.values()) {
+      if (!stock.has(e.key)) continue;
+      await this.publish(e.topics.stock, this.stockMessage(e, e.committed), true);
+      await this.publish(e.topics.alert, this.alertMessage(e, e.committed), true);
     }
+    events.on(this, 'availability', (a) => {
+      const entry = this.bySensor.get(a.sensor);
+      if (entry) for (const ev of entry.tracker.onAvailability(a.online, a.reason, a.ts)) this.record(entry, ev, performance.now());
+    });
+    events.on(this, 'assignmentChanged', (a) => {
+      const entry = this.bySlot.get(a.locationId);
+      if (!entry) return;
+      const params = { ...entry.tracker.params, gtin: a.gtin ?? undefined, unitWeightG: a.unitWeightG ?? undefined };
+      for (const ev of entry.tracker.setParams(params, Date.now())) this.record(entry, ev, performance.now());
+      this.o.log.info({ slot: entry.key, by: a.by, gtin: a.gtin, unit_weight_g: a.unitWeightG, count: entry.tracker.count }, 'slot assignment changed');
+    });
+    for (const s of this.o.sources) s.on('reading', this.onReading);
     this.tickTimer = setInterval(() => this.tick(), 1_000);
     this.tickTimer.unref();
-    this.registerRequests();
   }
 
   async stop(): Promise<void> {
-    for (const s of this.o.sources) {
-      s.off('reading', this.onReading);
-      s.off('availability', this.onAvailability);
-    }
+    for (const s of this.o.sources) s.off('reading', this.onReading);
+    this.o.events.removeOwner(this);
     if (this.tickTimer) clearInterval(this.tickTimer);
     this.tickTimer = null;
     await Promise.allSettled([...this.inflight]);
   }
 
-  /** Current stock of every slot (for `stock.get` and the CLI). */
+  /** The committed stock of every weighed slot (for `stock.get` and the CLI). */
   snapshot(): Array<ReturnType<ShelfService['stockMessage']>> {
-    return [...this.bySlot.values()].map((e) => this.stockMessage(e, Date.now()));
+    return [...this.bySlot.values()].map((e) => this.stockMessage(e, e.committed));
+  }
+
+  /** Handlers of the commands declared in ./commands.ts. */
+  commandHandlers() {
+    return [
+      handle(stockGet, async (p) => this.snapshot().filter((s) => (p.shelf === undefined || s.shelf_id === p.shelf) && (p.slot === undefined || s.slot_id === p.slot))),
+      handle(calibrateTare, async (p, caller) => {
+        const e = this.entry(p.shelf, p.slot);
+        const tareG = tareFromWeight(this.settled(e));
+        await this.o.calibration.save({ locationId: e.key, tareG });
+        return this.recalibrated(e, caller.username, { ...e.tracker.params, tareG }, { tare_g: tareG });
+      }),
+      handle(calibrateSetUnitWeight, async (p, caller) => this.setUnitWeight(this.entry(p.shelf, p.slot), validateUnitWeight(p.grams), caller.username)),
+      handle(calibrateLearn, async (p, caller) => {
+        const e = this.entry(p.shelf, p.slot);
+        return this.setUnitWeight(e, learnUnitWeight(this.settled(e), e.tracker.params.tareG, p.items), caller.username);
+      }),
+    ];
   }
 
   private handleReading(r: WeightReading): void {
@@ -125,90 +183,66 @@ export class ShelfService implements Service {
     for (let i = 0; i < events.length; i++) this.record(entry, events[i]!, r.rxMono);
   }
 
-  private handleAvailability(a: SensorAvailability): void {
-    const info = this.o.sensorInfo.get(a.sensor);
-    const state = { state: a.online ? 'online' : 'offline', reason: a.reason, since: new Date(a.ts).toISOString() };
-    this.o.store
-      .setDeviceState({ id: a.sensor, kind: info?.kind ?? 'weight', model: info?.model ?? '', path: info?.path ?? '', online: a.online, reason: a.reason, ts: a.ts })
-      .then(() => this.publish(topics.deviceAvailability(this.o.storeId, a.sensor), state, true))
-      .catch((e: Error) => this.persistFailed(a.sensor, e));
-    const entry = this.bySensor.get(a.sensor);
-    if (entry) for (const ev of entry.tracker.onAvailability(a.online, a.reason, a.ts)) this.record(entry, ev, performance.now());
-  }
-
   private tick(): void {
     const now = Date.now();
     for (const entry of this.bySlot.values()) for (const ev of entry.tracker.tick(now)) this.record(entry, ev, performance.now());
   }
 
-  /** Persist (outbox + slot state, one batch), then publish. */
+  /** Persist (outbox + stock, one batch), then publish the committed snapshot, in order per slot. */
   private record(entry: SlotEntry, ev: SlotEvent, rxMono: number): void {
     this.stats.events++;
-    const { store, storeId } = this.o;
+    const { store, storeId, locations } = this.o;
     const ts = ev.ts;
-    const payload = { store_id: storeId, shelf_id: entry.shelfId, slot_id: entry.slotId, gtin: entry.params.gtin ?? null, ...eventFields(ev) };
-    const writes: Promise<unknown>[] = [];
+    const t = entry.tracker;
+    // Taken now, with the event: a newer reading may change the tracker before this commits.
+    const snap: Snapshot = { count: t.count, weightG: t.settledWeightG, condition: t.condition, ts };
+    const gtin = t.params.gtin ?? null;
+    const payload = { store_id: storeId, shelf_id: entry.shelfId, slot_id: entry.slotId, gtin, ...eventFields(ev) };
     // A recount (after calibration) is a stock level, not a sale: central sees it as a `count` with a reason.
     const outboxKind = ev.type === 'recount' ? 'count' : ev.type;
     const priority = ev.type === 'anomaly' ? Priority.ANOMALY : ev.type === 'condition' ? Priority.CONDITION : Priority.STOCK;
-    writes.push(store.appendEvent({ deviceId: entry.key, kind: outboxKind, priority, payload, createdAt: ts }));
-    writes.push(
-      store.saveSlotState({ shelfId: entry.shelfId, slotId: entry.slotId, count: entry.tracker.count, weightG: entry.tracker.settledWeightG, condition: entry.tracker.condition, updatedAt: ts }),
-    );
-    const chain = Promise.all(writes)
-      .then(async ([appended]) => {
-        const { seq, eventId } = appended as { seq: number; eventId: string };
-        const t = entry.topics;
-        await this.publish(t.event, { ...payload, seq, event_id: eventId, ts: new Date(ts).toISOString() }, false);
-        if (ev.type === 'condition' || ev.type === 'anomaly') await this.publish(t.alert, this.alertMessage(entry, ts), true);
-        await this.publish(t.stock, this.stockMessage(entry, ts), true);
+    const appended = store.appendEvent({ deviceId: entry.key, kind: outboxKind, priority, payload, createdAt: ts });
+    const saved = locations.saveStock({ locationId: entry.key, count: snap.count, condition: snap.condition, observedBy: OBSERVER, detail: { weight_g: snap.weightG }, updatedAt: ts });
+    const committed = Promise.all([appended, saved]);
+    const chain: Promise<void> = Promise.all([committed, entry.tail])
+      .then(async ([[{ seq, eventId }]]) => {
+        entry.committed = snap;
+        this.o.events.emit('stockCommitted', { locationId: entry.key, gtin, count: snap.count, condition: snap.condition, observedBy: OBSERVER, seq, eventId, ts });
+        const tp = entry.topics;
+        await this.publish(tp.event, { ...payload, seq, event_id: eventId, ts: new Date(ts).toISOString() }, false);
+        if (ev.type === 'condition' || ev.type === 'anomaly') await this.publish(tp.alert, this.alertMessage(entry, snap), true);
+        await this.publish(tp.stock, this.stockMessage(entry, snap), true);
         this.latency.record(performance.now() - rxMono);
       })
       .catch((e: Error) => this.persistFailed(entry.key, e))
       .finally(() => this.inflight.delete(chain));
+    entry.tail = chain;
     this.inflight.add(chain);
   }
 
-  /** `lastKnown`: at start, the condition saved before the restart (the tracker has not seen a reading yet). */
-  private stockMessage(e: SlotEntry, ts: number, lastKnown?: string) {
+  private stockMessage(e: SlotEntry, s: Snapshot) {
     return {
       store_id: this.o.storeId,
       shelf_id: e.shelfId,
       slot_id: e.slotId,
-      gtin: e.params.gtin ?? null,
-      count: e.tracker.count,
-      weight_g: e.tracker.settledWeightG === null ? null : Math.round(e.tracker.settledWeightG * 10) / 10,
-      condition: lastKnown ?? e.tracker.condition,
-      ts: new Date(ts).toISOString(),
-      ...(lastKnown !== undefined ? { last_known: true } : {}),
+      gtin: e.tracker.params.gtin ?? null,
+      count: s.count,
+      weight_g: s.weightG === null ? null : Math.round(s.weightG * 10) / 10,
+      condition: s.condition,
+      ts: new Date(s.ts).toISOString(),
+      ...(s.lastKnown ? { last_known: true } : {}),
     };
   }
 
-  private alertMessage(e: SlotEntry, ts: number, lastKnown?: string) {
+  private alertMessage(e: SlotEntry, s: Snapshot) {
     return {
       store_id: this.o.storeId,
       shelf_id: e.shelfId,
       slot_id: e.slotId,
-      condition: lastKnown ?? e.tracker.condition,
-      ts: new Date(ts).toISOString(),
-      ...(lastKnown !== undefined ? { last_known: true } : {}),
+      condition: s.condition,
+      ts: new Date(s.ts).toISOString(),
+      ...(s.lastKnown ? { last_known: true } : {}),
     };
-  }
-
-  private async republishRetained(saved: Map<string, { updatedAt: number | null; condition: string | null }>): Promise<void> {
-    const { storeId, store } = this.o;
-    for (const d of store.loadDevices())
-      await this.publish(topics.deviceAvailability(storeId, d.id), { state: d.online ? 'online' : 'offline', reason: d.reason ?? undefined, since: new Date(d.updatedAt ?? Date.now()).toISOString(), last_known: true }, true);
-    for (const e of this.bySlot.values()) {
-      const row = saved.get(e.key);
-      if (!row) continue;
-      const t = e.topics;
-      // The last known state, marked as such, until the first settled reading replaces it: a slot
-      // that was in mismatch before the restart must not be announced `ok` on faith.
-      const lastKnown = row.condition ?? e.tracker.condition;
-      await this.publish(t.stock, this.stockMessage(e, row.updatedAt ?? Date.now(), lastKnown), true);
-      await this.publish(t.alert, this.alertMessage(e, row.updatedAt ?? Date.now(), lastKnown), true);
-    }
   }
 
   private publish(topic: string, body: object, retain: boolean): Promise<void> {
@@ -223,38 +257,12 @@ export class ShelfService implements Service {
     this.limiter.error(`persist:${key}`, { slot: key, err: e.message }, 'could not persist shelf event: not published');
   }
 
-  // ---- requests (technician calibration, stock queries) ----
+  // ---- calibration ----
 
-  private registerRequests(): void {
-    const { bus } = this.o;
-    bus.onRequest('stock.get', async ({ payload }) => {
-      const p = (payload ?? {}) as { shelf?: string; slot?: string };
-      return this.snapshot().filter((s) => (p.shelf === undefined || s.shelf_id === p.shelf) && (p.slot === undefined || s.slot_id === p.slot));
-    });
-    bus.onRequest('calibrate.tare', async ({ payload, username }) => this.calibrate(payload, username, (e) => ({ tareG: tareFromWeight(this.settled(e)) })));
-    bus.onRequest('calibrate.set_unit_weight', async ({ payload, username }) =>
-      this.calibrate(payload, username, () => ({ unitWeightG: validateUnitWeight(Number((payload as { grams?: unknown })?.grams)) })),
-    );
-    bus.onRequest('calibrate.learn', async ({ payload, username }) =>
-      this.calibrate(payload, username, (e) => ({ unitWeightG: learnUnitWeight(this.settled(e), e.params.tareG, Number((payload as { items?: unknown })?.items)) })),
-    );
-  }
-
-  /**
-   * A slot assignment from central (which product a slot holds, its unit weight). The sync service
-   * applies the version rule before calling this; here it is stored like a calibration, so it
-   * survives restarts, and the count is recomputed (a `recount`, not a sale).
-   */
-  async assignSlot(shelfId: string, slotId: string, a: { gtin: string | null; unitWeightG: number | null }): Promise<{ count: number | null }> {
-    const entry = this.bySlot.get(`${shelfId}/${slotId}`);
-    if (!entry) throw new ShelfgateError(ErrorCode.NOT_FOUND, `no slot ${shelfId}/${slotId}`);
-    const delta = { gtin: a.gtin ?? undefined, unitWeightG: a.unitWeightG === null ? undefined : validateUnitWeight(a.unitWeightG) };
-    await this.o.store.saveCalibration(shelfId, slotId, { gtin: a.gtin, unitWeightG: a.unitWeightG });
-    entry.params.gtin = delta.gtin;
-    entry.params.unitWeightG = delta.unitWeightG;
-    for (const ev of entry.tracker.setParams({ ...entry.params }, Date.now())) this.record(entry, ev, performance.now());
-    this.o.log.info({ slot: entry.key, gtin: a.gtin, unit_weight_g: a.unitWeightG, count: entry.tracker.count }, 'slot assigned by central');
-    return { count: entry.tracker.count };
+  private entry(shelf: string, slot: string): SlotEntry {
+    const e = this.bySlot.get(locationId(shelf, slot));
+    if (!e) throw new ShelfgateError(ErrorCode.NOT_FOUND, `no slot ${shelf}/${slot}`);
+    return e;
   }
 
   private settled(e: SlotEntry): number {
@@ -263,17 +271,24 @@ export class ShelfService implements Service {
     return w;
   }
 
-  private async calibrate(payload: unknown, username: string, change: (e: SlotEntry) => { tareG?: number; unitWeightG?: number }) {
-    const p = (payload ?? {}) as { shelf?: unknown; slot?: unknown };
-    const entry = this.bySlot.get(`${String(p.shelf)}/${String(p.slot)}`);
-    if (!entry) throw new ShelfgateError(ErrorCode.NOT_FOUND, `no slot ${String(p.shelf)}/${String(p.slot)}`);
-    const delta = change(entry);
-    await this.o.store.saveCalibration(entry.shelfId, entry.slotId, delta);
-    Object.assign(entry.params, delta);
-    const before = entry.tracker.count;
-    for (const ev of entry.tracker.setParams({ ...entry.params }, Date.now())) this.record(entry, ev, performance.now());
-    this.o.log.info({ slot: entry.key, by: username, ...delta, count_before: before, count: entry.tracker.count }, 'slot calibrated');
-    return { shelf: entry.shelfId, slot: entry.slotId, tare_g: entry.params.tareG, unit_weight_g: entry.params.unitWeightG ?? null, count: entry.tracker.count };
+  /** The unit weight is the location's (what the slot holds): the assignment listener recounts. */
+  private async setUnitWeight(e: SlotEntry, unitWeightG: number, username: string) {
+    const before = e.tracker.count;
+    await this.o.locations.assign(e.shelfId, e.slotId, { unitWeightG }, username);
+    this.o.log.info({ slot: e.key, by: username, unit_weight_g: unitWeightG, count_before: before, count: e.tracker.count }, 'slot calibrated');
+    return this.calibrationAnswer(e);
+  }
+
+  private recalibrated(e: SlotEntry, username: string, params: SlotEntry['tracker']['params'], delta: object) {
+    const before = e.tracker.count;
+    for (const ev of e.tracker.setParams({ ...params }, Date.now())) this.record(e, ev, performance.now());
+    this.o.log.info({ slot: e.key, by: username, ...delta, count_before: before, count: e.tracker.count }, 'slot calibrated');
+    return this.calibrationAnswer(e);
+  }
+
+  private calibrationAnswer(e: SlotEntry) {
+    const p = e.tracker.params;
+    return { shelf: e.shelfId, slot: e.slotId, tare_g: p.tareG, unit_weight_g: p.unitWeightG ?? null, count: e.tracker.count };
   }
 }
 

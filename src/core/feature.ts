@@ -1,0 +1,82 @@
+/**
+ * A feature is one capability of the gateway (weight shelves today; shelf labels, RFID, kiosks,
+ * GPIO and operations next) in one folder under src/features/, contributing through this one
+ * interface. The core (config, store writer, bus, sync, lifecycle, transports) names no feature:
+ * the composition root (src/features/index.ts) is a list of features, and a feature defined in a
+ * test file plugs in the same way (test/integration/feature-host.test.ts).
+ *
+ * What a feature declares, statically:
+ * - `config` / `slotConfig`: zod shapes merged into the one config (strict: unknown keys stay errors);
+ * - `validate`: cross-reference checks once the schema passed, each issue with its path;
+ * - `eventKinds`: outbox event kinds with their buffer policy (core/event-kinds.ts);
+ * - `migrations`: its tables, in the one `user_version` order shared by core and features;
+ * - `topics`: its topic areas under `shelfgate/v1/<store>/`, with who may read them;
+ * - `commands`: each with its permission and payload schema (the ACL reads the permission);
+ * - `build`: makes its services, sources and commands from the validated config (no I/O: the
+ *   services' start() does that).
+ */
+import type { z } from 'zod';
+import type { Config } from '../config/schema';
+import type { ConfigIssue } from '../config/load';
+import type { DeviceDefinition } from '../devices/types';
+import type { Service } from '../lifecycle';
+import type { Logger } from '../log';
+import type { Migration } from '../store/migrations';
+import type { Store } from '../store/store';
+import type { LocalBus } from '../bus/broker';
+import type { TopicArea } from '../bus/acl';
+import type { CommandDecl, CommandHandler, CommandRegistry } from './commands';
+import type { DeviceRegistry } from './devices';
+import type { EventKindPolicy } from './event-kinds';
+import type { EventBus } from './events';
+import type { Locations } from './locations';
+import type { Source } from './sources/types';
+
+export interface FeatureContext {
+  /** The whole validated, frozen config; a feature reads its own slice (and the core's shelves). */
+  config: Config;
+  storeId: string;
+  log: Logger;
+  definitions: ReadonlyMap<string, DeviceDefinition>;
+  events: EventBus;
+  store: Store;
+  /** Publishing only: subscriptions are for clients outside the process. */
+  bus: Pick<LocalBus, 'publish'>;
+  devices: DeviceRegistry;
+  locations: Locations;
+  commands: CommandRegistry;
+}
+
+export interface FeatureParts {
+  /** Started in order after the core services, stopped in reverse before them. */
+  services?: Service[];
+  /** Started after every service (a source feeds services that must already listen). Register them with ctx.devices.track. */
+  sources?: Source[];
+  /** A handler for every command the feature declares (bind them with `handle(decl, fn)`). */
+  commands?: Array<{ decl: CommandDecl; handler: CommandHandler }>;
+  /** A small status object for `gateway/status`-style reports and the technician tools. */
+  status?(): Record<string, unknown>;
+  /** Counters and gauges, flat `name -> number` (the operations issue exports them to Prometheus). */
+  metrics?(): Record<string, number>;
+}
+
+export interface Feature {
+  /** Lower-case id, e.g. `shelves`. */
+  readonly name: string;
+  readonly config?: z.ZodRawShape;
+  readonly slotConfig?: z.ZodRawShape;
+  validate?(config: Config, ctx: { models: ReadonlyMap<string, DeviceDefinition> }): ConfigIssue[];
+  /** A few words for `config check`'s ok line, e.g. `2 bus(es)`. */
+  summary?(config: Config): string;
+  readonly eventKinds?: readonly EventKindPolicy[];
+  readonly migrations?: readonly Migration[];
+  readonly topics?: readonly TopicArea[];
+  /** Commands with their permission and payload schema; handlers come from build(). */
+  readonly commands?: readonly CommandDecl[];
+  build(ctx: FeatureContext): FeatureParts;
+}
+
+/** Keeps literal types of a feature definition. */
+export function defineFeature<F extends Feature>(f: F): F {
+  return f;
+}

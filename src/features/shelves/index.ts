@@ -1,0 +1,112 @@
+/**
+ * The weight-shelves feature: MT-SICS scales and Modbus RTU load-cell buses observe shelf slots,
+ * settled weight becomes item counts, and every change is a durable outbox event.
+ *
+ * Contributes: the `buses` and `stability` config keys and the weighing keys of each slot; one
+ * source per bus (polled; the protocol comes from the device model data in devices/); the
+ * ShelfService; the outbox kinds pick/put/count (compacted per slot, never dropped), anomaly and
+ * condition (droppable); the weight_calibration table; the `shelf/#` topic area; the stock.get and
+ * calibrate.* commands.
+ */
+import type { DeviceDefinition, ModbusDefinition, MtSicsDefinition } from '../../devices/types';
+import { ErrorCode, ShelfgateError } from '../../errors';
+import { Priority } from '../../core/event-kinds';
+import { defineFeature } from '../../core/feature';
+import { openerFor } from '../../transport/opener';
+import { ReconnectingLink } from '../../transport/reconnecting';
+import type { SerialSettings } from '../../transport/types';
+import { shelvesConfigShape, shelvesSlice, validateShelves, weighedSlotShape, type BusConfig } from './config';
+import { ModbusLoadCellSource } from './modbus-source';
+import { MtSicsSource } from './mtsics-source';
+import { CalibrationRepository, SHELVES_MIGRATIONS } from './repository';
+import { SHELVES_COMMANDS } from './commands';
+import { ShelfService } from './service';
+import { sensorKey } from './types';
+
+function serialSettings(def: DeviceDefinition, bus: BusConfig): SerialSettings {
+  return {
+    baudRate: bus.serial?.baud_rate ?? def.serial.baudRate,
+    dataBits: bus.serial?.data_bits ?? def.serial.dataBits,
+    parity: bus.serial?.parity ?? def.serial.parity,
+    stopBits: bus.serial?.stop_bits ?? def.serial.stopBits,
+  };
+}
+
+export const shelvesFeature = defineFeature({
+  name: 'shelves',
+  config: shelvesConfigShape,
+  slotConfig: weighedSlotShape,
+  validate: (config, { models }) => validateShelves(config, models),
+  summary: (config) => `${shelvesSlice(config).buses.length} bus(es)`,
+  eventKinds: [
+    { kind: 'pick', priority: Priority.STOCK, compaction: 'stock-level', droppable: false, description: 'items taken; carries the absolute count' },
+    { kind: 'put', priority: Priority.STOCK, compaction: 'stock-level', droppable: false, description: 'items put back or restocked; carries the absolute count' },
+    { kind: 'count', priority: Priority.STOCK, compaction: 'stock-level', droppable: false, description: 'a stock level without a pick or put (first reading, recount)' },
+    { kind: 'anomaly', priority: Priority.ANOMALY, droppable: true, description: 'a settled weight that is not a whole number of items' },
+    { kind: 'condition', priority: Priority.CONDITION, droppable: true, description: 'a slot condition changed (offline, unstable, overload...)' },
+  ],
+  migrations: SHELVES_MIGRATIONS,
+  commands: SHELVES_COMMANDS,
+  topics: [{ filter: 'shelf/#', gatewayOwned: true, readers: ['kiosk'], description: 'stock, events and alerts per shelf slot' }],
+  build(ctx) {
+    const cfg = shelvesSlice(ctx.config);
+    const links: ReconnectingLink[] = [];
+    const sources: Array<ModbusLoadCellSource | MtSicsSource> = [];
+    for (const b of cfg.buses) {
+      const def = ctx.definitions.get(b.model);
+      if (!def) throw new ShelfgateError(ErrorCode.DEVICE_MODEL_UNKNOWN, `bus ${b.id}: unknown model ${b.model}`);
+      const serial = serialSettings(def, b);
+      const link = new ReconnectingLink({
+        name: b.id,
+        opener: openerFor(b.path, serial),
+        backoff: { initialMs: b.reconnect.initial_ms, maxMs: b.reconnect.max_ms },
+        log: ctx.log.child({ module: 'link', bus: b.id }),
+      });
+      const addresses = cfg.shelves.flatMap((s) => s.slots.filter((sl) => sl.sensor?.bus === b.id).map((sl) => sl.sensor!.address ?? 0));
+      const common = {
+        name: `source:${b.id}`,
+        busId: b.id,
+        link,
+        pollIntervalMs: b.poll_interval_ms,
+        missesToOffline: b.offline_after_misses,
+        timeoutMs: b.timeout_ms ?? def.timeoutMs,
+        log: ctx.log.child({ module: 'weight', bus: b.id }),
+      };
+      const source =
+        def.protocol === 'modbus-rtu'
+          ? new ModbusLoadCellSource({ ...common, definition: def as ModbusDefinition, addresses, baudRate: serial.baudRate, serialTiming: !b.path.startsWith('mock://') })
+          : new MtSicsSource({ ...common, definition: def as MtSicsDefinition });
+      ctx.devices.track(source, () => ({ kind: def.protocol, model: def.id, path: b.path }));
+      links.push(link);
+      sources.push(source);
+    }
+    const shelves = new ShelfService({
+      storeId: ctx.storeId,
+      config: cfg,
+      store: ctx.store,
+      bus: ctx.bus,
+      events: ctx.events,
+      locations: ctx.locations,
+      calibration: new CalibrationRepository(ctx.store),
+      sources,
+      log: ctx.log.child({ module: 'shelves' }),
+    });
+    return {
+      // links first: a source's start() attaches to its link; the links open after the service listens
+      services: [shelves, ...links],
+      sources,
+      commands: shelves.commandHandlers(),
+      status: () => ({ slots: shelves.snapshot().length, readings: shelves.stats.readings, events: shelves.stats.events }),
+      metrics: () => ({ readings_total: shelves.stats.readings, events_total: shelves.stats.events, publish_failures_total: shelves.stats.publishFailures, persist_failures_total: shelves.stats.persistFailures }),
+    };
+  },
+});
+
+export { sensorKey };
+
+/** The ShelfService of a built gateway (tests, benchmarks, the demo). */
+export function shelvesOf(gw: { features: ReadonlyMap<string, { services?: unknown[] }> }): ShelfService {
+  const s = gw.features.get(shelvesFeature.name)?.services?.find((x): x is ShelfService => x instanceof ShelfService);
+  if (!s) throw new Error('this gateway has no shelves feature');
+  return s;
+}
