@@ -76,6 +76,8 @@ export interface CentralSimulatorOptions {
   randomPricesPerMin?: number;
   /** SSE heartbeat comment interval (default 15 s). */
   sseHeartbeatMs?: number;
+  /** Event kinds accepted beyond the contract's (a central that knows a newer feature's kinds). */
+  extraKinds?: readonly string[];
 }
 
 export interface SlotInput {
@@ -161,7 +163,7 @@ export class CentralSimulator implements Service {
   async start(): Promise<void> {
     if (this.running) return;
     if (this.opts.faults) this.setFaults(this.opts.faults);
-    const store = new CentralStore(this.opts.dbPath ?? ':memory:');
+    const store = new CentralStore(this.opts.dbPath ?? ':memory:', this.opts.extraKinds);
     store.open();
     this.store = store;
     const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {

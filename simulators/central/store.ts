@@ -93,13 +93,20 @@ export type BatchOutcome =
   | { ok: true; results: EventResult[]; contiguous_seq: number; retried: boolean }
   | { ok: false; reason: 'idempotency_key_reused' };
 
-const KNOWN_KINDS: ReadonlySet<string> = new Set(EVENT_KINDS);
 
 export class CentralStore {
   private db: Database.Database | null = null;
   /** Prepared statements of the open connection, by SQL text (prepared once, not per call). */
   private readonly stmts = new Map<string, Database.Statement>();
-  constructor(private readonly path: string) {}
+  private readonly knownKinds: ReadonlySet<string>;
+
+  /** `extraKinds`: kinds beyond the contract's EVENT_KINDS this central accepts (a newer contract minor version). */
+  constructor(
+    private readonly path: string,
+    extraKinds: readonly string[] = [],
+  ) {
+    this.knownKinds = new Set([...EVENT_KINDS, ...extraKinds]);
+  }
 
   open(): void {
     const db = new Database(this.path);
@@ -180,8 +187,8 @@ export class CentralStore {
           return;
         }
         const e = parsed.data;
-        if (!KNOWN_KINDS.has(e.kind)) {
-          rejectWith('unknown_kind', `kind ${JSON.stringify(e.kind)} is not one of ${EVENT_KINDS.join(', ')}`, true);
+        if (!this.knownKinds.has(e.kind)) {
+          rejectWith('unknown_kind', `kind ${JSON.stringify(e.kind)} is not one of ${[...this.knownKinds].join(', ')}`, true);
           return;
         }
         const holder = bySeq.get(storeId, e.seq) as { event_id: string } | undefined;
