@@ -225,5 +225,10 @@ describe('feature host', () => {
     expect(JSON.parse(retained.payload).count).toBe(1);
     // and its device is in the core's registry like any other
     await waitFor(() => gw.store.loadDevices().some((d) => d.id === 'front' && d.online), 5_000, 'door beam in the device registry');
+
+    // stop removes every listener the gateway registered: on the event bus and on the sources
+    await gw.stop();
+    expect(gw.events.listenerCount()).toBe(0);
+    expect(beam.listenerCount('reading') + beam.listenerCount('availability')).toBe(0);
   });
 });

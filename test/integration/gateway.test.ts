@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
+import type { EventEmitter } from 'node:events';
 import { hashPassword } from '../../src/bus/auth';
 import { validateConfig } from '../../src/config/load';
 import { loadDefinitions } from '../../src/devices/definitions';
@@ -133,5 +134,9 @@ describe('gateway in process', () => {
     await waitFor(() => messages.some((m) => m.topic.endsWith('bus1.1/availability') && JSON.parse(m.payload).state === 'offline'), 5_000, 'bus offline');
     await waitFor(() => avail().at(-1) === 'online' && messages.filter((m) => m.topic.endsWith('bus1.1/availability')).at(-1)?.payload.includes('online'), 10_000, 'bus back');
     await client.endAsync();
+    // stop removes every listener: event bus, sources, links
+    await gw.stop();
+    expect(gw.events.listenerCount()).toBe(0);
+    for (const src of gw.sources as unknown as EventEmitter[]) expect(src.listenerCount('reading') + src.listenerCount('availability')).toBe(0);
   });
 });
