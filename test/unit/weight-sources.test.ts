@@ -1,0 +1,192 @@
+/**
+ * The polled weight sources (MT-SICS scale, Modbus load-cell bus) against a scripted device or a
+ * simulator on a fake link: which answers they take, which they refuse, and when a device that
+ * answers too late goes offline.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { DeviceAvailability } from '../../src/core/sources/types';
+import { loadDefinitions } from '../../src/devices/definitions';
+import type { ModbusDefinition, MtSicsDefinition } from '../../src/devices/types';
+import { ModbusLoadCellSource } from '../../src/features/shelves/modbus-source';
+import { MtSicsSource } from '../../src/features/shelves/mtsics-source';
+import type { WeightReading } from '../../src/features/shelves/types';
+import { silentLogger } from '../../src/log';
+import { ModbusLoadCellBusSimulator } from '../../simulators/modbus-loadcell-sim';
+import { MtSicsSimulator } from '../../simulators/mtsics-sim';
+import { LoadCellPhysics } from '../../simulators/physics';
+import { FakeLink, nextEvent } from '../helpers/fake-link';
+
+const defs = loadDefinitions();
+const SICS = defs.get('mettler-toledo-mt-sics') as MtSicsDefinition;
+const MB_KG = defs.get('generic-modbus-loadcell-kg') as ModbusDefinition;
+const quiet = { noiseSigmaG: 0, driftGPerHour: 0, driftSigmaGPerSqrtHour: 0 };
+
+const stops: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const s of stops.splice(0).reverse()) await s();
+});
+
+/** A scale that answers each SI with the next scripted text (nothing once the script is done). */
+function scripted(link: FakeLink, answers: Array<string | ((send: (s: string) => void) => void)>): void {
+  let i = 0;
+  link.onWrite((chunk) => {
+    if (!chunk.toString('latin1').startsWith('SI')) return;
+    const a = answers[i++];
+    if (typeof a === 'string') link.send(a);
+    else a?.((s) => link.send(s));
+  });
+}
+
+function sicsSource(link: FakeLink, o: { timeoutMs?: number; missesToOffline?: number; definition?: MtSicsDefinition } = {}) {
+  const src = new MtSicsSource({
+    name: 'source:scale',
+    busId: 'scale',
+    link,
+    definition: o.definition ?? SICS,
+    pollIntervalMs: 0,
+    missesToOffline: o.missesToOffline ?? 3,
+    timeoutMs: o.timeoutMs ?? 200,
+    log: silentLogger(),
+  });
+  const readings: WeightReading[] = [];
+  const availability: DeviceAvailability[] = [];
+  src.on('reading', (r) => readings.push(r));
+  src.on('availability', (a) => availability.push(a));
+  stops.push(() => src.stop());
+  return { src, readings, availability };
+}
+
+describe('MtSicsSource: only the answer to this request is the weight', () => {
+  it('a tare answer (T S) or a zero answer (Z A) during a weight poll is skipped, counted, never read as the weight', async () => {
+    const link = new FakeLink();
+    scripted(link, [(send) => (send('T S      25.00 g\r\nZ A\r\n'), setTimeout(() => send('S S     100.00 g\r\n'), 5))]);
+    const { src } = sicsSource(link);
+    const first = nextEvent<WeightReading>(src, 'reading');
+    await src.start();
+    const r = await first;
+    expect(r).toMatchObject({ sensor: 'scale', grams: 100, deviceStable: true });
+    expect(src.stats).toMatchObject({ lateAnswers: 2, timeouts: 0, invalidFrames: 0 });
+  });
+
+  it('a partial line left after one answer does not spoil the next answer (the framer restarts with each request)', async () => {
+    const link = new FakeLink();
+    scripted(link, ['S S     100.00 g\r\nS S   1', 'S S     200.00 g\r\n']);
+    const { src, readings } = sicsSource(link);
+    const second = nextEvent<WeightReading>(src, 'reading', () => readings.length === 2);
+    await src.start();
+    await second;
+    expect(readings.map((r) => r.grams)).toEqual([100, 200]);
+    expect(src.stats.timeouts).toBe(0);
+  });
+
+  it('a line with a control byte inside is refused, not read as 40000 g; the next good answer is taken', async () => {
+    const link = new FakeLink();
+    scripted(link, ['S S     400\x0e00 g\r\n', 'S S     400.00 g\r\n']);
+    const { src, readings } = sicsSource(link, { timeoutMs: 60 });
+    const got = nextEvent<WeightReading>(src, 'reading');
+    await src.start();
+    expect((await got).grams).toBe(400);
+    expect(readings.every((r) => r.grams === 400)).toBe(true);
+    expect(src.stats.invalidFrames).toBe(1);
+  });
+});
+
+describe('late answers: a device slower than its timeout goes offline instead of staying one poll behind', () => {
+  it('MT-SICS, scripted: every answer 60 ms after a 40 ms timeout -> offline after 3 misses, no reading, late answers counted; in time again -> online', async () => {
+    const link = new FakeLink();
+    let lateMs = 60;
+    link.onWrite((chunk) => {
+      if (chunk.toString('latin1') === 'SI\r\n') setTimeout(() => link.send('S S     100.00 g\r\n'), lateMs);
+    });
+    const { src, readings, availability } = sicsSource(link, { timeoutMs: 40, missesToOffline: 3 });
+    const offline = nextEvent<DeviceAvailability>(src, 'availability', (a) => !a.online);
+    await src.start();
+    expect(await offline).toMatchObject({ sensor: 'scale', online: false, reason: expect.stringMatching(/^timeout/) });
+    expect(readings).toEqual([]);
+    expect(availability.filter((a) => a.online)).toEqual([]);
+    expect(src.stats.timeouts).toBeGreaterThanOrEqual(3);
+    expect(src.stats.lateAnswers).toBeGreaterThanOrEqual(2);
+
+    lateMs = 1;
+    const online = nextEvent<DeviceAvailability>(src, 'availability', (a) => a.online, 5000);
+    await online;
+    const r = await nextEvent<WeightReading>(src, 'reading');
+    expect(r.grams).toBe(100);
+  });
+
+  it('MT-SICS, through the simulator: slowMs 60 against a 40 ms timeout -> offline, never a reading', async () => {
+    const link = new FakeLink();
+    const sim = new MtSicsSimulator({ definition: SICS, physics: new LoadCellPhysics({ unitWeightG: 100, items: 3, ...quiet }), faults: { slowMs: 60 } });
+    stops.push(sim.attach(link.deviceIo()));
+    const { src, readings } = sicsSource(link, { timeoutMs: 40, missesToOffline: 3 });
+    const offline = nextEvent<DeviceAvailability>(src, 'availability', (a) => !a.online);
+    await src.start();
+    await offline;
+    expect(readings).toEqual([]);
+    expect(src.stats.lateAnswers).toBeGreaterThanOrEqual(2);
+    sim.faults = {};
+    await nextEvent<DeviceAvailability>(src, 'availability', (a) => a.online, 5000);
+    expect((await nextEvent<WeightReading>(src, 'reading')).grams).toBe(300);
+  });
+
+  it('Modbus, through the simulator: a one-address bus whose transmitter answers after the timeout goes offline (same address, function and count would otherwise match the next request)', async () => {
+    const link = new FakeLink();
+    const sim = new ModbusLoadCellBusSimulator({ definition: MB_KG, slaves: { 1: new LoadCellPhysics({ unitWeightG: 100, items: 3, ...quiet }) }, turnaroundMs: 60 });
+    stops.push(sim.attach(link.deviceIo()));
+    const src = new ModbusLoadCellSource({
+      name: 'source:bus',
+      busId: 'bus',
+      link,
+      definition: MB_KG,
+      addresses: [1],
+      pollIntervalMs: 0,
+      missesToOffline: 3,
+      timeoutMs: 40,
+      baudRate: 19200,
+      serialTiming: false,
+      log: silentLogger(),
+    });
+    stops.push(() => src.stop());
+    const readings: WeightReading[] = [];
+    src.on('reading', (r) => readings.push(r));
+    const offline = nextEvent<DeviceAvailability>(src, 'availability', (a) => !a.online);
+    await src.start();
+    expect(await offline).toMatchObject({ sensor: 'bus.1', online: false });
+    expect(readings).toEqual([]);
+    expect(src.stats.lateAnswers).toBeGreaterThanOrEqual(2);
+  });
+
+  it('Modbus, two addresses: address 1 answering late goes offline (its late answer is not taken by its next poll), address 2 keeps its own readings', async () => {
+    const link = new FakeLink();
+    const sim = new ModbusLoadCellBusSimulator({
+      definition: MB_KG,
+      slaves: { 1: new LoadCellPhysics({ unitWeightG: 100, items: 3, ...quiet }), 2: new LoadCellPhysics({ unitWeightG: 100, items: 5, ...quiet }) },
+      turnaroundMs: 1,
+    });
+    // address 1 answers 60 ms late: delay everything the bus sends for address 1
+    const io = link.deviceIo();
+    const slow = { write: (buf: Buffer) => (buf[0] === 1 ? setTimeout(() => io.write(buf), 60) : io.write(buf)), onData: io.onData };
+    stops.push(sim.attach(slow));
+    const src = new ModbusLoadCellSource({
+      name: 'source:bus',
+      busId: 'bus',
+      link,
+      definition: MB_KG,
+      addresses: [1, 2],
+      pollIntervalMs: 0,
+      missesToOffline: 3,
+      timeoutMs: 40,
+      baudRate: 19200,
+      serialTiming: false,
+      log: silentLogger(),
+    });
+    stops.push(() => src.stop());
+    const readings: WeightReading[] = [];
+    src.on('reading', (r) => readings.push(r));
+    const offline = nextEvent<DeviceAvailability>(src, 'availability', (a) => !a.online);
+    await src.start();
+    expect(await offline).toMatchObject({ sensor: 'bus.1' });
+    expect(readings.length).toBeGreaterThan(0);
+    expect(readings.every((r) => r.sensor === 'bus.2' && r.grams === 500)).toBe(true);
+  });
+});
