@@ -39,8 +39,12 @@ const common = {
   timeout_ms: z.number().int().min(5, 'must be >= 5').max(10_000, 'must be <= 10000'),
 };
 
+// Weighing range of the model, grams: readings beyond +/- this are overload/underload (1 g to 100 t).
+const capacityG = z.number().min(1, 'must be >= 1 (grams)').max(100_000_000, 'must be <= 100000000 (grams)');
+
 const mtSics = z.strictObject({
   ...common,
+  capacity_g: capacityG,
   protocol: z.literal('mt-sics'),
   poll_command: z.enum(['SI', 'S']).default('SI'),
 });
@@ -51,6 +55,7 @@ const bitIndex = z.number().int().min(0, 'must be a bit index 0-31').max(31, 'mu
 
 const modbusRtu = z.strictObject({
   ...common,
+  capacity_g: capacityG,
   protocol: z.literal('modbus-rtu'),
   reads: z
     .array(
@@ -114,7 +119,7 @@ export function validateDefinition(raw: unknown, file: string): { definition?: D
     timeoutMs: d.timeout_ms,
   };
   if (d.protocol === 'mt-sics') {
-    return issues.length ? { issues } : { definition: { ...base, protocol: 'mt-sics', pollCommand: d.poll_command }, issues };
+    return issues.length ? { issues } : { definition: { ...base, protocol: 'mt-sics', capacityG: d.capacity_g, pollCommand: d.poll_command }, issues };
   }
 
   // Every field must fall wholly inside one declared read block, or decodeLoadCell could not find it.
@@ -154,6 +159,7 @@ export function validateDefinition(raw: unknown, file: string): { definition?: D
   const definition: ModbusDefinition = {
     ...base,
     protocol: 'modbus-rtu',
+    capacityG: d.capacity_g,
     reads: d.reads.map((r) => ({ function: r.function, address: r.address, count: r.count })),
     fields: mappedFields,
     scaling: { unit: d.scaling.unit, factor: d.scaling.factor, decimals },

@@ -19,7 +19,16 @@ export interface BaseDefinition {
   timeoutMs: number;
 }
 
-export interface MtSicsDefinition extends BaseDefinition {
+/**
+ * Largest gross weight the model measures, grams. A reading above it (or below minus it) cannot
+ * come from goods on the platform: the sources flag it overload (underload) instead of passing on a
+ * number that would become a count in the millions.
+ */
+export interface WeighingCapacity {
+  capacityG: number;
+}
+
+export interface MtSicsDefinition extends BaseDefinition, WeighingCapacity {
   protocol: 'mt-sics';
   /** Command used to poll: `SI` (immediate, reports S/D stability) or `S` (waits for stable). */
   pollCommand: 'SI' | 'S';
@@ -39,7 +48,7 @@ export interface ModbusBlockRead {
   count: number;
 }
 
-export interface ModbusDefinition extends BaseDefinition {
+export interface ModbusDefinition extends BaseDefinition, WeighingCapacity {
   protocol: 'modbus-rtu';
   /** Register blocks read on every poll of one address, in order. Every field must fall inside one. */
   reads: ModbusBlockRead[];

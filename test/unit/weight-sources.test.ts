@@ -9,6 +9,7 @@ import { loadDefinitions } from '../../src/devices/definitions';
 import type { ModbusDefinition, MtSicsDefinition } from '../../src/devices/types';
 import { ModbusLoadCellSource } from '../../src/features/shelves/modbus-source';
 import { MtSicsSource } from '../../src/features/shelves/mtsics-source';
+import { SlotTracker, type SlotEvent } from '../../src/features/shelves/slot';
 import type { WeightReading } from '../../src/features/shelves/types';
 import { silentLogger } from '../../src/log';
 import { ModbusLoadCellBusSimulator } from '../../simulators/modbus-loadcell-sim';
@@ -188,5 +189,62 @@ describe('late answers: a device slower than its timeout goes offline instead of
     expect(await offline).toMatchObject({ sensor: 'bus.1' });
     expect(readings.length).toBeGreaterThan(0);
     expect(readings.every((r) => r.sensor === 'bus.2' && r.grams === 500)).toBe(true);
+  });
+});
+
+describe('impossible readings: beyond the model capacity is overload/underload, never a count', () => {
+  it('MT-SICS: above capacity_g -> overload, below minus capacity_g -> underload, within -> a plain weight', async () => {
+    expect(SICS.capacityG).toBe(15000);
+    const link = new FakeLink();
+    scripted(link, ['S S 99999999.99 g\r\n', 'S S  -20000.00 g\r\n', 'S S   14999.00 g\r\n', 'S D     15.001 kg\r\n', 'S S   -1500.00 g\r\n']);
+    const { src, readings } = sicsSource(link);
+    const done = nextEvent<WeightReading>(src, 'reading', () => readings.length === 5);
+    await src.start();
+    await done;
+    expect(readings.map((r) => [r.grams, r.overload, r.underload])).toEqual([
+      [99999999.99, true, false],
+      [-20000, false, true],
+      [14999, false, false],
+      [15001, true, false],
+      [-1500, false, false],
+    ]);
+  });
+
+  it('Modbus: a value beyond the cell capacity is overload even when the transmitter sets no overflow bit', async () => {
+    const link = new FakeLink();
+    const sim = new ModbusLoadCellBusSimulator({ definition: MB_KG, slaves: { 1: new LoadCellPhysics({ unitWeightG: 100, items: 3, ...quiet }) }, turnaroundMs: 1 });
+    stops.push(sim.attach(link.deviceIo()));
+    const src = new ModbusLoadCellSource({ name: 'source:bus', busId: 'bus', link, definition: MB_KG, addresses: [1], pollIntervalMs: 0, missesToOffline: 3, timeoutMs: 100, baudRate: 19200, serialTiming: false, log: silentLogger() });
+    stops.push(() => src.stop());
+    // gross int32 at 0x00-0x01 in kg x 1000: 0x7fffffff = 2147483.647 kg; status 0x02 = 0 (no overflow bit)
+    sim.setRegisters(1, { 0x00: 0x7fff, 0x01: 0xffff, 0x02: 0 });
+    const r = nextEvent<WeightReading>(src, 'reading');
+    await src.start();
+    expect(await r).toMatchObject({ grams: 2147483647, overload: true, underload: false });
+    sim.setRegisters(1, { 0x00: 0xffff, 0x01: 0x0000, 0x02: 0 }); // -65.536 kg
+    expect(await nextEvent<WeightReading>(src, 'reading', (x) => x.grams < 0)).toMatchObject({ grams: -65536, overload: false, underload: true });
+  });
+
+  it('a simulated scale reporting 1000 t under a 250 g product: the slot says overload, never a count of 4 million', async () => {
+    const link = new FakeLink();
+    const sim = new MtSicsSimulator({ definition: SICS, physics: new LoadCellPhysics({ unitWeightG: 250, items: 4_000_000, ...quiet }) });
+    stops.push(sim.attach(link.deviceIo()));
+    const { src } = sicsSource(link);
+    const tracker = new SlotTracker({
+      shelfId: 'deli',
+      slotId: 'counter',
+      sensor: 'scale',
+      params: { unitWeightG: 250, tareG: 0 },
+      stability: { window: 3, maxSpreadG: 3, unstableAlarmMs: 60_000 },
+    });
+    const events: SlotEvent[] = [];
+    src.on('reading', (r) => events.push(...tracker.onReading(r)));
+    const counted = (): boolean => events.some((e) => e.type === 'count' || e.type === 'pick' || e.type === 'put');
+    const settled = nextEvent<WeightReading>(src, 'reading', () => tracker.condition === 'overload' || counted());
+    await src.start();
+    await settled;
+    expect(events).toContainEqual(expect.objectContaining({ type: 'condition', condition: 'overload' }));
+    expect(counted()).toBe(false);
+    expect(tracker.count).toBeNull();
   });
 });

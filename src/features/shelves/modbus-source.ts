@@ -5,7 +5,7 @@ import { decodeLoadCell } from '../../drivers/loadcell';
 import { encodeReadRequest, RtuResponseFramer, t35Ms } from '../../drivers/modbus';
 import { PolledSource, type PolledSourceOptions } from '../../core/sources/polled-source';
 import type { RequestOptions } from '../../core/sources/channel';
-import { sensorKey, type WeightReading } from './types';
+import { overCapacity, sensorKey, underCapacity, type WeightReading } from './types';
 
 export interface ModbusSourceOptions extends Omit<PolledSourceOptions, 'sensors' | 'gapMs'> {
   busId: string;
@@ -85,6 +85,16 @@ export class ModbusLoadCellSource extends PolledSource<WeightReading> {
       blocks.push({ address: read.address, registers: res.registers });
     }
     const d = decodeLoadCell(definition, blocks);
-    return { sensor, grams: d.grams, deviceStable: definition.statusBits.unstable === undefined ? null : !d.unstable, overload: d.overload, underload: false, ts: Date.now(), rxMono: this.rxMono };
+    const cap = definition.capacityG;
+    return {
+      sensor,
+      grams: d.grams,
+      deviceStable: definition.statusBits.unstable === undefined ? null : !d.unstable,
+      // the transmitter's own overflow bit, or a value no load on the cell can produce
+      overload: d.overload || overCapacity(d.grams, cap),
+      underload: underCapacity(d.grams, cap),
+      ts: Date.now(),
+      rxMono: this.rxMono,
+    };
   }
 }

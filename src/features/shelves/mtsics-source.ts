@@ -5,7 +5,7 @@ import { LineFramer } from '../../drivers/lines';
 import { answersCommand, encodeSicsCommand, parseSicsResponse, toGrams, type SicsResponse } from '../../drivers/mtsics';
 import { PolledSource, type PolledSourceOptions } from '../../core/sources/polled-source';
 import type { RequestOptions } from '../../core/sources/channel';
-import { sensorKey, type WeightReading } from './types';
+import { overCapacity, sensorKey, underCapacity, type WeightReading } from './types';
 
 export interface MtSicsSourceOptions extends Omit<PolledSourceOptions, 'sensors' | 'gapMs'> {
   busId: string;
@@ -15,7 +15,8 @@ export interface MtSicsSourceOptions extends Omit<PolledSourceOptions, 'sensors'
 
 /**
  * One MT-SICS scale on its own serial line (RS-232/USB). Polls with SI (immediate weight with a
- * stability flag) or S, per the device definition. `S I` (busy) is an answer, not a miss.
+ * stability flag) or S, per the device definition. `S I` (busy) is an answer, not a miss. A weight
+ * beyond the model's capacity is flagged overload (underload below minus the capacity).
  *
  * An answer is only taken for the command it answers (answersCommand: a `T S` or `Z A` line during
  * a weight poll is a stray answer to an earlier command, counted in lateAnswers and skipped), only
@@ -58,8 +59,11 @@ export class MtSicsSource extends PolledSource<WeightReading> {
     const ts = Date.now();
     const rxMono = this.rxMono;
     // MT-SICS level 0: S / SI answer `S S|D <value> <unit>`, or `S I|+|-` without a value.
-    if (res.kind === 'weight')
-      return { sensor, grams: toGrams(res.value, res.unit), deviceStable: res.stable, overload: false, underload: false, ts, rxMono };
+    if (res.kind === 'weight') {
+      const grams = toGrams(res.value, res.unit);
+      const cap = this.sopts.definition.capacityG;
+      return { sensor, grams, deviceStable: res.stable, overload: overCapacity(grams, cap), underload: underCapacity(grams, cap), ts, rxMono };
+    }
     if (res.kind === 'status' && (res.status === '+' || res.status === '-' || res.status === 'I'))
       return { sensor, grams: Number.NaN, deviceStable: false, overload: res.status === '+', underload: res.status === '-', ts, rxMono };
     if (res.kind === 'error') throw new ShelfgateError(ErrorCode.DEVICE_ERROR_RESPONSE, `scale ${this.sensor} answered ${res.code}`);
