@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { EventEmitter } from 'node:events';
 import type { Config, BusConfig } from './config/schema';
 import { loadConfigFile } from './config/load';
-import type { DeviceDefinition, ModbusDefinition, MtSicsDefinition } from './devices/types';
+import type { DeviceDefinition } from './devices/types';
 import { loadDefinitions } from './devices/definitions';
 import { ErrorCode, ExitCode, isShelfgateError, ShelfgateError } from './errors';
 import type { Service } from './lifecycle';
@@ -17,9 +17,8 @@ import { createLogger, type Logger } from './log';
 import { openerFor } from './transport/opener';
 import { ReconnectingLink } from './transport/reconnecting';
 import type { SerialSettings } from './transport/types';
-import { ModbusLoadCellSource } from './features/shelves/modbus-source';
-import { MtSicsSource } from './features/shelves/mtsics-source';
-import type { PolledSource } from './core/sources/polled-source';
+import { createWeightSource } from './features/shelves/sources';
+import type { Source } from './core/sources/types';
 import { sensorKey } from './features/shelves/types';
 import { Store } from './store/store';
 import { LocalBus } from './bus/broker';
@@ -35,7 +34,7 @@ export interface Gateway {
   readonly shelves: ShelfService;
   readonly sync: SyncService;
   readonly links: readonly ReconnectingLink[];
-  readonly sources: readonly PolledSource[];
+  readonly sources: readonly Source[];
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -61,7 +60,7 @@ export function buildGateway(config: Config, deps: { log: Logger; definitions: R
   const bus = new LocalBus({ config: config.mqtt, storeId: config.store_id, version: packageVersion(), log: log.child({ module: 'bus' }) });
 
   const links: ReconnectingLink[] = [];
-  const sources: PolledSource[] = [];
+  const sources: Source[] = [];
   const sensorInfo = new Map<string, { kind: string; model: string; path: string }>();
   for (const b of config.buses) {
     const def = definitions.get(b.model);
@@ -84,10 +83,7 @@ export function buildGateway(config: Config, deps: { log: Logger; definitions: R
       timeoutMs: b.timeout_ms ?? def.timeoutMs,
       log: log.child({ module: 'weight', bus: b.id }),
     };
-    const source =
-      def.protocol === 'modbus-rtu'
-        ? new ModbusLoadCellSource({ ...common, definition: def as ModbusDefinition, addresses, baudRate: serial.baudRate, serialTiming: !b.path.startsWith('mock://') })
-        : new MtSicsSource({ ...common, definition: def as MtSicsDefinition });
+    const source = createWeightSource(def, { ...common, addresses, baudRate: serial.baudRate, serialTiming: !b.path.startsWith('mock://') });
     for (const k of keys) sensorInfo.set(k, { kind: def.protocol, model: def.id, path: b.path });
     links.push(link);
     sources.push(source);

@@ -30,8 +30,15 @@ export interface WeighingCapacity {
 
 export interface MtSicsDefinition extends BaseDefinition, WeighingCapacity {
   protocol: 'mt-sics';
+  /**
+   * `poll`: the gateway asks for every weight (pollCommand). `stream`: the gateway sends
+   * streamCommand once the link is up and the scale keeps sending weights by itself.
+   */
+  mode: 'poll' | 'stream';
   /** Command used to poll: `SI` (immediate, reports S/D stability) or `S` (waits for stable). */
   pollCommand: 'SI' | 'S';
+  /** Command that starts continuous output in stream mode: `SIR` (every weight, immediately, repeated). */
+  streamCommand: 'SIR';
 }
 
 export type RegisterType = 'uint16' | 'int16' | 'uint32be' | 'int32be' | 'uint32le' | 'int32le';

@@ -54,8 +54,11 @@ describe('devices/ (the shipped definitions)', () => {
       serial: { baudRate: 9600, dataBits: 8, parity: 'none', stopBits: 1 },
       timeoutMs: 500,
       capacityG: 15000,
+      mode: 'poll',
       pollCommand: 'SI',
+      streamCommand: 'SIR',
     });
+    expect(defs.get('mettler-toledo-mt-sics-continuous')).toMatchObject({ protocol: 'mt-sics', mode: 'stream', streamCommand: 'SIR', capacityG: 15000, timeoutMs: 500 });
     expect(defs.get('generic-modbus-loadcell')).toEqual({
       id: 'generic-modbus-loadcell',
       protocol: 'modbus-rtu',
@@ -112,6 +115,18 @@ describe('validateDefinition', () => {
     }
     expect(validateDefinition({ ...modbusDoc(), capacity_g: '30 kg' }, 'x.yaml').issues.map((i) => i.path)).toEqual(['capacity_g']);
     expect(validateDefinition({ ...modbusDoc(), capacity_g: 2500.5 }, 'test-cell.yaml').definition).toMatchObject({ capacityG: 2500.5 });
+  });
+
+  it('mt-sics mode: poll (default) with poll_command, or stream with stream_command SIR; not the other one', () => {
+    const sics = (extra: object) => ({ id: 's', protocol: 'mt-sics', vendor: 'v', description: 'd', serial: { baud_rate: 9600 }, timeout_ms: 500, capacity_g: 6200, ...extra });
+    expect(validateDefinition(sics({}), 's.yaml').definition).toMatchObject({ mode: 'poll', pollCommand: 'SI' });
+    expect(validateDefinition(sics({ mode: 'stream' }), 's.yaml').definition).toMatchObject({ mode: 'stream', streamCommand: 'SIR' });
+    expect(validateDefinition(sics({ mode: 'stream', stream_command: 'SIR' }), 's.yaml').issues).toEqual([]);
+    const paths = (extra: object) => validateDefinition(sics(extra), 's.yaml').issues.map((i) => `${i.path}: ${i.message}`);
+    expect(paths({ mode: 'push' })).toEqual([expect.stringMatching(/^mode: /)]);
+    expect(paths({ mode: 'stream', stream_command: 'SR' })).toEqual(['stream_command: must be SIR']);
+    expect(paths({ stream_command: 'SIR' })).toEqual(['stream_command: only with mode: stream']);
+    expect(paths({ mode: 'stream', poll_command: 'S' })).toEqual(['poll_command: only with mode: poll']);
   });
 
   it('reports an unknown protocol', () => {

@@ -3,8 +3,10 @@ import { ErrorCode, ShelfgateError } from '../../errors';
 import type { MtSicsDefinition } from '../../devices/types';
 import { LineFramer } from '../../drivers/lines';
 import { answersCommand, encodeSicsCommand, parseSicsResponse, toGrams, type SicsResponse } from '../../drivers/mtsics';
-import { PolledSource, type PolledSourceOptions } from '../../core/sources/polled-source';
+import { PolledSource, type PolledSourceOptions, type SourceLink } from '../../core/sources/polled-source';
 import type { RequestOptions } from '../../core/sources/channel';
+import { StreamingSource, type StreamDecoder, type StreamSink } from '../../core/sources/streaming-source';
+import type { Logger } from '../../log';
 import { overCapacity, sensorKey, underCapacity, type WeightReading } from './types';
 
 export interface MtSicsSourceOptions extends Omit<PolledSourceOptions, 'sensors' | 'gapMs'> {
@@ -100,5 +102,96 @@ export class MtSicsSource extends PolledSource<WeightReading> {
       this.seenRejected = rejected;
       this.seenOverlong = overlong;
     }
+  }
+}
+
+/**
+ * Decodes an MT-SICS scale's continuous output (after `SIR`): every line is an SI answer,
+ * `S S <v> <u>` stable or `S D <v> <u>` dynamic, or `S +`/`S -` overload/underload, `S I` not
+ * executable (METTLER TOLEDO MT-SICS Reference Manual, SI and SIR). The same strict line framing
+ * and grammar as the poll path: a line with a control byte or a malformed value is an invalid
+ * frame, never a weight. A valid answer to another command (the scale is there, but this is no
+ * weight) only keeps the scale alive; `ES`/`ET`/`EL` count as device errors.
+ */
+export class MtSicsStreamDecoder implements StreamDecoder<WeightReading> {
+  private readonly framer = new LineFramer({ maxLineBytes: 128 });
+  private seenRejected = 0;
+  private seenOverlong = 0;
+
+  constructor(
+    private readonly sensor: string,
+    private readonly capacityG: number,
+  ) {}
+
+  decode(chunk: Buffer, sink: StreamSink<WeightReading>): void {
+    const lines = this.framer.push(chunk);
+    const { rejected, overlong } = this.framer;
+    for (; this.seenRejected < rejected; this.seenRejected++) sink.invalid();
+    for (; this.seenOverlong < overlong; this.seenOverlong++) sink.invalid('overlong line');
+    for (const line of lines) {
+      let r: SicsResponse;
+      try {
+        r = parseSicsResponse(line);
+      } catch (e) {
+        sink.invalid((e as Error).message);
+        continue;
+      }
+      const { sensor } = this;
+      if (r.kind === 'weight' && answersCommand('SIR', r)) {
+        let grams: number;
+        try {
+          grams = toGrams(r.value, r.unit);
+        } catch (e) {
+          sink.invalid((e as Error).message);
+          continue;
+        }
+        const overload = overCapacity(grams, this.capacityG);
+        const underload = underCapacity(grams, this.capacityG);
+        sink.reading({ sensor, grams, deviceStable: r.stable, overload, underload, ts: sink.ts, rxMono: sink.rxMono });
+      } else if (r.kind === 'status' && r.cmd === 'S' && (r.status === '+' || r.status === '-' || r.status === 'I')) {
+        sink.reading({ sensor, grams: Number.NaN, deviceStable: false, overload: r.status === '+', underload: r.status === '-', ts: sink.ts, rxMono: sink.rxMono });
+      } else if (r.kind === 'error') {
+        sink.deviceError(sensor, `scale ${sensor} sent ${r.code}`);
+      } else {
+        sink.alive(sensor);
+      }
+    }
+  }
+
+  reset(): void {
+    this.framer.reset();
+  }
+}
+
+export interface MtSicsStreamSourceOptions {
+  name: string;
+  busId: string;
+  link: SourceLink;
+  definition: MtSicsDefinition;
+  /** No weight line for this long: the scale is offline (reason silent). */
+  silenceMs: number;
+  log: Logger;
+}
+
+/**
+ * One MT-SICS scale in continuous mode: `SIR` ("send weight immediately and repeat") is written
+ * whenever the link comes up (and again while the scale is silent: after a power cycle it forgets
+ * SIR), and the scale pushes a weight line several times a second. On stop `SI` ends the
+ * repetition (the Reference Manual: a following S, SI, SR or @ cancels SIR; SI is the one without
+ * side effects, whereas @ also resets the scale).
+ */
+export class MtSicsStreamSource extends StreamingSource<WeightReading> {
+  constructor(o: MtSicsStreamSourceOptions) {
+    const sensor = sensorKey(o.busId);
+    super({
+      name: o.name,
+      link: o.link,
+      devices: [sensor],
+      decoder: new MtSicsStreamDecoder(sensor, o.definition.capacityG),
+      silenceMs: o.silenceMs,
+      startFrames: [encodeSicsCommand(o.definition.streamCommand)],
+      stopFrames: [encodeSicsCommand('SI')],
+      log: o.log,
+    });
   }
 }
