@@ -61,6 +61,8 @@ export interface MtSicsSimulatorOptions {
 
 export interface MtSicsStats {
   commands: number;
+  /** The last command line received (trimmed), or null. */
+  lastCommand: string | null;
   answered: number;
   /** Lines held back by the silent faults (answers and streamed lines). */
   suppressed: number;
@@ -94,7 +96,7 @@ export class MtSicsSimulator implements DeviceSimulator {
   /** Bumped on every attach/detach so an answer in progress for an old link is abandoned. */
   private generation = 0;
   private readonly timers = new TimerSet();
-  private counters = { commands: 0, answered: 0, suppressed: 0, streamed: 0 };
+  private counters = { commands: 0, lastCommand: null as string | null, answered: 0, suppressed: 0, streamed: 0 };
   /** The pending tick of the continuous output (SIR), if it runs. */
   private streamTimer: NodeJS.Timeout | null = null;
 
@@ -161,6 +163,7 @@ export class MtSicsSimulator implements DeviceSimulator {
       while (gen === this.generation && this.queue.length > 0) {
         const line = this.queue.shift()!;
         this.counters.commands++;
+        this.counters.lastCommand = line.trim();
         this.stopStream(); // any command ends SIR's repetition
         const answer = await this.answer(line, gen);
         if (gen !== this.generation) return;
