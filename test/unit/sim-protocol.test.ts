@@ -1,5 +1,6 @@
 /**
- * The simulators pinned to the reference frames of protocols.md (§3a MT-SICS, §3b Modbus RTU),
+ * The simulators pinned to reference frames (METTLER TOLEDO MT-SICS Reference Manual; Modbus RTU per
+ * the MODBUS specifications, with a common unbranded transmitter's register map),
  * byte for byte, never only to the gateway's own codecs (style.md #11).
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -48,7 +49,7 @@ async function exchange(io: MemoryIo, req: Buffer | string, ms = 40): Promise<Bu
   return io.received();
 }
 
-describe('Modbus load-cell bus simulator: protocols.md §3b reference frames', () => {
+describe('Modbus load-cell bus simulator: reference frames', () => {
   it('answers the reference requests byte-exact from raw register values', async () => {
     const bus = new ModbusLoadCellBusSimulator({ definition: MB, slaves: { 1: new LoadCellPhysics({ unitWeightG: 100, ...quiet }) } });
     bus.setRegisters(1, { 0x50: 0x0000, 0x51: 0x0084, 0x52: 0xffff, 0x53: 0xc1ef });
@@ -100,7 +101,7 @@ describe('Modbus load-cell bus simulator: protocols.md §3b reference frames', (
   it('answers an illegal register range with exception 02 and an unused function with 01', async () => {
     const bus = new ModbusLoadCellBusSimulator({ definition: MB, slaves: { 1: new LoadCellPhysics({ unitWeightG: 1, ...quiet }) } });
     const io = attach(bus);
-    // protocols.md's CRC test vector: 10 registers from 0 are not in this transmitter's map
+    // a CRC test vector: 10 registers from 0 are not in this transmitter's map
     expect(show(await exchange(io, hex('01 03 00 00 00 0A C5 CD')))).toBe('01 83 02 C0 F1');
     expect(show(await exchange(io, encodeReadRequest(1, 3, 0x51, 4)))).toBe('01 83 02 C0 F1'); // runs past 0x53
     const fn4 = await exchange(io, encodeReadRequest(1, 4, 0x50, 2));
@@ -220,7 +221,7 @@ describe('Modbus load-cell bus simulator: protocols.md §3b reference frames', (
   });
 });
 
-describe('MT-SICS simulator: protocols.md §3a reference lines', () => {
+describe('MT-SICS simulator: MT-SICS Reference Manual lines', () => {
   const scale = (load: { unitWeightG: number; items?: number }, more: Partial<ConstructorParameters<typeof MtSicsSimulator>[0]> = {}, clock?: () => number) => {
     const physics = new LoadCellPhysics({ ...load, ...quiet, ...(clock ? { clock } : {}) });
     const sim = new MtSicsSimulator({ definition: SICS, physics, ...(clock ? { clock } : {}), ...more });
