@@ -39,6 +39,7 @@ export const SIM_USAGE = `usage: shelfgate sim <mt-sics|modbus-loadcell> (--tcp 
   --tare G                dead load of the empty slot, grams (default 0)
   --noise G               reading noise sigma, grams (default 0.5)
   --decimals N            modbus: decimals when the model reads them from the status register (default 0)
+  --stream-interval-ms MS mt-sics: time between two weights of the continuous output after SIR (default 100)
   --shoppers              random shoppers pick and put items
   --shopper-interval MS   mean time between shopper visits (default 5000)
   --seed N                random seed (default 1)
@@ -110,6 +111,7 @@ export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<numb
         tare: { type: 'string' },
         noise: { type: 'string' },
         decimals: { type: 'string' },
+        'stream-interval-ms': { type: 'string' },
         shoppers: { type: 'boolean', default: false },
         'shopper-interval': { type: 'string' },
         seed: { type: 'string' },
@@ -142,6 +144,7 @@ export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<numb
     tare: number;
     noise: number;
     decimals: number;
+    streamIntervalMs: number;
     shopperInterval: number;
     seed: number;
     baud?: number;
@@ -152,6 +155,7 @@ export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<numb
     if (device === 'mt-sics' && values.addresses !== undefined) throw new UsageError('--addresses is for modbus-loadcell');
     if (device === 'mt-sics' && values['fault-crc'] !== undefined) throw new UsageError('--fault-crc is for modbus-loadcell');
     if (device === 'mt-sics' && values.decimals !== undefined) throw new UsageError('--decimals is for modbus-loadcell');
+    if (device !== 'mt-sics' && values['stream-interval-ms'] !== undefined) throw new UsageError('--stream-interval-ms is for mt-sics');
     opts = {
       ...(values.tcp !== undefined ? { tcp: parseHostPort(values.tcp) } : {}),
       addresses: values.addresses !== undefined ? parseAddresses(values.addresses) : [1],
@@ -160,6 +164,7 @@ export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<numb
       tare: parseNumber('tare', values.tare, 0),
       noise: parseNumber('noise', values.noise, 0.5, { min: 0 }),
       decimals: parseNumber('decimals', values.decimals, 0, { int: true, min: 0, max: 9 }),
+      streamIntervalMs: parseNumber('stream-interval-ms', values['stream-interval-ms'], 100, { min: 1, max: 60_000 }),
       shopperInterval: parseNumber('shopper-interval', values['shopper-interval'], 5000, { min: 1 }),
       seed: parseNumber('seed', values.seed, 1, { int: true }),
       ...(values.baud !== undefined ? { baud: parseNumber('baud', values.baud, 0, { int: true, min: 50 }) } : {}),
@@ -194,7 +199,7 @@ export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<numb
   if (serialDef.protocol === 'mt-sics') {
     const p = physics();
     const faults: MtSicsFaults = { ...(opts.silentAfter !== undefined ? { silentAfter: opts.silentAfter } : {}), ...(values['fault-garbage'] ? { garbage: 0.1 } : {}) };
-    sim = new MtSicsSimulator({ definition: serialDef as MtSicsDefinition, physics: p, rng: forkRng(rng), faults });
+    sim = new MtSicsSimulator({ definition: serialDef as MtSicsDefinition, physics: p, rng: forkRng(rng), faults, streamIntervalMs: opts.streamIntervalMs });
     slots.push({ id: 'scale', physics: p });
     what = 'scale';
   } else {

@@ -11,7 +11,7 @@ import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { deepFreeze, formatPath } from '../config/load';
 import { ErrorCode, ShelfgateError } from '../errors';
-import type { DeviceDefinition, ModbusDefinition, ModbusField, RegisterType } from './types';
+import type { DeviceDefinition, ModbusDefinition, ModbusField, MtSicsDefinition, RegisterType } from './types';
 
 export interface DefinitionIssue {
   /** The YAML file, as given to the loader. */
@@ -39,10 +39,16 @@ const common = {
   timeout_ms: z.number().int().min(5, 'must be >= 5').max(10_000, 'must be <= 10000'),
 };
 
+// Weighing range of the model, grams: readings beyond +/- this are overload/underload (1 g to 100 t).
+const capacityG = z.number().min(1, 'must be >= 1 (grams)').max(100_000_000, 'must be <= 100000000 (grams)');
+
 const mtSics = z.strictObject({
   ...common,
+  capacity_g: capacityG,
   protocol: z.literal('mt-sics'),
-  poll_command: z.enum(['SI', 'S']).default('SI'),
+  mode: z.enum(['poll', 'stream']).default('poll'),
+  poll_command: z.enum(['SI', 'S']).optional(),
+  stream_command: z.literal('SIR', { error: 'must be SIR' }).optional(),
 });
 
 const registerType = z.enum(['uint16', 'int16', 'uint32be', 'int32be', 'uint32le', 'int32le']);
@@ -51,6 +57,7 @@ const bitIndex = z.number().int().min(0, 'must be a bit index 0-31').max(31, 'mu
 
 const modbusRtu = z.strictObject({
   ...common,
+  capacity_g: capacityG,
   protocol: z.literal('modbus-rtu'),
   reads: z
     .array(
@@ -114,7 +121,18 @@ export function validateDefinition(raw: unknown, file: string): { definition?: D
     timeoutMs: d.timeout_ms,
   };
   if (d.protocol === 'mt-sics') {
-    return issues.length ? { issues } : { definition: { ...base, protocol: 'mt-sics', pollCommand: d.poll_command }, issues };
+    if (d.mode === 'poll' && d.stream_command !== undefined) issue('stream_command', 'only with mode: stream');
+    if (d.mode === 'stream' && d.poll_command !== undefined) issue('poll_command', 'only with mode: poll');
+    if (issues.length) return { issues };
+    const definition: MtSicsDefinition = {
+      ...base,
+      protocol: 'mt-sics',
+      capacityG: d.capacity_g,
+      mode: d.mode,
+      pollCommand: d.poll_command ?? 'SI',
+      streamCommand: d.stream_command ?? 'SIR',
+    };
+    return { definition, issues };
   }
 
   // Every field must fall wholly inside one declared read block, or decodeLoadCell could not find it.
@@ -154,6 +172,7 @@ export function validateDefinition(raw: unknown, file: string): { definition?: D
   const definition: ModbusDefinition = {
     ...base,
     protocol: 'modbus-rtu',
+    capacityG: d.capacity_g,
     reads: d.reads.map((r) => ({ function: r.function, address: r.address, count: r.count })),
     fields: mappedFields,
     scaling: { unit: d.scaling.unit, factor: d.scaling.factor, decimals },

@@ -19,10 +19,26 @@ export interface BaseDefinition {
   timeoutMs: number;
 }
 
-export interface MtSicsDefinition extends BaseDefinition {
+/**
+ * Largest gross weight the model measures, grams. A reading above it (or below minus it) cannot
+ * come from goods on the platform: the sources flag it overload (underload) instead of passing on a
+ * number that would become a count in the millions.
+ */
+export interface WeighingCapacity {
+  capacityG: number;
+}
+
+export interface MtSicsDefinition extends BaseDefinition, WeighingCapacity {
   protocol: 'mt-sics';
+  /**
+   * `poll`: the gateway asks for every weight (pollCommand). `stream`: the gateway sends
+   * streamCommand once the link is up and the scale keeps sending weights by itself.
+   */
+  mode: 'poll' | 'stream';
   /** Command used to poll: `SI` (immediate, reports S/D stability) or `S` (waits for stable). */
   pollCommand: 'SI' | 'S';
+  /** Command that starts continuous output in stream mode: `SIR` (every weight, immediately, repeated). */
+  streamCommand: 'SIR';
 }
 
 export type RegisterType = 'uint16' | 'int16' | 'uint32be' | 'int32be' | 'uint32le' | 'int32le';
@@ -39,7 +55,7 @@ export interface ModbusBlockRead {
   count: number;
 }
 
-export interface ModbusDefinition extends BaseDefinition {
+export interface ModbusDefinition extends BaseDefinition, WeighingCapacity {
   protocol: 'modbus-rtu';
   /** Register blocks read on every poll of one address, in order. Every field must fall inside one. */
   reads: ModbusBlockRead[];

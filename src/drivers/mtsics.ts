@@ -3,10 +3,17 @@
  * lines in, typed responses out (style.md #1). Both sides: the gateway (client) and the scale
  * simulator (server). Line framing (CR LF) is src/drivers/lines.ts; this module sees whole lines.
  *
- * Response syntax (MT-SICS reference manual, "Response formats"; shelfgate protocols.md §3a):
- *   `<ID> <Status> [<Value> <Unit>]` or `<ID> A "<text>"`, fields separated by blanks whose count
- *   varies between models (values are right-aligned in a 10-character field), so we split on
- *   whitespace. Errors are the bare lines `ES` (syntax), `ET` (transmission), `EL` (logical).
+ * Response syntax (METTLER TOLEDO MT-SICS Reference Manual, "Response formats"):
+ *   `<ID> <Status> [<Value> <Unit>]` or `<ID> A "<text>"`, fields separated by blanks (0x20)
+ *   whose count varies between models (values are right-aligned in a 10-character field), so runs
+ *   of blanks separate, but only blanks: a TAB or a non-breaking space (0xA0) is not a separator
+ *   and makes the line invalid. Errors are the bare lines `ES` (syntax), `ET` (transmission),
+ *   `EL` (logical).
+ *
+ * The grammar is strict on purpose. A scale line is short and has no checksum, so one corrupted
+ * byte must make the line invalid rather than change its value: the weight value is an optional
+ * minus sign, digits, and optionally a decimal point followed by digits (`-12.34`, `100`); `.345`,
+ * `100.`, `+5` and `1e3` are not values. Control bytes anywhere reject the line.
  */
 import { ErrorCode, ShelfgateError } from '../errors';
 
@@ -50,7 +57,12 @@ export type SicsResponse = SicsWeight | SicsStatus | SicsInfo | SicsError;
 /** Width of the right-aligned weight value field (MT-SICS, response of S/SI: "10 characters"). */
 const VALUE_WIDTH = 10;
 const ID_RE = /^[A-Z][A-Z0-9]*$/;
-const NUMBER_RE = /^[+-]?(\d+(\.\d*)?|\.\d+)$/;
+/** Weight value: optional minus, digits, optional decimal point followed by at least one digit. */
+const NUMBER_RE = /^-?\d+(?:\.\d+)?$/;
+/** Unit: printable ASCII without blank or quote (g, kg, mg, lb, oz, ct, custom units), or the micro sign. */
+const UNIT_RE = /^[!#-~\u00b5]+$/;
+/** C0 controls, DEL and C1 controls: never part of a valid line. */
+const CONTROL_RE = /[\x00-\x1f\x7f-\x9f]/;
 const STATUSES = new Set(['A', 'I', '+', '-', 'L']);
 
 function invalid(line: string, why: string): ShelfgateError {
@@ -58,17 +70,23 @@ function invalid(line: string, why: string): ShelfgateError {
 }
 
 /**
- * Splits a line into blank-separated tokens; a double-quoted token may contain blanks and keeps no
- * quotes. Returns null on an unterminated quote.
+ * Splits a line into tokens separated by runs of blanks (0x20 only); a double-quoted token may
+ * contain blanks and keeps no quotes. Returns null on an unterminated quote, a quote inside an
+ * unquoted token, or a control byte anywhere.
  */
 function tokenize(line: string): { tokens: string[]; quoted: boolean[] } | null {
+  if (CONTROL_RE.test(line)) return null;
   const tokens: string[] = [];
   const quoted: boolean[] = [];
-  const re = /\s*(?:"([^"]*)"|(\S+))/y;
-  const s = line.trimEnd();
+  const re = / *(?:"([^"]*)"|([^ ]+))/y;
+  let end = line.length;
+  while (end > 0 && line.charCodeAt(end - 1) === 0x20) end--;
+  const s = line.slice(0, end);
   let m: RegExpExecArray | null;
   while (re.lastIndex < s.length && (m = re.exec(s)) !== null) {
     if (m[1] !== undefined) {
+      // a closing quote must end the token
+      if (re.lastIndex < s.length && s[re.lastIndex] !== ' ') return null;
       tokens.push(m[1]);
       quoted.push(true);
     } else {
@@ -115,6 +133,7 @@ export function parseSicsResponse(line: string): SicsResponse {
     if (tokens.length !== 4 || quoted[2] || quoted[3]) throw invalid(line, 'weight response needs value and unit');
     const v = tokens[2]!;
     if (!NUMBER_RE.test(v)) throw invalid(line, 'weight value is not a number');
+    if (!UNIT_RE.test(tokens[3]!)) throw invalid(line, 'bad unit');
     const dot = v.indexOf('.');
     return {
       kind: 'weight',
@@ -136,6 +155,23 @@ export function parseSicsResponse(line: string): SicsResponse {
     return { kind: 'status', cmd: id, status: status as SicsStatus['status'] };
   }
   throw invalid(line, 'unknown response');
+}
+
+/**
+ * True when `r` can be the answer to command `cmd`: the response id must be the command's (S and
+ * SI, and the continuous SIR, all answer with id `S`; a dynamic `S D` weight answers SI/SIR only,
+ * since S waits for a stable weight). The error lines ES/ET/EL carry no id and may answer any
+ * command. Without this check a late `T S 25.00 g` would be read as the weight.
+ */
+export function answersCommand(cmd: string, r: SicsResponse): boolean {
+  if (r.kind === 'error') return true;
+  const id = cmd === 'SI' || cmd === 'SIR' ? 'S' : cmd;
+  if (r.kind === 'weight') {
+    const rid = r.cmd === 'T' ? 'T' : 'S';
+    if (rid !== id) return false;
+    return r.stable || cmd === 'SI' || cmd === 'SIR';
+  }
+  return r.cmd === id;
 }
 
 const GRAMS_PER_UNIT: Readonly<Record<string, number>> = {

@@ -36,7 +36,7 @@ interface Passage extends SourceReading {
 
 /** A door counter's beam: pushes a passage whenever someone walks through (a streaming source). */
 class DoorBeam extends EventEmitter implements Source<Passage> {
-  readonly stats = { polls: 0, readings: 0, timeouts: 0, crcErrors: 0, deviceErrors: 0, invalidFrames: 0, noiseBytes: 0 };
+  readonly stats = { polls: 0, readings: 0, timeouts: 0, crcErrors: 0, deviceErrors: 0, invalidFrames: 0, noiseBytes: 0, lateAnswers: 0 };
   readonly devices: string[];
   private online = false;
   constructor(readonly name: string) {

@@ -31,7 +31,7 @@ const log = silentLogger();
 class FakeSource extends EventEmitter {
   readonly name = 'fake';
   readonly devices = ['bus1.1'];
-  readonly stats = { polls: 0, readings: 0, timeouts: 0, crcErrors: 0, deviceErrors: 0, invalidFrames: 0, noiseBytes: 0 };
+  readonly stats = { polls: 0, readings: 0, timeouts: 0, crcErrors: 0, deviceErrors: 0, invalidFrames: 0, noiseBytes: 0, lateAnswers: 0 };
   isOnline(): boolean {
     return true;
   }

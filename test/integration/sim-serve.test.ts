@@ -182,6 +182,8 @@ describe('shelfgate sim (runSimCli in-process)', () => {
     expect(await runSimCli(['modbus-loadcell', '--tcp', '127.0.0.1:0', '--addresses', '0-300'], io)).toBe(64);
     expect(await runSimCli(['mt-sics', '--tcp', '127.0.0.1:0', '--model', 'generic-modbus-loadcell'], io)).toBe(64);
     expect(await runSimCli(['mt-sics', '--tcp', '127.0.0.1:0', '--bogus'], io)).toBe(64);
+    expect(await runSimCli(['modbus-loadcell', '--tcp', '127.0.0.1:0', '--stream-interval-ms', '50'], io)).toBe(64);
+    expect(await runSimCli(['mt-sics', '--tcp', '127.0.0.1:0', '--stream-interval-ms', '0'], io)).toBe(64);
     expect(err).toContain('usage: shelfgate sim');
   });
 
@@ -205,6 +207,37 @@ describe('shelfgate sim (runSimCli in-process)', () => {
     cleanups.push(() => void c.socket.destroy());
     // an empty 132 g tray: gross = 132, the reference frame
     expect(show(await c.ask(REQ_GROSS, 9))).toBe(RES_GROSS);
+    ac.abort();
+    expect(await done).toBe(0);
+  });
+
+  it('serves the continuous MT-SICS model: SIR streams weight lines at --stream-interval-ms, the next command ends it', async () => {
+    let out = '';
+    const ac = new AbortController();
+    let port = 0;
+    const done = runSimCli(['mt-sics', '--model', 'mettler-toledo-mt-sics-continuous', '--tcp', '127.0.0.1:0', '--items', '2', '--unit-weight', '250', '--noise', '0', '--stream-interval-ms', '20'], {
+      stdout: { write: (s: string) => (out += s) },
+      stderr: { write: () => true },
+      signal: ac.signal,
+      onServing: (s) => (port = Number(new URL(s.url).port)),
+    });
+    cleanups.push(async () => {
+      ac.abort();
+      await done;
+    });
+    await waitFor('serving', () => port > 0);
+    expect(out).toMatch(/^mt-sics: scale on tcp:\/\/127\.0\.0\.1:\d+ \(model mettler-toledo-mt-sics-continuous/);
+    const c = await Client.open(port);
+    cleanups.push(() => void c.socket.destroy());
+    c.socket.write('SIR\r\n');
+    const line = 'S S     500.00 g\r\n';
+    await waitFor('five streamed lines', () => c.got.length >= 5 * line.length);
+    expect(c.got.toString('latin1').startsWith(line.repeat(5))).toBe(true);
+    c.socket.write('I4\r\n');
+    await waitFor('the I4 answer', () => c.got.toString('latin1').includes('I4 A'));
+    const lines = c.got.toString('latin1').split('\r\n').slice(0, -1);
+    expect(lines.at(-1)).toBe('I4 A "1234567"'); // the stream ended before the answer
+    expect(lines.slice(0, -1).every((l) => l === 'S S     500.00 g')).toBe(true);
     ac.abort();
     expect(await done).toBe(0);
   });

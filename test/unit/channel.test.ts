@@ -1,7 +1,9 @@
 import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
 import { RequestChannel } from '../../src/core/sources/channel';
 import { ErrorCode } from '../../src/errors';
+import { FakeLink as ScriptLink } from '../helpers/fake-link';
 
 class FakeLink extends EventEmitter {
   online = true;
@@ -98,5 +100,59 @@ describe('RequestChannel', () => {
     link.emit('data', Buffer.from('fine\n'));
     await expect(good).resolves.toBe('fine');
     ch.detach();
+  });
+
+  describe('late-answer guard', () => {
+    const nextWrite = (link: ScriptLink): Promise<string> => new Promise((r) => { const off = link.onWrite((c) => (off(), r(c.toString()))); });
+
+    it('after a timeout, holds the next request until the line is quiet; late bytes go to onLate, never to a decoder', async () => {
+      const link = new ScriptLink();
+      const late: Array<[string, boolean]> = [];
+      const ch = new RequestChannel(link, () => {}, { lateGuardMs: 50, onLate: (c, first) => late.push([c.toString(), first]) });
+      ch.attach();
+      await expect(ch.request(Buffer.from('A'), untilNewline({ s: '' }), 20)).rejects.toMatchObject({ code: ErrorCode.DEVICE_TIMEOUT });
+      const begun: string[] = [];
+      const b = ch.request(Buffer.from('B'), untilNewline({ s: '' }), 500, { begin: () => begun.push('B') });
+      const written = nextWrite(link);
+      expect(link.writtenText()).toBe('A'); // held, not written
+      expect(begun).toEqual([]);
+      link.emit('data', Buffer.from('late answer '));
+      const lastLate = performance.now();
+      link.emit('data', Buffer.from('to A\n'));
+      expect(late).toEqual([['late answer ', true], ['to A\n', false]]);
+      expect(await written).toBe('B');
+      expect(performance.now() - lastLate).toBeGreaterThanOrEqual(45); // the quiet restarted at the late bytes
+      expect(begun).toEqual(['B']);
+      link.emit('data', Buffer.from('answer to B\n'));
+      await expect(b).resolves.toBe('answer to B');
+      ch.detach();
+    });
+
+    it('a request whose answer cannot be confused (another key) is not held; one with the same key is', async () => {
+      const link = new ScriptLink();
+      const ch = new RequestChannel(link, () => {}, { lateGuardMs: 10_000 });
+      ch.attach();
+      await expect(ch.request(Buffer.from('A1'), () => null, 20, { key: 'addr1' })).rejects.toMatchObject({ code: ErrorCode.DEVICE_TIMEOUT });
+      const a2 = ch.request(Buffer.from('A2'), untilNewline({ s: '' }), 500, { key: 'addr2' });
+      expect(link.writtenText()).toBe('A1A2'); // written at once
+      link.emit('data', Buffer.from('two\n'));
+      await expect(a2).resolves.toBe('two');
+      const again = ch.request(Buffer.from('A1'), () => null, 20, { key: 'addr1' });
+      expect(link.writtenText()).toBe('A1A2'); // held behind the guard
+      ch.detach();
+      await expect(again).rejects.toMatchObject({ code: ErrorCode.STOPPED });
+    });
+
+    it('no guard once the line has been quiet long enough since the timeout', async () => {
+      const link = new ScriptLink();
+      const ch = new RequestChannel(link, () => {}, { lateGuardMs: 30 });
+      ch.attach();
+      await expect(ch.request(Buffer.from('A'), () => null, 20, { key: 'k' })).rejects.toMatchObject({ code: ErrorCode.DEVICE_TIMEOUT });
+      // 40 ms pass on a request that cannot take A's answer
+      await expect(ch.request(Buffer.from('X'), () => null, 40, { key: 'other' })).rejects.toMatchObject({ code: ErrorCode.DEVICE_TIMEOUT });
+      ch.request(Buffer.from('B'), () => null, 500, { key: 'k' }).catch(() => undefined);
+      expect(link.writtenText()).toBe('AXB'); // written at once: A's guard has passed
+      ch.detach();
+    });
   });
 });

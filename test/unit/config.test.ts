@@ -6,8 +6,8 @@ import type { DeviceDefinition } from '../../src/devices/types';
 
 const serial = { baudRate: 9600, dataBits: 8, parity: 'none', stopBits: 1 } as const;
 const models = new Map<string, DeviceDefinition>([
-  ['mb', { id: 'mb', protocol: 'modbus-rtu', vendor: 't', description: 't', serial, timeoutMs: 100, reads: [{ function: 3, address: 0x50, count: 4 }], fields: { weight: { register: 0x52, type: 'int32be' } }, scaling: { unit: 'g', factor: 1, decimals: 0 }, statusBits: {} }],
-  ['sics', { id: 'sics', protocol: 'mt-sics', vendor: 't', description: 't', serial, timeoutMs: 500, pollCommand: 'SI' }],
+  ['mb', { id: 'mb', protocol: 'modbus-rtu', vendor: 't', description: 't', serial, timeoutMs: 100, reads: [{ function: 3, address: 0x50, count: 4 }], fields: { weight: { register: 0x52, type: 'int32be' } }, scaling: { unit: 'g', factor: 1, decimals: 0 }, statusBits: {}, capacityG: 30_000 }],
+  ['sics', { id: 'sics', protocol: 'mt-sics', vendor: 't', description: 't', serial, timeoutMs: 500, pollCommand: 'SI', mode: 'poll', streamCommand: 'SIR', capacityG: 15_000 }],
 ]);
 
 const slot = (id: string, address: number, extra: object = {}) => ({ id, sensor: { bus: 'bus-a', address }, gtin: '04006381333931', unit_weight_g: 250, ...extra });

@@ -14,6 +14,7 @@ const modbusDoc = () => ({
   description: 'test cell',
   serial: { baud_rate: 9600 },
   timeout_ms: 100,
+  capacity_g: 30000,
   reads: [{ function: 3, address: 0x08, count: 1 }, { function: 3, address: 0x50, count: 4 }],
   fields: { weight: { register: 0x52, type: 'int32be' }, status: { register: 0x08, type: 'uint16' } },
   scaling: { unit: 'g', decimals: { status_mask: 0x07 } },
@@ -52,8 +53,12 @@ describe('devices/ (the shipped definitions)', () => {
       description: expect.any(String),
       serial: { baudRate: 9600, dataBits: 8, parity: 'none', stopBits: 1 },
       timeoutMs: 500,
+      capacityG: 15000,
+      mode: 'poll',
       pollCommand: 'SI',
+      streamCommand: 'SIR',
     });
+    expect(defs.get('mettler-toledo-mt-sics-continuous')).toMatchObject({ protocol: 'mt-sics', mode: 'stream', streamCommand: 'SIR', capacityG: 15000, timeoutMs: 500 });
     expect(defs.get('generic-modbus-loadcell')).toEqual({
       id: 'generic-modbus-loadcell',
       protocol: 'modbus-rtu',
@@ -61,12 +66,20 @@ describe('devices/ (the shipped definitions)', () => {
       description: expect.any(String),
       serial: { baudRate: 9600, dataBits: 8, parity: 'none', stopBits: 1 },
       timeoutMs: 100,
+      capacityG: 30000,
       reads: [{ function: 3, address: 0x08, count: 1 }, { function: 3, address: 0x50, count: 4 }],
       fields: { weight: { register: 0x52, type: 'int32be' }, status: { register: 0x08, type: 'uint16' }, gross: { register: 0x50, type: 'int32be' } },
       scaling: { unit: 'g', factor: 1, decimals: { statusMask: 0x07 } },
       statusBits: { sign: 3, unstable: 5, overload: 6 },
     });
     expect(defs.get('generic-modbus-loadcell-kg')).toMatchObject({ scaling: { unit: 'kg', factor: 1, decimals: 3 }, reads: [{ function: 4, address: 0, count: 3 }] });
+  });
+
+  it('gives every weighing model a capacity: 1 kg to 1 t, in grams', () => {
+    for (const d of loadDefinitions().values()) {
+      expect(d.capacityG, d.id).toBeGreaterThanOrEqual(1_000);
+      expect(d.capacityG, d.id).toBeLessThanOrEqual(1_000_000);
+    }
   });
 });
 
@@ -91,6 +104,29 @@ describe('validateDefinition', () => {
     expect(byPath['reads[1].count']).toBe('must be 1-125');
     expect(byPath['scaling']).toMatch(/unknown key.*colour/);
     expect(issues.every((i) => i.file === 'x.yaml')).toBe(true);
+  });
+
+  it('requires capacity_g, a number of grams from 1 to 100 t', () => {
+    const d: any = modbusDoc();
+    delete d.capacity_g;
+    expect(validateDefinition(d, 'x.yaml').issues).toEqual([{ file: 'x.yaml', path: 'capacity_g', message: 'is required' }]);
+    for (const [v, msg] of [[0, 'must be >= 1 (grams)'], [-5, 'must be >= 1 (grams)'], [1e9, 'must be <= 100000000 (grams)']] as const) {
+      expect(validateDefinition({ ...modbusDoc(), capacity_g: v }, 'x.yaml').issues).toEqual([{ file: 'x.yaml', path: 'capacity_g', message: msg }]);
+    }
+    expect(validateDefinition({ ...modbusDoc(), capacity_g: '30 kg' }, 'x.yaml').issues.map((i) => i.path)).toEqual(['capacity_g']);
+    expect(validateDefinition({ ...modbusDoc(), capacity_g: 2500.5 }, 'test-cell.yaml').definition).toMatchObject({ capacityG: 2500.5 });
+  });
+
+  it('mt-sics mode: poll (default) with poll_command, or stream with stream_command SIR; not the other one', () => {
+    const sics = (extra: object) => ({ id: 's', protocol: 'mt-sics', vendor: 'v', description: 'd', serial: { baud_rate: 9600 }, timeout_ms: 500, capacity_g: 6200, ...extra });
+    expect(validateDefinition(sics({}), 's.yaml').definition).toMatchObject({ mode: 'poll', pollCommand: 'SI' });
+    expect(validateDefinition(sics({ mode: 'stream' }), 's.yaml').definition).toMatchObject({ mode: 'stream', streamCommand: 'SIR' });
+    expect(validateDefinition(sics({ mode: 'stream', stream_command: 'SIR' }), 's.yaml').issues).toEqual([]);
+    const paths = (extra: object) => validateDefinition(sics(extra), 's.yaml').issues.map((i) => `${i.path}: ${i.message}`);
+    expect(paths({ mode: 'push' })).toEqual([expect.stringMatching(/^mode: /)]);
+    expect(paths({ mode: 'stream', stream_command: 'SR' })).toEqual(['stream_command: must be SIR']);
+    expect(paths({ stream_command: 'SIR' })).toEqual(['stream_command: only with mode: stream']);
+    expect(paths({ mode: 'stream', poll_command: 'S' })).toEqual(['poll_command: only with mode: poll']);
   });
 
   it('reports an unknown protocol', () => {
@@ -140,8 +176,8 @@ describe('loadDefinitions from a folder', () => {
   it('reports every error of every file with file and path, and ignores non-YAML files', () => {
     dir = mkdtempSync(join(tmpdir(), 'sg-defs-'));
     write('README.md', '# not a definition');
-    write('good.yaml', 'id: good\nprotocol: mt-sics\nvendor: v\ndescription: d\nserial: { baud_rate: 9600 }\ntimeout_ms: 500\n');
-    write('bad-sics.yaml', 'id: bad-sics\nprotocol: mt-sics\nvendor: v\ndescription: d\nserial: { baud_rate: 9600, parity: mark }\ntimeout_ms: 500\npoll_command: SIR\n');
+    write('good.yaml', 'id: good\nprotocol: mt-sics\nvendor: v\ndescription: d\nserial: { baud_rate: 9600 }\ntimeout_ms: 500\ncapacity_g: 6200\n');
+    write('bad-sics.yaml', 'id: bad-sics\nprotocol: mt-sics\nvendor: v\ndescription: d\nserial: { baud_rate: 9600, parity: mark }\ntimeout_ms: 500\ncapacity_g: 6200\npoll_command: SIR\n');
     write('broken.yaml', 'id: broken\nprotocol: [\n');
     write('dup.yaml', 'id: x\nid: y\n');
     const issues = issuesOf(() => loadDefinitions(dir));
@@ -157,7 +193,7 @@ describe('loadDefinitions from a folder', () => {
 
   it('loads a folder of valid files', () => {
     dir = mkdtempSync(join(tmpdir(), 'sg-defs-'));
-    write('good.yml', 'id: good\nprotocol: mt-sics\nvendor: v\ndescription: d\nserial: { baud_rate: 9600 }\ntimeout_ms: 500\n');
+    write('good.yml', 'id: good\nprotocol: mt-sics\nvendor: v\ndescription: d\nserial: { baud_rate: 9600 }\ntimeout_ms: 500\ncapacity_g: 6200\n');
     expect([...loadDefinitions(dir).keys()]).toEqual(['good']);
   });
 

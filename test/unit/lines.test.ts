@@ -25,13 +25,28 @@ describe('LineFramer', () => {
     expect(out).toEqual(['I4 A "1234567"']);
   });
 
-  it('strips NUL and other control garbage, counting it as dropped', () => {
+  it('rejects a whole line holding a control byte, never strips the byte out of it', () => {
     const f = new LineFramer();
-    expect(f.push(Buffer.from([0x00, 0x00, 0x53, 0x20, 0x49, 0x07, 0x7f, 0x0d, 0x0a]))).toEqual(['S I']);
-    expect(f.dropped).toBe(4);
-    // a line made only of garbage is not returned
+    // 0x0E inside the value: stripping it would read 40000 g instead of rejecting the line
+    expect(f.push(b('S S     400\x0e00 g\r\n'))).toEqual([]);
+    expect(f.rejected).toBe(1);
+    expect(f.dropped).toBe(16);
+    // NUL, BEL, DEL, a C1 control and TAB each reject their line; the next line is unharmed
+    for (const bad of [[0x00, 0x53, 0x20, 0x49], [0x53, 0x20, 0x49, 0x07], [0x53, 0x7f, 0x49], [0x53, 0x85, 0x49], [0x53, 0x09, 0x49]]) {
+      expect(f.push(Buffer.from([...bad, 0x0d, 0x0a, 0x5a, 0x20, 0x41, 0x0d, 0x0a]))).toEqual(['Z A']);
+    }
+    expect(f.rejected).toBe(6);
+    // a line made only of garbage is rejected too
     expect(f.push(Buffer.from([0x00, 0x01, 0x0d, 0x0a]))).toEqual([]);
-    expect(f.dropped).toBe(6);
+    expect(f.rejected).toBe(7);
+  });
+
+  it('a control byte split across chunks still rejects its line', () => {
+    const f = new LineFramer();
+    expect(f.push(b('S S   4'))).toEqual([]);
+    expect(f.push(Buffer.from([0x00]))).toEqual([]);
+    expect(f.push(b('00.00 g\r\nS I\r\n'))).toEqual(['S I']);
+    expect(f.rejected).toBe(1);
   });
 
   it('decodes latin1 (one byte, one character)', () => {

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { isShelfgateError, ErrorCode } from '../../src/errors';
-import { encodeSicsCommand, formatSicsResponse, parseSicsCommand, parseSicsResponse, toGrams, type SicsResponse } from '../../src/drivers/mtsics';
+import { answersCommand, encodeSicsCommand, formatSicsResponse, parseSicsCommand, parseSicsResponse, toGrams, type SicsResponse } from '../../src/drivers/mtsics';
 
-// Every response of protocols.md §3a, as the scale sends it (CR LF stripped by the line framer).
+// Every level-0/1 response of the METTLER TOLEDO MT-SICS Reference Manual we use, as the scale
+// sends it (CR LF stripped by the line framer).
 const fixtures: [string, SicsResponse][] = [
   ['S S     100.00 g', { kind: 'weight', cmd: 'S', stable: true, value: 100, unit: 'g', decimals: 2 }],
   ['S I', { kind: 'status', cmd: 'S', status: 'I' }],
@@ -48,14 +49,14 @@ describe('MT-SICS client: commands', () => {
   });
 });
 
-describe('MT-SICS client: responses (protocols.md §3a)', () => {
+describe('MT-SICS client: responses (MT-SICS Reference Manual)', () => {
   it.each(fixtures)('parses %j', (line, expected) => {
     expect(parseSicsResponse(line)).toEqual(expected);
   });
 
-  it('splits on any whitespace: pad widths vary between models', () => {
+  it('splits on runs of blanks: pad widths vary between models', () => {
     expect(parseSicsResponse('S S 100.00 g')).toEqual(fixtures[0]![1]);
-    expect(parseSicsResponse('S  S\t   100.00   g  ')).toEqual(fixtures[0]![1]);
+    expect(parseSicsResponse('S  S     100.00   g  ')).toEqual(fixtures[0]![1]);
     expect(parseSicsResponse('S S    -0.50 kg')).toMatchObject({ value: -0.5, unit: 'kg', stable: true });
     expect(parseSicsResponse('S D 7 lb')).toMatchObject({ value: 7, unit: 'lb', stable: false, decimals: 0 });
   });
@@ -81,6 +82,70 @@ describe('MT-SICS client: responses (protocols.md §3a)', () => {
     '"S" S 1 g',
   ])('rejects malformed %j with FRAME_INVALID', (line) => {
     expectInvalid(() => parseSicsResponse(line));
+  });
+
+  // A weight value is `-`? digits (`.` digits)?; fields are separated by blanks only. Each of these
+  // is one corrupted or foreign byte away from a valid line and must not yield a number.
+  it.each([
+    'S S       .345 g',
+    'S S       100. g',
+    'S S         +5 g',
+    'S S        1e3 g',
+    'S S         -. g',
+    'S S         -- g',
+    'S S 0x10 g',
+    'S S 1_000 g',
+    'S S     100.00\u00a0g',
+    'S\u00a0S     100.00 g',
+    'S S\u00a0\u00a0\u00a0100.00 g',
+    'S S\t100.00 g',
+    'S\tS 100.00 g',
+    'S S     100.00 g\t',
+    'S S     400\x0e00 g',
+    '\x00S S     100.00 g',
+    'S S     100.00 g\x7f',
+    'I4 A "12\x0034"',
+    'S S     100.00 "g"',
+  ])('rejects the non-MT-SICS number or separator in %j', (line) => {
+    expectInvalid(() => parseSicsResponse(line));
+  });
+
+  it('accepts the manual\'s value shapes: integers, decimals, a leading minus', () => {
+    expect(parseSicsResponse('S S          0 g')).toMatchObject({ value: 0, decimals: 0 });
+    expect(parseSicsResponse('S S      -0.00 g')).toMatchObject({ value: -0, decimals: 2 });
+    expect(parseSicsResponse('S D   12345.678 kg')).toMatchObject({ value: 12345.678, decimals: 3, stable: false });
+    expect(parseSicsResponse('S S       5.00 \u00b5g')).toMatchObject({ unit: '\u00b5g' });
+  });
+});
+
+describe('answersCommand: an answer is only taken for the command it answers', () => {
+  const w = (line: string) => parseSicsResponse(line);
+  it('S and SI are answered by id S; SI accepts a dynamic weight, S only a stable one', () => {
+    expect(answersCommand('SI', w('S S     100.00 g'))).toBe(true);
+    expect(answersCommand('SI', w('S D     100.00 g'))).toBe(true);
+    expect(answersCommand('S', w('S S     100.00 g'))).toBe(true);
+    expect(answersCommand('S', w('S D     100.00 g'))).toBe(false);
+    expect(answersCommand('SIR', w('S D     100.00 g'))).toBe(true);
+    for (const st of ['S I', 'S +', 'S -']) {
+      expect(answersCommand('S', w(st))).toBe(true);
+      expect(answersCommand('SI', w(st))).toBe(true);
+    }
+  });
+
+  it('a tare, zero or serial-number answer never answers a weight poll, and the other way round', () => {
+    for (const other of ['T S      25.00 g', 'T I', 'Z A', 'Z I', 'Z +', 'I4 A "1234567"']) {
+      expect(answersCommand('SI', w(other))).toBe(false);
+      expect(answersCommand('S', w(other))).toBe(false);
+    }
+    expect(answersCommand('T', w('S S     100.00 g'))).toBe(false);
+    expect(answersCommand('Z', w('S S     100.00 g'))).toBe(false);
+    expect(answersCommand('T', w('T S      25.00 g'))).toBe(true);
+    expect(answersCommand('Z', w('Z A'))).toBe(true);
+    expect(answersCommand('I4', w('I4 A "1234567"'))).toBe(true);
+  });
+
+  it('the error lines (no id) may answer any command', () => {
+    for (const e of ['ES', 'ET', 'EL']) expect(answersCommand('SI', w(e))).toBe(true);
   });
 });
 

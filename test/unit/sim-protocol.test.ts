@@ -1,8 +1,9 @@
 /**
- * The simulators pinned to the reference frames of protocols.md (§3a MT-SICS, §3b Modbus RTU),
+ * The simulators pinned to reference frames (METTLER TOLEDO MT-SICS Reference Manual; Modbus RTU per
+ * the MODBUS specifications, with a common unbranded transmitter's register map),
  * byte for byte, never only to the gateway's own codecs (style.md #11).
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadDefinitions } from '../../src/devices/definitions';
 import type { ModbusDefinition, MtSicsDefinition } from '../../src/devices/types';
 import { crc16, encodeReadRequest, encodeWriteSingleRegister } from '../../src/drivers/modbus';
@@ -48,7 +49,7 @@ async function exchange(io: MemoryIo, req: Buffer | string, ms = 40): Promise<Bu
   return io.received();
 }
 
-describe('Modbus load-cell bus simulator: protocols.md §3b reference frames', () => {
+describe('Modbus load-cell bus simulator: reference frames', () => {
   it('answers the reference requests byte-exact from raw register values', async () => {
     const bus = new ModbusLoadCellBusSimulator({ definition: MB, slaves: { 1: new LoadCellPhysics({ unitWeightG: 100, ...quiet }) } });
     bus.setRegisters(1, { 0x50: 0x0000, 0x51: 0x0084, 0x52: 0xffff, 0x53: 0xc1ef });
@@ -100,7 +101,7 @@ describe('Modbus load-cell bus simulator: protocols.md §3b reference frames', (
   it('answers an illegal register range with exception 02 and an unused function with 01', async () => {
     const bus = new ModbusLoadCellBusSimulator({ definition: MB, slaves: { 1: new LoadCellPhysics({ unitWeightG: 1, ...quiet }) } });
     const io = attach(bus);
-    // protocols.md's CRC test vector: 10 registers from 0 are not in this transmitter's map
+    // a CRC test vector: 10 registers from 0 are not in this transmitter's map
     expect(show(await exchange(io, hex('01 03 00 00 00 0A C5 CD')))).toBe('01 83 02 C0 F1');
     expect(show(await exchange(io, encodeReadRequest(1, 3, 0x51, 4)))).toBe('01 83 02 C0 F1'); // runs past 0x53
     const fn4 = await exchange(io, encodeReadRequest(1, 4, 0x50, 2));
@@ -220,7 +221,7 @@ describe('Modbus load-cell bus simulator: protocols.md §3b reference frames', (
   });
 });
 
-describe('MT-SICS simulator: protocols.md §3a reference lines', () => {
+describe('MT-SICS simulator: MT-SICS Reference Manual lines', () => {
   const scale = (load: { unitWeightG: number; items?: number }, more: Partial<ConstructorParameters<typeof MtSicsSimulator>[0]> = {}, clock?: () => number) => {
     const physics = new LoadCellPhysics({ ...load, ...quiet, ...(clock ? { clock } : {}) });
     const sim = new MtSicsSimulator({ definition: SICS, physics, ...(clock ? { clock } : {}), ...more });
@@ -298,5 +299,97 @@ describe('MT-SICS simulator: protocols.md §3a reference lines', () => {
     expect((await exchange(io, 'S\r\n', 30)).length).toBe(0);
     await sleep(60);
     expect(io.received().toString('latin1')).toBe('S S     100.00 g\r\n');
+  });
+});
+
+describe('MT-SICS simulator: continuous output (SIR), MT-SICS Reference Manual lines', () => {
+  const CONT = defs.get('mettler-toledo-mt-sics-continuous') as MtSicsDefinition;
+  const flush = async (): Promise<void> => {
+    for (let i = 0; i < 10; i++) await Promise.resolve();
+  };
+  const text = (io: MemoryIo): string => io.received().toString('latin1');
+  const lines = (io: MemoryIo): string[] => text(io).split('\r\n').slice(0, -1);
+
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  function streamingScale(load: { unitWeightG: number; items: number }, more: Partial<ConstructorParameters<typeof MtSicsSimulator>[0]> = {}) {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    vi.setSystemTime(0);
+    const physics = new LoadCellPhysics({ ...load, ...quiet });
+    const sim = new MtSicsSimulator({ definition: CONT, physics, streamIntervalMs: 50, ...more });
+    return { sim, physics, io: attach(sim) };
+  }
+
+  it('SIR: the first "S S     100.00 g" at once, then one line every streamIntervalMs until another command; SI ends it and is answered', async () => {
+    const { sim, io } = streamingScale({ unitWeightG: 100, items: 1 });
+    io.send(Buffer.from('SIR\r\n'));
+    await flush();
+    expect(text(io)).toBe('S S     100.00 g\r\n');
+    expect(sim.streaming).toBe(true);
+    await vi.advanceTimersByTimeAsync(49);
+    expect(lines(io)).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(text(io)).toBe('S S     100.00 g\r\n'.repeat(4));
+    io.clear();
+    io.send(Buffer.from('SI\r\n'));
+    await flush();
+    expect(text(io)).toBe('S S     100.00 g\r\n');
+    expect(sim.streaming).toBe(false);
+    await vi.advanceTimersByTimeAsync(500);
+    expect(text(io)).toBe('S S     100.00 g\r\n'); // no more streamed lines
+    expect(sim.stats).toMatchObject({ streamed: 3, commands: 2, answered: 5 });
+  });
+
+  it('SIR reports what SI reports: "S D" while settling, "S +" on overload', async () => {
+    const { io, physics } = streamingScale({ unitWeightG: 100, items: 3 });
+    io.send(Buffer.from('SIR\r\n'));
+    await flush();
+    physics.pick(1);
+    await vi.advanceTimersByTimeAsync(50);
+    expect(lines(io)[1]).toMatch(/^S D +\d+\.\d\d g$/);
+    await vi.advanceTimersByTimeAsync(500); // settled
+    expect(lines(io).at(-1)).toBe('S S     200.00 g');
+    physics.setOverload(true);
+    await vi.advanceTimersByTimeAsync(50);
+    expect(lines(io).at(-1)).toBe('S +');
+  });
+
+  it('@ (reset) ends SIR and answers with the serial number, like I4', async () => {
+    const { sim, io } = streamingScale({ unitWeightG: 100, items: 1 }, { serialNumber: '0123456789' });
+    io.send(Buffer.from('SIR\r\n'));
+    await flush();
+    io.clear();
+    io.send(Buffer.from('@\r\n'));
+    await flush();
+    expect(text(io)).toBe('I4 A "0123456789"\r\n');
+    expect(sim.streaming).toBe(false);
+    await vi.advanceTimersByTimeAsync(500);
+    expect(text(io)).toBe('I4 A "0123456789"\r\n');
+  });
+
+  it('the silent fault mutes the stream; lifted, the stream goes on', async () => {
+    const { sim, io } = streamingScale({ unitWeightG: 100, items: 1 });
+    io.send(Buffer.from('SIR\r\n'));
+    await flush();
+    sim.faults = { silent: true };
+    io.clear();
+    await vi.advanceTimersByTimeAsync(500);
+    expect(text(io)).toBe('');
+    expect(sim.stats.suppressed).toBe(10);
+    sim.faults = {};
+    await vi.advanceTimersByTimeAsync(50);
+    expect(text(io)).toBe('S S     100.00 g\r\n');
+  });
+
+  it('detach() ends the stream', async () => {
+    const { sim, io } = streamingScale({ unitWeightG: 100, items: 1 });
+    io.send(Buffer.from('SIR\r\n'));
+    await flush();
+    sim.detach();
+    expect(sim.streaming).toBe(false);
+    expect(vi.getTimerCount()).toBe(0);
   });
 });

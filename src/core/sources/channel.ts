@@ -9,11 +9,36 @@ export interface ByteLink {
   off(event: 'data', listener: (chunk: Buffer) => void): unknown;
 }
 
+/** Per-request options; pass one constant object per kind of request (the hot path allocates nothing). */
+export interface RequestOptions {
+  /**
+   * What the answer looks like, for the late-answer guard (see RequestChannelOptions.lateGuardMs):
+   * requests with different keys can never take each other's answers (a Modbus answer names its
+   * address, function and byte count, so `1:3:4` vs `2:3:4`). Without a key, an answer to any
+   * earlier request could be mistaken for this one's.
+   */
+  key?: string;
+  /** Called just before the request is written, e.g. to reset a framer so no byte from before counts. */
+  begin?: () => void;
+}
+
+export interface RequestChannelOptions {
+  /**
+   * After a request times out, the next request that could take its answer (same key, or no key)
+   * is held until the link has been quiet for this long (default 0: no guard). Bytes that arrive
+   * meanwhile are a late answer: handed to `onLate` and discarded.
+   */
+  lateGuardMs?: number;
+  /** Late bytes; `first` is true for the first chunk after a given timeout (count late answers on it). */
+  onLate?: (chunk: Buffer, first: boolean) => void;
+}
+
 interface Pending {
   feed: (chunk: Buffer) => unknown;
   resolve: (v: unknown) => void;
   reject: (e: Error) => void;
   timeoutMs: number;
+  opts: RequestOptions | undefined;
 }
 
 interface Queued extends Pending {
@@ -27,6 +52,18 @@ interface Queued extends Pending {
  * whole answer has arrived, or null to keep waiting. Bytes that arrive with no request outstanding
  * are handed to `onUnsolicited` (counted as noise by the caller) and never to the next request.
  *
+ * Late answers. A device that answers after its timeout would otherwise have that answer taken
+ * as the answer to the NEXT request (neither MT-SICS nor Modbus RTU carries a sequence number),
+ * and stay "online" one poll behind forever. So after a timeout the next request that could take
+ * that answer waits until the line has been quiet for `lateGuardMs` (bytes in that window restart
+ * it, capped at 4x, and are handed to `onLate`, never to a decoder). Chosen over counting owed
+ * answers (discard the next N lines after N timeouts) because a device that lost a command would
+ * then have every good answer discarded from then on; the quiet guard cannot get stuck, costs
+ * nothing while a device answers in time, and costs `lateGuardMs` once per timeout otherwise. An
+ * answer later than timeout + guard is indistinguishable from an answer to the next request: keep
+ * timeouts generous. Callers also reset their framer in `begin`, so no byte that arrived before a
+ * request was written can be part of its answer.
+ *
  * This is the per-reading hot path (tens of thousands of requests a second on a busy store), so
  * it keeps one timer per channel and re-arms it with refresh() instead of a setTimeout per request.
  */
@@ -36,10 +73,28 @@ export class RequestChannel {
   private timer: NodeJS.Timeout | null = null;
   private timerMs = 0;
   private deadline = 0;
+  private readonly guardMs: number;
+  private readonly onLate: (chunk: Buffer, first: boolean) => void;
+  /** Timed-out requests whose answer may still come: answer key ('' = none) -> when it timed out. */
+  private readonly owed = new Map<string, number>();
+  /** When the last late byte arrived (performance.now()). */
+  private lastLateAt = -Infinity;
+  /** A late byte arrived since the last timeout. */
+  private lateSeen = false;
+  /** A request waiting for the late-answer guard; nothing is pending meanwhile. */
+  private held: Queued | null = null;
+  private holdTimer: NodeJS.Timeout | null = null;
 
   private readonly onData = (chunk: Buffer): void => {
     const p = this.pending;
     if (!p) {
+      if (this.owed.size > 0 && this.pruneOwed(performance.now()) > 0) {
+        this.lastLateAt = performance.now();
+        const first = !this.lateSeen;
+        this.lateSeen = true;
+        this.onLate(chunk, first);
+        return;
+      }
       this.onUnsolicited(chunk);
       return;
     }
@@ -66,14 +121,29 @@ export class RequestChannel {
       this.arm(left);
       return;
     }
+    if (this.guardMs > 0) {
+      this.owed.set(p.opts?.key ?? '', performance.now());
+      this.lateSeen = false;
+    }
     this.finish();
     p.reject(new ShelfgateError(ErrorCode.DEVICE_TIMEOUT, `no answer within ${p.timeoutMs} ms`));
+  };
+
+  private readonly onHoldTimer = (): void => {
+    this.holdTimer = null;
+    const item = this.held;
+    this.held = null;
+    if (item) this.send(item);
   };
 
   constructor(
     private readonly link: ByteLink,
     private readonly onUnsolicited: (chunk: Buffer) => void = () => {},
-  ) {}
+    opts: RequestChannelOptions = {},
+  ) {
+    this.guardMs = opts.lateGuardMs ?? 0;
+    this.onLate = opts.onLate ?? (() => {});
+  }
 
   attach(): void {
     this.link.on('data', this.onData);
@@ -83,18 +153,22 @@ export class RequestChannel {
     this.link.off('data', this.onData);
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = null;
     const stopped = (): Error => new ShelfgateError(ErrorCode.STOPPED, 'channel stopped');
-    const p = this.pending;
+    const p = this.pending ?? this.held;
     this.pending = null;
+    this.held = null;
+    this.owed.clear();
     p?.reject(stopped());
     for (const q of this.queue.splice(0)) q.reject(stopped());
   }
 
   /** Queues a request behind any outstanding one; resolves with the decoder's result. */
-  request<T>(frame: Buffer, feed: (chunk: Buffer) => T | null, timeoutMs: number): Promise<T> {
+  request<T>(frame: Buffer, feed: (chunk: Buffer) => T | null, timeoutMs: number, opts?: RequestOptions): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const item: Queued = { frame, feed, resolve: resolve as (v: unknown) => void, reject, timeoutMs };
-      if (this.pending) this.queue.push(item);
+      const item: Queued = { frame, feed, resolve: resolve as (v: unknown) => void, reject, timeoutMs, opts };
+      if (this.pending || this.held) this.queue.push(item);
       else this.send(item);
     });
   }
@@ -105,6 +179,15 @@ export class RequestChannel {
       this.next();
       return;
     }
+    if (this.owed.size > 0) {
+      const wait = this.guardWait(item.opts?.key, performance.now());
+      if (wait > 0) {
+        this.held = item;
+        this.holdTimer = setTimeout(this.onHoldTimer, wait);
+        return;
+      }
+    }
+    item.opts?.begin?.();
     this.pending = item;
     this.deadline = performance.now() + item.timeoutMs;
     this.arm(item.timeoutMs);
@@ -135,5 +218,30 @@ export class RequestChannel {
   private next(): void {
     const q = this.queue.shift();
     if (q) this.send(q);
+  }
+
+  /** Forgets owed answers whose guard has passed (quiet for guardMs, or 4x guardMs since the timeout); returns how many remain. */
+  private pruneOwed(now: number): number {
+    for (const [key, at] of this.owed) {
+      if (now - Math.max(at, this.lastLateAt) >= this.guardMs || now - at >= 4 * this.guardMs) this.owed.delete(key);
+    }
+    return this.owed.size;
+  }
+
+  /**
+   * How long a request with `key` must still wait for the late-answer guard (<= 0: send now). Once
+   * it may go, the owed answers it could have taken are forgotten.
+   */
+  private guardWait(key: string | undefined, now: number): number {
+    this.pruneOwed(now);
+    let wait = 0;
+    for (const [k, at] of this.owed) {
+      if (key !== undefined && k !== '' && k !== key) continue;
+      const w = Math.min(this.guardMs - (now - Math.max(at, this.lastLateAt)), 4 * this.guardMs - (now - at));
+      if (w > wait) wait = w;
+    }
+    if (wait > 0) return wait;
+    for (const k of this.owed.keys()) if (key === undefined || k === '' || k === key) this.owed.delete(k);
+    return 0;
   }
 }

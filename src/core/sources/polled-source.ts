@@ -25,6 +25,8 @@ export interface PolledSourceOptions {
   missesToOffline: number;
   /** Silence kept between a response and the next request (Modbus t3.5). */
   gapMs: number;
+  /** Quiet kept after a timeout before a request that could take the late answer (RequestChannel). Default 0. */
+  lateGuardMs?: number;
   log: Logger;
 }
 
@@ -38,7 +40,7 @@ export type { SourceStats } from './types';
 export abstract class PolledSource<R extends SourceReading = SourceReading> extends EventEmitter implements Source<R> {
   readonly name: string;
   readonly devices: readonly string[];
-  readonly stats: SourceStats = { polls: 0, readings: 0, timeouts: 0, crcErrors: 0, deviceErrors: 0, invalidFrames: 0, noiseBytes: 0 };
+  readonly stats: SourceStats = { polls: 0, readings: 0, timeouts: 0, crcErrors: 0, deviceErrors: 0, invalidFrames: 0, noiseBytes: 0, lateAnswers: 0 };
   protected readonly channel: RequestChannel;
   protected readonly log: Logger;
   protected readonly limiter: LogLimiter;
@@ -58,9 +60,18 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
     this.devices = opts.sensors;
     this.log = opts.log;
     this.limiter = new LogLimiter(opts.log);
-    this.channel = new RequestChannel(opts.link, (chunk) => {
-      this.stats.noiseBytes += chunk.length;
-    });
+    this.channel = new RequestChannel(
+      opts.link,
+      (chunk) => {
+        this.stats.noiseBytes += chunk.length;
+      },
+      {
+        lateGuardMs: opts.lateGuardMs ?? 0,
+        onLate: (_chunk, first) => {
+          if (first) this.stats.lateAnswers++;
+        },
+      },
+    );
     this.health = new SensorHealth(opts.sensors, opts.missesToOffline, Math.max(2_000, opts.pollIntervalMs * 10), (a) =>
       this.emit('availability', a satisfies DeviceAvailability),
     );

@@ -31,6 +31,8 @@ export interface SourceStats {
   deviceErrors: number;
   invalidFrames: number;
   noiseBytes: number;
+  /** Answers that came too late (after their request timed out) or answered another request: discarded. */
+  lateAnswers: number;
 }
 
 export interface SourceEvents<R extends SourceReading> {

@@ -3,12 +3,14 @@
  * settled weight becomes item counts, and every change is a durable outbox event.
  *
  * Contributes: the `buses` and `stability` config keys and the weighing keys of each slot; one
- * source per bus (polled; the protocol comes from the device model data in devices/); the
+ * source per bus (polled, or streaming for a continuous scale: the device model data in devices/
+ * decides); the
  * ShelfService; the outbox kinds pick/put/count (compacted per slot, never dropped), anomaly and
  * condition (droppable); the weight_calibration table; the `shelf/#` topic area; the stock.get and
  * calibrate.* commands.
  */
-import type { DeviceDefinition, ModbusDefinition, MtSicsDefinition } from '../../devices/types';
+import type { DeviceDefinition } from '../../devices/types';
+import type { Source } from '../../core/sources/types';
 import { ErrorCode, ShelfgateError } from '../../errors';
 import { Priority } from '../../core/event-kinds';
 import { defineFeature } from '../../core/feature';
@@ -16,12 +18,11 @@ import { openerFor } from '../../transport/opener';
 import { ReconnectingLink } from '../../transport/reconnecting';
 import type { SerialSettings } from '../../transport/types';
 import { shelvesConfigShape, shelvesSlice, validateShelves, weighedSlotShape, type BusConfig } from './config';
-import { ModbusLoadCellSource } from './modbus-source';
-import { MtSicsSource } from './mtsics-source';
+import { createWeightSource } from './sources';
 import { CalibrationRepository, SHELVES_MIGRATIONS } from './repository';
 import { SHELVES_COMMANDS } from './commands';
 import { ShelfService } from './service';
-import { sensorKey } from './types';
+import { sensorKey, type WeightReading } from './types';
 
 function serialSettings(def: DeviceDefinition, bus: BusConfig): SerialSettings {
   return {
@@ -51,7 +52,7 @@ export const shelvesFeature = defineFeature({
   build(ctx) {
     const cfg = shelvesSlice(ctx.config);
     const links: ReconnectingLink[] = [];
-    const sources: Array<ModbusLoadCellSource | MtSicsSource> = [];
+    const sources: Array<Source<WeightReading>> = [];
     for (const b of cfg.buses) {
       const def = ctx.definitions.get(b.model);
       if (!def) throw new ShelfgateError(ErrorCode.DEVICE_MODEL_UNKNOWN, `bus ${b.id}: unknown model ${b.model}`);
@@ -63,7 +64,8 @@ export const shelvesFeature = defineFeature({
         log: ctx.log.child({ module: 'link', bus: b.id }),
       });
       const addresses = cfg.shelves.flatMap((s) => s.slots.filter((sl) => sl.sensor?.bus === b.id).map((sl) => sl.sensor!.address ?? 0));
-      const common = {
+      // the device model data decides: polled Modbus bus, polled MT-SICS scale, or a streaming scale
+      const source = createWeightSource(def, {
         name: `source:${b.id}`,
         busId: b.id,
         link,
@@ -71,11 +73,10 @@ export const shelvesFeature = defineFeature({
         missesToOffline: b.offline_after_misses,
         timeoutMs: b.timeout_ms ?? def.timeoutMs,
         log: ctx.log.child({ module: 'weight', bus: b.id }),
-      };
-      const source =
-        def.protocol === 'modbus-rtu'
-          ? new ModbusLoadCellSource({ ...common, definition: def as ModbusDefinition, addresses, baudRate: serial.baudRate, serialTiming: !b.path.startsWith('mock://') })
-          : new MtSicsSource({ ...common, definition: def as MtSicsDefinition });
+        addresses,
+        baudRate: serial.baudRate,
+        serialTiming: !b.path.startsWith('mock://'),
+      });
       ctx.devices.track(source, () => ({ kind: def.protocol, model: def.id, path: b.path }));
       links.push(link);
       sources.push(source);

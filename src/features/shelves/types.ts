@@ -25,5 +25,18 @@ export interface WeightReading extends SourceReading {
   rxMono: number;
 }
 
+/**
+ * A weight beyond the model's capacity cannot come from goods on the platform (a corrupted frame,
+ * a wrong register map, a miswired cell): it is an overload, a condition, never a count.
+ */
+export function overCapacity(grams: number, capacityG: number): boolean {
+  return grams > capacityG;
+}
+
+/** A negative weight larger than the capacity cannot come from taking goods off: an underload. */
+export function underCapacity(grams: number, capacityG: number): boolean {
+  return grams < -capacityG;
+}
+
 /** A sensor stopped or resumed answering (after `offline_after_misses` misses or a transport drop). */
 export type SensorAvailability = DeviceAvailability;
