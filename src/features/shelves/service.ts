@@ -35,6 +35,8 @@ interface SlotEntry {
   tracker: SlotTracker;
   /** Built once per slot: every event publishes on them. */
   topics: topics.SlotTopics;
+  /** The slot's last persist-then-publish chain: the next event publishes after it (event order per topic). */
+  published: Promise<void>;
   /** Config values; calibration overrides from SQLite win over them. */
   params: { gtin?: string; unitWeightG?: number; tareG: number; toleranceG?: number; maxLoadG?: number };
 }
@@ -84,7 +86,7 @@ export class ShelfService implements Service {
           stability: { window: stability.window, maxSpreadG: stability.max_spread_g, unstableAlarmMs: stability.unstable_alarm_s * 1000 },
           initial: row ? { count: row.count, weightG: row.weightG } : undefined,
         });
-        const entry: SlotEntry = { shelfId: shelf.id, slotId: slot.id, key, tracker, topics: topics.slotTopics(this.o.storeId, shelf.id, slot.id), params };
+        const entry: SlotEntry = { shelfId: shelf.id, slotId: slot.id, key, tracker, topics: topics.slotTopics(this.o.storeId, shelf.id, slot.id), published: Promise.resolve(), params };
         this.bySensor.set(sensor, entry);
         this.bySlot.set(key, entry);
       }
@@ -155,10 +157,13 @@ export class ShelfService implements Service {
     writes.push(
       store.saveSlotState({ shelfId: entry.shelfId, slotId: entry.slotId, count: entry.tracker.count, weightG: entry.tracker.settledWeightG, condition: entry.tracker.condition, updatedAt: ts }),
     );
+    const previous = entry.published;
     const chain = Promise.all(writes)
       .then(async ([appended]) => {
         const { seq, eventId } = appended as { seq: number; eventId: string };
         const t = entry.topics;
+        // Two events of a slot in one batch: the earlier one's alert must not let the later one's stock go first.
+        await previous;
         await this.publish(t.event, { ...payload, seq, event_id: eventId, ts: new Date(ts).toISOString() }, false);
         if (ev.type === 'condition' || ev.type === 'anomaly') await this.publish(t.alert, this.alertMessage(entry, ts), true);
         await this.publish(t.stock, this.stockMessage(entry, ts), true);
@@ -166,6 +171,7 @@ export class ShelfService implements Service {
       })
       .catch((e: Error) => this.persistFailed(entry.key, e))
       .finally(() => this.inflight.delete(chain));
+    entry.published = chain;
     this.inflight.add(chain);
   }
 
