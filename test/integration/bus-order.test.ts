@@ -10,7 +10,7 @@ import { connect as tcpConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
-import type { MqttClient } from 'mqtt';
+import mqtt, { type MqttClient } from 'mqtt';
 import { generate } from 'mqtt-packet';
 import { hashPassword } from '../../src/bus/auth';
 import { LocalBus, type PublishOptions } from '../../src/bus/broker';
@@ -340,6 +340,35 @@ describe('local bus: every publish reaches every subscriber, in order per topic'
     expect(got.filter((m) => m.topic.endsWith('/state')).map((m) => m.payload)).toEqual(Array.from({ length: 20 }, (_, i) => `s${i}`));
     expect(got.filter((m) => m.topic.endsWith('/reading')).map((m) => m.payload)).toEqual(Array.from({ length: 20 }, (_, i) => `r${i}`));
     sock.destroy();
+  });
+
+  it("a client's retained will reaches a subscriber of # and $SYS/# (aedes publishes the disconnect notice right after it)", async () => {
+    const config = await gatewayConfig(tmp('sg-order-will-'));
+    const gw = gatewayParts(config);
+    await gw.start(gw.bus);
+    const port = gw.bus.address().port;
+    const all = await subscriber(port, 'adm', `${P}#`);
+    expect((await all.client.subscribeAsync('$SYS/+/disconnect/clients', { qos: 0 }))[0]!.qos).toBe(0);
+    const status = await subscriber(port, 'svc', `${P}ext/dev1/status`);
+    const willTopic = `${P}ext/dev1/status`;
+    const dev = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
+      protocolVersion: 4,
+      username: 'dev1',
+      password: PW,
+      clientId: 'dev1-will',
+      reconnectPeriod: 0,
+      will: { topic: willTopic, payload: Buffer.from('gone'), retain: true, qos: 0 },
+    });
+    cleanups.push(() => dev.endAsync(true));
+    await new Promise<void>((resolve, reject) => {
+      dev.once('connect', () => resolve());
+      dev.once('error', reject);
+    });
+    (dev.stream as Socket).destroy(); // no DISCONNECT: the broker publishes the will
+    await waitFor(() => all.messages.some((m) => m.topic.endsWith('/disconnect/clients') && m.payload === 'dev1-will'), 5_000, 'disconnect notice');
+    await waitFor(() => status.messages.some((m) => m.payload === 'gone'), 5_000, 'will at the per-topic subscriber');
+    const notice = all.messages.findIndex((m) => m.topic.endsWith('/disconnect/clients') && m.payload === 'dev1-will');
+    expect(all.messages.slice(0, notice).filter((m) => m.topic === willTopic).map((m) => m.payload)).toEqual(['gone']);
   });
 
   it("a slot's stock and alert keep event order when a condition and a pick are published at the same time", async () => {
