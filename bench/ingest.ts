@@ -103,6 +103,7 @@ async function main(): Promise<void> {
   const nEvents = gw.shelves.stats.events - e0;
   const lat = gw.shelves.latency.summary();
   const st = gw.store.stats();
+  const bus = gw.bus.stats();
   await gw.stop();
   child.kill('SIGTERM');
   const Database = (await import('better-sqlite3')).default;
@@ -114,6 +115,7 @@ async function main(): Promise<void> {
   console.log(`latency frame received -> stock published: p50 ${fmt(lat.p50, 1)} ms, p99 ${fmt(lat.p99, 1)} ms, max ${fmt(lat.max, 1)} ms (${fmt(lat.count)} samples)`);
   console.log(`SQLite: ${fmt(st.batches - b0)} batch commits in the window, max batch ${fmt(st.maxBatchMs, 1)} ms; ${fmt(rows)} outbox rows durable after stop (errors: ${gw.shelves.stats.persistFailures} persist, ${gw.shelves.stats.publishFailures} publish)`);
   console.log(`RSS of the gateway process: peak ${fmt(peakRss)} MB, last ${fmt(lastRss)} MB`);
+  console.log(`local bus: ${fmt(bus.gatewayPublishes)} gateway publishes since start, ${fmt(bus.publishesWaited)} waited for an earlier one to reach the subscribers (at most ${fmt(bus.publishesWaitingMax)} at once)`);
   console.log(`CPU of the gateway process: ${fmt((cpu.user + cpu.system) / 1000 / (nReadings / 1000), 2)} ms per 1000 readings (${fmt((cpu.user + cpu.system) / 1e4 / secs)} % of one core)`);
 }
 
