@@ -101,9 +101,14 @@ export function orderPublishes(broker: Aedes): PublishOrderStats {
   }
 
   mq.emit = function orderedEmit(this: unknown, packet: unknown, cb?: (error?: Error) => void): unknown {
-    // hand over first, then let the next publish start: it must not be numbered or handed over before this one
+    // Only the current publish can be handed over now (all others wait or are handed over).
+    // Hand it over first, then let the next start: it must not be numbered or handed over before
+    // this one. When every subscriber answers synchronously (aedes's own $SYS listeners do), the
+    // publish completes inside rawEmit and its callback has already let the next ones start:
+    // then `current` is another publish's, still in its store step, and must stay.
+    const id = current;
     const r = rawEmit.call(this, packet, cb);
-    if (current !== 0) release();
+    if (id !== 0 && current === id) release();
     return r;
   };
 
