@@ -9,6 +9,8 @@
  *     [--warmup N]      N untimed messages through each broker before its timed run (default 0)
  *     [--only sg|mq]    run one broker only
  *     [--prof DIR]      write a V8 .cpuprofile of shelfgate's broker process into DIR
+ *     [--gateway batch|chained]  instead: the gateway's own publishes (LocalBus.publish, in
+ *                       process) to one QoS 1 subscriber of the store's `#` (see driveGateway)
  *
  * Each round also prints the CPU time per 1000 messages of the client harness (this process) and
  * of the broker process: on a shared VM these are steadier than msg/s, and they show which side is
@@ -99,6 +101,68 @@ async function drive(port: number, brokerPid: number | undefined, messages: numb
 }
 
 /**
+ * --gateway: the gateway's own publishes for `window` slots, each a live event and a retained
+ * stock (QoS 1). `batch`: as a SQLite batch commit releases them, all made in one tick, the next
+ * batch once all are delivered (LocalBus.publish resolves then): the worst case for the ordering
+ * of publish-order.ts (every publish waits for the one before). `chained`: each slot awaits its
+ * event, then its stock, as the shelf service's chain does, so publishes rarely coincide. One
+ * QoS 1 subscriber of `shelfgate/v1/<store>/#`, in this process too, so the CPU figure is the
+ * gateway's and the subscriber's together. `delivered` is the share of the publishes that
+ * reached the subscriber (aedes 1.2 on its own lost retained ones: docs/aedes-ordering.md).
+ */
+async function driveGateway(pattern: 'batch' | 'chained', messages: number, window = 64): Promise<RunResult & { delivered: number }> {
+  const hash = await hashPassword(PASSWORD);
+  const mqttCfg = configSchema.shape.mqtt.parse({ host: '127.0.0.1', port: 0, users: [{ username: 'sub', role: 'admin', password_hash: hash }] });
+  const bus = new LocalBus({ config: mqttCfg, storeId: STORE, log: silentLogger() });
+  await bus.start();
+  const sub = await connect(bus.address().port, 'sub');
+  await sub.subscribeAsync(`shelfgate/v1/${STORE}/#`, { qos: 1 });
+  const endTopic = `shelfgate/v1/${STORE}/bench/end`;
+  let delivered = 0;
+  const end = new Promise<void>((resolve) =>
+    sub.on('message', (topic, _payload, packet) => {
+      if (topic === endTopic) resolve();
+      else if (!packet.retain) delivered++; // not the retained status sent on SUBSCRIBE
+    }),
+  );
+  const payload = JSON.stringify({ shelf_id: 'g1', slot_id: 's1', count: 12, weight_g: 3000.4, ts: new Date().toISOString() });
+  const cpu0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  const slots = Array.from({ length: window }, (_, w) => `shelfgate/v1/${STORE}/shelf/g${w}/slot/s1/`);
+  let sent = 0;
+  if (pattern === 'batch') {
+    while (sent < messages) {
+      const batch: Promise<void>[] = [];
+      for (const base of slots) batch.push(bus.publish(`${base}event`, payload, { qos: 1 }), bus.publish(`${base}stock`, payload, { retain: true, qos: 1 }));
+      sent += batch.length;
+      await Promise.all(batch);
+    }
+  } else {
+    await Promise.all(
+      slots.map(async (base) => {
+        while (sent < messages) {
+          sent += 2;
+          await bus.publish(`${base}event`, payload, { qos: 1 });
+          await bus.publish(`${base}stock`, payload, { retain: true, qos: 1 });
+        }
+      }),
+    );
+  }
+  // last, after every other publish completed: nothing overtakes it, and it arrives after all that was delivered
+  await bus.publish(endTopic, 'end', { qos: 1 });
+  const timeout = setTimeout(() => {
+    throw new Error('end marker not delivered within 60 s');
+  }, 60_000);
+  await end;
+  clearTimeout(timeout);
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = process.cpuUsage(cpu0);
+  await sub.endAsync();
+  await bus.stop();
+  return { rate: delivered / secs, clientCpu: ((cpu.user + cpu.system) / 1000 / sent) * 1000, brokerCpu: 0, delivered: delivered / sent };
+}
+
+/**
  * shelfgate's broker runs in its own process, as in production (the daemon), so that neither broker
  * shares a thread with the client harness: `--serve` starts just the LocalBus and prints its port.
  */
@@ -141,7 +205,7 @@ async function startMosquittoBroker(publishers: number): Promise<{ port: number;
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { serve: { type: 'boolean', default: false }, messages: { type: 'string', default: '20000' }, publishers: { type: 'string', default: '4' }, rounds: { type: 'string', default: '3' }, prof: { type: 'string' }, only: { type: 'string' }, warmup: { type: 'string', default: '0' } } });
+  const { values } = parseArgs({ options: { serve: { type: 'boolean', default: false }, messages: { type: 'string', default: '20000' }, publishers: { type: 'string', default: '4' }, rounds: { type: 'string', default: '3' }, prof: { type: 'string' }, only: { type: 'string' }, warmup: { type: 'string', default: '0' }, gateway: { type: 'string' } } });
   const messages = Number(values.messages);
   const publishers = Number(values.publishers);
   const rounds = Number(values.rounds);
@@ -150,6 +214,17 @@ async function main(): Promise<void> {
   const warmup = Number(values.warmup);
   if (values.serve) return serveShelfgate(publishers);
   console.log(`machine: ${machine()}`);
+  if (values.gateway !== undefined) {
+    const pattern = values.gateway;
+    if (pattern !== 'batch' && pattern !== 'chained') throw new Error('--gateway takes batch or chained');
+    console.log(`gateway publishes in process (${pattern}, 64 slots x live event + retained stock, QoS 1) -> 1 QoS 1 subscriber of #, ${messages} messages per round`);
+    for (let r = 0; r < rounds; r++) {
+      if (warmup > 0) await driveGateway(pattern, warmup);
+      const g = await driveGateway(pattern, messages);
+      console.log(`round ${r + 1}: ${fmt(g.rate)} msg/s delivered, ${fmt(g.delivered * 100, 1)} % of those published (CPU ms per 1000 msgs, gateway + subscriber: ${fmt(g.clientCpu, 1)})`);
+    }
+    return;
+  }
   console.log(
     `QoS1, ${publishers} publishers -> 1 subscriber, ${messages} messages per round${warmup > 0 ? ` after ${warmup} untimed` : ''}, auth + ACL on both brokers`,
   );

@@ -14,6 +14,8 @@
  * owned by another user), authorizePublish (closes the connection on a denied publish, allowed by
  * [MQTT-3.3.5-2]), authorizeSubscribe (a denied filter is negated: SUBACK 0x80), authorizeForward
  * (delivery re-checked per message), published (routes `request/<command>`).
+ * Every publish (gateway, clients, wills) is handed to the subscribers in the order it was made
+ * (publish-order.ts): without that, aedes 1.2 drops a retained message overtaken by a live one.
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
@@ -25,6 +27,7 @@ import { AclDecisionCache, AclRules, CORE_TOPIC_AREAS, canPublish, canReceive, c
 import { CommandRegistry } from '../core/commands';
 import { AuthFailureTracker, checkCredentials, type Role } from './auth';
 import * as topics from './topics';
+import { orderPublishes, type PublishOrderStats } from './publish-order';
 import { sleep } from '../util/backoff';
 
 export type { Role } from './auth';
@@ -62,6 +65,10 @@ export interface BusStats {
   messagesOut: number;
   /** Messages published in-process by the gateway. */
   gatewayPublishes: number;
+  /** Publishes (any publisher) that waited for an earlier one to reach the subscribers first (publish-order.ts). */
+  publishesWaited: number;
+  /** Most publishes waiting at once for that. */
+  publishesWaitingMax: number;
   requests: number;
   requestErrors: number;
 }
@@ -229,6 +236,7 @@ export class LocalBus implements Service {
   private broker: Aedes | null = null;
   private server: Server | null = null;
   private tracker: AuthFailureTracker | null = null;
+  private publishOrder: PublishOrderStats | null = null;
   private readonly conns = new Set<Socket>();
   /** Remote address of each socket, kept past its close (for logs). */
   private readonly addresses = new WeakMap<object, string>();
@@ -292,6 +300,8 @@ export class LocalBus implements Service {
         if (client) this.onClientPublish(packet, client);
       },
     });
+    // every publish reaches the subscribers in the order it was made, else aedes drops some (publish-order.ts)
+    this.publishOrder = orderPublishes(broker);
     this.broker = broker;
     broker.on('clientError', (client, err) => this.onClientError(client, err));
     broker.on('connectionError', (client, err) => this.onClientError(client, err));
@@ -365,12 +375,18 @@ export class LocalBus implements Service {
       connections: this.broker?.connectedClients ?? 0,
       authFailures: this.tracker?.authFailures ?? 0,
       lockouts: this.tracker?.lockouts ?? 0,
+      publishesWaited: this.publishOrder?.waited ?? 0,
+      publishesWaitingMax: this.publishOrder?.maxWaiting ?? 0,
     };
   }
 
   // ---- in-process API ----
 
-  /** Publishes as the gateway (no ACL: the gateway owns its topics). Rejects with STOPPED when not running. */
+  /**
+   * Publishes as the gateway (no ACL: the gateway owns its topics). Subscribers get the gateway's
+   * publishes in the order of the calls, retained or not, whatever the QoS. Rejects with STOPPED
+   * when not running.
+   */
   publish(topic: string, payload: string | Buffer, opts: PublishOptions = {}): Promise<void> {
     const broker = this.broker;
     if (!broker || broker.closed) return Promise.reject(new ShelfgateError(ErrorCode.STOPPED, 'local bus is not running'));
