@@ -10,6 +10,7 @@ import { hashPassword } from '../../src/bus/auth';
 import { loadDefinitions } from '../../src/devices/definitions';
 import type { ModbusDefinition, MtSicsDefinition } from '../../src/devices/types';
 import { BusClient } from '../../src/bus/request-client';
+import * as topics from '../../src/bus/topics';
 import { ModbusLoadCellBusSimulator } from '../../simulators/modbus-loadcell-sim';
 import { MtSicsSimulator } from '../../simulators/mtsics-sim';
 import { LoadCellPhysics, mulberry32 } from '../../simulators/physics';
@@ -122,13 +123,16 @@ describe('shelfgate run (whole daemon)', () => {
     const { client, messages } = await connectClient(daemon!.mqttPort, 'kiosk', PW);
     await client.subscribeAsync(stockTopic('shelf1', 'b'), { qos: 1 });
     busA.faults = { garbage: 0.3, corruptCrc: 0.2 };
-    await new Promise((r) => setTimeout(r, 1500));
+    // 60 answers under the faults before the pick (that none of them was hit: 0.56^60, nil)
+    const answered = busA.stats.answered;
+    await waitFor(() => busA.stats.answered >= answered + 60, 15_000, '60 answers under faults');
     phys.a2.pick(1);
     await waitFor(() => latestCount(messages, stockTopic('shelf1', 'b')) === 5, 15_000, 'count through garbage');
     busA.faults = {};
     const counts = messages.filter((m) => m.topic === stockTopic('shelf1', 'b')).map((m) => JSON.parse(m.payload).count as number);
     expect(counts.every((c) => c === 6 || c === 5)).toBe(true);
     expect(daemon!.proc.exitCode).toBeNull();
+    expect(daemon!.proc.signalCode).toBeNull(); // not killed by a signal either
     await client.endAsync();
   });
 
@@ -144,8 +148,13 @@ describe('shelfgate run (whole daemon)', () => {
     spoofer.client.publish(stockTopic('shelf1', 'a'), JSON.stringify({ count: 999 }), { qos: 0, retain: true });
     await closed;
     spoofer.client.end(true);
-    await new Promise((r) => setTimeout(r, 300));
-    expect(watcher.messages.some((m) => m.payload.includes('999'))).toBe(false);
+    // the broker has moved past the spoofed publish once it answers a request sent after it, on the
+    // watcher's own connection (where a forwarded fake would have arrived first)
+    const answerTopic = topics.response(STORE, 'kiosk', 'stock.get');
+    await watcher.client.subscribeAsync(answerTopic, { qos: 1 });
+    await watcher.client.publishAsync(topics.request(STORE, 'stock.get'), JSON.stringify({ transaction: 'after-spoof' }), { qos: 1 });
+    await waitFor(() => watcher.messages.some((m) => m.topic === answerTopic && (JSON.parse(m.payload) as { transaction?: string }).transaction === 'after-spoof'), 5_000, 'the answer to stock.get');
+    expect(watcher.messages.some((m) => m.topic === stockTopic('shelf1', 'a') && (JSON.parse(m.payload) as { count?: number }).count === 999)).toBe(false);
     // a kiosk may not calibrate
     const kioskReq = await BusClient.connect({ url: `mqtt://127.0.0.1:${daemon!.mqttPort}`, username: 'kiosk', password: PW, store: STORE });
     await expect(kioskReq.request('calibrate.tare', { shelf: 'shelf1', slot: 'a' }, 1500)).rejects.toThrow();
@@ -189,6 +198,7 @@ describe('shelfgate run (whole daemon)', () => {
     await waitFor(() => state() === 'online', 15_000, 'busb online after replug');
     await waitFor(() => latestCount(messages, stockTopic('shelf2', 'a')) === 12, 15_000, 'count after replug');
     expect(daemon!.proc.exitCode).toBeNull();
+    expect(daemon!.proc.signalCode).toBeNull(); // not killed by a signal either
     await client.endAsync();
   });
 
@@ -205,7 +215,15 @@ describe('shelfgate run (whole daemon)', () => {
     await waitFor(() => messages.filter((m) => m.retain).length >= 4, 5_000, 'retained stock after restart');
     expect(latestCount(messages, stockTopic('shelf1', 'a'))).toBe(10);
     expect(latestCount(messages, stockTopic('shelf2', 'a'))).toBe(12);
-    await new Promise((r) => setTimeout(r, 1500)); // let every sensor settle again
+    // Every sensor answers 10 more polls (busa has two sensors) after the restart; a poll loop asks
+    // again only once it has handled the previous answer. That is far past the 3-reading stability
+    // window, so each slot has met its restored count with settled readings by then.
+    const polls = { a: busA.stats.requests, b: busB.stats.requests, scale: scale.stats.commands };
+    await waitFor(
+      () => busA.stats.requests >= polls.a + 20 && busB.stats.requests >= polls.b + 10 && scale.stats.commands >= polls.scale + 10,
+      15_000,
+      'ten polls of every sensor after the restart',
+    );
     const db2 = new Database(join(dir, 'state', 'shelfgate.db'), { readonly: true });
     const after = db2.prepare("SELECT COUNT(*) AS n FROM outbox WHERE kind IN ('pick','put','count') AND seq > ?").get(before.s) as { n: number };
     db2.close();

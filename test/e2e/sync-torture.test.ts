@@ -89,15 +89,23 @@ describe('kill -9 torture during ingest and sync', () => {
 
     for (let k = 0; k < KILLS; k++) {
       daemon = await startDaemon(config, dir);
-      await new Promise((r) => setTimeout(r, 800 + rng() * 1700));
+      // Each life lasts until central has stored 9 to 14 more events (a random number, so the
+      // SIGKILL lands at a random point of ingest and sync), not a random 0.8-2.5 s: on a slow
+      // machine those lives synced too little for the traffic check below.
+      const until = central.stats().totals.events + 9 + Math.floor(rng() * 6);
+      await waitFor(() => central.stats().totals.events >= until, 60_000, `events synced in life ${k + 1}`);
       daemon.proc.kill('SIGKILL');
       await daemon.exited;
     }
-    // last life: shoppers stop, the daemon drains everything
+    // last life: a few more events synced with the shoppers busy, then they stop and the daemon drains everything
     daemon = await startDaemon(config, dir);
-    await new Promise((r) => setTimeout(r, 1000));
+    const synced = central.stats().totals.events + 5;
+    await waitFor(() => central.stats().totals.events >= synced, 30_000, 'events synced in the last life');
     shoppers.stop();
-    await new Promise((r) => setTimeout(r, 1500)); // let the last readings settle into events
+    // The last readings settle into events: six more polling rounds of the 16 slots (the loop asks
+    // only once it has handled the last answer), past the 40 ms settle and the 3-reading window.
+    const polled = sim.stats.requests + 16 * 6;
+    await waitFor(() => sim.stats.requests >= polled, 30_000, 'six polling rounds after the shoppers stopped');
     central.setFaults({ status5xxRate: 0, dropConnectionRate: 0, lostResponseRate: 0 });
     const db = () => new Database(join(dir, 'state', 'shelfgate.db'), { readonly: true, fileMustExist: true });
     await waitFor(

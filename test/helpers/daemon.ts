@@ -6,6 +6,8 @@ import { stringify } from 'yaml';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterEach } from 'vitest';
 
+export { waitFor, waitForEvent } from './wait';
+
 export const ROOT = resolve(__dirname, '../..');
 export const CLI = join(ROOT, 'dist/src/cli.js');
 
@@ -119,17 +121,6 @@ export async function connectClient(port: number, username?: string, password?: 
     client.once('error', reject);
   });
   return { client, messages };
-}
-
-/** Polls `cond` every 25 ms until it returns a truthy value or the time is up. */
-export async function waitFor<T>(cond: () => T | undefined | null | false, timeoutMs = 10_000, what = 'condition'): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = cond();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 /**

@@ -16,6 +16,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
+import { waitFor } from './wait';
 
 export const MOSQUITTO = '/usr/sbin/mosquitto';
 export const MOSQUITTO_PASSWD = '/usr/bin/mosquitto_passwd';
@@ -92,8 +93,6 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 class PortTaken extends Error {}
 
 export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosquitto> {
@@ -167,22 +166,23 @@ export async function startMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
         r();
       }),
     );
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (hasExited) {
-        if (/Address already in use/i.test(out)) throw new PortTaken(out);
-        throw new Error(`mosquitto exited during start:\n${out}`);
-      }
-      if (/running/.test(out)) {
-        const ok = (await canConnect(port)) && (tlsPort === null || (await canConnect(tlsPort)));
-        if (ok) return;
-      }
-      if (Date.now() > deadline) {
-        p.kill('SIGKILL');
-        await exited;
-        throw new Error(`mosquitto did not start within ${timeoutMs} ms:\n${out}`);
-      }
-      await sleep(25);
+    try {
+      await waitFor(
+        async () => {
+          if (hasExited) {
+            if (/Address already in use/i.test(out)) throw new PortTaken(out);
+            throw new Error(`mosquitto exited during start:\n${out}`);
+          }
+          return /running/.test(out) && (await canConnect(port)) && (tlsPort === null || (await canConnect(tlsPort)));
+        },
+        timeoutMs,
+        'mosquitto to start',
+      );
+    } catch (e) {
+      if (hasExited) throw e;
+      p.kill('SIGKILL');
+      await exited;
+      throw new Error(`mosquitto did not start within ${timeoutMs} ms:\n${out}`);
     }
   };
 

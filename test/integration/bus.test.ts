@@ -15,6 +15,7 @@ import * as topics from '../../src/bus/topics';
 import type { MqttConfig } from '../../src/config/schema';
 import { ErrorCode, ShelfgateError } from '../../src/errors';
 import { silentLogger } from '../../src/log';
+import { waitFor } from '../helpers/wait';
 
 const STORE = 's1';
 const P = topics.storePrefix(STORE);
@@ -529,8 +530,9 @@ describe('LocalBus limits and lifecycle', () => {
     await subscribe(c, topics.gatewayStatus(STORE));
     const offline = nextMessage(c, topics.gatewayStatus(STORE), 5_000, (p) => p.toString().includes('"offline"'));
     const closed = waitClose(c);
+    const accepted = bus.stats().connectionsTotal;
     const idle = raw(port, null, 5_000); // a socket that never sent CONNECT
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => bus.stats().connectionsTotal === accepted + 1, 5_000, 'the idle socket to be accepted');
     await bus.stop();
     expect(JSON.parse((await offline).toString())).toMatchObject({ state: 'offline', version: 'test' });
     await closed;
@@ -541,8 +543,7 @@ describe('LocalBus limits and lifecycle', () => {
     // nothing listens any more
     expect((await raw(port, null, 1_000)).closed).toBe(true);
     clients.splice(0).forEach((x) => x.end(true));
-    await new Promise((r) => setTimeout(r, 50));
-    expect(resources().length).toBeLessThanOrEqual(baseline);
+    await waitFor(() => resources().length <= baseline, 5_000, 'every socket and server handle released');
   });
 
   it('can be started again after stop (retained state republished by the caller)', async () => {

@@ -19,6 +19,7 @@ import { silentLogger } from '../../src/log';
 import { CentralSimulator, type CentralSimulatorOptions } from '../../simulators/central/simulator';
 import { runCentralCli } from '../../simulators/central/cli';
 import { AckRequestSchema, EVENT_KINDS, EventSchema, LIMITS, ProblemCode, type Change, type PriceChange } from '../../simulators/central/types';
+import { waitFor } from '../helpers/wait';
 
 const ROOT = join(__dirname, '..', '..');
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
@@ -449,8 +450,10 @@ describe('changes feed', () => {
     expect(idle.ms).toBeGreaterThanOrEqual(900);
     expect(idle.ms).toBeLessThan(3000);
 
-    setTimeout(() => sim.publishPrice({ gtin: '4006381333931', price: 199, currency: 'EUR' }), 200);
-    const woke = await getChanges(sim, 's1', `cursor=${first.body.next_cursor}&wait=10`);
+    const waking = getChanges(sim, 's1', `cursor=${first.body.next_cursor}&wait=10`);
+    await waitFor(() => sim.stats().connections.long_polls === 1, 5000, 'the long-poll to be parked');
+    sim.publishPrice({ gtin: '4006381333931', price: 199, currency: 'EUR' });
+    const woke = await waking;
     expect(woke.ms).toBeLessThan(3000);
     expect(woke.body.changes.map((c: PriceChange) => c.version)).toEqual([2]);
     expect(sim.stats().connections.long_polls).toBe(0);
@@ -585,7 +588,8 @@ describe('changes feed', () => {
         req.setTimeout(5000, () => req.destroy(new Error('SSE timeout')));
       });
     const p = read({}, 2);
-    setTimeout(() => sim.publishPrice({ gtin: '04006381333931', price: 2, currency: 'EUR' }), 100);
+    await waitFor(() => sim.stats().connections.sse === 1, 5000, 'the SSE stream to be open');
+    sim.publishPrice({ gtin: '04006381333931', price: 2, currency: 'EUR' });
     const got = await p;
     expect(got.map((e) => (e.data as PriceChange).version)).toEqual([1, 2]);
     for (const e of got) expectConforms('Change', e.data);
@@ -673,13 +677,13 @@ describe('faults', () => {
       () => 'answered',
       () => 'closed',
     );
-    for (let i = 0; i < 100 && sim.stats().requests.faults_injected.timeout === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => sim.stats().requests.faults_injected.timeout === 1, 5000, 'the request to hang');
     sim.setFaults({ timeoutRate: 0 });
     const poll = fetch(`${sim.url}/v1/stores/s1/changes?wait=30`, { headers: auth }).then(
       async (r) => `answered ${r.status} ${await r.text()}`,
       () => 'closed',
     );
-    for (let i = 0; i < 50 && sim.stats().connections.long_polls === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => sim.stats().connections.long_polls > 0, 5000, 'the long-poll to be parked');
     expect(sim.stats().connections.long_polls).toBe(1);
     const t0 = Date.now();
     await sim.stop();
@@ -720,7 +724,7 @@ describe('status page, CLI', () => {
         url = s.url;
       },
     });
-    for (let i = 0; i < 100 && !url; i++) await new Promise((r) => setTimeout(r, 20));
+    await waitFor(() => url, 5000, 'the central CLI to listen');
     expect(out.join('')).toMatch(/^central: listening on http:\/\/127\.0\.0\.1:\d+ \(token required\); status page http:\/\/127\.0\.0\.1:\d+\/_sim\/\n$/);
     expect((await fetch(`${url}/v1/stores/s1/changes`)).status).toBe(401);
     ac.abort();

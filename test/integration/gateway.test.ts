@@ -12,6 +12,7 @@ import { loadDefinitions } from '../../src/devices/definitions';
 import type { ModbusDefinition } from '../../src/devices/types';
 import { buildGateway, type Gateway } from '../../src/core/gateway';
 import { BUILTIN_FEATURES } from '../../src/features';
+import { shelvesOf } from '../../src/features/shelves';
 import { silentLogger } from '../../src/log';
 import { registerMock, unregisterMock } from '../../src/transport/mock';
 import { ModbusLoadCellBusSimulator } from '../../simulators/modbus-loadcell-sim';
@@ -110,7 +111,11 @@ describe('gateway in process', () => {
     await waitFor(() => c2.messages.some((m) => m.retain && m.topic.endsWith('/a/stock') && JSON.parse(m.payload).count === 7), 5_000, 'retained stock after restart');
     // what is republished at start is the saved state, flagged as last known
     expect(JSON.parse(c2.messages.find((m) => m.retain && m.topic.endsWith('/a/stock'))!.payload)).toMatchObject({ count: 7, condition: 'ok', last_known: true });
-    await new Promise((r) => setTimeout(r, 500));
+    // 40 readings since the restart (the two sensors are polled in turn): far past the 3-reading
+    // stability window and the 60 ms settle, so the restored counts were met by settled readings.
+    const shelves = shelvesOf(gw);
+    await waitFor(() => shelves.stats.readings >= 40, 10_000, 'readings after restart');
+    expect(shelves.stats.events).toBe(0);
     expect(gw.store.outboxStats().count).toBe(countBefore);
     await c2.client.endAsync();
   });

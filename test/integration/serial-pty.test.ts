@@ -15,15 +15,14 @@ import { silentLogger } from '../../src/log';
 import { ReconnectingLink } from '../../src/transport/reconnecting';
 import { serialOpener } from '../../src/transport/serial';
 import type { SerialSettings } from '../../src/transport/types';
+import { waitFor } from '../helpers/wait';
 
 const SETTINGS: SerialSettings = { baudRate: 9600, dataBits: 8, parity: 'none', stopBits: 1 };
 
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+/** True once the serial port under a Link has finished closing (no Link-level event says so). */
+function portClosed(link: unknown): boolean {
+  const port = (link as { stream: SerialPort }).stream;
+  return !port.isOpen && !port.closing;
 }
 
 let dir: string;
@@ -38,9 +37,9 @@ async function startSocat(): Promise<void> {
   const p = spawn('socat', ['-d', '-d', `pty,raw,echo=0,link=${a}`, `pty,raw,echo=0,link=${b}`], { stdio: ['ignore', 'ignore', 'pipe'] });
   p.stderr!.on('data', (c: Buffer) => (socatLog = (socatLog + c.toString()).slice(-4000)));
   socat = p;
-  await waitFor(`socat links (log: ${socatLog})`, () => existsSync(a) && existsSync(b));
+  await waitFor(() => existsSync(a) && existsSync(b), 5000, `socat links (log: ${socatLog})`);
   // socat logs "starting data transfer loop" once both ptys are set up
-  await waitFor('socat transfer loop', () => socatLog.includes('starting data transfer loop'));
+  await waitFor(() => socatLog.includes('starting data transfer loop'), 5000, 'socat transfer loop');
 }
 
 async function killSocat(): Promise<void> {
@@ -71,9 +70,9 @@ async function exchange(rl: ReconnectingLink, tag: string): Promise<void> {
   rl.on('data', onData);
   try {
     port.write(`from-device-${tag}\r\n`);
-    await waitFor('device -> gateway bytes', () => gatewayGot === `from-device-${tag}\r\n`);
+    await waitFor(() => gatewayGot === `from-device-${tag}\r\n`, 5000, 'device -> gateway bytes');
     await rl.write(Buffer.from(`from-gateway-${tag}\r\n`));
-    await waitFor('gateway -> device bytes', () => received() === `from-gateway-${tag}\r\n`);
+    await waitFor(() => received() === `from-gateway-${tag}\r\n`, 5000, 'gateway -> device bytes');
   } finally {
     rl.off('data', onData);
   }
@@ -107,17 +106,17 @@ describe('serial transport over socat ptys', () => {
     rl.on('offline', (reason) => events.push(`offline:${reason}`));
 
     await rl.start();
-    await waitFor('online', () => rl.online);
+    await waitFor(() => rl.online, 5000, 'online');
     await exchange(rl, '1');
 
     await killSocat(); // unplug
-    await waitFor('offline after unplug', () => !rl.online);
+    await waitFor(() => !rl.online, 5000, 'offline after unplug');
     expect(events[1]).toMatch(/^offline:(?!stopped)/); // e.g. "bad file descriptor" (EBADF) from the read poller
     expect(rl.stats.disconnects).toBe(1);
 
-    await new Promise((r) => setTimeout(r, 300)); // a few failed reopens while "unplugged"
+    await waitFor(() => rl.stats.openFailures >= 2, 5000, 'failed reopens while unplugged');
     await startSocat(); // replug
-    await waitFor('online after replug', () => rl.online);
+    await waitFor(() => rl.online, 5000, 'online after replug');
     await exchange(rl, '2');
 
     expect(events.filter((e) => e === 'online').length).toBe(2);
@@ -134,8 +133,9 @@ describe('serial transport over socat ptys', () => {
       const closes: (Error | undefined)[] = [];
       link.on('close', (err) => closes.push(err));
       await killSocat(); // unplug, and nothing written afterwards
-      await waitFor(`close after unplug #${i}`, () => closes.length === 1, 3000);
-      await new Promise((r) => setTimeout(r, 50));
+      await waitFor(() => closes.length === 1, 3000, `close after unplug #${i}`);
+      // the port's own teardown is the last thing that could still bring a second 'close'
+      await waitFor(() => portClosed(link), 3000, `port closed after unplug #${i}`);
       expect(closes.length).toBe(1);
       expect(closes[0]).toBeInstanceOf(Error);
       await expect(link.write(Buffer.from('x'))).rejects.toSatisfy((e) => isShelfgateError(e, ErrorCode.TRANSPORT_CLOSED));
@@ -164,9 +164,9 @@ describe('serial transport over socat ptys', () => {
     link = rl;
     await rl.start();
     expect(rl.online).toBe(false);
-    await waitFor('some failed opens', () => rl.stats.openFailures >= 2);
+    await waitFor(() => rl.stats.openFailures >= 2, 5000, 'some failed opens');
     await startSocat();
-    await waitFor('online', () => rl.online);
+    await waitFor(() => rl.online, 5000, 'online');
     await exchange(rl, 'late');
   });
 });

@@ -16,6 +16,7 @@ import { ModbusLoadCellBusSimulator } from '../../simulators/modbus-loadcell-sim
 import { MtSicsSimulator } from '../../simulators/mtsics-sim';
 import { LoadCellPhysics } from '../../simulators/physics';
 import { servePty, serveTcp, type Serving } from '../../simulators/serve';
+import { waitFor } from '../helpers/wait';
 
 const defs = loadDefinitions();
 const MB = defs.get('generic-modbus-loadcell') as ModbusDefinition;
@@ -27,14 +28,6 @@ const REQ_NET = Buffer.from('01030052000265DA', 'hex');
 const RES_NET = '01 03 04 FF FF C1 EF EA 0B';
 
 const show = (b: Buffer): string => b.toString('hex').toUpperCase().replace(/(..)(?!$)/g, '$1 ');
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 /** A reference bus: address 1 shows gross 132 and net -15889 (protocols.md §3b). */
 function referenceBus(): ModbusLoadCellBusSimulator {
@@ -60,7 +53,7 @@ class Client {
   async ask(req: Buffer, len: number): Promise<Buffer> {
     this.got = Buffer.alloc(0);
     this.socket.write(req);
-    await waitFor(`${len} bytes`, () => this.got.length >= len);
+    await waitFor(() => this.got.length >= len, 5000, `${len} bytes`);
     return this.got;
   }
 }
@@ -143,10 +136,10 @@ describe('servePty (socat)', () => {
     expect(existsSync(link) && existsSync(`${link}.sim`)).toBe(true);
     const gw = await openGateway(link);
     gw.port.write(REQ_GROSS);
-    await waitFor('gross answer', () => gw.got().length >= 9);
+    await waitFor(() => gw.got().length >= 9, 5000, 'gross answer');
     expect(show(gw.got())).toBe(RES_GROSS);
     gw.port.write(REQ_NET);
-    await waitFor('net answer', () => gw.got().length >= 18);
+    await waitFor(() => gw.got().length >= 18, 5000, 'net answer');
     expect(show(gw.got().subarray(9))).toBe(RES_NET);
   });
 
@@ -156,7 +149,7 @@ describe('servePty (socat)', () => {
     const serving = await servePty(sim, link);
     const gw = await openGateway(link);
     gw.port.write('S\r\n');
-    await waitFor('answer', () => gw.got().length >= 18);
+    await waitFor(() => gw.got().length >= 18, 5000, 'answer');
     expect(gw.got().toString('latin1')).toBe('S S     100.00 g\r\n');
     await serving.close();
     expect(existsSync(link)).toBe(false);
@@ -201,7 +194,7 @@ describe('shelfgate sim (runSimCli in-process)', () => {
       ac.abort();
       await done;
     });
-    await waitFor('serving', () => port > 0);
+    await waitFor(() => port > 0, 5000, 'serving');
     expect(out).toMatch(/^modbus-loadcell: 16 addresses on tcp:\/\/127\.0\.0\.1:\d+ \(model generic-modbus-loadcell/);
     const c = await Client.open(port);
     cleanups.push(() => void c.socket.destroy());
@@ -225,16 +218,16 @@ describe('shelfgate sim (runSimCli in-process)', () => {
       ac.abort();
       await done;
     });
-    await waitFor('serving', () => port > 0);
+    await waitFor(() => port > 0, 5_000, 'serving');
     expect(out).toMatch(/^mt-sics: scale on tcp:\/\/127\.0\.0\.1:\d+ \(model mettler-toledo-mt-sics-continuous/);
     const c = await Client.open(port);
     cleanups.push(() => void c.socket.destroy());
     c.socket.write('SIR\r\n');
     const line = 'S S     500.00 g\r\n';
-    await waitFor('five streamed lines', () => c.got.length >= 5 * line.length);
+    await waitFor(() => c.got.length >= 5 * line.length, 5_000, 'five streamed lines');
     expect(c.got.toString('latin1').startsWith(line.repeat(5))).toBe(true);
     c.socket.write('I4\r\n');
-    await waitFor('the I4 answer', () => c.got.toString('latin1').includes('I4 A'));
+    await waitFor(() => c.got.toString('latin1').includes('I4 A'), 5_000, 'the I4 answer');
     const lines = c.got.toString('latin1').split('\r\n').slice(0, -1);
     expect(lines.at(-1)).toBe('I4 A "1234567"'); // the stream ended before the answer
     expect(lines.slice(0, -1).every((l) => l === 'S S     500.00 g')).toBe(true);

@@ -20,6 +20,7 @@ import { EventBus } from '../../src/core/events';
 import { Locations } from '../../src/core/locations';
 import { BUILTIN_FEATURES } from '../../src/features';
 import { CalibrationRepository } from '../../src/features/shelves/repository';
+import { waitFor } from '../helpers/wait';
 
 let dir: string;
 let dbPath: string;
@@ -271,17 +272,20 @@ describe('batched writer', () => {
     const r = reader();
     const count = () => (r.prepare('SELECT count(*) AS n FROM outbox').get() as { n: number }).n;
     let resolvedAt = 0;
+    let resolvedMs = 0;
+    const t0 = Date.now();
     const p = s.appendEvent({ deviceId: 'd', kind: 'count', payload: { n: 1 } }).then((v) => {
       resolvedAt = count(); // read by another connection at the moment of resolution
+      resolvedMs = Date.now() - t0;
       return v;
     });
     const slot = stock('a', 3, 30, 'ok', 1);
-    await new Promise((res) => setTimeout(res, 50));
     expect(count()).toBe(0); // still queued: not yet committed, not yet resolved
     expect(s.stats().pendingOps).toBe(2);
     await p;
     await slot;
     expect(resolvedAt).toBe(1);
+    expect(resolvedMs).toBeGreaterThanOrEqual(100); // it stayed queued for (most of) the 150 ms flush interval
     expect(r.prepare('SELECT count FROM stock').get()).toEqual({ count: 3 });
     r.close();
   });
@@ -498,11 +502,14 @@ describe('kill -9', () => {
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<NodeJS.Signals | null>((res) => child.on('exit', (_code, sig) => res(sig)));
     // let it run until some 20k events are acknowledged, then kill it mid-stream
-    const deadline = Date.now() + 20_000;
-    while (statSync(ackFile).size < 20_000 * 16) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`child stopped early or too slow: ${stderr}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await waitFor(
+      () => {
+        if (child.exitCode !== null) throw new Error(`child stopped early: ${stderr}`);
+        return statSync(ackFile).size >= 20_000 * 16;
+      },
+      20_000,
+      '20k acknowledged events',
+    );
     child.kill('SIGKILL');
     expect(await exited).toBe('SIGKILL');
 

@@ -143,8 +143,10 @@ describe('sync over HTTPS: upstream', () => {
     });
     const gw = await gateway(syncConfig(central.url, {}, { request_timeout_ms: 500 }));
     for (let k = 0; k < 5; k++) {
+      const requests = central.stats().requests.total;
       await appendEvents(gw.store, 200, 9, k * 200);
-      await new Promise((r) => setTimeout(r, 50));
+      // the next chunk lands while uploads (and their faults) are under way
+      await waitFor(() => central.stats().requests.total > requests, 10_000, `uploads after chunk ${k}`);
     }
     await waitFor(() => gw.store.outboxStats().count === 0, 25_000, 'outbox drained under faults');
     expectExactlyOnceInOrder(central, 1000);
@@ -165,8 +167,10 @@ describe('sync over HTTPS: upstream', () => {
     await waitFor(() => gw.store.outboxStats().count === 0, 10_000, 'first events uploaded');
     await central.stop();
     for (let k = 1; k <= 10; k++) {
+      const failures = gw.sync.stats().batchFailures;
       await appendEvents(gw.store, 100, 5, k * 100);
-      await new Promise((r) => setTimeout(r, 120));
+      // the next chunk lands after another failed attempt: the gateway keeps trying while central is away
+      await waitFor(() => gw.sync.stats().batchFailures > failures, 10_000, `a failed upload after chunk ${k}`);
     }
     expect(gw.store.outboxStats().count).toBe(1000);
     expect(gw.sync.status().connected).toBe(false);
@@ -190,8 +194,11 @@ describe('sync over HTTPS: upstream', () => {
     expect(JSON.parse(parked[0]!.error)).toMatchObject({ code: 'unknown_kind' });
     expect(central.receivedEvents(STORE).map((e) => e.seq)).toEqual([1, 3]);
     const batches = central.stats().stores[STORE]!.batches;
-    await new Promise((r) => setTimeout(r, 300));
-    expect(central.stats().stores[STORE]!.batches).toBe(batches); // not resent
+    // a later event is uploaded: the uploader has moved past the parked one
+    await gw.store.appendEvent({ deviceId: 'sh1/1', kind: 'pick', payload: { count: 4 } });
+    await waitFor(() => central.receivedEvents(STORE).some((e) => e.seq === 4), 10_000, 'the later event');
+    expect(central.receivedEvents(STORE).map((e) => e.seq)).toEqual([1, 3, 4]);
+    expect(central.stats().stores[STORE]!.batches).toBe(batches + 1); // the later event's; the parked one not resent
   });
 });
 
@@ -216,7 +223,7 @@ describe('sync over HTTPS: downstream', () => {
     // more versions, one page at a time, plus duplicates from the fault
     for (let v = 6; v <= 8; v++) {
       central.publishPrice({ gtin: GTIN, price: 100 + v, currency: 'EUR', version: v });
-      await new Promise((r) => setTimeout(r, 30));
+      await waitFor(() => versions(GTIN).includes(v), 10_000, `version ${v} published`);
     }
     await waitFor(() => versions(GTIN).includes(8), 10_000, 'version 8 published');
     const seen = versions(GTIN);
@@ -326,7 +333,8 @@ describe('sync over HTTPS: TLS', () => {
     const gw = await gateway(cfg);
     await appendEvents(gw.store, 10, 2);
     await waitFor(() => gw.sync.status().last_error?.code !== undefined, 5000, 'TLS error reported');
-    await new Promise((r) => setTimeout(r, 300));
+    const failures = gw.sync.stats().batchFailures;
+    await waitFor(() => gw.sync.stats().batchFailures > failures, 5000, 'a retry, refused too');
     expect(gw.store.outboxStats().count).toBe(10);
     expect(gw.sync.status().connected).toBe(false);
     expect(central.stats().totals.events).toBe(0);

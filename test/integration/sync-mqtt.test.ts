@@ -15,7 +15,9 @@ import { MqttBridge, type MqttBridgeOptions, type MqttSyncConfig } from '../../s
 import type { Change, UploadEvent } from '../../src/sync/types';
 import { CentralSimulator, decodeCursor } from '../../simulators/central/simulator';
 import { CentralMqttAdapter } from '../../simulators/central/mqtt-adapter';
+import { connectClient } from '../helpers/daemon';
 import { makeLeafCert, makeTestCa, startMosquitto, type Mosquitto } from '../helpers/mosquitto';
+import { waitFor } from '../helpers/wait';
 
 const STORE = 'store-0042';
 const OTHER = 'store-0043';
@@ -34,7 +36,8 @@ topic read ${PREFIX}/stores/${STORE}/events-result/+
 topic read ${PREFIX}/stores/${STORE}/changes
 `;
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** The pause before a retry, as the sync service's backoff makes one: part of the scenario, not a wait. */
+const retryPause = (): Promise<void> => new Promise((r) => setTimeout(r, 100));
 
 let seq = 0;
 function events(n: number, device = 'g1-s1/1'): UploadEvent[] {
@@ -47,16 +50,6 @@ function events(n: number, device = 'g1-s1/1'): UploadEvent[] {
     created_at: new Date().toISOString(),
     payload: { units: 1 },
   }));
-}
-
-async function until<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
 }
 
 /** Fetches like the sync service: follows nextCursor until `done(seen)` and the cursor reached `head`. */
@@ -72,7 +65,7 @@ async function drain(bridge: MqttBridge, cursor: string | null, done: (seen: Cha
       cursor = r.nextCursor;
     } catch (e) {
       if (!isShelfgateError(e, ErrorCode.SYNC_RETRYABLE)) throw e;
-      await sleep(100);
+      await retryPause();
     }
   }
   return { seen, cursor };
@@ -87,7 +80,7 @@ async function uploadWithRetry(bridge: MqttBridge, batchId: string, evs: UploadE
     } catch (e) {
       if (!isShelfgateError(e, ErrorCode.SYNC_RETRYABLE) || Date.now() > deadline) throw e;
       retries.n++;
-      await sleep(100);
+      await retryPause();
     }
   }
 }
@@ -209,7 +202,7 @@ describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
       { change_id: p.change_id, status: 'applied', applied_at: new Date().toISOString() },
       { change_id: s.change_id, status: 'applied', applied_at: new Date().toISOString() },
     ]);
-    await until('acks recorded', () => central.acks(STORE).filter((a) => a.change_id === p.change_id || a.change_id === s.change_id).length === 2);
+    await waitFor(() => central.acks(STORE).filter((a) => a.change_id === p.change_id || a.change_id === s.change_id).length === 2, 10_000, 'acks recorded');
   });
 
   it('the cursor handed out advances only to complete positions and reaches the store feed head', async () => {
@@ -254,8 +247,13 @@ describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
     const { cursor } = await drain(a, null, () => true, head);
     await a.stop();
 
+    // an observer on the broker: once it has the changes, mosquitto has queued them for the session too
+    const observer = await connectClient(mosq.port, 'central', 'central-secret');
+    await observer.client.subscribeAsync(`${PREFIX}/stores/${STORE}/changes`, { qos: 1 });
     const published = [1, 2, 3].map((i) => central.publishPrice({ gtin: '4006381333931', price: 300 + i, currency: 'EUR' }));
-    await sleep(200);
+    const routed = (id: string): boolean => observer.messages.some((m) => (JSON.parse(m.payload) as { change_id?: string }).change_id === id);
+    await waitFor(() => published.every((p) => routed(p.change_id)), 10_000, 'the changes on the broker');
+    await observer.client.endAsync();
 
     const b = bridge({ client_id: clientId });
     await b.start();
@@ -276,14 +274,19 @@ describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
     const b = bridge({ password_file: join(dir, 'wrong.pw'), client_id: 'shelfgate-wrong-pw' });
     await b.start();
     expect(await b.waitReady(1_000)).toBe(false);
-    const err = await until('a fatal upload error', async () => {
-      try {
-        await b.upload(randomUUID(), events(1));
-        return undefined;
-      } catch (e) {
-        return isShelfgateError(e, ErrorCode.SYNC_FATAL) ? e : undefined;
-      }
-    }, 5_000);
+    const err = await waitFor(
+      async () => {
+        try {
+          await b.upload(randomUUID(), events(1));
+          return undefined;
+        } catch (e) {
+          return isShelfgateError(e, ErrorCode.SYNC_FATAL) ? e : undefined;
+        }
+      },
+      5_000,
+      'a fatal upload error',
+      50,
+    );
     // 0x86 bad user name or password; mosquitto 2.0 answers 0x87 not authorized
     expect([0x86, 0x87]).toContain((err.details as { reasonCode: number }).reasonCode);
     await expect(b.fetchChanges(null, 0, new AbortController().signal)).rejects.toMatchObject({ code: ErrorCode.SYNC_FATAL });
@@ -298,14 +301,19 @@ describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
     });
     bridges.push(b);
     await b.start();
-    const err = await until('a fatal error', async () => {
-      try {
-        await b.upload(randomUUID(), events(1));
-        return undefined;
-      } catch (e) {
-        return isShelfgateError(e, ErrorCode.SYNC_FATAL) ? e : undefined;
-      }
-    }, 5_000);
+    const err = await waitFor(
+      async () => {
+        try {
+          await b.upload(randomUUID(), events(1));
+          return undefined;
+        } catch (e) {
+          return isShelfgateError(e, ErrorCode.SYNC_FATAL) ? e : undefined;
+        }
+      },
+      5_000,
+      'a fatal error',
+      50,
+    );
     // mosquitto grants the subscription (and delivers nothing) but refuses the publish with PUBACK 0x87
     expect(err.message).toMatch(/refused/);
   });
@@ -321,21 +329,30 @@ describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
     const done: string[][] = [];
     const beforeChange = central.publishPrice({ gtin: '4006381333931', price: 400, currency: 'EUR' });
     let duringChange: Change | null = null;
+    let restarted: Promise<void> | undefined;
     for (let i = 0; i < batches.length; i++) {
       const x = batches[i]!;
       if (i === 4) {
-        await sleep(2_500); // past mosquitto's autosave (every 1-2 s), so the session is on disk before SIGKILL
+        // The session must be on disk before SIGKILL. mosquitto autosaves (every 1-2 s) in its main
+        // loop and logs each save as it starts: a second save logged from now on means one made
+        // after the session was set up has been written.
+        const saves = (): number => mosq.log().split('Saving in-memory database').length - 1;
+        const before = saves();
+        await waitFor(() => saves() >= before + 2, 10_000, 'two mosquitto autosaves');
         await mosq.kill();
-        await until('the bridge to notice', () => !b.connected, 5_000);
+        await waitFor(() => !b.connected, 5_000, 'the bridge to notice');
         await expect(b.upload(x.id, x.evs)).rejects.toMatchObject({ code: ErrorCode.SYNC_RETRYABLE });
         downRejections++;
         duringChange = central.publishPrice({ gtin: '4006381333931', price: 401, currency: 'EUR' }) as unknown as Change;
-        setTimeout(() => void mosq.restart(), 700);
+        // the broker comes back once an upload has been refused while it was down
+        const refused = retries.n;
+        restarted = waitFor(() => retries.n > refused, 10_000, 'an upload retry while the broker is down').then(() => mosq.restart());
       }
       const r = await uploadWithRetry(b, x.id, x.evs, retries);
       expect(r.every((e) => e.status === 'accepted' || e.status === 'duplicate')).toBe(true);
       done.push(r.map((e) => e.event_id));
     }
+    await restarted;
     expect(downRejections).toBe(1);
     expect(b.sessionPresent).toBe(true); // the persistent session survived the broker restart
     expect(retries.n).toBeGreaterThan(0);

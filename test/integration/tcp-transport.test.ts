@@ -9,14 +9,7 @@ import { silentLogger } from '../../src/log';
 import { openerFor } from '../../src/transport/opener';
 import { ReconnectingLink } from '../../src/transport/reconnecting';
 import { tcpOpener } from '../../src/transport/tcp';
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+import { waitFor, waitForEvent } from '../helpers/wait';
 
 let server: Server | undefined;
 let link: ReconnectingLink | undefined;
@@ -78,18 +71,19 @@ describe('tcp transport', () => {
     rl.on('data', (c) => (got += c.toString('latin1')));
 
     await rl.start();
-    await waitFor('online', () => rl.online && sockets.length === 1);
+    await waitFor(() => rl.online && sockets.length === 1, 5000, 'online');
     await rl.write(Buffer.from('ping'));
-    await waitFor('server got ping', () => srv.received() === 'ping');
+    await waitFor(() => srv.received() === 'ping', 5000, 'server got ping');
     sockets[0]!.write('pong');
-    await waitFor('gateway got pong', () => got === 'pong');
+    await waitFor(() => got === 'pong', 5000, 'gateway got pong');
 
+    const offline = waitForEvent(rl, 'offline'); // an event: the link is back within ~20 ms, too soon to poll for
     sockets[0]!.destroy();
-    await waitFor('offline', () => !rl.online);
+    await offline;
     await expect(rl.write(Buffer.from('x'))).rejects.toSatisfy((e) => isShelfgateError(e, ErrorCode.TRANSPORT_CLOSED));
-    await waitFor('online again', () => rl.online && sockets.length === 2);
+    await waitFor(() => rl.online && sockets.length === 2, 5000, 'online again');
     sockets[1]!.write('again');
-    await waitFor('gateway got again', () => got === 'pongagain');
+    await waitFor(() => got === 'pongagain', 5000, 'gateway got again');
     expect(events).toEqual(['online', 'offline', 'online']);
     expect(rl.stats).toMatchObject({ opens: 2, disconnects: 1, bytesIn: 9, bytesOut: 4 });
   });
@@ -100,16 +94,19 @@ describe('tcp transport', () => {
     const rl = reconnecting(port, 50);
     const offline: string[] = [];
     rl.on('offline', (r) => offline.push(r));
+    const t0 = Date.now();
     await rl.start();
-    await new Promise((r) => setTimeout(r, 400));
-    // 50, 100, 200, 200 ±20 %: about 4-5 attempts in 400 ms, not hundreds
-    expect(rl.stats.openFailures).toBeGreaterThanOrEqual(2);
-    expect(rl.stats.openFailures).toBeLessThanOrEqual(8);
+    // at least 2 attempts in 400 ms: it keeps retrying
+    await waitFor(() => rl.stats.openFailures >= 2, 5000, 'two refused connects');
+    expect(Date.now() - t0).toBeLessThan(400);
+    // at most 8 in 400 ms, not hundreds: 50, 100, 200, 200 ±20 % puts even the 5th at 40 + 80 + 160 + 160 = 440 ms or later
+    await waitFor(() => rl.stats.openFailures >= 5, 10_000, 'five refused connects');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(400);
     expect(offline.length).toBe(1);
     expect(offline[0]).toMatch(/ECONNREFUSED/);
 
     await listen(port);
-    await waitFor('online', () => rl.online);
+    await waitFor(() => rl.online, 5000, 'online');
   });
 
   it('connect timeout: a host that never answers the handshake rejects with TRANSPORT_OPEN_FAILED', async () => {
@@ -126,6 +123,7 @@ describe('tcp transport', () => {
       c.on('error', () => undefined);
       fillers.push(c);
       const connected = await new Promise<boolean>((res) => {
+        // No SYN-ACK in 300 ms: the queue is full (the opener's own timeout below is the outcome).
         const t = setTimeout(() => res(false), 300);
         c.once('connect', () => (clearTimeout(t), res(true)));
       });

@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { Backoff, MAX_BACKOFF_MS, sleep } from '../../src/util/backoff';
 
@@ -67,7 +68,7 @@ describe('Backoff', () => {
 describe('sleep', () => {
   it('waits about ms', async () => {
     const t = Date.now();
-    await sleep(30);
+    await sleep(30); // the function under test, not a wait for the test
     expect(Date.now() - t).toBeGreaterThanOrEqual(25);
   });
 
@@ -75,9 +76,11 @@ describe('sleep', () => {
     const ac = new AbortController();
     const t = Date.now();
     const p = sleep(10_000, ac.signal);
-    setTimeout(() => ac.abort(), 10);
+    expect(getEventListeners(ac.signal, 'abort')).toHaveLength(1);
+    setTimeout(() => ac.abort(), 10); // the abort comes while the sleep is pending; `await p` is its outcome
     await p;
     expect(Date.now() - t).toBeLessThan(1000);
+    expect(getEventListeners(ac.signal, 'abort')).toHaveLength(0);
     await sleep(10_000, ac.signal); // already aborted: immediate
   });
 });

@@ -54,6 +54,7 @@ describe('RequestChannel', () => {
     await expect(ch.request(Buffer.from('A'), () => null, 50)).rejects.toMatchObject({ code: ErrorCode.DEVICE_TIMEOUT });
     expect(Date.now() - t0).toBeGreaterThanOrEqual(45);
     const p = ch.request(Buffer.from('B'), untilNewline({ s: '' }), 200);
+    // the scenario: the device answers 100 ms in, past the first request's 50 ms but within this one's 200 ms; `await p` is the outcome
     setTimeout(() => link.emit('data', Buffer.from('late but in time\n')), 100);
     await expect(p).resolves.toBe('late but in time');
     ch.detach();

@@ -10,6 +10,7 @@ import {
   type UnixDgramModule,
   type UnixDgramSocket,
 } from '../../src/systemd/notify';
+import { waitFor } from '../helpers/wait';
 
 // The real native module: these tests talk over a real AF_UNIX datagram socket, as systemd does.
 type ReceiverSocket = UnixDgramSocket & {
@@ -22,16 +23,6 @@ function captureLogger(): { log: Logger; lines: () => Array<Record<string, unkno
   const out: string[] = [];
   const log = createLogger('debug', { write: (s: string) => void out.push(s) });
   return { log, lines: () => out.map((s) => JSON.parse(s) as Record<string, unknown>) };
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(cond: () => boolean, timeoutMs = 2000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error('timed out waiting for condition');
-    await sleep(5);
-  }
 }
 
 /** A stand-in for systemd's notify socket: a bound unix datagram socket recording what arrives. */
@@ -59,6 +50,49 @@ afterEach(async () => {
 });
 
 const pings = () => received.filter((m) => m === 'WATCHDOG=1').length;
+/** What the notifier sent: everything received but the test's own markers. */
+const sent = () => received.filter((m) => !m.startsWith('MARKER='));
+
+/**
+ * Sends a marker datagram to the stand-in socket from a socket of its own and waits until it has
+ * arrived. The socket's receive queue is one FIFO, so everything the notifier sent before is in
+ * `received` by then: an absence checked after a marker is not just "not arrived yet".
+ */
+let markers = 0;
+async function marker(): Promise<void> {
+  const text = `MARKER=${++markers}`;
+  const s = dgram.createSocket('unix_dgram');
+  try {
+    await new Promise<void>((resolve, reject) => s.send(Buffer.from(text), 0, text.length, socketPath, (err) => (err ? reject(err) : resolve())));
+  } finally {
+    s.close();
+  }
+  await waitFor(() => received.includes(text), 2000, text);
+}
+
+/**
+ * Waits until `n` watchdog periods of `usec` have passed, counted by a second notifier pinging a
+ * socket of its own. A watchdog timer of the notifier under test, armed earlier with the same
+ * period, would have fired at least `n` times by then (Node runs same-period timers in the order
+ * they were armed): "it did not ping" then means it had n chances.
+ */
+async function periodsPass(n: number, usec: string): Promise<void> {
+  const clockPath = path.join(dir, `clock-${++markers}`);
+  const rx = dgram.createSocket('unix_dgram') as typeof receiver;
+  let ticks = 0;
+  rx.on('message', (buf: Buffer) => {
+    if (buf.toString('utf8') === 'WATCHDOG=1') ticks++;
+  });
+  rx.bind(clockPath);
+  const clock = new SystemdNotifier({ log: captureLogger().log, env: { NOTIFY_SOCKET: clockPath, WATCHDOG_USEC: usec } });
+  await clock.start();
+  try {
+    await waitFor(() => ticks >= n, 5000, `${n} watchdog periods of ${usec} us`);
+  } finally {
+    await clock.stop();
+    rx.close();
+  }
+}
 
 describe('SystemdNotifier over a real unix datagram socket', () => {
   it('sends READY=1 with STATUS, STATUS and STOPPING=1', async () => {
@@ -91,19 +125,25 @@ describe('SystemdNotifier over a real unix datagram socket', () => {
     await waitFor(() => pings() >= 3);
     await notifier.stop();
     notifier = undefined;
-    await sleep(20); // a datagram already in flight may still land
+    await marker(); // a datagram already in flight lands before it
     const after = pings();
-    await sleep(150); // five intervals
+    await periodsPass(5, '60000');
+    await marker();
     expect(pings()).toBe(after);
   });
 
   it('withholds pings while the health check fails, and resumes when it passes', async () => {
     const { log, lines } = captureLogger();
     let healthy = false;
+    let checks = 0;
     notifier = new SystemdNotifier({ log, env: { NOTIFY_SOCKET: socketPath, WATCHDOG_USEC: '40000' } });
-    notifier.setHealthCheck(() => healthy);
+    notifier.setHealthCheck(() => {
+      checks++;
+      return healthy;
+    });
     await notifier.start();
-    await sleep(150); // about seven intervals
+    await waitFor(() => checks >= 7, 5000, 'seven watchdog ticks');
+    await marker();
     expect(pings()).toBe(0);
     // rate-limited: one warning, not one per tick
     expect(lines().filter((l) => String(l.msg).startsWith('health check failing')).length).toBe(1);
@@ -113,11 +153,14 @@ describe('SystemdNotifier over a real unix datagram socket', () => {
 
   it('treats a throwing health check as unhealthy and does not throw', async () => {
     notifier = new SystemdNotifier({ log: captureLogger().log, env: { NOTIFY_SOCKET: socketPath, WATCHDOG_USEC: '40000' } });
+    let checks = 0;
     notifier.setHealthCheck(() => {
+      checks++;
       throw new Error('db wedged');
     });
     await notifier.start();
-    await sleep(120);
+    await waitFor(() => checks >= 6, 5000, 'six watchdog ticks');
+    await marker();
     expect(pings()).toBe(0);
   });
 
@@ -128,8 +171,9 @@ describe('SystemdNotifier over a real unix datagram socket', () => {
     });
     await notifier.start();
     notifier.ready();
-    await sleep(120);
-    expect(received).toEqual(['READY=1']);
+    await periodsPass(6, '40000');
+    await marker();
+    expect(sent()).toEqual(['READY=1']);
   });
 
   it('never throws when the notify socket is gone; the failure is logged once per window', async () => {
@@ -160,10 +204,11 @@ describe('SystemdNotifier outside systemd', () => {
     notifier.ready('x');
     notifier.status('y');
     notifier.stopping();
-    await sleep(100);
+    await periodsPass(5, '40000');
     await notifier.stop();
     expect(loads).toBe(0);
-    expect(received).toEqual([]);
+    await marker();
+    expect(sent()).toEqual([]);
   });
 
   it('is a no-op, logged once at info, when unix-dgram cannot be loaded', async () => {
@@ -178,8 +223,9 @@ describe('SystemdNotifier outside systemd', () => {
     await notifier.start();
     expect(notifier.active).toBe(false);
     notifier.ready('x');
-    await sleep(100);
-    expect(received).toEqual([]);
+    await periodsPass(5, '40000');
+    await marker();
+    expect(sent()).toEqual([]);
     const info = lines().filter((l) => String(l.msg).startsWith('unix-dgram unavailable'));
     expect(info).toHaveLength(1);
     expect(info[0]!.level).toBe(30); // pino info

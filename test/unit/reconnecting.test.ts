@@ -1,19 +1,10 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ErrorCode, isShelfgateError } from '../../src/errors';
 import { createLogger, silentLogger } from '../../src/log';
 import { createMockLinkPair } from '../../src/transport/mock';
 import { ReconnectingLink, type ReconnectingLinkOptions } from '../../src/transport/reconnecting';
 import type { Link } from '../../src/transport/types';
-
-async function waitFor(cond: () => boolean, timeoutMs = 2000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
-
-const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { waitFor, waitForEvent } from '../helpers/wait';
 
 let current: ReconnectingLink | undefined;
 afterEach(async () => {
@@ -98,33 +89,47 @@ describe('ReconnectingLink', () => {
   it('backs off between failed opens (no tight loop)', async () => {
     const { rl, device } = setup({ backoff: { initialMs: 20, maxMs: 40 } });
     device.failNextOpens(1000);
+    const t0 = Date.now();
     await rl.start();
-    await delay(250);
-    // 20, 40, 40, ... ±20 %: at most about 8 attempts in 250 ms
-    expect(rl.stats.openFailures).toBeGreaterThanOrEqual(3);
-    expect(rl.stats.openFailures).toBeLessThanOrEqual(10);
+    // at least 3 attempts in 250 ms: it keeps retrying
+    await waitFor(() => rl.stats.openFailures >= 3, 2000, 'three failed opens');
+    expect(Date.now() - t0).toBeLessThan(250);
+    // at most 10 in 250 ms: 20, 40, 40, ... ±20 % puts the 11th at 16 + 9 x 32 = 304 ms or later
+    await waitFor(() => rl.stats.openFailures >= 11, 5000, 'eleven failed opens');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
   });
 
   it('stop() during the backoff resolves at once and opens nothing more', async () => {
-    const { rl, device } = setup({ backoff: { initialMs: 60_000, maxMs: 60_000 } });
-    device.failNextOpens(1);
-    await rl.start();
-    await waitFor(() => rl.stats.openFailures === 1);
-    const t = Date.now();
-    await rl.stop();
-    expect(Date.now() - t).toBeLessThan(100);
-    await delay(50);
-    expect(device.opens).toBe(0);
+    // Fake timeouts, so that "nothing more" is checked past the end of the 60 s backoff.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const { rl, device } = setup({ backoff: { initialMs: 60_000, maxMs: 60_000 } });
+      device.failNextOpens(1);
+      await rl.start();
+      await vi.advanceTimersByTimeAsync(0); // the failed open settles (promises only)
+      expect(rl.stats.openFailures).toBe(1);
+      expect(vi.getTimerCount()).toBe(1); // the backoff
+      const t = Date.now();
+      await rl.stop();
+      expect(Date.now() - t).toBeLessThan(100);
+      expect(vi.getTimerCount()).toBe(0);
+      await vi.advanceTimersByTimeAsync(120_000); // past the longest backoff (60 s + 20 %)
+      expect(device.opens).toBe(0);
+      expect(rl.stats.openFailures).toBe(1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('stop() in the middle of an open resolves, and the late link is closed', async () => {
     const { rl, device } = setup();
     device.openDelayMs = 100;
+    const lateLinkClosed = waitForEvent(device, 'close', 5000, 'the late link to be closed');
     await rl.start();
     const t = Date.now();
     await rl.stop();
     expect(Date.now() - t).toBeLessThan(50);
-    await delay(150);
+    await lateLinkClosed;
     expect(device.opens).toBe(1);
     expect(device.connected).toBe(false);
     expect(rl.online).toBe(false);

@@ -11,6 +11,7 @@ import { memoryIo, type MemoryIo } from '../../simulators/io';
 import { ModbusLoadCellBusSimulator } from '../../simulators/modbus-loadcell-sim';
 import { MtSicsSimulator } from '../../simulators/mtsics-sim';
 import { LoadCellPhysics, mulberry32 } from '../../simulators/physics';
+import { waitFor } from '../helpers/wait';
 
 const defs = loadDefinitions();
 const MB = defs.get('generic-modbus-loadcell') as ModbusDefinition;
@@ -20,33 +21,48 @@ const quiet = { noiseSigmaG: 0, driftGPerHour: 0, driftSigmaGPerSqrtHour: 0 };
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const show = (b: Buffer): string => b.toString('hex').toUpperCase().replace(/(..)(?!$)/g, '$1 ');
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(cond: () => boolean, timeoutMs = 2000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error('timed out');
-    await sleep(2);
-  }
-}
-
 const detachers: (() => void)[] = [];
 afterEach(() => {
   for (const d of detachers.splice(0)) d();
 });
 
-function attach(sim: { attach(io: MemoryIo): () => void }): MemoryIo {
+/** Per link: how many requests its simulator has finished with (answered, or dropped on purpose). */
+const finished = new WeakMap<MemoryIo, () => number>();
+
+function attach(sim: ModbusLoadCellBusSimulator | MtSicsSimulator): MemoryIo {
   const io = memoryIo();
   detachers.push(sim.attach(io));
+  finished.set(io, () => {
+    if (sim instanceof MtSicsSimulator) return sim.stats.answered + sim.stats.suppressed;
+    const s = sim.stats; // a bad CRC and another address are dropped at once, a fault when handled
+    return s.answered + s.suppressed + s.notForUs + s.crcErrors;
+  });
   return io;
 }
 
-/** Sends a request and returns everything received within `ms` (answers come after t3.5 + 2 ms). */
-async function exchange(io: MemoryIo, req: Buffer | string, ms = 40): Promise<Buffer> {
+/**
+ * Sends `req` (`requests` Modbus frames or MT-SICS command lines in it; 0 when it frames none) and
+ * returns everything received once the simulator has finished with all of them. Answers are
+ * written whole, so nothing more of them can come later: an empty result is a real silence.
+ */
+async function exchange(io: MemoryIo, req: Buffer | string, requests = 1): Promise<Buffer> {
+  const count = finished.get(io)!;
+  const target = count() + requests;
   io.clear();
   io.send(typeof req === 'string' ? Buffer.from(req, 'latin1') : req);
-  await sleep(ms);
+  await waitFor(() => count() >= target, 5000, `the simulator to finish ${requests} request(s)`, 2);
   return io.received();
+}
+
+/** Records when the simulator wrote each chunk to `io`. */
+function writeTimes(io: MemoryIo): number[] {
+  const times: number[] = [];
+  const write = io.write.bind(io);
+  io.write = (buf) => {
+    times.push(Date.now());
+    write(buf);
+  };
+  return times;
 }
 
 describe('Modbus load-cell bus simulator: reference frames', () => {
@@ -113,9 +129,10 @@ describe('Modbus load-cell bus simulator: reference frames', () => {
   it('stays silent for garbage, a wrong CRC and addresses not on the bus', async () => {
     const bus = new ModbusLoadCellBusSimulator({ definition: MB, slaves: { 1: new LoadCellPhysics({ unitWeightG: 1, ...quiet }) } });
     const io = attach(bus);
-    expect((await exchange(io, hex('FF FE 00 13 37 42 AA 55 0D 0A'))).length).toBe(0);
-    expect((await exchange(io, hex('01 03 00 50 00 02 C4 1B'))).length).toBe(0); // CRC off by one bit
-    expect((await exchange(io, hex('02 03 00 50 00 02 C4 29'))).length).toBe(0); // address 2: nobody there
+    expect((await exchange(io, hex('FF FE 00 13 37 42 AA 55 0D 0A'), 0)).length).toBe(0); // the good request below shows nothing came of it later
+    // CRC off by one bit: the framer keeps its last byte (a frame could start there) until the next bytes
+    expect((await exchange(io, hex('01 03 00 50 00 02 C4 1B'), 0)).length).toBe(0);
+    expect((await exchange(io, hex('02 03 00 50 00 02 C4 29'), 2)).length).toBe(0); // that CRC error, and address 2: nobody there
     expect(bus.stats.crcErrors).toBe(1);
     expect(bus.stats.notForUs).toBe(1);
     // and it still answers a good request after all that
@@ -128,12 +145,10 @@ describe('Modbus load-cell bus simulator: reference frames', () => {
     bus.setRegisters(1, { 0x50: 0, 0x51: 132 });
     const io = attach(bus);
     expect(show(await exchange(io, Buffer.concat([hex('FF 00 13'), hex('01 03 00 50 00 02 C4 1A')])))).toBe('01 03 04 00 00 00 84 FA 50');
-    io.clear();
+    const requests = bus.stats.requests;
     io.send(hex('01 03 00'));
-    await sleep(5);
-    io.send(hex('50 00 02 C4 1A'));
-    await sleep(40);
-    expect(show(io.received())).toBe('01 03 04 00 00 00 84 FA 50');
+    expect(bus.stats.requests).toBe(requests); // half a request frames nothing yet
+    expect(show(await exchange(io, hex('50 00 02 C4 1A')))).toBe('01 03 04 00 00 00 84 FA 50');
   });
 
   it('many addresses on one bus: each answers only its own requests', async () => {
@@ -152,12 +167,11 @@ describe('Modbus load-cell bus simulator: reference frames', () => {
   it('answers after t3.5 + turnaround, not before', async () => {
     const bus = new ModbusLoadCellBusSimulator({ definition: MB, baudRate: 1200, turnaroundMs: 10, slaves: { 1: new LoadCellPhysics({ unitWeightG: 1, ...quiet }) } });
     const io = attach(bus);
+    const written = writeTimes(io);
     const t0 = Date.now();
     io.send(hex('01 03 00 50 00 02 C4 1A'));
-    await sleep(15);
-    expect(io.received().length).toBe(0); // t3.5 at 1200 baud = 29.2 ms, + 10 ms
-    await waitFor(() => io.received().length === 9);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(38);
+    await waitFor(() => io.received().length === 9, 5000, 'the answer');
+    expect(written[0]! - t0).toBeGreaterThanOrEqual(38); // t3.5 at 1200 baud = 29.2 ms, + 10 ms: no byte before
   });
 
   it('fn 06 to the tare register tares the slave and echoes the request', async () => {
@@ -216,8 +230,10 @@ describe('Modbus load-cell bus simulator: reference frames', () => {
     const detach = bus.attach(io);
     io.send(hex('01 03 00 50 00 02 C4 1A'));
     detach(); // the pending answer is cancelled
-    await sleep(30);
+    // the same request on a new link: its answer is due after the cancelled one would have been
+    expect((await exchange(attach(bus), hex('01 03 00 50 00 02 C4 1A'))).length).toBe(9);
     expect(io.received().length).toBe(0);
+    expect(bus.stats.answered).toBe(1);
   });
 });
 
@@ -230,75 +246,78 @@ describe('MT-SICS simulator: MT-SICS Reference Manual lines', () => {
 
   it('S with a stable 100 g load -> "S S     100.00 g"', async () => {
     const { io } = scale({ unitWeightG: 100, items: 1 });
-    expect((await exchange(io, 'S\r\n', 20)).toString('latin1')).toBe('S S     100.00 g\r\n');
+    expect((await exchange(io, 'S\r\n')).toString('latin1')).toBe('S S     100.00 g\r\n');
   });
 
   it('SI answers at once: S while stable, D while settling', async () => {
     let now = 0;
     const { io, physics } = scale({ unitWeightG: 100, items: 3 }, {}, () => now);
-    expect((await exchange(io, 'SI\r\n', 20)).toString('latin1')).toBe('S S     300.00 g\r\n');
+    expect((await exchange(io, 'SI\r\n')).toString('latin1')).toBe('S S     300.00 g\r\n');
     physics.pick(1);
     now = 400; // exactly settled
-    expect((await exchange(io, 'SI\r\n', 20)).toString('latin1')).toBe('S S     200.00 g\r\n');
+    expect((await exchange(io, 'SI\r\n')).toString('latin1')).toBe('S S     200.00 g\r\n');
     physics.put(1);
     now = 410;
-    expect((await exchange(io, 'SI\r\n', 20)).toString('latin1')).toMatch(/^S D +\d+\.\d\d g\r\n$/);
+    expect((await exchange(io, 'SI\r\n')).toString('latin1')).toMatch(/^S D +\d+\.\d\d g\r\n$/);
   });
 
   it('S waits for stability: S I when it does not settle in time', async () => {
     let now = 0;
-    const { io, physics } = scale({ unitWeightG: 100, items: 3 }, { stableTimeoutMs: 30 }, () => now);
+    const { io, physics, sim } = scale({ unitWeightG: 100, items: 3 }, { stableTimeoutMs: 30 }, () => now);
     physics.pick(1); // and the clock does not move: never settles
-    expect((await exchange(io, 'S\r\n', 80)).toString('latin1')).toBe('S I\r\n');
+    expect((await exchange(io, 'S\r\n')).toString('latin1')).toBe('S I\r\n');
+    const commands = sim.stats.commands;
     io.clear();
     io.send(Buffer.from('S\r\n'));
-    await sleep(5);
+    expect(sim.stats.commands).toBe(commands + 1); // taken, and not answered: the scale waits
+    expect(io.received().length).toBe(0);
     now = 1000; // settles while the scale waits
-    await waitFor(() => io.received().length > 0);
+    await waitFor(() => io.received().length > 0, 5000, 'the answer to S');
     expect(io.received().toString('latin1')).toBe('S S     200.00 g\r\n');
   });
 
   it('overload -> S +, Z +, T +', async () => {
     const { io, physics } = scale({ unitWeightG: 100, items: 1 });
     physics.setOverload(true);
-    expect((await exchange(io, 'S\r\nSI\r\nZ\r\nT\r\n', 30)).toString('latin1')).toBe('S +\r\nS +\r\nZ +\r\nT +\r\n');
+    expect((await exchange(io, 'S\r\nSI\r\nZ\r\nT\r\n', 4)).toString('latin1')).toBe('S +\r\nS +\r\nZ +\r\nT +\r\n');
   });
 
   it('Z zeroes, T tares and reports the tare, I4 gives the serial number', async () => {
     const { io } = scale({ unitWeightG: 100, items: 2 }, { serialNumber: '0123456789' });
-    expect((await exchange(io, 'I4\r\n', 20)).toString('latin1')).toBe('I4 A "0123456789"\r\n');
-    expect((await exchange(io, 'T\r\n', 20)).toString('latin1')).toBe('T S     200.00 g\r\n');
-    expect((await exchange(io, 'S\r\n', 20)).toString('latin1')).toBe('S S       0.00 g\r\n');
-    expect((await exchange(io, 'Z\r\n', 20)).toString('latin1')).toBe('Z A\r\n');
+    expect((await exchange(io, 'I4\r\n')).toString('latin1')).toBe('I4 A "0123456789"\r\n');
+    expect((await exchange(io, 'T\r\n')).toString('latin1')).toBe('T S     200.00 g\r\n');
+    expect((await exchange(io, 'S\r\n')).toString('latin1')).toBe('S S       0.00 g\r\n');
+    expect((await exchange(io, 'Z\r\n')).toString('latin1')).toBe('Z A\r\n');
   });
 
   it('an unknown or malformed command -> ES; answers stay in order', async () => {
     const { io } = scale({ unitWeightG: 100, items: 1 });
-    expect((await exchange(io, 'XYZ\r\nS 5\r\n"q\r\nS\r\n', 30)).toString('latin1')).toBe('ES\r\nES\r\nES\r\nS S     100.00 g\r\n');
+    expect((await exchange(io, 'XYZ\r\nS 5\r\n"q\r\nS\r\n', 4)).toString('latin1')).toBe('ES\r\nES\r\nES\r\nS S     100.00 g\r\n');
   });
 
   it('a command split over chunks, with bare-LF terminators, is still one command', async () => {
-    const { io } = scale({ unitWeightG: 100, items: 1 });
+    const { io, sim } = scale({ unitWeightG: 100, items: 1 });
     io.send(Buffer.from('S'));
-    await sleep(5);
-    expect((await exchange(io, 'I\n', 20)).toString('latin1')).toBe('S S     100.00 g\r\n');
+    expect(sim.stats.commands).toBe(0); // half a command: nothing taken yet
+    expect((await exchange(io, 'I\n')).toString('latin1')).toBe('S S     100.00 g\r\n');
   });
 
   it('faults: silent, silentAfter, garbage, slowMs', async () => {
     const { io, sim } = scale({ unitWeightG: 100, items: 1 }, { rng: mulberry32(1) });
     sim.faults = { silent: true };
-    expect((await exchange(io, 'S\r\n', 20)).length).toBe(0);
+    expect((await exchange(io, 'S\r\n')).length).toBe(0);
     sim.faults = { silentAfter: sim.stats.answered + 1 };
-    expect((await exchange(io, 'S\r\n', 20)).toString('latin1')).toBe('S S     100.00 g\r\n');
-    expect((await exchange(io, 'S\r\n', 20)).length).toBe(0);
+    expect((await exchange(io, 'S\r\n')).toString('latin1')).toBe('S S     100.00 g\r\n');
+    expect((await exchange(io, 'S\r\n')).length).toBe(0);
     sim.faults = { garbage: 1 };
-    const g = await exchange(io, 'S\r\n', 20);
+    const g = await exchange(io, 'S\r\n');
     expect(g.subarray(0, 18).toString('latin1')).toBe('S S     100.00 g\r\n');
     expect(g.length).toBeGreaterThan(18);
     sim.faults = { slowMs: 60 };
-    expect((await exchange(io, 'S\r\n', 30)).length).toBe(0);
-    await sleep(60);
-    expect(io.received().toString('latin1')).toBe('S S     100.00 g\r\n');
+    const written = writeTimes(io);
+    const t0 = Date.now();
+    expect((await exchange(io, 'S\r\n')).toString('latin1')).toBe('S S     100.00 g\r\n');
+    expect(written[0]! - t0).toBeGreaterThanOrEqual(50); // held back slowMs: nothing within the first 30 ms, nor 50
   });
 });
 

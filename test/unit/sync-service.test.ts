@@ -17,6 +17,7 @@ import { parseRetryAfter } from '../../src/sync/https';
 import { validateChange } from '../../src/sync/prices';
 import { SyncService, createSyncTransport } from '../../src/sync/service';
 import type { Change, ChangeAck, SeqGap, SyncTransport, UploadEvent, UploadResult } from '../../src/sync/types';
+import { waitFor } from '../helpers/wait';
 
 const STORE = 'st1';
 const GTIN = '04006381333931';
@@ -46,6 +47,7 @@ class ScriptedTransport implements SyncTransport {
     this.cursors.push(cursor);
     const p = this.pages.shift();
     if (p) return p as { changes: Change[]; nextCursor: string | null };
+    // An idle long poll (the scenario, not a wait for the test): no change for 30 ms, cut short by stop().
     await new Promise((r) => {
       const t = setTimeout(r, 30);
       signal.addEventListener('abort', () => (clearTimeout(t), r(undefined)), { once: true });
@@ -93,20 +95,12 @@ async function setup(t: ScriptedTransport, config = cfg(), dir = mkdtempSync(joi
 
 const price = (v: number, gtin = GTIN) => ({ change_id: `price/${gtin}/v${v}`, type: 'price', gtin, price: 100 + v, currency: 'EUR', promotion: null, version: v, store_id: null, published_at: '2025-03-01T06:00:00Z' });
 
-async function until(cond: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 describe('SyncService downstream (scripted feed)', () => {
   it('versions 3,1,2,3 in separate pages: stored and published stay at 3, never lower; 1 and 2 acked stale', async () => {
     const t = new ScriptedTransport();
     t.pages = [3, 1, 2, 3].map((v, i) => ({ changes: [price(v)], nextCursor: `c${i + 1}` }));
     const g = await setup(t);
-    await until(() => t.acks.length >= 4, 5000, 'acks');
+    await waitFor(() => t.acks.length >= 4, 5000, 'acks');
     const pub = g.published.filter((p) => p.topic === `shelfgate/v1/${STORE}/price/${GTIN}`);
     expect(pub.map((p) => p.payload.version)).toEqual([3]);
     expect(pub[0]!.retain).toBe(true);
@@ -133,7 +127,7 @@ describe('SyncService downstream (scripted feed)', () => {
       },
     ];
     const g = await setup(t);
-    await until(() => t.acks.length >= 5, 5000, 'acks');
+    await waitFor(() => t.acks.length >= 5, 5000, 'acks');
     const byId = new Map(t.acks.map((a) => [a.change_id, a]));
     expect(byId.get('price/04006381333932/v1')).toMatchObject({ status: 'invalid', detail: expect.stringMatching(/check digit/) });
     expect(byId.get(`price/${GTIN}/v1`)).toMatchObject({ status: 'invalid' });
@@ -150,14 +144,14 @@ describe('SyncService downstream (scripted feed)', () => {
     };
     t.pages = [{ changes: [price(1), price(2)], nextCursor: 'c1' }];
     const g = await setup(t);
-    await until(() => g.sync.prices.cursor() === 'c1', 5000, 'page committed');
+    await waitFor(() => g.sync.prices.cursor() === 'c1', 5000, 'page committed');
     await g.stop();
     const t2 = new ScriptedTransport();
     const g2 = await setup(t2, cfg(), g.dir);
-    await until(() => t2.acks.length === 2, 5000, 'acks sent after restart');
+    await waitFor(() => t2.acks.length === 2, 5000, 'acks sent after restart');
     expect(t2.acks.map((a) => a.status).sort()).toEqual(['applied', 'stale']);
     expect(t2.cursors[0]).toBe('c1'); // resumed from the stored cursor
-    await until(() => g2.sync.status().pending_acks === 0, 2000, 'pending acks cleared');
+    await waitFor(() => g2.sync.status().pending_acks === 0, 2000, 'pending acks cleared');
     // last known prices are republished retained at start
     expect(g2.published.find((p) => p.topic.endsWith(`/price/${GTIN}`))).toMatchObject({ retain: true, payload: { version: 2 } });
   });
@@ -179,7 +173,7 @@ describe('SyncService downstream (scripted feed)', () => {
     s0.setMeta('sync.changes.cursor', 'old');
     await s0.stop();
     await setup(t, cfg(), dir);
-    await until(() => t.cursors.includes(null), 3000, 'refetch without cursor');
+    await waitFor(() => t.cursors.includes(null), 3000, 'refetch without cursor');
   });
 });
 
@@ -194,7 +188,7 @@ describe('SyncService upstream (scripted central)', () => {
     };
     const g = await setup(t, cfg({ pipeline: 1 }));
     await Promise.all(Array.from({ length: 25 }, (_, i) => g.store.appendEvent({ deviceId: `d${i % 3}`, kind: 'pick', payload: { count: i } })));
-    await until(() => g.store.outboxStats().count === 0, 5000, 'drained');
+    await waitFor(() => g.store.outboxStats().count === 0, 5000, 'drained');
     expect(t.uploads[1]!.at - t.uploads[0]!.at).toBeGreaterThanOrEqual(280);
     expect(t.uploads[1]!.id).toBe(t.uploads[0]!.id); // same batch, same id
     const seen = new Map<string, number>();
@@ -215,14 +209,14 @@ describe('SyncService upstream (scripted central)', () => {
     };
     const g = await setup(t, cfg({ pipeline: 1 }));
     for (let i = 0; i < 10; i++) await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: i, ...(i === 5 ? { huge: true } : {}) } });
-    await until(() => g.store.outboxStats().count === 0, 5000, 'drained');
-    await until(() => g.sync.status().parked === 1, 2000, 'parked');
+    await waitFor(() => g.store.outboxStats().count === 0, 5000, 'drained');
+    await waitFor(() => g.sync.status().parked === 1, 2000, 'parked');
     const delivered = t.uploads.filter((u) => u.events.length <= 4 && !u.events.some((e) => (e.payload as { huge?: boolean }).huge));
     expect(delivered.flatMap((u) => u.events.map((e) => e.seq)).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 7, 8, 9, 10]);
     const gapsSent = t.uploads.flatMap((u) => u.gaps ?? []);
     // the gap for seq 6 rides along with a later batch once one is sent
     await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: 11 } });
-    await until(() => t.uploads.flatMap((u) => u.gaps ?? []).length > gapsSent.length || gapsSent.length > 0, 3000, 'gap declared');
+    await waitFor(() => t.uploads.flatMap((u) => u.gaps ?? []).length > gapsSent.length || gapsSent.length > 0, 3000, 'gap declared');
     expect(t.uploads.flatMap((u) => u.gaps ?? [])).toContainEqual({ from_seq: 6, to_seq: 6, reason: 'parked' });
   });
 
@@ -231,9 +225,11 @@ describe('SyncService upstream (scripted central)', () => {
     const g = await setup(t, cfg({ upload_conditions: false }));
     await g.store.appendEvent({ deviceId: 'd', kind: 'condition', priority: 2, payload: { condition: 'unstable' } });
     await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: 1 } });
-    await until(() => t.uploads.length > 0 && g.store.outboxStats().count === 1, 3000, 'stock uploaded');
-    await new Promise((r) => setTimeout(r, 100));
-    expect(t.uploads.flatMap((u) => u.events.map((e) => e.kind))).toEqual(['pick']);
+    await waitFor(() => t.uploads.length > 0 && g.store.outboxStats().count === 1, 3000, 'stock uploaded');
+    // a pick appended after both is uploaded too: the uploader has gone past the held condition
+    await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: 2 } });
+    await waitFor(() => t.uploads.some((u) => u.events.some((e) => e.seq === 3)) && g.store.outboxStats().count === 1, 3000, 'the later pick uploaded');
+    expect(t.uploads.flatMap((u) => u.events.map((e) => e.kind))).toEqual(['pick', 'pick']);
     expect(g.sync.status()).toMatchObject({ held_conditions: 1, backlog_count: 1 });
   });
 
