@@ -240,15 +240,8 @@ interface RawOutboxRow {
   created_at: number;
 }
 
-interface EventInput {
-  eventId: string;
-  deviceId: string;
-  kind: string;
-  priority: number;
-  payload: string;
-  bytes: number;
-  createdAt: number;
-}
+/** An outbox row before it has a seq (the store id is the Store's own). */
+type EventInput = Omit<OutboxRow, 'seq' | 'storeId'>;
 
 interface DeviceInput {
   d: DeviceStateInput;
