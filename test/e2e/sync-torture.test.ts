@@ -1,7 +1,8 @@
 /**
  * kill -9 torture: the real daemon is SIGKILLed at random moments while shoppers generate stock
- * events and the sync service uploads them to the reference central over HTTPS (with injected
- * 5xx, dropped connections and lost responses). Afterwards central must hold every event the
+ * events and the sync service uploads them to the reference central, over HTTPS (with injected
+ * 5xx, dropped connections and lost responses) and over the MQTT bridge to a real Mosquitto (a
+ * persistent session that the kills cut mid-publish). Afterwards central must hold every event the
  * daemon ever committed exactly once, per device in seq order, with no seq missing.
  */
 import { afterAll, describe, expect, it } from 'vitest';
@@ -17,13 +18,26 @@ import { LoadCellPhysics, mulberry32 } from '../../simulators/physics';
 import { serveTcp, type TcpServing } from '../../simulators/serve';
 import { ShopperScript } from '../../simulators/shoppers';
 import { startDaemon, tmp, waitFor, type RunningDaemon } from '../helpers/daemon';
-import { makeLeafCert, makeTestCa } from '../helpers/mosquitto';
+import { makeLeafCert, makeTestCa, startMosquitto, type Mosquitto } from '../helpers/mosquitto';
+import { CentralMqttAdapter } from '../../simulators/central/mqtt-adapter';
 import { readFileSync } from 'node:fs';
 
 const STORE = 'torture';
 const KILLS = Number(process.env.SG_TORTURE_KILLS ?? 12);
+const PREFIX = 'shelfgate/central/v1';
+const ACL = `
+user central
+topic readwrite ${PREFIX}/stores/#
 
-describe('kill -9 torture during ingest and sync', () => {
+user ${STORE}
+topic write ${PREFIX}/stores/${STORE}/events/+
+topic write ${PREFIX}/stores/${STORE}/changes-sync
+topic write ${PREFIX}/stores/${STORE}/changes-ack
+topic read ${PREFIX}/stores/${STORE}/events-result/+
+topic read ${PREFIX}/stores/${STORE}/changes
+`;
+
+describe.each(['https', 'mqtt'] as const)('kill -9 torture during ingest and sync (%s)', (transport) => {
   const dir = tmp('sg-torture-');
   const ca = makeTestCa(dir, 'ca');
   const server = makeLeafCert(dir, ca, 'server');
@@ -32,12 +46,16 @@ describe('kill -9 torture during ingest and sync', () => {
   let tcp: TcpServing;
   let daemon: RunningDaemon | undefined;
   let shoppers: ShopperScript;
+  let mosq: Mosquitto | undefined;
+  let adapter: CentralMqttAdapter | undefined;
   let actions = 0;
 
   afterAll(async () => {
     shoppers?.stop();
     await daemon?.stop('SIGKILL');
     await tcp?.close();
+    await adapter?.stop();
+    await mosq?.dispose();
     await central?.stop();
   });
 
@@ -52,6 +70,12 @@ describe('kill -9 torture during ingest and sync', () => {
     });
     await central.start();
     writeFileSync(join(dir, 'token'), 'torture-token\n');
+    writeFileSync(join(dir, 'store.pw'), 'store-secret\n');
+    if (transport === 'mqtt') {
+      mosq = await startMosquitto({ users: { central: 'central-secret', [STORE]: 'store-secret' }, acl: ACL });
+      adapter = new CentralMqttAdapter({ central, url: mosq.url, username: 'central', password: 'central-secret', topicPrefix: PREFIX, log: silentLogger(), storeIds: [STORE] });
+      await adapter.start();
+    }
 
     const defs = loadDefinitions();
     const slaves = new Map<number, LoadCellPhysics>();
@@ -76,8 +100,10 @@ describe('kill -9 torture during ingest and sync', () => {
       storage: { flush_interval_ms: 10 },
       stability: { window: 3, max_spread_g: 3 },
       sync: {
-        transport: 'https',
-        https: { url: central.url, token_file: join(dir, 'token'), ca_file: ca.certFile, request_timeout_ms: 2000 },
+        transport,
+        ...(transport === 'https'
+          ? { https: { url: central.url, token_file: join(dir, 'token'), ca_file: ca.certFile, request_timeout_ms: 2000 } }
+          : { mqtt: { url: mosq!.url, username: STORE, password_file: join(dir, 'store.pw'), topic_prefix: PREFIX } }),
         batch_max_events: 50,
         pipeline: 3,
         backoff: { initial_ms: 50, max_ms: 500 },
@@ -142,6 +168,6 @@ describe('kill -9 torture during ingest and sync', () => {
       lastPerDevice.set(e.device_id, e.seq);
     }
     expect(lastSeq).toBeGreaterThan(100); // the torture really produced traffic
-    console.log(`torture: ${KILLS} SIGKILLs, ${actions} shopper actions, ${lastSeq} events, ${stats.totals.duplicates} duplicate deliveries deduplicated by central, faults ${JSON.stringify(stats.requests.faults_injected)}`);
+    console.log(`torture (${transport}): ${KILLS} SIGKILLs, ${actions} shopper actions, ${lastSeq} events, ${stats.totals.duplicates} duplicate deliveries deduplicated by central, faults ${JSON.stringify(stats.requests.faults_injected)}`);
   }, 240_000);
 });
