@@ -309,15 +309,22 @@ export class CentralStore {
       return { index, event_id: eventId, seq: rawSeq, status: 'rejected', error: { code, detail: d } };
     };
 
+    // What central knows of this event_id: a remembered rejection or a stored event (never both).
+    // One statement for both: this runs for every event, and each statement costs more than its lookup.
+    const known =
+      rawId === null
+        ? undefined
+        : (this.stmt(
+            `SELECT 'r' AS src, rowid AS id, code, detail, NULL AS epoch, NULL AS seq, NULL AS payload FROM rejected WHERE store_id = @store AND event_id = @id AND remembered = 1
+             UNION ALL SELECT 'e', NULL, NULL, NULL, epoch, seq, payload FROM events WHERE store_id = @store AND event_id = @id LIMIT 1`,
+          ).get({ store: storeId, id: rawId }) as
+            | { src: 'r'; id: number; code: EventErrorCode; detail: string }
+            | { src: 'e'; epoch: string; seq: number; payload: string }
+            | undefined);
     // 1. rejected before: the stored rejection again, whatever the event holds now
-    if (rawId !== null) {
-      const before = this.stmt('SELECT rowid AS id, code, detail FROM rejected WHERE store_id = ? AND event_id = ? AND remembered = 1').get(storeId, rawId) as
-        | { id: number; code: EventErrorCode; detail: string }
-        | undefined;
-      if (before) {
-        this.stmt('UPDATE rejected SET times = times + 1 WHERE rowid = ?').run(before.id);
-        return { index, event_id: eventId, seq: rawSeq, status: 'rejected', error: { code: before.code, detail: before.detail } };
-      }
+    if (known?.src === 'r') {
+      this.stmt('UPDATE rejected SET times = times + 1 WHERE rowid = ?').run(known.id);
+      return { index, event_id: eventId, seq: rawSeq, status: 'rejected', error: { code: known.code, detail: known.detail } };
     }
     // 2. not an Event
     const parsed = EventSchema.safeParse(raw);
@@ -331,9 +338,7 @@ export class CentralStore {
       return rejected('unknown_kind', `kind ${JSON.stringify(e.kind)} is not one of ${[...this.knownKinds].join(', ')}`, { cover: true, remember: true });
     }
     // 4. stored: duplicate only if the same epoch, seq and payload (as JSON values)
-    const stored = this.stmt('SELECT epoch, seq, payload FROM events WHERE store_id = ? AND event_id = ?').get(storeId, e.event_id) as
-      | { epoch: string; seq: number; payload: string }
-      | undefined;
+    const stored = known?.src === 'e' ? known : undefined;
     if (stored) {
       const differs: string[] = [];
       if (stored.epoch !== epoch) differs.push(`epoch ${JSON.stringify(stored.epoch)}`);
@@ -343,11 +348,10 @@ export class CentralStore {
       return rejected('event_id_conflict', `event ${e.event_id} is stored with ${differs.join(', ')}; the stored version stays`, { cover: false, remember: false });
     }
     // 5. the seq is held in this epoch by another event (stored, or rejected as invalid or of an unknown kind)
-    const holder =
-      (this.stmt('SELECT event_id FROM events WHERE store_id = ? AND epoch = ? AND seq = ?').get(storeId, epoch, e.seq) as { event_id: string } | undefined) ??
-      (this.stmt("SELECT event_id FROM rejected WHERE store_id = ? AND epoch = ? AND seq = ? AND code IN ('invalid_event', 'unknown_kind') LIMIT 1").get(storeId, epoch, e.seq) as
-        | { event_id: string | null }
-        | undefined);
+    const holder = this.stmt(
+      `SELECT event_id FROM events WHERE store_id = @store AND epoch = @epoch AND seq = @seq
+       UNION ALL SELECT event_id FROM rejected WHERE store_id = @store AND epoch = @epoch AND seq = @seq AND code IN ('invalid_event', 'unknown_kind') LIMIT 1`,
+    ).get({ store: storeId, epoch, seq: e.seq }) as { event_id: string | null } | undefined;
     if (holder) {
       // The seq is covered already; do not touch coverage.
       const by = holder.event_id === null ? 'a rejected event without an event_id' : `event ${holder.event_id}`;
