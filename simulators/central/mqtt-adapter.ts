@@ -25,7 +25,7 @@ import type { Logger } from '../../src/log';
 import { decodeTopicLevel, encodeTopicLevel, type SyncDoneMarker } from '../../src/sync/mqtt-bridge';
 import type { CentralSimulator } from './simulator';
 import type { FeedChange } from './types';
-import { STORE_ID_RE } from './types';
+import { LIMITS, STORE_ID_RE } from './types';
 import { TimerSet } from '../timers';
 
 export interface CentralMqttAdapterOptions {
@@ -252,5 +252,6 @@ export class CentralMqttAdapter implements Service {
 }
 
 function problemBody(status: number, code: string, detail: string): Record<string, unknown> {
-  return { type: `https://shelfgate.dev/problems/${code.replace(/_/g, '-')}`, title: code.replace(/_/g, ' '), status, code, detail };
+  const d = detail.length > LIMITS.maxProblemDetail ? `${detail.slice(0, LIMITS.maxProblemDetail - 1)}…` : detail;
+  return { type: `https://shelfgate.dev/problems/${code.replace(/_/g, '-')}`, title: code.replace(/_/g, ' '), status, code, detail: d };
 }

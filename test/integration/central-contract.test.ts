@@ -259,6 +259,8 @@ describe('events:batch rules', () => {
     expect(codes(other)).toEqual(['event_id_conflict', 'event_id_conflict']);
     expect(other.results[1].error.detail).toContain('seq 1');
     expect(other.contiguous_seq).toBe(1); // seq 2 is not covered by a conflicting copy
+    // a broken copy of a stored event is rejected, but not remembered under the stored event's id
+    expect(codes(await batch(sim, 's1', { events: [{ ...e, created_at: 'later' }] }))).toEqual(['invalid_event']);
     // the first stored version stays, and its own resends stay duplicate
     expect(sim.receivedEvents('s1').map((x) => [x.seq, x.payload['count']])).toEqual([[1, 5]]);
     expect(codes(await batch(sim, 's1', { events: [e] }))).toEqual(['duplicate']);
