@@ -2,7 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
-import type { Problem, ProblemCode } from './types';
+import { LIMITS, type Problem, type ProblemCode } from './types';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -27,13 +27,17 @@ export function problemType(code: ProblemCode): string {
   return `https://shelfgate.dev/problems/${code.replace(/_/g, '-')}`;
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  if (res.headersSent || res.destroyed) return;
+/** Sends JSON; returns false (sending nothing) if the text would exceed `maxBytes`. */
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}, maxBytes = Infinity): boolean {
+  if (res.headersSent || res.destroyed) return true;
   const text = JSON.stringify(body);
+  if (text.length > maxBytes / 4 && Buffer.byteLength(text) > maxBytes) return false;
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers });
   res.end(text);
+  return true;
 }
 
+/** `detail` is cut to LIMITS.maxProblemDetail characters (answers stay small whatever was wrong). */
 export function sendProblem(
   res: ServerResponse,
   status: number,
@@ -47,7 +51,7 @@ export function sendProblem(
     title: TITLES[status] ?? 'Error',
     status,
     code,
-    detail,
+    detail: detail.length > LIMITS.maxProblemDetail ? `${detail.slice(0, LIMITS.maxProblemDetail - 1)}…` : detail,
     ...(opts.instance ? { instance: opts.instance } : {}),
     ...opts.ext,
   };
@@ -77,6 +81,11 @@ export class BodyError extends Error {
  * BodyError; on 413 the rest of the body is not read (the caller answers with Connection: close).
  */
 export async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+  return (await readJsonBodyRaw(req, maxBytes)).value;
+}
+
+/** readJsonBody, with the decompressed bytes (an Idempotency-Key's fingerprint covers them). */
+export async function readJsonBodyRaw(req: IncomingMessage, maxBytes: number): Promise<{ value: unknown; raw: Buffer }> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
   if (type !== 'application/json') throw new BodyError(415, 'unsupported_media_type', 'Content-Type must be application/json');
   const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
@@ -123,7 +132,7 @@ export async function readJsonBody(req: IncomingMessage, maxBytes: number): Prom
     }
   }
   try {
-    return JSON.parse(raw.toString('utf8')) as unknown;
+    return { value: JSON.parse(raw.toString('utf8')) as unknown, raw };
   } catch {
     throw new BodyError(400, 'invalid_request', 'body is not valid JSON');
   }

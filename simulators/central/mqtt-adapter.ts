@@ -24,8 +24,8 @@ import type { Service } from '../../src/lifecycle';
 import type { Logger } from '../../src/log';
 import { decodeTopicLevel, encodeTopicLevel, type SyncDoneMarker } from '../../src/sync/mqtt-bridge';
 import type { CentralSimulator } from './simulator';
-import type { Change } from './types';
-import { STORE_ID_RE } from './types';
+import type { FeedChange } from './types';
+import { LIMITS, STORE_ID_RE } from './types';
 import { TimerSet } from '../timers';
 
 export interface CentralMqttAdapterOptions {
@@ -161,7 +161,7 @@ export class CentralMqttAdapter implements Service {
     return `${this.prefix}/stores/${storeId}/changes`;
   }
 
-  private onLiveChange(change: Change, cursor: string): void {
+  private onLiveChange(change: FeedChange, cursor: string): void {
     if (!this.client) return;
     const targets = change.store_id === null ? [...this.stores] : [change.store_id];
     const twice = this.opts.central.drawDuplicateChange();
@@ -187,7 +187,7 @@ export class CentralMqttAdapter implements Service {
     }
     if (levels[1] === 'events' && levels.length === 3) {
       const batchId = decodeTopicLevel(levels[2] ?? '') ?? '';
-      await this.onBatch(storeId, batchId, body, correlationData);
+      await this.onBatch(storeId, batchId, body, payload, correlationData);
     } else if (levels[1] === 'changes-sync' && levels.length === 2) {
       this.onSync(storeId, body);
     } else if (levels[1] === 'changes-ack' && levels.length === 2) {
@@ -198,7 +198,8 @@ export class CentralMqttAdapter implements Service {
     }
   }
 
-  private async onBatch(storeId: string, batchId: string, body: unknown, correlationData: Buffer | undefined): Promise<void> {
+  /** `raw`: the payload bytes, the batch's fingerprint (as the decompressed body over HTTP). */
+  private async onBatch(storeId: string, batchId: string, body: unknown, raw: Buffer, correlationData: Buffer | undefined): Promise<void> {
     const central = this.opts.central;
     central.countRequest('mqtt:events');
     this.counts.batches++;
@@ -218,7 +219,7 @@ export class CentralMqttAdapter implements Service {
       this.publish(resultTopic, { batch_id: batchId, ...problemBody(f.status, f.status === 429 ? 'rate_limited' : 'unavailable', 'injected fault'), retry_after_s: f.retryAfterS }, props);
       return;
     }
-    const out = body === undefined ? { ok: false as const, status: 400, code: 'invalid_request', detail: 'the batch is not JSON' } : central.ingestBatch(storeId, batchId, body);
+    const out = body === undefined ? { ok: false as const, status: 400, code: 'invalid_request', detail: 'the batch is not JSON' } : central.ingestBatch(storeId, batchId, body, raw);
     if (f.lose) {
       this.counts.ignored++;
       return;
@@ -251,5 +252,6 @@ export class CentralMqttAdapter implements Service {
 }
 
 function problemBody(status: number, code: string, detail: string): Record<string, unknown> {
-  return { type: `https://shelfgate.dev/problems/${code.replace(/_/g, '-')}`, title: code.replace(/_/g, ' '), status, code, detail };
+  const d = detail.length > LIMITS.maxProblemDetail ? `${detail.slice(0, LIMITS.maxProblemDetail - 1)}…` : detail;
+  return { type: `https://shelfgate.dev/problems/${code.replace(/_/g, '-')}`, title: code.replace(/_/g, ' '), status, code, detail: d };
 }

@@ -1,12 +1,13 @@
 /** The read-only status page at GET /_sim/ (refreshes every 5 s; the same data is JSON at /_sim/state). */
 import { escapeHtml as h } from './http-util';
 import type { SimState } from './state';
+import { isKnownChange } from './types';
 
 export function renderStatusPage(s: SimState): string {
   const storeRows = Object.entries(s.stats.stores)
     .map(
       ([id, st]) => `<tr><td>${h(id)}</td><td>${st.events}</td><td>${st.duplicates}</td><td>${st.rejected}</td><td>${st.batches}</td>
-<td>${st.contiguous_seq} / ${st.max_seq}</td><td>${h(Object.entries(st.by_kind).map(([k, n]) => `${k}: ${n}`).join(', '))}</td>
+<td>${st.contiguous_seq} / ${st.max_seq}${st.epochs.length > 1 ? ` (epoch ${h(st.epoch ?? '')}, ${st.epochs.length} epochs)` : ''}</td><td>${h(Object.entries(st.by_kind).map(([k, n]) => `${k}: ${n}`).join(', '))}</td>
 <td>${st.out_of_order_devices.length === 0 ? 'none' : h(st.out_of_order_devices.map((d) => `${d.device_id} (${d.out_of_order}, ${d.last ?? ''})`).join('; '))}</td>
 <td>${st.acks.applied} / ${st.acks.stale} / ${st.acks.invalid}</td></tr>`,
     )
@@ -19,7 +20,9 @@ export function renderStatusPage(s: SimState): string {
     .join('\n');
   const changes = s.lastChanges
     .map((c) =>
-      c.type === 'price'
+      !isKnownChange(c)
+        ? `<tr><td>${h(c.published_at)}</td><td>${h(c.type)} (not in this contract)</td><td></td><td>v${c.version}</td><td>${h(c.change_id)}</td><td>${h(c.store_id ?? 'all')}</td></tr>`
+        : c.type === 'price'
         ? `<tr><td>${h(c.published_at)}</td><td>price</td><td>${h(c.gtin)}</td><td>v${c.version}</td><td>${(c.price / 100).toFixed(2)} ${h(c.currency)}${
             c.promotion ? ` (was ${(c.promotion.was_price / 100).toFixed(2)})` : ''
           }</td><td>${h(c.store_id ?? 'all')}</td></tr>`

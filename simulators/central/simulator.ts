@@ -12,32 +12,35 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { ErrorCode, ShelfgateError } from '../../src/errors';
 import type { Service } from '../../src/lifecycle';
 import type { Logger } from '../../src/log';
 import { isValidGtin } from '../../src/util/gtin';
 import { NO_FAULTS, parseFaultsPatch, type Faults, type FaultsPatch } from './faults';
-import { BodyError, readJsonBody, sendJson, sendProblem } from './http-util';
+import { BodyError, readJsonBodyRaw, sendJson, sendProblem } from './http-util';
 import { renderStatusPage } from './page';
 import type { CentralStats, SimState } from './state';
 export type { CentralStats, SimState } from './state';
 import { isRfc3339, parsePricesCsv, RandomPrices, type PriceInput } from './prices';
 import { SeededRng } from './rng';
-import { CentralStore, type ReceivedEvent, type StoreStats, type StoredAck } from './store';
+import { CentralStore, type ReceivedEvent, type RejectedEvent, type StoreStats, type StoredAck } from './store';
 import { TimerSet } from '../timers';
 import {
   AckRequestSchema,
   BatchEnvelopeSchema,
   CURRENCY_RE,
+  IDEMPOTENCY_TTL_MS,
+  LEGACY_EPOCH,
   LIMITS,
   PromotionSchema,
   STORE_ID_RE,
   ProblemCode,
   type AckResponse,
   type BatchResponse,
-  type Change,
   type ChangesResponse,
+  type FeedChange,
+  type OtherChange,
   type PriceChange,
   type SlotAssignment,
 } from './types';
@@ -64,6 +67,12 @@ export interface CentralSimulatorOptions {
   token?: string;
   /** If set, only these store ids are permitted (others get 403 store_not_permitted). */
   storeIds?: string[];
+  /** If set, central knows only these stores (others get 404 unknown_store); omitted: every store is known. */
+  knownStores?: string[];
+  /** The clock of ingest times and Idempotency-Key expiry (ms since the epoch); default Date.now. Tests move it. */
+  now?: () => number;
+  /** How long an Idempotency-Key is remembered; default 24 h (the contract's minimum). */
+  idempotencyKeyTtlMs?: number;
   tls?: CentralTlsOptions;
   log: Logger;
   /** Initial faults (validated; see faults.ts). */
@@ -132,7 +141,7 @@ export class CentralSimulator implements Service {
   private readonly sockets = new Set<Socket>();
   private readonly timers = new TimerSet();
   private readonly listeners = new Set<FeedListener>();
-  private readonly changeHooks = new Set<(change: Change, cursor: string) => void>();
+  private readonly changeHooks = new Set<(change: FeedChange, cursor: string) => void>();
   private longPolls = 0;
   private sseStreams = 0;
   private randomTimer: NodeJS.Timeout | null = null;
@@ -270,11 +279,12 @@ export class CentralSimulator implements Service {
 
   // ---------------------------------------------------------------- queries for tests and the page
 
-  receivedEvents(storeId: string, opts: { orderBy?: 'arrival' | 'seq' } = {}): ReceivedEvent[] {
-    return this.db().receivedEvents(storeId, opts.orderBy);
+  /** `orderBy: 'seq'` orders by epoch (first seen first), then seq; `epoch` keeps one epoch only. */
+  receivedEvents(storeId: string, opts: { orderBy?: 'arrival' | 'seq'; epoch?: string } = {}): ReceivedEvent[] {
+    return this.db().receivedEvents(storeId, opts.orderBy, opts.epoch);
   }
 
-  rejectedEvents(storeId: string): { event_id: string | null; seq: number | null; code: string; detail: string }[] {
+  rejectedEvents(storeId: string): RejectedEvent[] {
     return this.db().rejectedEvents(storeId);
   }
 
@@ -283,7 +293,7 @@ export class CentralSimulator implements Service {
   }
 
   /** Every change published, in feed order. */
-  changes(): Change[] {
+  changes(): FeedChange[] {
     return this.db().allChanges();
   }
 
@@ -391,6 +401,31 @@ export class CentralSimulator implements Service {
   }
 
   /**
+   * Publishes a change of a type this contract version does not define (as a central of a later
+   * minor version would), for one store or (storeId omitted) for every store. Stores must
+   * acknowledge it `invalid` and carry on; the feed never waits for it. Throws REQUEST_INVALID.
+   */
+  publishOtherChange(input: { type: string; storeId?: string; body?: Record<string, unknown> }): OtherChange {
+    const db = this.db();
+    if (!/^[a-z][a-z0-9_]{0,31}$/.test(input.type) || input.type === 'price' || input.type === 'slot') {
+      throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `type ${JSON.stringify(input.type)} must be a lower-case name other than price and slot`);
+    }
+    if (input.storeId !== undefined && !STORE_ID_RE.test(input.storeId)) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, 'storeId is invalid');
+    const key = `${input.storeId ?? '*'}/${input.type}`;
+    const version = db.latestVersion(input.type, key) + 1;
+    const change: OtherChange = {
+      ...input.body,
+      change_id: `${input.type}/${key}/v${version}`,
+      type: input.type,
+      store_id: input.storeId ?? null,
+      version,
+      published_at: new Date(this.now()).toISOString(),
+    };
+    this.published(change, db.appendChange(change, key));
+    return change;
+  }
+
+  /**
    * Loads a price CSV (gtin,price,currency,was_price,valid_from,valid_to,version) and publishes every
    * row, in file order. Every issue is reported at once (CONFIG_INVALID, details = issues) and then
    * nothing is published. Returns the number of changes published.
@@ -451,17 +486,21 @@ export class CentralSimulator implements Service {
    * adapter publishes changes live through this). Returns the unsubscribe function; stop() does not
    * remove hooks (the adapter that added one removes it).
    */
-  onChange(fn: (change: Change, cursor: string) => void): () => void {
+  onChange(fn: (change: FeedChange, cursor: string) => void): () => void {
     this.changeHooks.add(fn);
     return () => this.changeHooks.delete(fn);
   }
 
   /**
    * One batch upload, as `POST /v1/stores/{storeId}/events:batch` processes it after the HTTP layer:
-   * envelope validation, the batch size limit, dedup by event_id, per-device order bookkeeping.
+   * the store check, envelope validation, the batch size limit, the Idempotency-Key (remembered
+   * with the request's fingerprint: the route and `raw`, the decompressed body, or the body
+   * re-serialised when a transport has no bytes), epochs, dedup by event_id, per-device order.
    */
-  ingestBatch(storeId: string, batchId: string, body: unknown): IngestOutcome {
+  ingestBatch(storeId: string, batchId: string, body: unknown, raw?: Buffer): IngestOutcome {
     if (!STORE_ID_RE.test(storeId)) return { ok: false, status: 400, code: ProblemCode.INVALID_REQUEST, detail: `storeId ${JSON.stringify(storeId)} is invalid` };
+    const unknown = this.unknownStore(storeId);
+    if (unknown) return unknown;
     if (!/^[\x21-\x7e]{1,128}$/.test(batchId)) {
       return { ok: false, status: 400, code: ProblemCode.IDEMPOTENCY_KEY_MISSING, detail: 'the batch id must be 1-128 visible ASCII characters' };
     }
@@ -475,18 +514,34 @@ export class CentralSimulator implements Service {
     }
     const badGap = (env.data.gaps ?? []).find((g) => g.from_seq > g.to_seq);
     if (badGap) return { ok: false, status: 400, code: ProblemCode.INVALID_REQUEST, detail: `gap ${badGap.from_seq}..${badGap.to_seq}: from_seq is after to_seq` };
-    const out = this.db().storeBatch(storeId, batchId, env.data.events, env.data.gaps ?? [], new Date().toISOString());
+    const epoch = env.data.epoch ?? LEGACY_EPOCH;
+    const digest = createHash('sha256')
+      .update(`POST /v1/stores/${storeId}/events:batch\n`)
+      .update(raw ?? JSON.stringify(body))
+      .digest('hex');
+    const out = this.db().storeBatch({
+      storeId,
+      batchId,
+      digest,
+      epoch,
+      events: env.data.events,
+      gaps: env.data.gaps ?? [],
+      nowMs: this.now(),
+      keyTtlMs: this.opts.idempotencyKeyTtlMs ?? IDEMPOTENCY_TTL_MS,
+    });
     if (!out.ok) {
-      return { ok: false, status: 422, code: ProblemCode.IDEMPOTENCY_KEY_REUSED, detail: `Idempotency-Key ${batchId} was used before for a different set of events` };
+      return { ok: false, status: 422, code: ProblemCode.IDEMPOTENCY_KEY_REUSED, detail: `Idempotency-Key ${batchId} was used before for another request body` };
     }
     const counts = { accepted: 0, duplicate: 0, rejected: 0 };
     for (const r of out.results) counts[r.status]++;
-    this.log.debug({ storeId, batch: batchId, ...counts, contiguous_seq: out.contiguous_seq, retried: out.retried }, 'central-sim: batch');
-    return { ok: true, response: { batch_id: batchId, results: out.results, counts, contiguous_seq: out.contiguous_seq } };
+    this.log.debug({ storeId, epoch, batch: batchId, ...counts, contiguous_seq: out.contiguous_seq, retried: out.retried, replayed: out.replayed }, 'central-sim: batch');
+    return { ok: true, response: { batch_id: batchId, epoch, results: out.results, counts, contiguous_seq: out.contiguous_seq } };
   }
 
   /** Records a `changes:ack` request body for a store. */
   ingestAcks(storeId: string, body: unknown): { ok: true; response: AckResponse } | { ok: false; status: number; code: ProblemCode; detail: string } {
+    const unknown = this.unknownStore(storeId);
+    if (unknown) return unknown;
     const parsed = AckRequestSchema.safeParse(body);
     if (!parsed.success) {
       return { ok: false, status: 400, code: ProblemCode.INVALID_REQUEST, detail: parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ') };
@@ -503,7 +558,9 @@ export class CentralSimulator implements Service {
   feedAfter(
     storeId: string,
     cursor: string | null,
-  ): { ok: true; changes: { change: Change; cursor: string }[]; next_cursor: string } | { ok: false; status: number; code: ProblemCode; detail: string } {
+  ): { ok: true; changes: { change: FeedChange; cursor: string }[]; next_cursor: string } | { ok: false; status: number; code: ProblemCode; detail: string } {
+    const unknown = this.unknownStore(storeId);
+    if (unknown) return unknown;
     let after = 0;
     if (cursor !== null && cursor !== '') {
       const pos = decodeCursor(cursor);
@@ -511,7 +568,7 @@ export class CentralSimulator implements Service {
       if (pos > this.db().feedHead()) return { ok: false, status: 410, code: ProblemCode.CURSOR_EXPIRED, detail: 'cursor is ahead of this feed (the feed was reset); resynchronise without a cursor' };
       after = pos;
     }
-    const out: { change: Change; cursor: string }[] = [];
+    const out: { change: FeedChange; cursor: string }[] = [];
     for (let pos = after; ; ) {
       const rows = this.db().changesAfter(storeId, pos, LIMITS.maxFeedLimit);
       if (rows.length === 0) break;
@@ -555,12 +612,23 @@ export class CentralSimulator implements Service {
 
   // ---------------------------------------------------------------- HTTP
 
+  /** 404 unknown_store for a store this central does not know (only with `knownStores`). */
+  private unknownStore(storeId: string): { ok: false; status: 404; code: ProblemCode; detail: string } | null {
+    const known = this.opts.knownStores;
+    if (!known || known.includes(storeId)) return null;
+    return { ok: false, status: 404, code: ProblemCode.UNKNOWN_STORE, detail: `store ${storeId} is not known to this central` };
+  }
+
+  private now(): number {
+    return this.opts.now?.() ?? Date.now();
+  }
+
   private db(): CentralStore {
     if (!this.store) throw new ShelfgateError(ErrorCode.STOPPED, 'central simulator is not running');
     return this.store;
   }
 
-  private published(change: Change, feedSeq: number): void {
+  private published(change: FeedChange, feedSeq: number): void {
     this.notify(change.store_id);
     const cursor = encodeCursor(feedSeq);
     for (const fn of [...this.changeHooks]) {
@@ -649,16 +717,22 @@ export class CentralSimulator implements Service {
       req.socket.destroy();
       return;
     }
-    this.write(res, reply);
+    this.write(res, reply, LIMITS.maxResponseBytes);
   }
 
   private count(route: string): void {
     this.counters.by_route[route] = (this.counters.by_route[route] ?? 0) + 1;
   }
 
-  private write(res: http.ServerResponse, reply: Reply): void {
+  /** `maxBytes`: a JSON answer over it is this simulator's bug: logged and answered 500 instead (the contract caps /v1 answers at 1 MiB). */
+  private write(res: http.ServerResponse, reply: Reply, maxBytes?: number): void {
     if (!this.running || res.destroyed) return;
-    if (reply.kind === 'json') sendJson(res, reply.status, reply.body, reply.headers);
+    if (reply.kind === 'json') {
+      if (!sendJson(res, reply.status, reply.body, reply.headers, maxBytes)) {
+        this.log.error({ maxBytes }, 'central-sim: an answer exceeded the response size limit');
+        sendProblem(res, 500, ProblemCode.INTERNAL, 'the answer would exceed the response size limit');
+      }
+    }
     else if (reply.kind === 'problem') sendProblem(res, reply.status, reply.code, reply.detail, { headers: reply.headers, ext: reply.ext });
     else if (reply.kind === 'html') {
       res.writeHead(reply.status, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(reply.body), 'cache-control': 'no-store' });
@@ -666,7 +740,7 @@ export class CentralSimulator implements Service {
     }
   }
 
-  /** Bearer token (RFC 6750) and the store allow-list. */
+  /** Bearer token (RFC 6750), the store allow-list (403), then whether the store is known (404). */
   private authorize(req: http.IncomingMessage, storeId: string): Reply | null {
     if (!STORE_ID_RE.test(storeId)) return problem(400, ProblemCode.INVALID_REQUEST, `storeId ${JSON.stringify(storeId)} is invalid`);
     const token = this.opts.token;
@@ -687,12 +761,15 @@ export class CentralSimulator implements Service {
     if (this.opts.storeIds && !this.opts.storeIds.includes(storeId)) {
       return problem(403, ProblemCode.STORE_NOT_PERMITTED, `these credentials may not act for store ${storeId}`);
     }
+    const unknown = this.unknownStore(storeId);
+    if (unknown) return problem(unknown.status, unknown.code, unknown.detail);
     return null;
   }
 
-  private async readBody(req: http.IncomingMessage): Promise<{ ok: true; body: unknown } | { ok: false; reply: Reply }> {
+  private async readBody(req: http.IncomingMessage): Promise<{ ok: true; body: unknown; raw: Buffer } | { ok: false; reply: Reply }> {
     try {
-      return { ok: true, body: await readJsonBody(req, this.maxBodyBytes) };
+      const { value, raw } = await readJsonBodyRaw(req, this.maxBodyBytes);
+      return { ok: true, body: value, raw };
     } catch (e) {
       if (e instanceof BodyError) {
         return {
@@ -713,7 +790,7 @@ export class CentralSimulator implements Service {
     const read = await this.readBody(req);
     if (!read.ok) return read.reply;
     if (!this.running) return { kind: 'none' };
-    const out = this.ingestBatch(storeId, key, read.body);
+    const out = this.ingestBatch(storeId, key, read.body, read.raw);
     if (!out.ok) return problem(out.status, out.code, out.detail, undefined, out.ext);
     return { kind: 'json', status: 200, body: out.response };
   }
@@ -729,7 +806,7 @@ export class CentralSimulator implements Service {
   }
 
   /** Applies the feed faults (duplicate, reorder) to one page. */
-  private faultPage(page: { feedSeq: number; change: Change }[]): { feedSeq: number; change: Change }[] {
+  private faultPage(page: { feedSeq: number; change: FeedChange }[]): { feedSeq: number; change: FeedChange }[] {
     const f = this.currentFaults;
     let out = page;
     if (f.duplicateRate > 0) {

@@ -1,12 +1,12 @@
 /** What the reference central reports about itself (its status page and `stats()`). */
 import type { Faults } from './faults';
 import type { ReceivedEvent, StoreStats, StoredAck } from './store';
-import type { Change } from './types';
+import type { FeedChange } from './types';
 
 export interface CentralStats {
   stores: Record<string, StoreStats>;
   totals: { events: number; duplicates: number; rejected: number; batches: number; retried_batches: number; out_of_order_devices: number };
-  changes: { price: number; slot: number; head: number };
+  changes: { price: number; slot: number; other: number; head: number };
   requests: {
     total: number;
     by_route: Record<string, number>;
@@ -30,7 +30,7 @@ export interface SimState {
   stats: CentralStats;
   faults: Faults;
   lastEvents: (ReceivedEvent & { store_id: string })[];
-  lastChanges: Change[];
+  lastChanges: FeedChange[];
   lastAcks: (StoredAck & { store_id: string })[];
 }
 

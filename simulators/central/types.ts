@@ -13,7 +13,17 @@ export const LIMITS = {
   maxFeedLimit: 500,
   defaultFeedLimit: 100,
   maxAcks: 1000,
+  /** Every response body central sends is at most this (central-api.yaml: Limits). */
+  maxResponseBytes: 1024 * 1024,
+  /** A result echoes event_id only up to this length (else null), so results stay small. */
+  maxEchoedIdLength: 128,
+  /** EventError.detail and Problem.detail are cut to these lengths. */
+  maxEventDetail: 500,
+  maxProblemDetail: 1000,
 } as const;
+
+/** How long central remembers an Idempotency-Key with its fingerprint and response (central-api.yaml: Idempotency-Key). */
+export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
 
 export const EVENT_KINDS = ['pick', 'put', 'count', 'anomaly', 'condition', 'arrival', 'departure', 'zone_count'] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
@@ -23,6 +33,9 @@ export const STORE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 export const GTIN14_RE = /^\d{14}$/;
 export const CURRENCY_RE = /^[A-Z]{3}$/;
+/** A gateway database's epoch: a lower-case UUID, or "" (the legacy epoch of 1.0 gateways). */
+export const EPOCH_RE = /^$|^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+export const LEGACY_EPOCH = '';
 
 const rfc3339 = z.iso.datetime({ offset: true });
 
@@ -38,7 +51,7 @@ export const EventSchema = z.object({
 });
 export type StockEvent = z.infer<typeof EventSchema>;
 
-/** A seq range the gateway will never send (dropped under its full-buffer policy, or compacted). */
+/** A seq range of the batch's epoch the gateway will never send (dropped, compacted or parked). */
 export const SeqGapSchema = z.object({
   from_seq: z.number().int().min(1),
   to_seq: z.number().int().min(1),
@@ -46,15 +59,22 @@ export const SeqGapSchema = z.object({
 });
 export type SeqGap = z.infer<typeof SeqGapSchema>;
 
-/** The batch envelope. `events` items are validated one by one so one bad event never fails a batch. */
-export const BatchEnvelopeSchema = z.object({
-  events: z.array(z.unknown()).min(1).max(LIMITS.maxBatchEvents),
-  gaps: z.array(SeqGapSchema).max(1000).optional(),
-});
+/**
+ * The batch envelope. `events` items are validated one by one so one bad event never fails a batch.
+ * `events` may be empty when the batch declares gaps; `epoch` absent is the legacy epoch "".
+ */
+export const BatchEnvelopeSchema = z
+  .object({
+    epoch: z.string().regex(EPOCH_RE, 'must be a lower-case UUID or ""').optional(),
+    events: z.array(z.unknown()).max(LIMITS.maxBatchEvents),
+    gaps: z.array(SeqGapSchema).max(1000).optional(),
+  })
+  .refine((b) => b.events.length > 0 || (b.gaps?.length ?? 0) > 0, 'a batch needs at least one event or one gap');
 
 export type EventStatus = 'accepted' | 'duplicate' | 'rejected';
+export type EventErrorCode = 'invalid_event' | 'unknown_kind' | 'seq_conflict' | 'event_id_conflict';
 export interface EventError {
-  code: 'invalid_event' | 'unknown_kind' | 'seq_conflict';
+  code: EventErrorCode;
   detail: string;
 }
 export interface EventResult {
@@ -66,6 +86,8 @@ export interface EventResult {
 }
 export interface BatchResponse {
   batch_id: string;
+  /** The batch's epoch, echoed ("" for a batch without one). */
+  epoch: string;
   results: EventResult[];
   counts: { accepted: number; duplicate: number; rejected: number };
   contiguous_seq: number;
@@ -110,8 +132,28 @@ export interface SlotAssignment {
 
 export type Change = PriceChange | SlotAssignment;
 
+/**
+ * A change of a type this contract version does not define (a later minor version adds it). The
+ * simulator publishes one on request, so stores can be tested against a newer central.
+ */
+export interface OtherChange {
+  change_id: string;
+  type: string;
+  store_id: string | null;
+  version: number;
+  published_at: string;
+  [member: string]: unknown;
+}
+
+/** Anything the feed carries. */
+export type FeedChange = Change | OtherChange;
+
+export function isKnownChange(c: FeedChange): c is Change {
+  return c.type === 'price' || c.type === 'slot';
+}
+
 export interface ChangesResponse {
-  changes: Change[];
+  changes: FeedChange[];
   next_cursor: string;
 }
 
@@ -148,6 +190,7 @@ export const ProblemCode = {
   INVALID_TOKEN: 'invalid_token',
   STORE_NOT_PERMITTED: 'store_not_permitted',
   NOT_FOUND: 'not_found',
+  UNKNOWN_STORE: 'unknown_store',
   METHOD_NOT_ALLOWED: 'method_not_allowed',
   PAYLOAD_TOO_LARGE: 'payload_too_large',
   UNSUPPORTED_MEDIA_TYPE: 'unsupported_media_type',

@@ -48,6 +48,8 @@ function validate(schema: Json, v: unknown, path = '$'): string[] {
     const ok = s['oneOf'].filter((alt) => validate(alt, v, path).length === 0).length;
     if (ok !== 1) errs.push(`${path}: matches ${ok} of oneOf`);
   }
+  if (Array.isArray(s['anyOf']) && !s['anyOf'].some((alt) => validate(alt, v, path).length === 0)) errs.push(`${path}: matches none of anyOf`);
+  if (s['not'] !== undefined && validate(s['not'], v, path).length === 0) errs.push(`${path}: matches not`);
   if ('const' in s && v !== s['const']) errs.push(`${path}: not ${JSON.stringify(s['const'])}`);
   if (Array.isArray(s['enum']) && !s['enum'].includes(v as Json)) errs.push(`${path}: ${JSON.stringify(v)} not in enum`);
   const types = s['type'] === undefined ? null : ([] as Json[]).concat(s['type']);
@@ -299,6 +301,7 @@ describe('docs/central-api.yaml', () => {
       max_wait_seconds: LIMITS.maxWaitSeconds,
       max_feed_limit: LIMITS.maxFeedLimit,
       max_acks: LIMITS.maxAcks,
+      max_response_bytes: LIMITS.maxResponseBytes,
     });
   });
 });
@@ -306,7 +309,7 @@ describe('docs/central-api.yaml', () => {
 // ------------------------------------------------------------------ uplink
 
 describe('events:batch', () => {
-  it('accepts a batch; the same batch again is all duplicate and stored once', async () => {
+  it('accepts a batch; the same request again gets the stored response; stored once', async () => {
     const sim = await startSim();
     const events = [ev(1), ev(2, 'bus-a/4'), ev(3, 'g1-s2/3', 'count')];
     const key = randomUUID();
@@ -319,11 +322,11 @@ describe('events:batch', () => {
     expect(b1.results.map((r: { event_id: string }) => r.event_id)).toEqual(events.map((e) => e['event_id']));
     expect(b1.contiguous_seq).toBe(3);
 
+    // the same key and body: the stored response, nothing processed again (central-api.yaml: Idempotency-Key)
     const r2 = await postBatch(sim, 'store-1', events, { key });
     const b2 = await json(r2);
     expectConforms('EventBatchResult', b2);
-    expect(b2.results.map((r: { status: string }) => r.status)).toEqual(['duplicate', 'duplicate', 'duplicate']);
-    expect(b2.counts).toEqual({ accepted: 0, duplicate: 3, rejected: 0 });
+    expect(b2).toEqual(b1);
 
     // a different batch id carrying one old and one new event
     const b3 = await json(await postBatch(sim, 'store-1', [events[2], ev(4)]));
@@ -368,7 +371,7 @@ describe('events:batch', () => {
     await postBatch(sim, 's1', [ev(1, 'bus-a/1'), ev(3, 'bus-a/1'), ev(4, 'bus-a/2')]);
     await postBatch(sim, 's1', [ev(2, 'bus-a/1'), ev(5, 'bus-a/2')]);
     const st = sim.stats().stores['s1'];
-    expect(st?.out_of_order_devices).toEqual([{ device_id: 'bus-a/1', out_of_order: 1, last_seq: 3, last: 'seq 2 after 3' }]);
+    expect(st?.out_of_order_devices).toEqual([{ device_id: 'bus-a/1', epoch: '', out_of_order: 1, last_seq: 3, last: 'seq 2 after 3' }]);
     expect(sim.receivedEvents('s1', { orderBy: 'seq' }).map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
   });
 
@@ -648,14 +651,16 @@ describe('faults', () => {
     expect(sim.stats().requests.faults_injected).toMatchObject({ status5xx: 1, status429: 1 });
   });
 
-  it('a lost response stores the events but the client gets no answer; the retry is duplicate', async () => {
+  it('a lost response stores the events but the client gets no answer; the retry gets the stored response', async () => {
     const sim = await startSim({ faults: { lostResponseRate: 1 } });
     const events = [ev(1), ev(2)];
     await expect(postBatch(sim, 's1', events, { key: 'b1' })).rejects.toThrow();
     expect(sim.receivedEvents('s1')).toHaveLength(2);
     sim.setFaults({ lostResponseRate: 0 });
     const b = await json(await postBatch(sim, 's1', events, { key: 'b1' }));
-    expect(b.counts).toEqual({ accepted: 0, duplicate: 2, rejected: 0 });
+    expect(b.counts).toEqual({ accepted: 2, duplicate: 0, rejected: 0 });
+    expect(sim.receivedEvents('s1')).toHaveLength(2);
+    expect(sim.stats().stores['s1']).toMatchObject({ duplicates: 2, retried_batches: 1 });
   });
 
   it('dropConnection resets without storing; timeout never answers; slowMs delays', async () => {

@@ -154,18 +154,21 @@ describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
     expect(central.stats().stores[STORE]!.out_of_order_devices).toEqual([]);
   });
 
-  it('a repeated batch id answers duplicate for every event (also two at once)', async () => {
+  it('a repeated batch id gets the stored response (also two at once); events are stored once', async () => {
     const b = bridge();
     await b.start();
     await b.waitReady(5_000);
     const id = randomUUID();
     const evs = events(10);
     expect((await b.upload(id, evs)).every((r) => r.status === 'accepted')).toBe(true);
+    // the same batch id and payload within 24 h: the stored response (docs/central-api.yaml, Idempotency-Key)
     const again = await b.upload(id, evs);
     expect(again).toHaveLength(10);
-    expect(again.every((r) => r.status === 'duplicate')).toBe(true);
+    expect(again.every((r) => r.status === 'accepted')).toBe(true);
     const [x, y] = await Promise.all([b.upload(id, evs), b.upload(id, evs)]);
-    expect(x!.every((r) => r.status === 'duplicate') && y!.every((r) => r.status === 'duplicate')).toBe(true);
+    expect(x!.every((r) => r.status === 'accepted') && y!.every((r) => r.status === 'accepted')).toBe(true);
+    // the events themselves, under a new batch id: deduplicated by event_id
+    expect((await b.upload(randomUUID(), evs)).every((r) => r.status === 'duplicate')).toBe(true);
     expect(central.receivedEvents(STORE).filter((e) => evs.some((v) => v.event_id === e.event_id))).toHaveLength(10);
   });
 
@@ -182,7 +185,8 @@ describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
     central.setFaults({ status5xxRate: 0, lostResponseRate: 1 });
     await expect(b.upload(id, evs)).rejects.toMatchObject({ code: ErrorCode.SYNC_RETRYABLE });
     central.resetFaults();
-    expect((await b.upload(id, evs)).map((r) => r.status)).toEqual(['duplicate', 'duplicate', 'duplicate']); // the lost response had stored them
+    expect((await b.upload(id, evs)).map((r) => r.status)).toEqual(['accepted', 'accepted', 'accepted']); // the lost response's, stored with the key
+    expect(central.receivedEvents(STORE).filter((e) => evs.some((v) => v.event_id === e.event_id))).toHaveLength(3);
   });
 
   it('changes: replay from null, live changes, cursor reaches the feed head, acks are recorded', async () => {
