@@ -1,15 +1,23 @@
 /**
- * Schema migrations, tracked with `PRAGMA user_version`.
+ * Schema migrations of the core and every feature, in one version order.
  *
- * - Migrations are an ordered list, versions 1..N without gaps; each one runs in its own
- *   transaction together with the `user_version` bump, so a crash leaves the database at the
- *   previous version or the next one, never in between.
- * - A database whose user_version is higher than the newest migration known here was written by a
- *   newer shelfgate: it is refused (STORAGE_MIGRATION), never "downgraded" or recreated.
+ * - Each migration has a version number unique across the core and all features (a feature takes
+ *   the next free number when it adds one). Versions are applied in increasing order.
+ * - The table `schema_migrations` records which versions a database has; `PRAGMA user_version`
+ *   is the highest of them. A gateway built from a subset of the features has gaps in its list,
+ *   and a feature added later gets its (lower-numbered) migrations applied then: the ledger, not
+ *   the highest number, decides what is missing. Databases from before the ledger (schema 1-2)
+ *   had every version up to their user_version.
+ * - Each migration runs in its own transaction together with its ledger row and the
+ *   `user_version` bump, so a crash leaves the database before it or after it, never in between.
+ * - A database that holds a version this build does not know (a higher user_version, or a ledger
+ *   row of an unknown migration) was written by a newer shelfgate or one with another feature:
+ *   it is refused (STORAGE_MIGRATION), never "downgraded" or recreated.
  * - `PRAGMA application_id` marks the file as shelfgate's, so a storage path that points at some
  *   other program's SQLite file is refused instead of getting our tables added to it.
  * - Never edit a migration that has shipped: add a new one.
  */
+import { randomUUID } from 'node:crypto';
 import type { Database } from 'better-sqlite3';
 import { ErrorCode, ShelfgateError } from '../errors';
 import type { Logger } from '../log';
@@ -170,10 +178,19 @@ export const MIGRATIONS: readonly Migration[] = [
         FROM slots WHERE updated_at IS NOT NULL;
     `,
   },
+  {
+    version: 5,
+    description: "the database's epoch (docs/central-api.yaml, Epochs)",
+    // A random UUID made with the database and never changed: central keeps seqs per (store, epoch),
+    // so a replaced gateway starting at seq 1 again is a new seq space, not 49 of 49 seq_conflicts.
+    // A database that already sent seqs under contract 1.0 keeps the legacy epoch "": a new epoch
+    // would start a seq space whose first seqs were sent under the old one.
+    up: (db) => {
+      const sent = db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").get() as { seq: number } | undefined;
+      db.prepare("INSERT INTO meta (key, value) VALUES ('store.epoch', ?) ON CONFLICT (key) DO NOTHING").run(sent && sent.seq > 0 ? '' : randomUUID());
+    },
+  },
 ];
-
-/** The schema version this build writes. */
-export const SCHEMA_VERSION = MIGRATIONS.length === 0 ? 0 : MIGRATIONS[MIGRATIONS.length - 1]!.version;
 
 export interface MigrationResult {
   from: number;
@@ -185,10 +202,12 @@ export interface MigrationResult {
  * newer shelfgate, belongs to another program, or a migration fails (that migration is rolled back).
  */
 export function migrate(db: Database, log: Logger, migrations: readonly Migration[] = MIGRATIONS): MigrationResult {
-  migrations.forEach((m, i) => {
-    if (m.version !== i + 1) throw new Error(`migration list is not 1..N in order: index ${i} has version ${m.version}`);
+  const known = [...migrations].sort((x, y) => x.version - y.version);
+  known.forEach((m, i) => {
+    if (!Number.isInteger(m.version) || m.version < 1) throw new Error(`migration version ${m.version} (${m.description}) is not a positive integer`);
+    if (i > 0 && known[i - 1]!.version === m.version) throw new Error(`two migrations have version ${m.version}: ${known[i - 1]!.description} / ${m.description}`);
   });
-  const latest = migrations.length;
+  const latest = known.at(-1)?.version ?? 0;
   const from = db.pragma('user_version', { simple: true }) as number;
   const appId = db.pragma('application_id', { simple: true }) as number;
 
@@ -199,14 +218,14 @@ export function migrate(db: Database, log: Logger, migrations: readonly Migratio
       { path: db.name, applicationId: appId },
     );
   }
-  if (from > latest) {
-    throw new ShelfgateError(
+  const newer = (found: number | string): ShelfgateError =>
+    new ShelfgateError(
       ErrorCode.STORAGE_MIGRATION,
-      `${db.name} has schema version ${from} but this shelfgate knows only up to ${latest}: it was written by a newer shelfgate. ` +
-        'Install that version again (or restore a backup); refusing to open it to avoid losing data',
-      { path: db.name, found: from, known: latest },
+      `${db.name} has schema version ${found} but this shelfgate knows only ${known.map((m) => m.version).join(', ') || 'none'}: it was written by a newer shelfgate ` +
+        '(or one with another feature). Install that version again (or restore a backup); refusing to open it to avoid losing data',
+      { path: db.name, found, known: latest },
     );
-  }
+  if (from > latest) throw newer(from);
   if (from === 0) {
     const tables = db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table'").get() as { n: number };
     if (tables.n > 0) {
@@ -218,15 +237,30 @@ export function migrate(db: Database, log: Logger, migrations: readonly Migratio
     }
   }
 
-  for (const m of migrations) {
-    if (m.version <= from) continue;
+  // The ledger: created (and, for a database from before it, filled with 1..user_version) in one transaction.
+  db.transaction(() => {
+    const has = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'").get();
+    if (has) return;
+    db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+    const ins = db.prepare('INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)');
+    for (let v = 1; v <= from; v++) ins.run(v, known.find((m) => m.version === v)?.description ?? 'before the migration ledger', Date.now());
+  })();
+  const applied = new Set((db.prepare('SELECT version FROM schema_migrations').all() as Array<{ version: number }>).map((r) => r.version));
+  const unknown = [...applied].filter((v) => !known.some((m) => m.version === v));
+  if (unknown.length > 0) throw newer(unknown.join(', '));
+
+  const record = db.prepare('INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)');
+  let to = from;
+  for (const m of known) {
+    if (applied.has(m.version)) continue;
     const t0 = Date.now();
     try {
       db.transaction(() => {
         if (typeof m.up === 'string') db.exec(m.up);
         else m.up(db);
+        record.run(m.version, m.description, Date.now());
         db.pragma(`application_id = ${APPLICATION_ID}`);
-        db.pragma(`user_version = ${m.version}`);
+        if (m.version > to) db.pragma(`user_version = ${m.version}`);
       })();
     } catch (e) {
       throw new ShelfgateError(
@@ -236,7 +270,8 @@ export function migrate(db: Database, log: Logger, migrations: readonly Migratio
         { cause: e },
       );
     }
+    to = Math.max(to, m.version);
     log.info({ version: m.version, description: m.description, ms: Date.now() - t0 }, 'database schema migrated');
   }
-  return { from, to: Math.max(from, latest) };
+  return { from, to };
 }

@@ -471,6 +471,11 @@ export class Store implements Service {
     return n;
   }
 
+  /** This database's epoch (migration 5): a UUID, or "" for a database that synced under contract 1.0. */
+  epoch(): string {
+    return this.getMeta('store.epoch') ?? '';
+  }
+
   getMeta(key: string): string | null {
     const r = this.stmts().getMeta.get(key) as { value: string | null } | undefined;
     return r?.value ?? null;

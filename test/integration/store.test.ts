@@ -138,6 +138,44 @@ describe('opening and migrations', () => {
     expect(db.prepare('SELECT shelf_id, slot_id, version FROM slot_versions').all()).toEqual([{ shelf_id: 'sh1', slot_id: 'b', version: 2 }]);
   });
 
+  it('the migration ledger: a feature added later gets its lower-numbered migration; an unknown applied version is refused', async () => {
+    // first a gateway of the core alone: versions 1, 2, 3, 5 (the shelves feature's 4 is not there)
+    let s = await started({ migrations: composeMigrations([]) });
+    expect(s.connection!.pragma('user_version', { simple: true })).toBe(5);
+    expect(s.connection!.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE name = 'weight_calibration'").get()).toEqual({ n: 0 });
+    await s.stop();
+    // then with the shelves feature: its migration 4 runs although user_version is already 5
+    s = await started();
+    const db = s.connection!;
+    expect(db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE name = 'weight_calibration'").get()).toEqual({ n: 1 });
+    expect((db.prepare('SELECT version FROM schema_migrations ORDER BY version').all() as Array<{ version: number }>).map((r) => r.version)).toEqual([1, 2, 3, 4, 5]);
+    await s.stop();
+    // a database holding a migration this build does not know (another feature's) is refused, untouched
+    const raw = new Database(dbPath);
+    raw.prepare("INSERT INTO schema_migrations (version, description, applied_at) VALUES (100, 'doors: counts', 1)").run();
+    raw.close();
+    const before = sha(dbPath);
+    const e = await expectCode(makeStore().start(), ErrorCode.STORAGE_MIGRATION);
+    expect(e.message).toMatch(/schema version 100 .*another feature/);
+    expect(sha(dbPath)).toBe(before);
+  });
+
+  it("gives a new database a random epoch (UUID v4) and keeps the legacy epoch \"\" for one that synced before epochs existed", async () => {
+    const s = await started();
+    expect(s.epoch()).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    const first = s.epoch();
+    await s.stop();
+    const again = await started();
+    expect(again.epoch()).toBe(first); // never changes
+    await again.stop();
+    // the landed version's database had sent seqs 1..3: it stays in the legacy epoch
+    rmSync(dirname(dbPath), { recursive: true, force: true });
+    mkdirSync(dirname(dbPath), { recursive: true });
+    copyFileSync(join(__dirname, '../fixtures/landed-v2.db'), dbPath);
+    const landed = await started();
+    expect(landed.epoch()).toBe('');
+  });
+
   it.each([
     ['full', 2],
     ['normal', 1],
