@@ -134,7 +134,7 @@ export class SyncService implements Service {
       this.statusReporter.succeeded(what);
       this.upload?.answered();
     };
-    const failed = (e: unknown, what: Exchange): void => this.statusReporter.failed(e, what);
+    const failed = (e: unknown, what: Exchange, opts?: { reachable?: boolean }): void => this.statusReporter.failed(e, what, opts);
     const delayFor = (e: unknown, b: Backoff): number => retryDelay(e, b, config.backoff);
     this.upload = new UploadPipeline({
       storeId: o.storeId,

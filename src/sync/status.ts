@@ -119,14 +119,18 @@ export class SyncStatusReporter {
     }
   }
 
-  /** An exchange with central failed: logged (rate limited) and reported. */
-  failed(e: unknown, what: Exchange): void {
+  /**
+   * An exchange with central failed: logged (rate limited) and reported. `reachable`: central did
+   * answer (e.g. incompletely), so the link stays reported as connected.
+   */
+  failed(e: unknown, what: Exchange, opts: { reachable?: boolean } = {}): void {
     const f = failureOf(e);
     const message = (e as Error)?.message ?? String(e);
-    const changed = this.connected || this.lastError?.code !== f.code;
-    this.connected = false;
+    const changed = (this.connected && !opts.reachable) || this.lastError?.code !== f.code;
+    if (!opts.reachable) this.connected = false;
     this.lastError = { code: f.code, message: message.slice(0, 500), at: new Date().toISOString() };
     if (f.kind !== 'retryable') this.limiter.error(`fatal:${what}:${f.code}`, { err: message, code: f.code }, `central refused the ${what} request: needs an operator (retrying at the maximum backoff)`);
+    else if (opts.reachable) this.limiter.warn(`retry:${what}:${f.code}`, { err: message, code: f.code }, `central's answer to the ${what} request was incomplete: retrying with backoff`);
     else this.limiter.warn(`retry:${what}:${f.code}`, { err: message, code: f.code }, `central not reachable for ${what}: retrying with backoff`);
     if (changed) this.changed();
   }

@@ -52,7 +52,7 @@ export interface UploadPipelineOptions {
   /** Idle poll of the outbox when nothing woke the uploader; default 1000 ms. */
   idlePollMs?: number;
   succeeded: (what: Exchange) => void;
-  failed: (e: unknown, what: Exchange) => void;
+  failed: (e: unknown, what: Exchange, opts?: { reachable?: boolean }) => void;
   /** Something the status reports changed (parked events). */
   changed: () => void;
 }
@@ -63,6 +63,26 @@ interface Batch {
   events: UploadEvent[];
   gaps: { id: number; gap: SeqGap }[];
   salt: number;
+}
+
+/** One lane: the events of the devices that hash to it, in seq order, one batch in flight at a time. */
+interface Lane {
+  readonly index: number;
+  /** Read from the outbox, not yet in a batch (seq order; at most 2 x batch_max_events). */
+  queue: OutboxRow[];
+  /** The batch in flight (or to be retried). */
+  batch: Batch | null;
+  /** Events per batch (lowered by a 413). */
+  limit: number;
+  /**
+   * null: the lane takes its rows from the shared reader. A seq: the lane's queue was full when
+   * the shared reader passed, so the lane reads its own rows after this seq until it catches up
+   * (a lane in back-off must not hold up the others).
+   */
+  behind: number | null;
+  /** This lane's own back-off (failures of its batches, not of central as a whole). */
+  pausedUntil: number;
+  readonly backoff: Backoff;
 }
 
 type PauseReason = 'backoff' | 'retry-after' | 'fatal';
@@ -81,17 +101,28 @@ export function laneOf(deviceId: string, lanes: number): number {
   return lanes <= 1 ? 0 : fnv1a(deviceId) % lanes;
 }
 
+/** A 200 without a result for some events: for those events, a failure like any other. */
+export class IncompleteAnswerError extends Error {
+  readonly code = 'incomplete_answer';
+  constructor(
+    readonly batchId: string,
+    readonly missing: number,
+  ) {
+    super(`central answered batch ${batchId} without a result for ${missing} event(s): they are sent again after a back-off`);
+    this.name = 'IncompleteAnswerError';
+  }
+}
+
 export class UploadPipeline {
   private readonly limiter: LogLimiter;
-  private readonly lanes: number;
+  private readonly laneCount: number;
   private readonly wakeup = new Wakeup();
   private signal: AbortSignal = AbortSignal.abort();
-  private queues: OutboxRow[][] = [];
-  private current: (Batch | null)[] = [];
-  private laneLimit: number[] = [];
+  private lanes: Lane[] = [];
   private readSeq = 0;
   private exhausted = false;
   private readonly gapsInFlight = new Set<number>();
+  /** Central as a whole (network, 5xx, 429, credentials): every lane waits. */
   private readonly backoff: Backoff;
   private pausedUntil = 0;
   private pauseReason: PauseReason = 'backoff';
@@ -99,12 +130,16 @@ export class UploadPipeline {
 
   constructor(private readonly o: UploadPipelineOptions) {
     this.limiter = new LogLimiter(o.log);
-    this.lanes = Math.max(1, o.config.pipeline);
-    this.backoff = new Backoff({ initialMs: o.config.backoff.initial_ms, maxMs: o.config.backoff.max_ms });
+    this.laneCount = Math.max(1, o.config.pipeline);
+    this.backoff = new Backoff(this.backoffOptions());
+  }
+
+  private backoffOptions(): { initialMs: number; maxMs: number } {
+    return { initialMs: this.o.config.backoff.initial_ms, maxMs: this.o.config.backoff.max_ms };
   }
 
   get pipeline(): number {
-    return this.lanes;
+    return this.laneCount;
   }
 
   /** Events parked so far (all time: counted from the table at start). */
@@ -114,9 +149,15 @@ export class UploadPipeline {
 
   /** Resets the lanes and counts what is parked; call before run(). */
   prepare(): void {
-    this.queues = Array.from({ length: this.lanes }, () => []);
-    this.current = Array.from({ length: this.lanes }, () => null);
-    this.laneLimit = Array.from({ length: this.lanes }, () => this.o.config.batch_max_events);
+    this.lanes = Array.from({ length: this.laneCount }, (_, index) => ({
+      index,
+      queue: [],
+      batch: null,
+      limit: this.o.config.batch_max_events,
+      behind: null,
+      pausedUntil: 0,
+      backoff: new Backoff(this.backoffOptions()),
+    }));
     this.readSeq = 0;
     this.exhausted = false;
     this.gapsInFlight.clear();
@@ -126,7 +167,7 @@ export class UploadPipeline {
   /** Starts one loop per lane; they end when `signal` aborts. */
   run(signal: AbortSignal): Promise<void>[] {
     this.signal = signal;
-    return Array.from({ length: this.lanes }, (_, i) => this.laneLoop(i));
+    return this.lanes.map((lane) => this.laneLoop(lane));
   }
 
   /** New events were committed (or a lane finished a batch): read again. */
@@ -157,12 +198,17 @@ export class UploadPipeline {
     return !this.signal.aborted;
   }
 
-  /** Reads the outbox (seq order) into the lane queues; bounded by the queue sizes. */
+  /**
+   * Reads the outbox (seq order) into the lane queues, bounded by the queue sizes. A lane whose
+   * queue is full (it is backing off) does not stop the others: the shared reader passes its rows
+   * by and the lane reads them itself later (catchUp).
+   */
   private fill(): void {
     const max = this.o.config.batch_max_events;
     const cap = max * 2;
+    for (const lane of this.lanes) if (lane.behind !== null && lane.queue.length < max) this.catchUp(lane, cap);
     const skipConditions = !this.o.config.upload_conditions;
-    while (!this.exhausted && this.queues.some((q) => q.length < max) && this.queues.every((q) => q.length < cap)) {
+    while (!this.exhausted && this.lanes.some((l) => l.behind === null && l.queue.length < max)) {
       const rows = this.o.store.peekOutbox(this.readSeq, 1000);
       if (rows.length === 0) {
         this.exhausted = true;
@@ -171,9 +217,42 @@ export class UploadPipeline {
       this.readSeq = rows[rows.length - 1]!.seq;
       for (const r of rows) {
         if (skipConditions && r.priority === CONDITION_PRIORITY) continue;
-        this.queues[laneOf(r.deviceId, this.lanes)]!.push(r);
+        const lane = this.lanes[laneOf(r.deviceId, this.laneCount)]!;
+        if (lane.behind !== null) continue;
+        if (lane.queue.length >= cap) lane.behind = r.seq - 1;
+        else lane.queue.push(r);
       }
     }
+  }
+
+  /** A lane that fell behind reads its own rows, up to the shared read position. */
+  private catchUp(lane: Lane, cap: number): void {
+    const skipConditions = !this.o.config.upload_conditions;
+    let after = lane.behind!;
+    while (lane.queue.length < cap) {
+      const rows = this.o.store.peekOutbox(after, 1000);
+      if (rows.length === 0) {
+        lane.behind = null;
+        return;
+      }
+      for (const r of rows) {
+        if (r.seq > this.readSeq) {
+          lane.behind = null; // the shared reader brings the rest
+          return;
+        }
+        if ((skipConditions && r.priority === CONDITION_PRIORITY) || laneOf(r.deviceId, this.laneCount) !== lane.index) {
+          after = r.seq;
+          continue;
+        }
+        if (lane.queue.length >= cap) {
+          lane.behind = after;
+          return;
+        }
+        lane.queue.push(r);
+        after = r.seq;
+      }
+    }
+    lane.behind = after;
   }
 
   /** Lowest seq of an event that would be uploaded, or null. */
@@ -187,10 +266,10 @@ export class UploadPipeline {
 
   /**
    * When everything read was handled and nothing is in flight: events left behind the read
-   * position (an answer that lacked some results, a failed local delete) are read again.
+   * position (a failed local delete) are read again.
    */
   private maybeRescan(): boolean {
-    if (!this.exhausted || this.queues.some((q) => q.length > 0) || this.current.some((b) => b !== null)) return false;
+    if (!this.exhausted || this.lanes.some((l) => l.queue.length > 0 || l.batch !== null || l.behind !== null)) return false;
     const first = this.firstUploadableSeq();
     if (first !== null && first <= this.readSeq) {
       this.readSeq = first - 1;
@@ -230,8 +309,18 @@ export class UploadPipeline {
     for (const g of b.gaps) this.gapsInFlight.delete(g.id);
   }
 
-  private async waitWhilePaused(): Promise<void> {
-    while (this.running && Date.now() < this.pausedUntil) await this.wakeup.wait(this.pausedUntil - Date.now(), this.signal);
+  /** Waits while central as a whole or this lane is backing off. */
+  private async waitWhilePaused(lane: Lane): Promise<void> {
+    for (;;) {
+      const until = Math.max(this.pausedUntil, lane.pausedUntil);
+      if (!this.running || Date.now() >= until) return;
+      await this.wakeup.wait(until - Date.now(), this.signal);
+    }
+  }
+
+  /** This lane backs off (its batch failed for a reason of its own); the other lanes go on. */
+  private pauseLane(lane: Lane, delay = lane.backoff.next()): void {
+    lane.pausedUntil = Math.max(lane.pausedUntil, Date.now() + delay);
   }
 
   private pause(e: unknown): void {
@@ -256,25 +345,24 @@ export class UploadPipeline {
     }
   }
 
-  private async laneLoop(i: number): Promise<void> {
+  private async laneLoop(lane: Lane): Promise<void> {
     const transport = this.o.transport;
     while (this.running) {
       try {
-        await this.waitWhilePaused();
+        await this.waitWhilePaused(lane);
         if (!this.running) break;
-        let batch = this.current[i];
+        let batch = lane.batch;
         if (!batch) {
           this.fill();
-          const q = this.queues[i]!;
-          if (q.length === 0) {
+          if (lane.queue.length === 0) {
             if (this.maybeRescan()) continue; // every queue is empty: the next fill() reads
-            // nothing for this lane now (outbox read, or another lane's queue is full): wait
+            // nothing for this lane now (outbox read): wait
             await this.wakeup.wait(this.o.idlePollMs ?? 1000, this.signal);
             this.exhausted = false;
             continue;
           }
-          batch = this.makeBatch(q.splice(0, this.laneLimit[i]!));
-          this.current[i] = batch;
+          batch = this.makeBatch(lane.queue.splice(0, lane.limit));
+          lane.batch = batch;
         }
         let results: UploadResult[];
         try {
@@ -287,12 +375,12 @@ export class UploadPipeline {
           if (!this.running) break;
           this.o.counters.batchFailures++;
           this.o.failed(e, 'upload');
-          this.onUploadError(i, batch, e);
+          this.onUploadError(lane, batch, e);
           continue;
         }
         this.o.succeeded('upload');
-        this.current[i] = null;
-        this.applyResults(batch, results);
+        lane.batch = null;
+        this.applyResults(lane, batch, results);
         this.wake();
       } catch (e) {
         // a local failure (store): never let the loop die
@@ -303,27 +391,27 @@ export class UploadPipeline {
     }
   }
 
-  private onUploadError(i: number, batch: Batch, e: unknown): void {
+  private onUploadError(lane: Lane, batch: Batch, e: unknown): void {
     const f = failureOf(e);
     if (f.kind === 'too_large') {
       if (batch.rows.length > 1) {
         const keep = Math.max(1, Math.min(f.maxEvents ?? Math.floor(batch.rows.length / 2), Math.floor(batch.rows.length / 2)));
-        this.laneLimit[i] = Math.max(1, Math.min(this.laneLimit[i]!, keep));
+        lane.limit = Math.max(1, Math.min(lane.limit, keep));
         this.releaseGaps(batch);
-        this.queues[i]!.unshift(...batch.rows.slice(keep));
-        this.current[i] = this.makeBatch(batch.rows.slice(0, keep));
+        lane.queue.unshift(...batch.rows.slice(keep));
+        lane.batch = this.makeBatch(batch.rows.slice(0, keep));
         this.o.log.warn({ events: batch.rows.length, now: keep }, 'central refused the batch as too large: split');
         return;
       }
       // one event central will never take: park it locally and declare its seq as a gap
       this.releaseGaps(batch);
-      this.current[i] = null;
+      lane.batch = null;
       this.park(batch.rows, new Map([[batch.rows[0]!.eventId, { code: 'payload_too_large', message: (e as Error).message }]]), true);
       return;
     }
     if (f.kind === 'invalid_request' && f.code === 'idempotency_key_reused') {
       this.releaseGaps(batch);
-      this.current[i] = this.makeBatch(batch.rows, batch.salt + 1);
+      lane.batch = this.makeBatch(batch.rows, batch.salt + 1);
       this.pause(e);
       return;
     }
@@ -337,7 +425,14 @@ export class UploadPipeline {
     this.pause(e);
   }
 
-  private applyResults(batch: Batch, results: UploadResult[]): void {
+  /**
+   * Acts on central's answer: accepted and duplicate events leave the outbox, rejected ones are
+   * parked, the gaps it carried are forgotten. An event without a result is a failure like any
+   * other: it goes back to the front of its lane (before any later event of its device) and the
+   * lane backs off; resending it at once would be a retry storm against a central that keeps
+   * answering incompletely.
+   */
+  private applyResults(lane: Lane, batch: Batch, results: UploadResult[]): void {
     const counters = this.o.counters;
     counters.batches++;
     const byId = new Map<string, UploadResult>();
@@ -345,18 +440,20 @@ export class UploadPipeline {
     const done: string[] = [];
     const rejected = new Map<string, { code: string; message?: string }>();
     const rejectedRows: OutboxRow[] = [];
+    const missing: OutboxRow[] = [];
     for (const row of batch.rows) {
       const r = byId.get(row.eventId);
-      if (!r) continue;
-      if (r.status === 'accepted') {
+      if (r?.status === 'accepted') {
         counters.uploaded++;
         done.push(row.eventId);
-      } else if (r.status === 'duplicate') {
+      } else if (r?.status === 'duplicate') {
         counters.duplicates++;
         done.push(row.eventId);
-      } else if (r.status === 'rejected') {
+      } else if (r?.status === 'rejected') {
         rejected.set(row.eventId, r.error ?? { code: 'rejected' });
         rejectedRows.push(row);
+      } else {
+        missing.push(row);
       }
     }
     if (done.length > 0) this.o.store.ackOutbox(done);
@@ -365,8 +462,13 @@ export class UploadPipeline {
       this.releaseGaps(batch);
     }
     if (rejectedRows.length > 0) this.park(rejectedRows, rejected, false);
-    if (done.length + rejectedRows.length < batch.rows.length) {
-      this.limiter.warn('missing-results', { batch: batch.id, events: batch.rows.length, results: results.length }, 'central answered without a result for some events: they stay in the outbox');
+    if (missing.length > 0) {
+      lane.queue.unshift(...missing);
+      counters.batchFailures++;
+      this.o.failed(new IncompleteAnswerError(batch.id, missing.length), 'upload', { reachable: true });
+      this.pauseLane(lane);
+    } else {
+      lane.backoff.reset();
     }
   }
 

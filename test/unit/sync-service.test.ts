@@ -16,6 +16,7 @@ import { seqRanges } from '../../src/sync/buffer';
 import { parseRetryAfter } from '../../src/sync/https';
 import { validateChange } from '../../src/sync/prices';
 import { SyncService, createSyncTransport } from '../../src/sync/service';
+import { laneOf } from '../../src/sync/upload';
 import type { Change, ChangeAck, SeqGap, SyncTransport, UploadEvent, UploadResult } from '../../src/sync/types';
 
 const STORE = 'st1';
@@ -224,6 +225,53 @@ describe('SyncService upstream (scripted central)', () => {
     await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: 11 } });
     await until(() => t.uploads.flatMap((u) => u.gaps ?? []).length > gapsSent.length || gapsSent.length > 0, 3000, 'gap declared');
     expect(t.uploads.flatMap((u) => u.gaps ?? [])).toContainEqual({ from_seq: 6, to_seq: 6, reason: 'parked' });
+  });
+
+  it('a 200 that leaves out some results: the missing events are retried with a growing backoff, not at once', async () => {
+    const t = new ScriptedTransport();
+    let omitted = 0;
+    t.uploadImpl = async (_id, ev) =>
+      ev
+        .filter((e) => !(e.seq === 3 && omitted < 4 && ++omitted > 0))
+        .map((e) => ({ event_id: e.event_id, seq: e.seq, status: 'accepted' as const }));
+    const g = await setup(t, cfg({ pipeline: 1, backoff: { initial_ms: 50, max_ms: 5000 } }));
+    for (let i = 0; i < 5; i++) await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: i } });
+    await until(() => g.store.outboxStats().count === 0, 8000, 'drained');
+    const tries = t.uploads.filter((u) => u.events.some((e) => e.seq === 3)).map((u) => u.at);
+    expect(tries).toHaveLength(5); // four incomplete answers, then the one that carries its result
+    const waits = tries.slice(1).map((at, k) => at - tries[k]!);
+    // backoff of 50 ms growing x2 with +-20 % jitter: >= 40, 80, 160, 320 ms
+    expect(waits[0]).toBeGreaterThanOrEqual(40);
+    expect(waits[3]).toBeGreaterThanOrEqual(320);
+    expect(waits[3]!).toBeGreaterThan(waits[0]! * 2);
+    // the events central did answer for were not sent again
+    expect(t.uploads.flatMap((u) => u.events.map((e) => e.seq)).filter((s) => s !== 3).sort()).toEqual([1, 2, 4, 5]);
+    expect(g.sync.stats().batchFailures).toBe(4);
+  });
+
+  it('a lane in back-off does not hold up the other lanes; its events follow in order once central answers them', async () => {
+    const t = new ScriptedTransport();
+    const slow = 'dev-a';
+    const fast = ['dev-b', 'dev-c', 'dev-d', 'dev-e'].find((d) => laneOf(d, 2) !== laneOf(slow, 2))!;
+    let answerSlow = false;
+    const acceptedSlow: number[] = [];
+    t.uploadImpl = async (_id, ev) =>
+      ev
+        .filter((e) => e.device_id !== slow || answerSlow)
+        .map((e) => {
+          if (e.device_id === slow) acceptedSlow.push(e.seq);
+          return { event_id: e.event_id, seq: e.seq, status: 'accepted' as const };
+        });
+    const g = await setup(t, cfg({ pipeline: 2, batch_max_events: 5, backoff: { initial_ms: 100, max_ms: 5000 } }));
+    const slowSeqs: number[] = [];
+    for (let i = 0; i < 30; i++) slowSeqs.push((await g.store.appendEvent({ deviceId: slow, kind: 'pick', payload: { count: i } })).seq);
+    for (let i = 0; i < 50; i++) await g.store.appendEvent({ deviceId: fast, kind: 'pick', payload: { count: i } });
+    // the slow lane's queue is full and it is backing off; every event of the other lane still arrives
+    await until(() => g.store.outboxStats().count === 30, 5000, 'the other lane drained');
+    expect(t.uploads.some((u) => u.events.some((e) => e.device_id === slow))).toBe(true);
+    answerSlow = true;
+    await until(() => g.store.outboxStats().count === 0, 10_000, 'the slow lane drained');
+    expect(acceptedSlow).toEqual(slowSeqs);
   });
 
   it('upload_conditions: false keeps conditions out of uploads and in the outbox (held, reported)', async () => {
