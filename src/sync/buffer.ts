@@ -75,6 +75,11 @@ export interface OutboxBufferOptions {
   intervalMs?: number;
   /** Called after a policy run that deleted something (so status can be published). */
   onChange?: () => void;
+  /**
+   * Seqs the uploader holds (read into a lane or in flight): never compacted or dropped, or
+   * central would receive the event and a gap saying it will never come.
+   */
+  held?: () => ReadonlySet<number>;
 }
 
 /** Consecutive seqs into ranges: [3,4,5,9] -> [[3,5],[9,9]]. Input need not be sorted. */
@@ -256,8 +261,10 @@ export class OutboxBuffer implements Service {
       after = lastSeq;
       const pick: number[] = [];
       let excess = store.outboxStats().bytes - target;
+      const held = this.o.held?.(); // read in the same synchronous step as the deletion below
       for (const r of rows) {
         if (excess <= 0) break;
+        if (held?.has(r.seq)) continue;
         pick.push(r.seq);
         excess -= r.bytes;
       }

@@ -87,6 +87,8 @@ export function createSyncTransport(config: SyncConfig, storeId: string, log: Lo
   }
 }
 
+const EMPTY: ReadonlySet<number> = new Set();
+
 export class SyncService implements Service {
   readonly name = 'sync';
   private readonly log: Logger;
@@ -124,6 +126,7 @@ export class SyncService implements Service {
       log,
       intervalMs: o.bufferCheckMs,
       onChange: () => this.statusReporter.changed(),
+      held: () => this.upload?.heldSeqs() ?? EMPTY,
     });
     this.appliers.register(new PriceApplier({ storeId: o.storeId, repo: this.repo, bus: o.bus, events: o.events, log }));
     this.appliers.register(new SlotAssignmentApplier(this.repo, o.locations));

@@ -194,6 +194,20 @@ export class UploadPipeline {
     }
   }
 
+  /**
+   * Seqs of the events the lanes hold: read into a queue or in a batch in flight (or to be
+   * retried). The buffer policy must not remove them: central would get the event and a gap
+   * saying it will never come.
+   */
+  heldSeqs(): Set<number> {
+    const held = new Set<number>();
+    for (const lane of this.lanes) {
+      for (const r of lane.queue) held.add(r.seq);
+      if (lane.batch) for (const r of lane.batch.rows) held.add(r.seq);
+    }
+    return held;
+  }
+
   private get running(): boolean {
     return !this.signal.aborted;
   }

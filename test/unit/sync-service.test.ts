@@ -274,6 +274,33 @@ describe('SyncService upstream (scripted central)', () => {
     expect(acceptedSlow).toEqual(slowSeqs);
   });
 
+  it('the buffer policy never removes events a lane holds (queued or in flight): central never gets an event and a gap for it', async () => {
+    const t = new ScriptedTransport();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const base = t.uploadImpl;
+    t.uploadImpl = async (id, ev) => {
+      await gate;
+      return base(id, ev);
+    };
+    const g = await setup(t, cfg({ pipeline: 1, batch_max_events: 10, buffer_max_bytes: 1024 * 1024 }));
+    await Promise.all(Array.from({ length: 30 }, (_, i) => g.store.appendEvent({ deviceId: 'd', kind: 'anomaly', priority: 1, payload: { i } }))); // one commit
+    await until(() => t.uploads.length === 1, 3000, 'first batch in flight');
+    expect(t.uploads[0]!.events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]); // 11-20 wait in the lane's queue (2 batches)
+    // over the byte bound with more low-priority events: the policy drops the oldest droppable ones
+    const pad = 'x'.repeat(4000);
+    await Promise.all(Array.from({ length: 300 }, (_, i) => g.store.appendEvent({ deviceId: 'e', kind: 'anomaly', priority: 1, payload: { i, pad } })));
+    await until(() => g.sync.bufferPolicy.stats().dropped > 0, 5000, 'policy dropped');
+    release();
+    await until(() => g.store.outboxStats().count === 0 && g.sync.prices.pendingGaps(10).length === 0, 10_000, 'drained, gaps declared');
+    const sent = new Set(t.uploads.flatMap((u) => u.events.map((e) => e.seq)));
+    const gaps = new Set<number>();
+    for (const gap of t.uploads.flatMap((u) => u.gaps ?? [])) for (let q = gap.from_seq; q <= gap.to_seq; q++) gaps.add(q);
+    expect([...sent].filter((q) => gaps.has(q))).toEqual([]);
+    for (let q = 1; q <= 20; q++) expect(sent.has(q)).toBe(true); // held: never dropped
+    expect(sent.size + gaps.size).toBe(g.store.outboxStats().lastSeq);
+  });
+
   it('upload_conditions: false keeps conditions out of uploads and in the outbox (held, reported)', async () => {
     const t = new ScriptedTransport();
     const g = await setup(t, cfg({ upload_conditions: false }));
