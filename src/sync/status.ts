@@ -126,12 +126,16 @@ export class SyncStatusReporter {
   failed(e: unknown, what: Exchange, opts: { reachable?: boolean } = {}): void {
     const f = failureOf(e);
     const message = (e as Error)?.message ?? String(e);
-    const changed = (this.connected && !opts.reachable) || this.lastError?.code !== f.code;
-    if (!opts.reachable) this.connected = false;
+    // a refused request (400, 413, 415, 422) is an answer: central is reachable
+    const reachable = opts.reachable ?? (f.kind === 'invalid_request' || f.kind === 'too_large');
+    const changed = (this.connected && !reachable) || this.lastError?.code !== f.code;
+    if (!reachable) this.connected = false;
     this.lastError = { code: f.code, message: message.slice(0, 500), at: new Date().toISOString() };
-    if (f.kind !== 'retryable') this.limiter.error(`fatal:${what}:${f.code}`, { err: message, code: f.code }, `central refused the ${what} request: needs an operator (retrying at the maximum backoff)`);
-    else if (opts.reachable) this.limiter.warn(`retry:${what}:${f.code}`, { err: message, code: f.code }, `central's answer to the ${what} request was incomplete: retrying with backoff`);
-    else this.limiter.warn(`retry:${what}:${f.code}`, { err: message, code: f.code }, `central not reachable for ${what}: retrying with backoff`);
+    const key = `${f.kind}:${what}:${f.code}`;
+    if (f.kind === 'fatal' || (f.kind === 'invalid_request' && what !== 'upload')) this.limiter.error(key, { err: message, code: f.code }, `central refused the ${what} request: needs an operator (retrying at the maximum backoff)`);
+    else if (f.kind === 'invalid_request' || f.kind === 'too_large') this.limiter.warn(key, { err: message, code: f.code }, `central refused the ${what} request as sent: changing it`);
+    else if (reachable) this.limiter.warn(key, { err: message, code: f.code }, `central's answer to the ${what} request was incomplete: retrying with backoff`);
+    else this.limiter.warn(key, { err: message, code: f.code }, `central not reachable for ${what}: retrying with backoff`);
     if (changed) this.changed();
   }
 

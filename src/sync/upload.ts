@@ -30,7 +30,7 @@ import type { SyncConfig } from '../config/schema';
 import { Priority } from '../core/event-kinds';
 import { LogLimiter, type Logger } from '../log';
 import type { OutboxRow, Store } from '../store/store';
-import { Backoff, sleep } from '../util/backoff';
+import { Backoff, MAX_BACKOFF_MS, sleep } from '../util/backoff';
 import { failureOf } from './failure';
 import type { SyncRepository } from './repository';
 import { retryAfterDelay } from './retry';
@@ -83,6 +83,12 @@ interface Lane {
   /** This lane's own back-off (failures of its batches, not of central as a whole). */
   pausedUntil: number;
   readonly backoff: Backoff;
+  /**
+   * Central refused a batch of this lane as a request (400, 415): batches of at most `size`
+   * events until the lane is past `upTo`, halving on each refusal, to isolate the offending
+   * event. `okBefore`: uploads that had succeeded (any lane) when the refusals began.
+   */
+  refused: { upTo: number; size: number; okBefore: number } | null;
 }
 
 type PauseReason = 'backoff' | 'retry-after' | 'fatal';
@@ -127,11 +133,17 @@ export class UploadPipeline {
   private pausedUntil = 0;
   private pauseReason: PauseReason = 'backoff';
   private parked = 0;
+  /** 2xx answers to uploads so far (any lane): proof that central takes our requests. */
+  private uploadsOk = 0;
+  /** Gaps ride along again from then on, after a batch carrying them was refused (400/415). */
+  private gapsHeldUntil = 0;
+  private readonly gapBackoff: Backoff;
 
   constructor(private readonly o: UploadPipelineOptions) {
     this.limiter = new LogLimiter(o.log);
     this.laneCount = Math.max(1, o.config.pipeline);
     this.backoff = new Backoff(this.backoffOptions());
+    this.gapBackoff = new Backoff(this.backoffOptions());
   }
 
   private backoffOptions(): { initialMs: number; maxMs: number } {
@@ -157,7 +169,10 @@ export class UploadPipeline {
       behind: null,
       pausedUntil: 0,
       backoff: new Backoff(this.backoffOptions()),
+      refused: null,
     }));
+    this.gapsHeldUntil = 0;
+    this.gapBackoff.reset();
     this.readSeq = 0;
     this.exhausted = false;
     this.gapsInFlight.clear();
@@ -293,9 +308,17 @@ export class UploadPipeline {
     return false;
   }
 
-  private makeBatch(rows: OutboxRow[], salt = 0): Batch {
+  /** The next batch of a lane: at most its limit, and while isolating a refused event, at most the isolation size. */
+  private nextBatch(lane: Lane): Batch {
+    let n = lane.limit;
+    if (lane.refused && lane.queue[0]!.seq > lane.refused.upTo) lane.refused = null; // past the refused range
+    if (lane.refused) n = Math.min(n, lane.refused.size);
+    return this.makeBatch(lane.queue.splice(0, n));
+  }
+
+  private makeBatch(rows: OutboxRow[], salt = 0, withGaps = Date.now() >= this.gapsHeldUntil): Batch {
     const gaps: Batch['gaps'] = [];
-    for (const g of this.o.repo.pendingGaps(1000 + this.gapsInFlight.size)) {
+    if (withGaps) for (const g of this.o.repo.pendingGaps(1000 + this.gapsInFlight.size)) {
       if (gaps.length >= 1000) break;
       if (this.gapsInFlight.has(g.id)) continue;
       this.gapsInFlight.add(g.id);
@@ -375,7 +398,7 @@ export class UploadPipeline {
             this.exhausted = false;
             continue;
           }
-          batch = this.makeBatch(lane.queue.splice(0, lane.limit));
+          batch = this.nextBatch(lane);
           lane.batch = batch;
         }
         let results: UploadResult[];
@@ -393,6 +416,7 @@ export class UploadPipeline {
           continue;
         }
         this.o.succeeded('upload');
+        this.uploadsOk++;
         lane.batch = null;
         this.applyResults(lane, batch, results);
         this.wake();
@@ -424,19 +448,60 @@ export class UploadPipeline {
       return;
     }
     if (f.kind === 'invalid_request' && f.code === 'idempotency_key_reused') {
+      // our batch id met another set of events at central: the same events under a fresh id
       this.releaseGaps(batch);
       lane.batch = this.makeBatch(batch.rows, batch.salt + 1);
-      this.pause(e);
+      this.pauseLane(lane);
       return;
     }
-    if (f.kind === 'invalid_request' && f.status === 400 && batch.gaps.length > 0) {
-      // the envelope was refused: the gaps are the only part that is not events; forget them
-      this.o.log.error({ err: (e as Error).message, gaps: batch.gaps.length }, 'central refused a batch with gaps: sending it without them');
-      this.o.repo.clearGaps(batch.gaps.map((g) => g.id));
-      this.releaseGaps(batch);
-      batch.gaps = [];
+    if (f.kind === 'invalid_request') {
+      this.refused(lane, batch, e);
+      return;
     }
     this.pause(e);
+  }
+
+  /**
+   * Central refused the batch as a request (400, 415): it will never succeed as sent
+   * (docs/central-api.yaml, errors). What central refuses is found by changing the request:
+   * 1. gaps are never deleted without a 2xx: they are kept, held back for a growing while, and
+   *    the events are sent without them;
+   * 2. a batch of several events is halved, then halved again, down to the event central refuses;
+   * 3. that one event is parked with central's problem code and its seq declared as a gap, but
+   *    only once another upload has succeeded since the refusals began: if central refuses every
+   *    request (a proxy refusing the media type, say) nothing is parked, the lane keeps its events
+   *    and retries at the maximum back-off (like a credentials problem: it needs an operator).
+   * The lane never resends a refused request at once, and its back-off never holds up the others.
+   */
+  private refused(lane: Lane, batch: Batch, e: unknown): void {
+    const f = failureOf(e);
+    const rows = batch.rows;
+    const last = rows[rows.length - 1]!.seq;
+    const r = (lane.refused ??= { upTo: last, size: rows.length, okBefore: this.uploadsOk });
+    r.upTo = Math.max(r.upTo, last);
+    this.releaseGaps(batch);
+    if (batch.gaps.length > 0) {
+      this.gapsHeldUntil = Date.now() + this.gapBackoff.next();
+      lane.batch = this.makeBatch(rows, batch.salt + 1, false);
+      this.limiter.error('refused-gaps', { err: (e as Error).message, code: f.code, gaps: batch.gaps.length }, 'central refused a batch that carried gaps: the events go without them; the gaps are kept and sent again later');
+      return;
+    }
+    if (rows.length > 1) {
+      const keep = Math.floor(rows.length / 2);
+      r.size = Math.min(r.size, keep);
+      lane.queue.unshift(...rows.slice(keep));
+      lane.batch = this.makeBatch(rows.slice(0, keep), batch.salt);
+      this.limiter.warn(`refused:${f.code}`, { err: (e as Error).message, code: f.code, events: rows.length, now: keep }, 'central refused a batch as a request: halving it to find the event it refuses');
+      return;
+    }
+    if (this.uploadsOk > r.okBefore) {
+      lane.batch = null;
+      lane.refused = null; // found: the lane goes on with full batches (another refusal isolates again)
+      this.park(rows, new Map([[rows[0]!.eventId, { code: f.code, message: (e as Error).message.slice(0, 500) }]]), true);
+      return;
+    }
+    this.limiter.error(`refused-all:${f.code}`, { err: (e as Error).message, code: f.code, seq: rows[0]!.seq }, 'central refuses every request of this kind: nothing is parked; retrying at the maximum backoff (needs an operator)');
+    this.pauseLane(lane, Math.min(this.o.config.backoff.max_ms, MAX_BACKOFF_MS));
   }
 
   /**
@@ -474,6 +539,7 @@ export class UploadPipeline {
     if (batch.gaps.length > 0) {
       this.o.repo.clearGaps(batch.gaps.map((g) => g.id));
       this.releaseGaps(batch);
+      this.gapBackoff.reset();
     }
     if (rejectedRows.length > 0) this.park(rejectedRows, rejected, false);
     if (missing.length > 0) {

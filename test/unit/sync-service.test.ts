@@ -12,7 +12,7 @@ import { syncSchema, type SyncConfig } from '../../src/config/schema';
 import { ErrorCode, ShelfgateError } from '../../src/errors';
 import { silentLogger } from '../../src/log';
 import { Store } from '../../src/store/store';
-import { seqRanges } from '../../src/sync/buffer';
+import { OutboxBuffer, seqRanges } from '../../src/sync/buffer';
 import { parseRetryAfter } from '../../src/sync/https';
 import { validateChange } from '../../src/sync/prices';
 import { SyncService, createSyncTransport } from '../../src/sync/service';
@@ -33,7 +33,7 @@ class ScriptedTransport implements SyncTransport {
   cursors: Array<string | null> = [];
   uploads: Array<{ id: string; events: UploadEvent[]; gaps?: SeqGap[]; at: number }> = [];
   acks: ChangeAck[] = [];
-  uploadImpl: (id: string, events: UploadEvent[]) => Promise<UploadResult[]> = async (_id, events) => events.map((e) => ({ event_id: e.event_id, seq: e.seq, status: 'accepted' }));
+  uploadImpl: (id: string, events: UploadEvent[], gaps?: SeqGap[]) => Promise<UploadResult[]> = async (_id, events) => events.map((e) => ({ event_id: e.event_id, seq: e.seq, status: 'accepted' }));
   ackImpl: (acks: ChangeAck[]) => Promise<void> = async (a) => {
     this.acks.push(...a);
   };
@@ -41,7 +41,7 @@ class ScriptedTransport implements SyncTransport {
   async stop(): Promise<void> {}
   async upload(id: string, events: UploadEvent[], gaps?: SeqGap[]): Promise<UploadResult[]> {
     this.uploads.push({ id, events, gaps, at: Date.now() });
-    return this.uploadImpl(id, events);
+    return this.uploadImpl(id, events, gaps);
   }
   async fetchChanges(cursor: string | null, _w: number, signal: AbortSignal): Promise<{ changes: Change[]; nextCursor: string | null }> {
     this.cursors.push(cursor);
@@ -299,6 +299,99 @@ describe('SyncService upstream (scripted central)', () => {
     expect([...sent].filter((q) => gaps.has(q))).toEqual([]);
     for (let q = 1; q <= 20; q++) expect(sent.has(q)).toBe(true); // held: never dropped
     expect(sent.size + gaps.size).toBe(g.store.outboxStats().lastSeq);
+  });
+
+  it('400 on a batch: halved down to the event central refuses, which is parked with the problem code and declared a gap; the rest arrives; no lane stalls', async () => {
+    const t = new ScriptedTransport();
+    const refusedIds: string[] = [];
+    const base = t.uploadImpl;
+    t.uploadImpl = async (id, ev, gaps) => {
+      if (ev.some((e) => (e.payload as { bad?: boolean }).bad)) {
+        refusedIds.push(id);
+        throw new ShelfgateError(ErrorCode.SYNC_FATAL, 'events:batch answered 400 invalid_request: events.3.payload: too deep', { status: 400, code: 'invalid_request' });
+      }
+      return base(id, ev, gaps);
+    };
+    const g = await setup(t, cfg({ pipeline: 2, batch_max_events: 10 }));
+    const a = 'dev-a';
+    const b = ['dev-b', 'dev-c', 'dev-d', 'dev-e'].find((d) => laneOf(d, 2) !== laneOf(a, 2))!;
+    // one commit: lane a's queue is full, the rest of a's events and all of b's wait behind it
+    const appended = await Promise.all([
+      ...Array.from({ length: 30 }, (_, i) => g.store.appendEvent({ deviceId: a, kind: 'pick', payload: { count: i, ...(i === 5 ? { bad: true } : {}) } })),
+      ...Array.from({ length: 40 }, (_, i) => g.store.appendEvent({ deviceId: b, kind: 'pick', payload: { count: i } })),
+    ]);
+    const badSeq = appended[5]!.seq;
+    await until(() => g.store.outboxStats().count === 0, 5000, 'drained');
+    await until(() => g.sync.status().parked === 1, 2000, 'parked');
+    expect(new Set(refusedIds).size).toBe(refusedIds.length); // a refused request is never sent again unchanged
+    expect(refusedIds.length).toBeLessThanOrEqual(4); // 10 -> 5 -> 2 -> 1
+    const delivered = t.uploads.filter((u) => !refusedIds.includes(u.id)).flatMap((u) => u.events.map((e) => e.seq));
+    expect(delivered.sort((x, y) => x - y)).toEqual(appended.map((e) => e.seq).filter((q) => q !== badSeq));
+    expect(g.sync.status().last_error).toMatchObject({ code: 'invalid_request' });
+    // the parked seq is declared to central with the next batch
+    await g.store.appendEvent({ deviceId: a, kind: 'pick', payload: { count: 99 } });
+    await until(() => t.uploads.some((u) => u.gaps?.some((x) => x.from_seq === badSeq && x.to_seq === badSeq && x.reason === 'parked')), 3000, 'gap declared');
+  });
+
+  it('400 on a batch that carries gaps: the gaps are kept until a 2xx carried them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sg-syncu-'));
+    // a gap from an earlier life: seq 1 dropped by the buffer policy
+    const s0 = new Store({ path: join(dir, 'shelfgate.db'), synchronous: 'normal', flushIntervalMs: 5, storeId: STORE, log });
+    await s0.start();
+    const b0 = new OutboxBuffer({ store: s0, maxBytes: 1024 * 1024, kinds: builtinKinds(), log });
+    await s0.appendEvent({ deviceId: 'd', kind: 'anomaly', priority: 1, payload: { pad: 'x'.repeat(1200 * 1024) } });
+    await b0.start();
+    await until(() => b0.stats().dropped === 1, 3000, 'dropped');
+    await b0.stop();
+    await s0.stop();
+    const t = new ScriptedTransport();
+    let refusals = 0;
+    const pendingAtRefusal: number[] = [];
+    const base = t.uploadImpl;
+    let g: Awaited<ReturnType<typeof setup>> | undefined;
+    t.uploadImpl = async (id, ev, gaps) => {
+      if ((gaps ?? []).length > 0 && refusals < 2) {
+        refusals++;
+        pendingAtRefusal.push(g?.sync.prices.pendingGaps(10).length ?? -1);
+        throw new ShelfgateError(ErrorCode.SYNC_FATAL, 'events:batch answered 400 invalid_request: gaps.0: bad', { status: 400, code: 'invalid_request' });
+      }
+      return base(id, ev, gaps);
+    };
+    g = await setup(t, cfg({ pipeline: 1 }), dir);
+    // gaps ride along with events: keep central busy with one event at a time until the gap went through
+    for (let i = 0; i < 50 && !(refusals === 2 && g.sync.prices.pendingGaps(10).length === 0); i++) {
+      await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: i } });
+      await until(() => g!.store.outboxStats().count === 0, 5000, 'event delivered');
+    }
+    expect(refusals).toBe(2);
+    expect(pendingAtRefusal).toEqual([1, 1]); // still kept after the first 400
+    expect(g.sync.prices.pendingGaps(10)).toEqual([]);
+    expect(g.sync.status().parked).toBe(0);
+    const carried = t.uploads.filter((u) => (u.gaps ?? []).length > 0);
+    expect(carried.length).toBe(3); // twice refused, then taken
+    expect(carried.at(-1)!.gaps).toEqual([{ from_seq: 1, to_seq: 1, reason: 'dropped_buffer_full' }]);
+    // a refused batch's events went at once without the gaps
+    expect(t.uploads[t.uploads.indexOf(carried[0]!) + 1]).toMatchObject({ events: carried[0]!.events, gaps: [] });
+  });
+
+  it('415 on every request: nothing is parked or lost; the lane backs off until central takes requests again', async () => {
+    const t = new ScriptedTransport();
+    let refuse = true;
+    const base = t.uploadImpl;
+    t.uploadImpl = async (id, ev, gaps) => {
+      if (refuse) throw new ShelfgateError(ErrorCode.SYNC_FATAL, 'events:batch answered 415 unsupported_media_type', { status: 415, code: 'unsupported_media_type' });
+      return base(id, ev, gaps);
+    };
+    const g = await setup(t, cfg({ pipeline: 1, backoff: { initial_ms: 10, max_ms: 300 } }));
+    await Promise.all(Array.from({ length: 8 }, (_, i) => g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: i } })));
+    await until(() => t.uploads.length >= 6, 5000, 'refused requests');
+    expect(g.sync.status()).toMatchObject({ parked: 0, backlog_count: 8 });
+    const singles = t.uploads.filter((u) => u.events.length === 1);
+    expect(singles.length).toBeGreaterThanOrEqual(2);
+    expect(singles[1]!.at - singles[0]!.at).toBeGreaterThanOrEqual(240); // the maximum backoff (300 ms -20 % jitter)
+    refuse = false;
+    await until(() => g.store.outboxStats().count === 0, 5000, 'drained once central takes requests');
+    expect(g.sync.status().parked).toBe(0);
   });
 
   it('upload_conditions: false keeps conditions out of uploads and in the outbox (held, reported)', async () => {
