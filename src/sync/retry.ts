@@ -10,17 +10,20 @@ export interface RetryConfig {
 }
 
 /**
- * Retryable: Retry-After when central sent one (capped, never below the initial backoff), else
- * the next step of `b`. Anything else (refused, fatal) needs an operator: the maximum backoff.
+ * Retryable: the next step of `b`, or Retry-After if central asks for longer. Anything else
+ * (refused, fatal) needs an operator: the maximum backoff.
  */
 export function retryDelay(e: unknown, b: Backoff, cfg: RetryConfig): number {
   const f = failureOf(e);
   if (f.kind !== 'retryable') return Math.min(cfg.max_ms, MAX_BACKOFF_MS);
-  if (f.retryAfterMs !== undefined) return retryAfterDelay(f.retryAfterMs, cfg);
-  return b.next();
+  return retryAfterDelay(f.retryAfterMs, b);
 }
 
-/** Honours Retry-After, capped at MAX_BACKOFF_MS and never below the initial backoff (a "Retry-After: 0" must not become a tight loop). */
-export function retryAfterDelay(ra: number, cfg: RetryConfig): number {
-  return Math.max(cfg.initial_ms, Math.min(ra, MAX_BACKOFF_MS));
+/**
+ * Retry-After is honoured as a minimum, not as the delay: the backoff steps (and grows) either
+ * way, so a central that keeps answering "Retry-After: 0" cannot drive a tight loop. Capped at
+ * MAX_BACKOFF_MS.
+ */
+export function retryAfterDelay(retryAfterMs: number | undefined, b: Backoff): number {
+  return Math.min(MAX_BACKOFF_MS, Math.max(retryAfterMs ?? 0, b.next()));
 }

@@ -133,10 +133,7 @@ export class SyncService implements Service {
     for (const a of o.appliers ?? []) this.appliers.register(a);
     const transport = o.transport;
     if (!transport) return;
-    const succeeded = (what: Exchange): void => {
-      this.statusReporter.succeeded(what);
-      this.upload?.answered();
-    };
+    const succeeded = (what: Exchange): void => this.statusReporter.succeeded(what);
     const failed = (e: unknown, what: Exchange, opts?: { reachable?: boolean }): void => this.statusReporter.failed(e, what, opts);
     const delayFor = (e: unknown, b: Backoff): number => retryDelay(e, b, config.backoff);
     this.upload = new UploadPipeline({

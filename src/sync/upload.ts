@@ -195,16 +195,14 @@ export class UploadPipeline {
     this.wakeup.wake();
   }
 
-  /** Central answered some request: a plain backoff starts from the beginning again. */
-  answered(): void {
-    if (this.pauseReason !== 'fatal' || Date.now() >= this.pausedUntil) this.backoff.reset();
-  }
-
-  /** Central answered something (e.g. the change feed): end a plain backoff pause early. */
+  /**
+   * Central answered something else (e.g. the change feed): a plain backoff pause (network,
+   * 5xx without Retry-After) ends early. The backoff itself only starts again from the beginning
+   * when an upload succeeds: the feed answering says nothing about whether uploads are welcome.
+   */
   reachable(): void {
     if (this.pausedUntil > Date.now() && this.pauseReason === 'backoff') {
       this.pausedUntil = 0;
-      this.backoff.reset();
       this.wake();
     }
   }
@@ -360,21 +358,25 @@ export class UploadPipeline {
     lane.pausedUntil = Math.max(lane.pausedUntil, Date.now() + delay);
   }
 
+  /**
+   * Central as a whole failed (network, timeout, 5xx, 429, credentials): every lane waits.
+   * Retry-After is a minimum, not the delay: the backoff grows whatever central says, so a
+   * repeated "Retry-After: 0" cannot make a tight loop. Lanes failing together for one outage
+   * step the backoff once.
+   */
   private pause(e: unknown): void {
     const now = Date.now();
     const f = failureOf(e);
     let delay: number;
     let reason: PauseReason;
-    if (f.kind === 'retryable' && f.retryAfterMs !== undefined) {
-      delay = retryAfterDelay(f.retryAfterMs, this.o.config.backoff);
-      reason = 'retry-after';
-    } else if (f.kind !== 'retryable') {
-      delay = Math.min(this.o.config.backoff.max_ms, 3_600_000);
+    if (f.kind !== 'retryable') {
+      delay = Math.min(this.o.config.backoff.max_ms, MAX_BACKOFF_MS);
       reason = 'fatal';
     } else {
-      if (now < this.pausedUntil) return; // another lane already backed off for this outage
-      delay = this.backoff.next();
-      reason = 'backoff';
+      const ra = f.retryAfterMs;
+      if (now < this.pausedUntil && (ra === undefined || now + ra <= this.pausedUntil)) return; // another lane already backed off for this
+      delay = retryAfterDelay(ra, this.backoff);
+      reason = ra !== undefined ? 'retry-after' : 'backoff';
     }
     if (now + delay > this.pausedUntil) {
       this.pausedUntil = now + delay;
@@ -417,6 +419,7 @@ export class UploadPipeline {
         }
         this.o.succeeded('upload');
         this.uploadsOk++;
+        this.backoff.reset();
         lane.batch = null;
         this.applyResults(lane, batch, results);
         this.wake();

@@ -207,6 +207,43 @@ describe('SyncService upstream (scripted central)', () => {
     }
   });
 
+  it('repeated 429 with Retry-After: 0: the backoff still grows (Retry-After is a minimum, not the delay)', async () => {
+    const t = new ScriptedTransport();
+    let n = 0;
+    const base = t.uploadImpl;
+    t.uploadImpl = async (id, ev, gaps) => {
+      if (n++ < 5) throw new ShelfgateError(ErrorCode.SYNC_RETRYABLE, 'events:batch answered 429 rate_limited', { status: 429, code: 'rate_limited', retryAfterMs: 0 });
+      return base(id, ev, gaps);
+    };
+    // the change feed answers every 30 ms meanwhile: central is reachable, only uploads are limited
+    const g = await setup(t, cfg({ pipeline: 1, backoff: { initial_ms: 50, max_ms: 5000 } }));
+    await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: 1 } });
+    await until(() => g.store.outboxStats().count === 0, 8000, 'drained');
+    const at = t.uploads.map((u) => u.at);
+    expect(at).toHaveLength(6);
+    const waits = at.slice(1).map((x, k) => x - at[k]!);
+    // 50 ms growing x2 with +-20 % jitter: >= 40, 80, 160, 320, 640 ms
+    expect(waits[0]).toBeGreaterThanOrEqual(40);
+    expect(waits[3]).toBeGreaterThanOrEqual(320);
+    expect(waits[4]).toBeGreaterThanOrEqual(640);
+  });
+
+  it('Retry-After larger than the backoff is honoured as it is', async () => {
+    const t = new ScriptedTransport();
+    let n = 0;
+    const base = t.uploadImpl;
+    t.uploadImpl = async (id, ev, gaps) => {
+      if (n++ < 2) throw new ShelfgateError(ErrorCode.SYNC_RETRYABLE, 'busy', { status: 503, code: 'unavailable', retryAfterMs: 400 });
+      return base(id, ev, gaps);
+    };
+    const g = await setup(t, cfg({ pipeline: 1, backoff: { initial_ms: 10, max_ms: 5000 } }));
+    await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: 1 } });
+    await until(() => g.store.outboxStats().count === 0, 5000, 'drained');
+    const at = t.uploads.map((u) => u.at);
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(390);
+    expect(at[2]! - at[1]!).toBeGreaterThanOrEqual(390);
+  });
+
   it('413: splits the batch; one event too large on its own is parked and declared as a gap', async () => {
     const t = new ScriptedTransport();
     const base = t.uploadImpl;
