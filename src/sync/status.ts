@@ -78,7 +78,8 @@ export class SyncStatusReporter {
   private soon: NodeJS.Timeout | null = null;
   private connected = false;
   private lastSuccess: number | null = null;
-  private lastError: SyncStatus['last_error'] = null;
+  /** The unresolved error of each exchange: a success of that exchange resolves it. */
+  private readonly errors = new Map<Exchange, NonNullable<SyncStatus['last_error']>>();
   private lastReconnectLog = 0;
   private lastKey = '';
   private lastLog = 0;
@@ -106,9 +107,21 @@ export class SyncStatusReporter {
     this.connected = false;
   }
 
-  /** An exchange with central succeeded: central is reachable. */
-  succeeded(_what: Exchange): void {
+  /** The most recent error not resolved since, or null. */
+  private get lastError(): SyncStatus['last_error'] {
+    let last: SyncStatus['last_error'] = null;
+    for (const e of this.errors.values()) if (last === null || e.at >= last.at) last = e;
+    return last;
+  }
+
+  /**
+   * An exchange with central succeeded: central is reachable, and that exchange's error is
+   * resolved (the status stops reporting it). Another exchange's error stays until it succeeds:
+   * the feed answering says nothing about uploads.
+   */
+  succeeded(what: Exchange): void {
     this.lastSuccess = Date.now();
+    if (this.errors.delete(what)) this.changed();
     if (!this.connected) {
       this.connected = true;
       if (Date.now() - this.lastReconnectLog > 60_000) {
@@ -130,7 +143,7 @@ export class SyncStatusReporter {
     const reachable = opts.reachable ?? (f.kind === 'invalid_request' || f.kind === 'too_large');
     const changed = (this.connected && !reachable) || this.lastError?.code !== f.code;
     if (!reachable) this.connected = false;
-    this.lastError = { code: f.code, message: message.slice(0, 500), at: new Date().toISOString() };
+    this.errors.set(what, { code: f.code, message: message.slice(0, 500), at: new Date().toISOString() });
     const key = `${f.kind}:${what}:${f.code}`;
     if (f.kind === 'fatal' || (f.kind === 'invalid_request' && what !== 'upload')) this.limiter.error(key, { err: message, code: f.code }, `central refused the ${what} request: needs an operator (retrying at the maximum backoff)`);
     else if (f.kind === 'invalid_request' || f.kind === 'too_large') this.limiter.warn(key, { err: message, code: f.code }, `central refused the ${what} request as sent: changing it`);

@@ -15,7 +15,7 @@ import { Store } from '../../src/store/store';
 import { OutboxBuffer, seqRanges } from '../../src/sync/buffer';
 import { parseRetryAfter } from '../../src/sync/https';
 import { validateChange } from '../../src/sync/prices';
-import { SyncService, createSyncTransport } from '../../src/sync/service';
+import { SyncService, createSyncTransport, type SyncStatus } from '../../src/sync/service';
 import { laneOf } from '../../src/sync/upload';
 import type { Change, ChangeAck, SeqGap, SyncTransport, UploadEvent, UploadResult } from '../../src/sync/types';
 
@@ -93,6 +93,12 @@ async function setup(t: ScriptedTransport, config = cfg(), dir = mkdtempSync(joi
 }
 
 const price = (v: number, gtin = GTIN) => ({ change_id: `price/${gtin}/v${v}`, type: 'price', gtin, price: 100 + v, currency: 'EUR', promotion: null, version: v, store_id: null, published_at: '2025-03-01T06:00:00Z' });
+
+async function until2<T>(find: () => T | undefined, ms = 5000, what = 'condition'): Promise<T> {
+  let v: T | undefined;
+  await until(() => (v = find()) !== undefined, ms, what);
+  return v!;
+}
 
 async function until(cond: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
   const end = Date.now() + ms;
@@ -364,7 +370,10 @@ describe('SyncService upstream (scripted central)', () => {
     expect(refusedIds.length).toBeLessThanOrEqual(4); // 10 -> 5 -> 2 -> 1
     const delivered = t.uploads.filter((u) => !refusedIds.includes(u.id)).flatMap((u) => u.events.map((e) => e.seq));
     expect(delivered.sort((x, y) => x - y)).toEqual(appended.map((e) => e.seq).filter((q) => q !== badSeq));
-    expect(g.sync.status().last_error).toMatchObject({ code: 'invalid_request' });
+    const parked = g.store.transaction((db) => db.prepare('SELECT seq, error FROM parked').all()) as { seq: number; error: string }[];
+    expect(parked).toHaveLength(1);
+    expect(parked[0]!.seq).toBe(badSeq);
+    expect(JSON.parse(parked[0]!.error)).toMatchObject({ code: 'invalid_request', message: expect.stringMatching(/400/) });
     // the parked seq is declared to central with the next batch
     await g.store.appendEvent({ deviceId: a, kind: 'pick', payload: { count: 99 } });
     await until(() => t.uploads.some((u) => u.gaps?.some((x) => x.from_seq === badSeq && x.to_seq === badSeq && x.reason === 'parked')), 3000, 'gap declared');
@@ -429,6 +438,28 @@ describe('SyncService upstream (scripted central)', () => {
     refuse = false;
     await until(() => g.store.outboxStats().count === 0, 5000, 'drained once central takes requests');
     expect(g.sync.status().parked).toBe(0);
+  });
+
+  it('retained sync/status: last_error while uploads fail (the feed answering does not clear it), cleared by the next successful upload', async () => {
+    const t = new ScriptedTransport();
+    let down = true;
+    const base = t.uploadImpl;
+    t.uploadImpl = async (id, ev, gaps) => {
+      if (down) throw new ShelfgateError(ErrorCode.SYNC_RETRYABLE, 'events:batch answered 503 unavailable', { status: 503, code: 'unavailable' });
+      return base(id, ev, gaps);
+    };
+    const g = await setup(t, cfg({ pipeline: 1, backoff: { initial_ms: 10, max_ms: 100 } }));
+    const statuses = () => g.published.filter((p) => p.topic === `shelfgate/v1/${STORE}/sync/status` && p.retain).map((p) => p.payload as unknown as SyncStatus);
+    await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: 1 } });
+    await until(() => statuses().some((st) => st.last_error?.code === 'unavailable'), 3000, 'error reported');
+    const from = statuses().findIndex((st) => st.last_error?.code === 'unavailable');
+    await until(() => statuses().length >= from + 4 && t.cursors.length >= 3, 3000, 'more statuses while the feed answers');
+    for (const st of statuses().slice(from)) expect(st.last_error).toMatchObject({ code: 'unavailable' });
+    down = false;
+    await until(() => g.store.outboxStats().count === 0, 3000, 'drained');
+    const st = await until2(() => statuses().slice(from).find((x) => x.last_error === null), 3000, 'error cleared in the retained status');
+    expect(st).toMatchObject({ connected: true, last_error: null });
+    expect(st.last_success).not.toBeNull();
   });
 
   it('upload_conditions: false keeps conditions out of uploads and in the outbox (held, reported)', async () => {
