@@ -9,21 +9,28 @@
  *   (counted, reported in status, never resent, never silently lost).
  * - Pipelining without breaking per-device order: the outbox is read in seq order and every event
  *   goes to one of `pipeline` lanes chosen by a hash of its device_id. Each lane has at most one
- *   batch in flight and retries it (same content, same batch id) until it gets an answer, before
- *   sending its next batch. So a device's events reach central in seq order even with lost
- *   responses and retries, while up to `pipeline` batches (of different devices) are in flight.
+ *   batch in flight and retries it until it gets an answer, before sending its next batch; what
+ *   goes back (a split, events without a result) goes to the front of the lane. So a device's
+ *   events reach central in seq order even with lost responses and retries, while up to
+ *   `pipeline` batches (of different devices) are in flight.
  * - Batch id: `<store>-<firstSeq>-<lastSeq>-<hash of the event ids>`: stable across retries of the
  *   same content, and never reused for another set of events (which central would refuse with 422).
- * - Retryable failures (network, timeout, 5xx, 429): one shared capped exponential backoff with
- *   jitter (util/backoff.ts, capped at sync.backoff.max_ms, itself at most 1 h, far below 2^31 ms),
- *   or Retry-After when central sends one. Fatal ones (401/403, TLS, contract): logged (rate
- *   limited) and retried at the maximum backoff. 413: the batch is split.
+ * - Failures, read through failureOf (failure.ts):
+ *   - of central as a whole (network, timeout, 5xx, 429; credentials, TLS, contract): every lane
+ *     waits, on one capped exponential backoff with jitter (util/backoff.ts, at most 1 h) that
+ *     grows on every failure, Retry-After being a minimum; fatal ones wait the maximum backoff.
+ *   - of one batch (an answer without some results, 422, a refused request): only its lane backs
+ *     off, on its own backoff; a lane in back-off never holds up the others (the shared reader
+ *     passes its rows by; the lane reads them itself later).
+ *   - 413: the batch is split; 400/415: the request is changed, never resent unchanged (see
+ *     refused()); no gap is ever deleted without a 2xx.
+ * - The lanes' rows (queued or in flight) are `heldSeqs()`: the buffer policy never removes them.
  * - Conditions (priority 2) with `upload_conditions: false`: they are NOT uploaded and NOT deleted:
  *   they stay in the outbox (counted in backlog bytes, reported as `held_conditions`) until the
  *   buffer policy drops them as low-priority events (declared as `dropped_buffer_full` gaps then).
  *   Consequence: central's contiguous_seq waits at the oldest held condition until it is dropped.
- * - Seq gaps recorded by the buffer policy ride along with the next batch and are forgotten once a
- *   batch carrying them got a 200.
+ * - Seq gaps recorded by the buffer policy (and parked seqs) ride along with the next batch and
+ *   are forgotten once a batch carrying them got a 200.
  */
 import { createHash } from 'node:crypto';
 import type { SyncConfig } from '../config/schema';

@@ -15,7 +15,8 @@ import { Store } from '../../src/store/store';
 import { OutboxBuffer, seqRanges } from '../../src/sync/buffer';
 import { parseRetryAfter } from '../../src/sync/https';
 import { validateChange } from '../../src/sync/prices';
-import { SyncService, createSyncTransport, type SyncStatus } from '../../src/sync/service';
+import { SyncService, createSyncTransport, type SyncServiceOptions, type SyncStatus } from '../../src/sync/service';
+import type { ChangeApplier } from '../../src/sync/appliers';
 import { laneOf } from '../../src/sync/upload';
 import type { Change, ChangeAck, SeqGap, SyncTransport, UploadEvent, UploadResult } from '../../src/sync/types';
 
@@ -62,7 +63,7 @@ function cfg(extra: Record<string, unknown> = {}): SyncConfig {
   return syncSchema.parse({ transport: 'https', https: { url: 'https://central.invalid' }, batch_max_events: 10, pipeline: 2, backoff: { initial_ms: 10, max_ms: 100 }, long_poll_s: 1, ...extra });
 }
 
-async function setup(t: ScriptedTransport, config = cfg(), dir = mkdtempSync(join(tmpdir(), 'sg-syncu-'))) {
+async function setup(t: ScriptedTransport, config = cfg(), dir = mkdtempSync(join(tmpdir(), 'sg-syncu-')), extra: Partial<SyncServiceOptions> = {}) {
   const store = new Store({ path: join(dir, 'shelfgate.db'), synchronous: 'normal', flushIntervalMs: 5, storeId: STORE, log });
   await store.start();
   const published: Array<{ topic: string; payload: Record<string, unknown>; retain: boolean }> = [];
@@ -79,7 +80,7 @@ async function setup(t: ScriptedTransport, config = cfg(), dir = mkdtempSync(joi
       return { id: `${shelf}/${slot}`, shelfId: shelf, slotId: slot, gtin: null, unitWeightG: null };
     },
   };
-  const sync = new SyncService({ storeId: STORE, config, store, bus, events: new EventBus(log), kinds: builtinKinds(), locations, transport: t, log, idlePollMs: 20, statusIntervalMs: 50 });
+  const sync = new SyncService({ storeId: STORE, config, store, bus, events: new EventBus(log), kinds: builtinKinds(), locations, transport: t, log, idlePollMs: 20, statusIntervalMs: 50, ...extra });
   await sync.start();
   let stopped = false;
   const stop = async () => {
@@ -148,6 +149,53 @@ describe('SyncService downstream (scripted feed)', () => {
     expect(byId.get('slot/st1/sh1/2/v1')?.status).toBe('applied');
     expect(byId.get(`price/${GTIN}/v2`)?.status).toBe('applied');
     expect(g.assigned).toEqual(['sh1/2']);
+  });
+
+  it('a change type no applier knows is acked invalid ("unknown change type <t>") and does not block the feed', async () => {
+    const t = new ScriptedTransport();
+    t.pages = [
+      { changes: [{ change_id: 'planogram/1/v1', type: 'planogram', version: 1 }, price(1)], nextCursor: 'c1' },
+      { changes: [price(2)], nextCursor: 'c2' },
+    ];
+    const g = await setup(t);
+    await until(() => t.acks.length >= 3, 5000, 'acks');
+    const byId = new Map(t.acks.map((a) => [a.change_id, a]));
+    expect(byId.get('planogram/1/v1')).toMatchObject({ status: 'invalid', detail: 'unknown change type planogram' });
+    expect(byId.get(`price/${GTIN}/v2`)?.status).toBe('applied');
+    expect(g.sync.prices.cursor()).toBe('c2');
+  });
+
+  it('a feature registers an applier for its own change type: same version rule, same page commit and acks', async () => {
+    interface Template {
+      changeId: string;
+      version: number;
+      name: string;
+      body: string;
+    }
+    const stored = new Map<string, Template>();
+    const committed: string[] = [];
+    const templates: ChangeApplier<Template> = {
+      type: 'label_template',
+      validate: (o, changeId, version) => (typeof o.name === 'string' && typeof o.body === 'string' ? { ok: true, change: { changeId, version, name: o.name, body: o.body } } : { ok: false, detail: 'name and body are required' }),
+      key: (c) => c.name,
+      current: (c) => stored.get(c.name) ?? null,
+      apply: (_tx, cs) => cs.filter((c) => (stored.get(c.name)?.version ?? 0) < c.version && stored.set(c.name, c)),
+      committed: async (cs) => void committed.push(...cs.map((c) => c.changeId)),
+    };
+    const tpl = (v: number, body = `b${v}`) => ({ change_id: `tpl/shelf/v${v}`, type: 'label_template', version: v, name: 'shelf', body });
+    const t = new ScriptedTransport();
+    t.pages = [
+      { changes: [tpl(2), tpl(1)], nextCursor: 'c1' },
+      { changes: [tpl(2), { ...tpl(3), body: 7 }], nextCursor: 'c2' },
+    ];
+    const g = await setup(t, cfg(), undefined, { appliers: [templates as unknown as ChangeApplier] });
+    await until(() => g.sync.prices.cursor() === 'c2' && g.sync.status().pending_acks === 0 && t.acks.length >= 3, 5000, 'both pages committed, acks sent');
+    const byId = new Map(t.acks.map((a) => [a.change_id, a]));
+    expect(byId.get('tpl/shelf/v2')?.status).toBe('applied'); // also when delivered again in the second page
+    expect(byId.get('tpl/shelf/v1')?.status).toBe('stale');
+    expect(byId.get('tpl/shelf/v3')).toMatchObject({ status: 'invalid', detail: 'name and body are required' });
+    expect(stored.get('shelf')).toMatchObject({ version: 2, body: 'b2' });
+    expect(committed).toEqual(['tpl/shelf/v2']);
   });
 
   it('acks survive a crash: stored in SQLite until central confirms them', async () => {
