@@ -28,15 +28,19 @@
  * whatever the byte bound says; then it is reported. Nothing here throws into the caller: a policy
  * run that fails (the deletion itself may fail on a full disk) is logged and retried next tick.
  */
-import type { Database } from 'better-sqlite3';
 import type { Service } from '../lifecycle';
 import { LogLimiter, type Logger } from '../log';
-import type { RemovedOutboxRow, Store } from '../store/store';
+import type { Store } from '../store/store';
 import type { EventKinds } from '../core/event-kinds';
+import { SyncRepository } from './repository';
 
 const CHUNK = 2000;
 
-export type GapReason = 'compacted' | 'dropped_buffer_full';
+/** Meta keys of the counters by kind: `<prefix><kind>`. */
+const COMPACTED_PREFIX = 'sync.compacted.';
+const DROPPED_PREFIX = 'sync.dropped.';
+
+export type BufferGapReason = 'compacted' | 'dropped_buffer_full';
 
 export interface BufferStats {
   max_bytes: number;
@@ -61,6 +65,8 @@ export interface BufferRunResult {
 
 export interface OutboxBufferOptions {
   store: Store;
+  /** The sync repository on `store` (default: one of its own). */
+  repo?: SyncRepository;
   maxBytes: number;
   /** The declared event kinds: which compact together, which may be dropped. */
   kinds: EventKinds;
@@ -69,6 +75,11 @@ export interface OutboxBufferOptions {
   intervalMs?: number;
   /** Called after a policy run that deleted something (so status can be published). */
   onChange?: () => void;
+  /**
+   * Seqs the uploader holds (read into a lane or in flight): never compacted or dropped, or
+   * central would receive the event and a gap saying it will never come.
+   */
+  held?: () => ReadonlySet<number>;
 }
 
 /** Consecutive seqs into ranges: [3,4,5,9] -> [[3,5],[9,9]]. Input need not be sorted. */
@@ -96,9 +107,11 @@ export class OutboxBuffer implements Service {
   private overLimit = false;
   private diskFullAt: number | null = null;
   private runs = 0;
+  private readonly repo: SyncRepository;
 
   constructor(private readonly o: OutboxBufferOptions) {
     this.limiter = new LogLimiter(o.log);
+    this.repo = o.repo ?? new SyncRepository(o.store);
   }
 
   get lowWaterBytes(): number {
@@ -190,22 +203,12 @@ export class OutboxBuffer implements Service {
     // 1. compact superseded events per compaction group, oldest first
     const compactTarget = force ? -1 : this.lowWaterBytes;
     for (const [group, kinds] of this.o.kinds.compactionGroups()) {
-      const kindsJson = JSON.stringify(kinds);
       // The newest event of the group per device, computed once (one scan): events that arrive
       // during the run only have higher seqs, so "older than the newest seen" stays true.
-      const newest = new Map<string, number>(
-        store.transaction(
-          (db) =>
-            db
-              .prepare('SELECT device_id, max(seq) AS newest FROM outbox WHERE kind IN (SELECT value FROM json_each(?)) GROUP BY device_id')
-              .all(kindsJson) as { device_id: string; newest: number }[],
-        ).map((r) => [r.device_id, r.newest]),
-      );
+      const newest = this.repo.newestSeqPerDevice(kinds);
       if (newest.size === 0) continue;
-      await this.removeWhile('compacted', compactTarget, res, (db, after) => {
-        const rows = db
-          .prepare(`SELECT seq, bytes, device_id FROM outbox WHERE kind IN (SELECT value FROM json_each(?)) AND seq > ? ORDER BY seq LIMIT ${CHUNK}`)
-          .all(kindsJson, after) as { seq: number; bytes: number; device_id: string }[];
+      await this.removeWhile('compacted', compactTarget, res, (after) => {
+        const rows = this.repo.scanKinds(kinds, after, CHUNK);
         return { lastSeq: rows.at(-1)?.seq ?? null, rows: rows.filter((r) => r.seq < (newest.get(r.device_id) ?? 0)) };
       });
       this.o.log.debug({ group }, 'compaction group done');
@@ -214,16 +217,10 @@ export class OutboxBuffer implements Service {
     const bytesNow = store.outboxStats().bytes;
     const dropTarget = force ? Math.max(0, bytesNow - Math.max(64 * 1024, Math.floor(bytesNow * 0.1))) : this.lowWaterBytes;
     if (bytesNow > dropTarget) {
-      const droppable = JSON.stringify(this.o.kinds.droppableKinds());
-      const declared = JSON.stringify(this.o.kinds.list().map((k) => k.kind));
-      await this.removeWhile('dropped_buffer_full', Math.min(dropTarget, this.lowWaterBytes), res, (db, after) => {
-        const rows = db
-          .prepare(
-            `SELECT seq, bytes FROM outbox
-             WHERE (kind IN (SELECT value FROM json_each(?)) OR (priority >= 1 AND kind NOT IN (SELECT value FROM json_each(?))))
-               AND seq > ? ORDER BY seq LIMIT ${CHUNK}`,
-          )
-          .all(droppable, declared, after) as { seq: number; bytes: number }[];
+      const droppable = this.o.kinds.droppableKinds();
+      const declared = this.o.kinds.list().map((k) => k.kind);
+      await this.removeWhile('dropped_buffer_full', Math.min(dropTarget, this.lowWaterBytes), res, (after) => {
+        const rows = this.repo.scanDroppable(droppable, declared, after, CHUNK);
         return { lastSeq: rows.at(-1)?.seq ?? null, rows };
       });
     }
@@ -251,27 +248,29 @@ export class OutboxBuffer implements Service {
    * chunk is one transaction: the deletion, the counters and the gap ranges together.
    */
   private async removeWhile(
-    reason: GapReason,
+    reason: BufferGapReason,
     target: number,
     res: BufferRunResult,
-    candidates: (db: Database, afterSeq: number) => { lastSeq: number | null; rows: { seq: number; bytes: number }[] },
+    candidates: (afterSeq: number) => { lastSeq: number | null; rows: { seq: number; bytes: number }[] },
   ): Promise<void> {
     const store = this.o.store;
     let after = 0;
     while (this.running && store.outboxStats().bytes > target) {
-      const { lastSeq, rows } = store.transaction((db) => candidates(db, after));
+      const { lastSeq, rows } = candidates(after);
       if (lastSeq === null) return; // scanned to the end
       after = lastSeq;
       const pick: number[] = [];
       let excess = store.outboxStats().bytes - target;
+      const held = this.o.held?.(); // read in the same synchronous step as the deletion below
       for (const r of rows) {
         if (excess <= 0) break;
+        if (held?.has(r.seq)) continue;
         pick.push(r.seq);
         excess -= r.bytes;
       }
       if (pick.length > 0) {
         const counters = reason === 'compacted' ? this.counters.compacted : this.counters.dropped;
-        const removed = store.removeFromOutbox(pick, (db, rm) => this.record(db, reason, rm));
+        const removed = this.repo.removeForBuffer(pick, reason, reason === 'compacted' ? COMPACTED_PREFIX : DROPPED_PREFIX, seqRanges);
         for (const r of removed) {
           counters.set(r.kind, (counters.get(r.kind) ?? 0) + 1);
           res.bytesFreed += r.bytes;
@@ -283,45 +282,14 @@ export class OutboxBuffer implements Service {
     }
   }
 
-  /** Inside the deletion's transaction: counters by kind in meta, and the gap ranges. */
-  private record(db: Database, reason: GapReason, removed: RemovedOutboxRow[]): void {
-    const prefix = reason === 'compacted' ? 'sync.compacted.' : 'sync.dropped.';
-    const byKind = new Map<string, number>();
-    for (const r of removed) byKind.set(r.kind, (byKind.get(r.kind) ?? 0) + 1);
-    const bump = db.prepare(
-      `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + CAST(excluded.value AS INTEGER) AS TEXT)`,
-    );
-    for (const [kind, n] of byKind) bump.run(prefix + kind, String(n));
-    const gap = db.prepare('INSERT INTO sync_gaps (from_seq, to_seq, reason) VALUES (?, ?, ?)');
-    for (const [from, to] of seqRanges(removed.map((r) => r.seq))) gap.run(from, to, reason);
-  }
-
   private loadCounters(): void {
-    const rows = this.o.store.transaction(
-      (db) => db.prepare("SELECT key, value FROM meta WHERE key LIKE 'sync.compacted.%' OR key LIKE 'sync.dropped.%'").all() as { key: string; value: string }[],
-    );
+    const rows = this.repo.counters([COMPACTED_PREFIX, DROPPED_PREFIX]);
     this.counters.compacted.clear();
     this.counters.dropped.clear();
     for (const r of rows) {
       const n = Number(r.value) || 0;
-      if (r.key.startsWith('sync.compacted.')) this.counters.compacted.set(r.key.slice('sync.compacted.'.length), n);
-      else this.counters.dropped.set(r.key.slice('sync.dropped.'.length), n);
+      if (r.key.startsWith(COMPACTED_PREFIX)) this.counters.compacted.set(r.key.slice(COMPACTED_PREFIX.length), n);
+      else this.counters.dropped.set(r.key.slice(DROPPED_PREFIX.length), n);
     }
   }
-}
-
-/** Pending gaps to declare, oldest first (at most `limit`). */
-export function pendingGaps(store: Store, limit: number): { id: number; from_seq: number; to_seq: number; reason: string }[] {
-  return store.transaction(
-    (db) => db.prepare('SELECT id, from_seq, to_seq, reason FROM sync_gaps ORDER BY id LIMIT ?').all(limit) as { id: number; from_seq: number; to_seq: number; reason: string }[],
-  );
-}
-
-/** Forgets gaps central received (a 200 to the batch that carried them). */
-export function clearGaps(store: Store, ids: readonly number[]): void {
-  if (ids.length === 0) return;
-  store.transaction((db) => {
-    const del = db.prepare('DELETE FROM sync_gaps WHERE id = ?');
-    for (const id of ids) del.run(id);
-  });
 }

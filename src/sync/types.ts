@@ -65,9 +65,10 @@ export interface ChangeAck {
 }
 
 /**
- * An upstream transport. Errors: reject with a ShelfgateError whose code is SYNC_RETRYABLE
- * (network, timeout, 5xx, 429: try again after backoff, honour `details.retryAfterMs` when set)
- * or SYNC_FATAL (401/403, a contract violation: logged loudly, retried at the maximum backoff).
+ * An upstream transport. Errors: reject with a SyncTransportError (failure.ts) saying what went
+ * wrong (retryable, too_large, invalid_request, fatal, cursor_lost); the sync service reads every
+ * error through failureOf, which also understands the older ShelfgateError SYNC_RETRYABLE /
+ * SYNC_FATAL shapes with `details.status`, `details.code`, `details.retryAfterMs`.
  */
 export interface SyncTransport extends Service {
   /** Uploads one batch; resolves with one result per event (any order). Idempotent per batchId. */

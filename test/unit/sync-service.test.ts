@@ -12,10 +12,12 @@ import { syncSchema, type SyncConfig } from '../../src/config/schema';
 import { ErrorCode, ShelfgateError } from '../../src/errors';
 import { silentLogger } from '../../src/log';
 import { Store } from '../../src/store/store';
-import { seqRanges } from '../../src/sync/buffer';
+import { OutboxBuffer, seqRanges } from '../../src/sync/buffer';
 import { parseRetryAfter } from '../../src/sync/https';
 import { validateChange } from '../../src/sync/prices';
-import { SyncService, createSyncTransport } from '../../src/sync/service';
+import { SyncService, createSyncTransport, type SyncServiceOptions, type SyncStatus } from '../../src/sync/service';
+import type { ChangeApplier } from '../../src/sync/appliers';
+import { laneOf } from '../../src/sync/upload';
 import type { Change, ChangeAck, SeqGap, SyncTransport, UploadEvent, UploadResult } from '../../src/sync/types';
 import { waitFor } from '../helpers/wait';
 
@@ -33,7 +35,7 @@ class ScriptedTransport implements SyncTransport {
   cursors: Array<string | null> = [];
   uploads: Array<{ id: string; events: UploadEvent[]; gaps?: SeqGap[]; at: number }> = [];
   acks: ChangeAck[] = [];
-  uploadImpl: (id: string, events: UploadEvent[]) => Promise<UploadResult[]> = async (_id, events) => events.map((e) => ({ event_id: e.event_id, seq: e.seq, status: 'accepted' }));
+  uploadImpl: (id: string, events: UploadEvent[], gaps?: SeqGap[]) => Promise<UploadResult[]> = async (_id, events) => events.map((e) => ({ event_id: e.event_id, seq: e.seq, status: 'accepted' }));
   ackImpl: (acks: ChangeAck[]) => Promise<void> = async (a) => {
     this.acks.push(...a);
   };
@@ -41,7 +43,7 @@ class ScriptedTransport implements SyncTransport {
   async stop(): Promise<void> {}
   async upload(id: string, events: UploadEvent[], gaps?: SeqGap[]): Promise<UploadResult[]> {
     this.uploads.push({ id, events, gaps, at: Date.now() });
-    return this.uploadImpl(id, events);
+    return this.uploadImpl(id, events, gaps);
   }
   async fetchChanges(cursor: string | null, _w: number, signal: AbortSignal): Promise<{ changes: Change[]; nextCursor: string | null }> {
     this.cursors.push(cursor);
@@ -63,7 +65,7 @@ function cfg(extra: Record<string, unknown> = {}): SyncConfig {
   return syncSchema.parse({ transport: 'https', https: { url: 'https://central.invalid' }, batch_max_events: 10, pipeline: 2, backoff: { initial_ms: 10, max_ms: 100 }, long_poll_s: 1, ...extra });
 }
 
-async function setup(t: ScriptedTransport, config = cfg(), dir = mkdtempSync(join(tmpdir(), 'sg-syncu-'))) {
+async function setup(t: ScriptedTransport, config = cfg(), dir = mkdtempSync(join(tmpdir(), 'sg-syncu-')), extra: Partial<SyncServiceOptions> = {}) {
   const store = new Store({ path: join(dir, 'shelfgate.db'), synchronous: 'normal', flushIntervalMs: 5, storeId: STORE, log });
   await store.start();
   const published: Array<{ topic: string; payload: Record<string, unknown>; retain: boolean }> = [];
@@ -80,7 +82,7 @@ async function setup(t: ScriptedTransport, config = cfg(), dir = mkdtempSync(joi
       return { id: `${shelf}/${slot}`, shelfId: shelf, slotId: slot, gtin: null, unitWeightG: null };
     },
   };
-  const sync = new SyncService({ storeId: STORE, config, store, bus, events: new EventBus(log), kinds: builtinKinds(), locations, transport: t, log, idlePollMs: 20, statusIntervalMs: 50 });
+  const sync = new SyncService({ storeId: STORE, config, store, bus, events: new EventBus(log), kinds: builtinKinds(), locations, transport: t, log, idlePollMs: 20, statusIntervalMs: 50, ...extra });
   await sync.start();
   let stopped = false;
   const stop = async () => {
@@ -135,6 +137,53 @@ describe('SyncService downstream (scripted feed)', () => {
     expect(byId.get('slot/st1/sh1/2/v1')?.status).toBe('applied');
     expect(byId.get(`price/${GTIN}/v2`)?.status).toBe('applied');
     expect(g.assigned).toEqual(['sh1/2']);
+  });
+
+  it('a change type no applier knows is acked invalid ("unknown change type <t>") and does not block the feed', async () => {
+    const t = new ScriptedTransport();
+    t.pages = [
+      { changes: [{ change_id: 'planogram/1/v1', type: 'planogram', version: 1 }, price(1)], nextCursor: 'c1' },
+      { changes: [price(2)], nextCursor: 'c2' },
+    ];
+    const g = await setup(t);
+    await waitFor(() => t.acks.length >= 3, 5000, 'acks');
+    const byId = new Map(t.acks.map((a) => [a.change_id, a]));
+    expect(byId.get('planogram/1/v1')).toMatchObject({ status: 'invalid', detail: 'unknown change type planogram' });
+    expect(byId.get(`price/${GTIN}/v2`)?.status).toBe('applied');
+    expect(g.sync.prices.cursor()).toBe('c2');
+  });
+
+  it('a feature registers an applier for its own change type: same version rule, same page commit and acks', async () => {
+    interface Template {
+      changeId: string;
+      version: number;
+      name: string;
+      body: string;
+    }
+    const stored = new Map<string, Template>();
+    const committed: string[] = [];
+    const templates: ChangeApplier<Template> = {
+      type: 'label_template',
+      validate: (o, changeId, version) => (typeof o.name === 'string' && typeof o.body === 'string' ? { ok: true, change: { changeId, version, name: o.name, body: o.body } } : { ok: false, detail: 'name and body are required' }),
+      key: (c) => c.name,
+      current: (c) => stored.get(c.name) ?? null,
+      apply: (_tx, cs) => cs.filter((c) => (stored.get(c.name)?.version ?? 0) < c.version && stored.set(c.name, c)),
+      committed: async (cs) => void committed.push(...cs.map((c) => c.changeId)),
+    };
+    const tpl = (v: number, body = `b${v}`) => ({ change_id: `tpl/shelf/v${v}`, type: 'label_template', version: v, name: 'shelf', body });
+    const t = new ScriptedTransport();
+    t.pages = [
+      { changes: [tpl(2), tpl(1)], nextCursor: 'c1' },
+      { changes: [tpl(2), { ...tpl(3), body: 7 }], nextCursor: 'c2' },
+    ];
+    const g = await setup(t, cfg(), undefined, { appliers: [templates as unknown as ChangeApplier] });
+    await waitFor(() => g.sync.prices.cursor() === 'c2' && g.sync.status().pending_acks === 0 && t.acks.length >= 3, 5000, 'both pages committed, acks sent');
+    const byId = new Map(t.acks.map((a) => [a.change_id, a]));
+    expect(byId.get('tpl/shelf/v2')?.status).toBe('applied'); // also when delivered again in the second page
+    expect(byId.get('tpl/shelf/v1')?.status).toBe('stale');
+    expect(byId.get('tpl/shelf/v3')).toMatchObject({ status: 'invalid', detail: 'name and body are required' });
+    expect(stored.get('shelf')).toMatchObject({ version: 2, body: 'b2' });
+    expect(committed).toEqual(['tpl/shelf/v2']);
   });
 
   it('acks survive a crash: stored in SQLite until central confirms them', async () => {
@@ -200,6 +249,43 @@ describe('SyncService upstream (scripted central)', () => {
     }
   });
 
+  it('repeated 429 with Retry-After: 0: the backoff still grows (Retry-After is a minimum, not the delay)', async () => {
+    const t = new ScriptedTransport();
+    let n = 0;
+    const base = t.uploadImpl;
+    t.uploadImpl = async (id, ev, gaps) => {
+      if (n++ < 5) throw new ShelfgateError(ErrorCode.SYNC_RETRYABLE, 'events:batch answered 429 rate_limited', { status: 429, code: 'rate_limited', retryAfterMs: 0 });
+      return base(id, ev, gaps);
+    };
+    // the change feed answers every 30 ms meanwhile: central is reachable, only uploads are limited
+    const g = await setup(t, cfg({ pipeline: 1, backoff: { initial_ms: 50, max_ms: 5000 } }));
+    await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: 1 } });
+    await waitFor(() => g.store.outboxStats().count === 0, 8000, 'drained');
+    const at = t.uploads.map((u) => u.at);
+    expect(at).toHaveLength(6);
+    const waits = at.slice(1).map((x, k) => x - at[k]!);
+    // 50 ms growing x2 with +-20 % jitter: >= 40, 80, 160, 320, 640 ms
+    expect(waits[0]).toBeGreaterThanOrEqual(40);
+    expect(waits[3]).toBeGreaterThanOrEqual(320);
+    expect(waits[4]).toBeGreaterThanOrEqual(640);
+  });
+
+  it('Retry-After larger than the backoff is honoured as it is', async () => {
+    const t = new ScriptedTransport();
+    let n = 0;
+    const base = t.uploadImpl;
+    t.uploadImpl = async (id, ev, gaps) => {
+      if (n++ < 2) throw new ShelfgateError(ErrorCode.SYNC_RETRYABLE, 'busy', { status: 503, code: 'unavailable', retryAfterMs: 400 });
+      return base(id, ev, gaps);
+    };
+    const g = await setup(t, cfg({ pipeline: 1, backoff: { initial_ms: 10, max_ms: 5000 } }));
+    await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: 1 } });
+    await waitFor(() => g.store.outboxStats().count === 0, 5000, 'drained');
+    const at = t.uploads.map((u) => u.at);
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(390);
+    expect(at[2]! - at[1]!).toBeGreaterThanOrEqual(390);
+  });
+
   it('413: splits the batch; one event too large on its own is parked and declared as a gap', async () => {
     const t = new ScriptedTransport();
     const base = t.uploadImpl;
@@ -218,6 +304,198 @@ describe('SyncService upstream (scripted central)', () => {
     await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: 11 } });
     await waitFor(() => t.uploads.flatMap((u) => u.gaps ?? []).length > gapsSent.length || gapsSent.length > 0, 3000, 'gap declared');
     expect(t.uploads.flatMap((u) => u.gaps ?? [])).toContainEqual({ from_seq: 6, to_seq: 6, reason: 'parked' });
+  });
+
+  it('a 200 that leaves out some results: the missing events are retried with a growing backoff, not at once', async () => {
+    const t = new ScriptedTransport();
+    let omitted = 0;
+    t.uploadImpl = async (_id, ev) =>
+      ev
+        .filter((e) => !(e.seq === 3 && omitted < 4 && ++omitted > 0))
+        .map((e) => ({ event_id: e.event_id, seq: e.seq, status: 'accepted' as const }));
+    const g = await setup(t, cfg({ pipeline: 1, backoff: { initial_ms: 50, max_ms: 5000 } }));
+    for (let i = 0; i < 5; i++) await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: i } });
+    await waitFor(() => g.store.outboxStats().count === 0, 8000, 'drained');
+    const tries = t.uploads.filter((u) => u.events.some((e) => e.seq === 3)).map((u) => u.at);
+    expect(tries).toHaveLength(5); // four incomplete answers, then the one that carries its result
+    const waits = tries.slice(1).map((at, k) => at - tries[k]!);
+    // backoff of 50 ms growing x2 with +-20 % jitter: >= 40, 80, 160, 320 ms
+    expect(waits[0]).toBeGreaterThanOrEqual(40);
+    expect(waits[3]).toBeGreaterThanOrEqual(320);
+    expect(waits[3]!).toBeGreaterThan(waits[0]! * 2);
+    // the events central did answer for were not sent again
+    expect(t.uploads.flatMap((u) => u.events.map((e) => e.seq)).filter((s) => s !== 3).sort()).toEqual([1, 2, 4, 5]);
+    expect(g.sync.stats().batchFailures).toBe(4);
+  });
+
+  it('a lane in back-off does not hold up the other lanes; its events follow in order once central answers them', async () => {
+    const t = new ScriptedTransport();
+    const slow = 'dev-a';
+    const fast = ['dev-b', 'dev-c', 'dev-d', 'dev-e'].find((d) => laneOf(d, 2) !== laneOf(slow, 2))!;
+    let answerSlow = false;
+    const acceptedSlow: number[] = [];
+    t.uploadImpl = async (_id, ev) =>
+      ev
+        .filter((e) => e.device_id !== slow || answerSlow)
+        .map((e) => {
+          if (e.device_id === slow) acceptedSlow.push(e.seq);
+          return { event_id: e.event_id, seq: e.seq, status: 'accepted' as const };
+        });
+    const g = await setup(t, cfg({ pipeline: 2, batch_max_events: 5, backoff: { initial_ms: 100, max_ms: 5000 } }));
+    const slowSeqs: number[] = [];
+    for (let i = 0; i < 30; i++) slowSeqs.push((await g.store.appendEvent({ deviceId: slow, kind: 'pick', payload: { count: i } })).seq);
+    for (let i = 0; i < 50; i++) await g.store.appendEvent({ deviceId: fast, kind: 'pick', payload: { count: i } });
+    // the slow lane's queue is full and it is backing off; every event of the other lane still arrives
+    await waitFor(() => g.store.outboxStats().count === 30, 5000, 'the other lane drained');
+    expect(t.uploads.some((u) => u.events.some((e) => e.device_id === slow))).toBe(true);
+    answerSlow = true;
+    await waitFor(() => g.store.outboxStats().count === 0, 10_000, 'the slow lane drained');
+    expect(acceptedSlow).toEqual(slowSeqs);
+  });
+
+  it('the buffer policy never removes events a lane holds (queued or in flight): central never gets an event and a gap for it', async () => {
+    const t = new ScriptedTransport();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const base = t.uploadImpl;
+    t.uploadImpl = async (id, ev) => {
+      await gate;
+      return base(id, ev);
+    };
+    const g = await setup(t, cfg({ pipeline: 1, batch_max_events: 10, buffer_max_bytes: 1024 * 1024 }));
+    await Promise.all(Array.from({ length: 30 }, (_, i) => g.store.appendEvent({ deviceId: 'd', kind: 'anomaly', priority: 1, payload: { i } }))); // one commit
+    await waitFor(() => t.uploads.length === 1, 3000, 'first batch in flight');
+    expect(t.uploads[0]!.events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]); // 11-20 wait in the lane's queue (2 batches)
+    // over the byte bound with more low-priority events: the policy drops the oldest droppable ones
+    const pad = 'x'.repeat(4000);
+    await Promise.all(Array.from({ length: 300 }, (_, i) => g.store.appendEvent({ deviceId: 'e', kind: 'anomaly', priority: 1, payload: { i, pad } })));
+    await waitFor(() => g.sync.bufferPolicy.stats().dropped > 0, 5000, 'policy dropped');
+    release();
+    await waitFor(() => g.store.outboxStats().count === 0 && g.sync.prices.pendingGaps(10).length === 0, 10_000, 'drained, gaps declared');
+    const sent = new Set(t.uploads.flatMap((u) => u.events.map((e) => e.seq)));
+    const gaps = new Set<number>();
+    for (const gap of t.uploads.flatMap((u) => u.gaps ?? [])) for (let q = gap.from_seq; q <= gap.to_seq; q++) gaps.add(q);
+    expect([...sent].filter((q) => gaps.has(q))).toEqual([]);
+    for (let q = 1; q <= 20; q++) expect(sent.has(q)).toBe(true); // held: never dropped
+    expect(sent.size + gaps.size).toBe(g.store.outboxStats().lastSeq);
+  });
+
+  it('400 on a batch: halved down to the event central refuses, which is parked with the problem code and declared a gap; the rest arrives; no lane stalls', async () => {
+    const t = new ScriptedTransport();
+    const refusedIds: string[] = [];
+    const base = t.uploadImpl;
+    t.uploadImpl = async (id, ev, gaps) => {
+      if (ev.some((e) => (e.payload as { bad?: boolean }).bad)) {
+        refusedIds.push(id);
+        throw new ShelfgateError(ErrorCode.SYNC_FATAL, 'events:batch answered 400 invalid_request: events.3.payload: too deep', { status: 400, code: 'invalid_request' });
+      }
+      return base(id, ev, gaps);
+    };
+    const g = await setup(t, cfg({ pipeline: 2, batch_max_events: 10 }));
+    const a = 'dev-a';
+    const b = ['dev-b', 'dev-c', 'dev-d', 'dev-e'].find((d) => laneOf(d, 2) !== laneOf(a, 2))!;
+    // one commit: lane a's queue is full, the rest of a's events and all of b's wait behind it
+    const appended = await Promise.all([
+      ...Array.from({ length: 30 }, (_, i) => g.store.appendEvent({ deviceId: a, kind: 'pick', payload: { count: i, ...(i === 5 ? { bad: true } : {}) } })),
+      ...Array.from({ length: 40 }, (_, i) => g.store.appendEvent({ deviceId: b, kind: 'pick', payload: { count: i } })),
+    ]);
+    const badSeq = appended[5]!.seq;
+    await waitFor(() => g.store.outboxStats().count === 0, 5000, 'drained');
+    await waitFor(() => g.sync.status().parked === 1, 2000, 'parked');
+    expect(new Set(refusedIds).size).toBe(refusedIds.length); // a refused request is never sent again unchanged
+    expect(refusedIds.length).toBeLessThanOrEqual(4); // 10 -> 5 -> 2 -> 1
+    const delivered = t.uploads.filter((u) => !refusedIds.includes(u.id)).flatMap((u) => u.events.map((e) => e.seq));
+    expect(delivered.sort((x, y) => x - y)).toEqual(appended.map((e) => e.seq).filter((q) => q !== badSeq));
+    const parked = g.store.transaction((db) => db.prepare('SELECT seq, error FROM parked').all()) as { seq: number; error: string }[];
+    expect(parked).toHaveLength(1);
+    expect(parked[0]!.seq).toBe(badSeq);
+    expect(JSON.parse(parked[0]!.error)).toMatchObject({ code: 'invalid_request', message: expect.stringMatching(/400/) });
+    // the parked seq is declared to central with the next batch
+    await g.store.appendEvent({ deviceId: a, kind: 'pick', payload: { count: 99 } });
+    await waitFor(() => t.uploads.some((u) => u.gaps?.some((x) => x.from_seq === badSeq && x.to_seq === badSeq && x.reason === 'parked')), 3000, 'gap declared');
+  });
+
+  it('400 on a batch that carries gaps: the gaps are kept until a 2xx carried them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sg-syncu-'));
+    // a gap from an earlier life: seq 1 dropped by the buffer policy
+    const s0 = new Store({ path: join(dir, 'shelfgate.db'), synchronous: 'normal', flushIntervalMs: 5, storeId: STORE, log });
+    await s0.start();
+    const b0 = new OutboxBuffer({ store: s0, maxBytes: 1024 * 1024, kinds: builtinKinds(), log });
+    await s0.appendEvent({ deviceId: 'd', kind: 'anomaly', priority: 1, payload: { pad: 'x'.repeat(1200 * 1024) } });
+    await b0.start();
+    await waitFor(() => b0.stats().dropped === 1, 3000, 'dropped');
+    await b0.stop();
+    await s0.stop();
+    const t = new ScriptedTransport();
+    let refusals = 0;
+    const pendingAtRefusal: number[] = [];
+    const base = t.uploadImpl;
+    let g: Awaited<ReturnType<typeof setup>> | undefined;
+    t.uploadImpl = async (id, ev, gaps) => {
+      if ((gaps ?? []).length > 0 && refusals < 2) {
+        refusals++;
+        pendingAtRefusal.push(g?.sync.prices.pendingGaps(10).length ?? -1);
+        throw new ShelfgateError(ErrorCode.SYNC_FATAL, 'events:batch answered 400 invalid_request: gaps.0: bad', { status: 400, code: 'invalid_request' });
+      }
+      return base(id, ev, gaps);
+    };
+    g = await setup(t, cfg({ pipeline: 1 }), dir);
+    // gaps ride along with events: keep central busy with one event at a time until the gap went through
+    for (let i = 0; i < 50 && !(refusals === 2 && g.sync.prices.pendingGaps(10).length === 0); i++) {
+      await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: i } });
+      await waitFor(() => g!.store.outboxStats().count === 0, 5000, 'event delivered');
+    }
+    expect(refusals).toBe(2);
+    expect(pendingAtRefusal).toEqual([1, 1]); // still kept after the first 400
+    expect(g.sync.prices.pendingGaps(10)).toEqual([]);
+    expect(g.sync.status().parked).toBe(0);
+    const carried = t.uploads.filter((u) => (u.gaps ?? []).length > 0);
+    expect(carried.length).toBe(3); // twice refused, then taken
+    expect(carried.at(-1)!.gaps).toEqual([{ from_seq: 1, to_seq: 1, reason: 'dropped_buffer_full' }]);
+    // a refused batch's events went at once without the gaps
+    expect(t.uploads[t.uploads.indexOf(carried[0]!) + 1]).toMatchObject({ events: carried[0]!.events, gaps: [] });
+  });
+
+  it('415 on every request: nothing is parked or lost; the lane backs off until central takes requests again', async () => {
+    const t = new ScriptedTransport();
+    let refuse = true;
+    const base = t.uploadImpl;
+    t.uploadImpl = async (id, ev, gaps) => {
+      if (refuse) throw new ShelfgateError(ErrorCode.SYNC_FATAL, 'events:batch answered 415 unsupported_media_type', { status: 415, code: 'unsupported_media_type' });
+      return base(id, ev, gaps);
+    };
+    const g = await setup(t, cfg({ pipeline: 1, backoff: { initial_ms: 10, max_ms: 300 } }));
+    await Promise.all(Array.from({ length: 8 }, (_, i) => g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: i } })));
+    await waitFor(() => t.uploads.length >= 6, 5000, 'refused requests');
+    expect(g.sync.status()).toMatchObject({ parked: 0, backlog_count: 8 });
+    const singles = t.uploads.filter((u) => u.events.length === 1);
+    expect(singles.length).toBeGreaterThanOrEqual(2);
+    expect(singles[1]!.at - singles[0]!.at).toBeGreaterThanOrEqual(240); // the maximum backoff (300 ms -20 % jitter)
+    refuse = false;
+    await waitFor(() => g.store.outboxStats().count === 0, 5000, 'drained once central takes requests');
+    expect(g.sync.status().parked).toBe(0);
+  });
+
+  it('retained sync/status: last_error while uploads fail (the feed answering does not clear it), cleared by the next successful upload', async () => {
+    const t = new ScriptedTransport();
+    let down = true;
+    const base = t.uploadImpl;
+    t.uploadImpl = async (id, ev, gaps) => {
+      if (down) throw new ShelfgateError(ErrorCode.SYNC_RETRYABLE, 'events:batch answered 503 unavailable', { status: 503, code: 'unavailable' });
+      return base(id, ev, gaps);
+    };
+    const g = await setup(t, cfg({ pipeline: 1, backoff: { initial_ms: 10, max_ms: 100 } }));
+    const statuses = () => g.published.filter((p) => p.topic === `shelfgate/v1/${STORE}/sync/status` && p.retain).map((p) => p.payload as unknown as SyncStatus);
+    await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: 1 } });
+    await waitFor(() => statuses().some((st) => st.last_error?.code === 'unavailable'), 3000, 'error reported');
+    const from = statuses().findIndex((st) => st.last_error?.code === 'unavailable');
+    await waitFor(() => statuses().length >= from + 4 && t.cursors.length >= 3, 3000, 'more statuses while the feed answers');
+    for (const st of statuses().slice(from)) expect(st.last_error).toMatchObject({ code: 'unavailable' });
+    down = false;
+    await waitFor(() => g.store.outboxStats().count === 0, 3000, 'drained');
+    const st = await waitFor(() => statuses().slice(from).find((x) => x.last_error === null), 3000, 'error cleared in the retained status');
+    expect(st).toMatchObject({ connected: true, last_error: null });
+    expect(st.last_success).not.toBeNull();
   });
 
   it('upload_conditions: false keeps conditions out of uploads and in the outbox (held, reported)', async () => {
