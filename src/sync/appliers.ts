@@ -4,7 +4,7 @@
  * per the applier's key; the applier knows its type's fields, where its versions are stored and
  * what applying means. A feature that adds a change type (label templates, planograms) registers
  * its applier; nothing else in the sync service changes. A change whose type no applier knows is
- * acknowledged `invalid` (`unknown change type <t>`) and the feed moves on.
+ * acknowledged `invalid` (`unknown change type "<t>"`) and the feed moves on.
  */
 import type { Validated } from './prices';
 import type { SyncRepository } from './repository';

@@ -123,9 +123,9 @@ export function validateSlotAssignment(o: Record<string, unknown>, changeId: str
   return { ok: true, change: { changeId, shelf: o.shelf, slot, gtin: gtin as string | null, unitWeightG: w as number | null, version } };
 }
 
-/** `unknown change type <t>`: what an unknown type is acknowledged `invalid` with. */
+/** `unknown change type "<t>"` (the type as JSON): what an unknown type is acknowledged `invalid` with (docs/central-api.yaml). */
 export function unknownTypeDetail(type: unknown): string {
-  return `unknown change type ${typeof type === 'string' ? type : JSON.stringify(type)}`;
+  return `unknown change type ${JSON.stringify(type)}`;
 }
 
 /**

@@ -148,7 +148,7 @@ describe('SyncService downstream (scripted feed)', () => {
     const g = await setup(t);
     await waitFor(() => t.acks.length >= 3, 5000, 'acks');
     const byId = new Map(t.acks.map((a) => [a.change_id, a]));
-    expect(byId.get('planogram/1/v1')).toMatchObject({ status: 'invalid', detail: 'unknown change type planogram' });
+    expect(byId.get('planogram/1/v1')).toMatchObject({ status: 'invalid', detail: 'unknown change type "planogram"' });
     expect(byId.get(`price/${GTIN}/v2`)?.status).toBe('applied');
     expect(g.sync.prices.cursor()).toBe('c2');
   });
