@@ -8,6 +8,9 @@ import { EventBus } from '../../src/core/events';
 import { builtinKinds } from '../helpers/features';
 import { execFileSync } from 'node:child_process';
 import { writeFileSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { hashPassword } from '../../src/bus/auth';
 import { LocalBus } from '../../src/bus/broker';
@@ -15,7 +18,8 @@ import { configSchema, syncSchema, type SyncConfig } from '../../src/config/sche
 import { ErrorCode, ShelfgateError, isShelfgateError } from '../../src/errors';
 import { silentLogger } from '../../src/log';
 import { Store } from '../../src/store/store';
-import { HttpsTransport } from '../../src/sync/https';
+import { failureOf } from '../../src/sync/failure';
+import { HttpsTransport, type HttpsTransportOptions } from '../../src/sync/https';
 import { SyncService } from '../../src/sync/service';
 import { CentralSimulator, type CentralTlsOptions, type FaultsPatch } from '../../simulators/central';
 import { connectClient, waitFor, useCleanups, tmp as tmpDir } from '../helpers/daemon';
@@ -176,6 +180,17 @@ describe('sync over HTTPS: upstream', () => {
     expect(central.stats().stores[STORE]!.contiguous_seq).toBe(1100);
   }, 40_000);
 
+  it('central refuses a batch as too large (413, max_events): the batch is split, everything arrives exactly once', async () => {
+    const central = new CentralSimulator({ log, limits: { maxBatchEvents: 7 } });
+    await central.start();
+    cleanups.push(() => central.stop());
+    const gw = await gateway(syncConfig(central.url));
+    await appendEvents(gw.store, 120, 2);
+    await waitFor(() => gw.store.outboxStats().count === 0, 10_000, 'outbox drained in smaller batches');
+    expectExactlyOnceInOrder(central, 120);
+    expect(gw.sync.status().parked).toBe(0);
+  });
+
   it('a rejected event is parked with its error, never resent, and reported', async () => {
     const central = await startCentral();
     const gw = await gateway(syncConfig(central.url));
@@ -282,6 +297,84 @@ describe('sync over HTTPS: downstream', () => {
   });
 });
 
+const EVENT = { event_id: '0b3f7c52-8a0e-4c2b-9d7e-5f1a2b3c4d5e', seq: 1, device_id: 'sh1/1', kind: 'pick', priority: 0, created_at: '2025-03-01T10:15:02.120Z', payload: { count: 1 } };
+
+// ---------------------------------------------------------------- a tiny central the test writes
+
+interface TinyCentral {
+  url: string;
+  server: http.Server | https.Server;
+  /** Every connection accepted, in order, and those that have closed since. */
+  connections: Socket[];
+  closed: Set<Socket>;
+}
+
+/** A server on 127.0.0.1:0 (https with `tls`) answering with `handle`; it never closes an idle keep-alive connection itself. */
+async function tinyCentral(handle: (req: http.IncomingMessage, res: http.ServerResponse) => void, tls?: { cert: Buffer; key: Buffer }): Promise<TinyCentral> {
+  const server = tls ? https.createServer({ cert: tls.cert, key: tls.key }, handle) : http.createServer(handle);
+  server.keepAliveTimeout = 0;
+  const connections: Socket[] = [];
+  const closed = new Set<Socket>();
+  server.on('connection', (s: Socket) => {
+    connections.push(s);
+    s.once('close', () => closed.add(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(async () => {
+    const done = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const s of connections) s.destroy();
+    await done;
+  });
+  const port = (server.address() as { port: number }).port;
+  return { url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`, server, connections, closed };
+}
+
+/** Answers an events:batch with every event accepted (the body is read in full first). */
+function acceptBatch(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    const { events } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { events: { event_id: string; seq: number }[] };
+    const results = events.map((e, index) => ({ index, event_id: e.event_id, seq: e.seq, status: 'accepted' }));
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ batch_id: req.headers['idempotency-key'], results, counts: { accepted: results.length, duplicate: 0, rejected: 0 }, contiguous_seq: 0 }));
+  });
+}
+
+async function transport(url: string, https: Record<string, unknown> = {}, extra: Partial<HttpsTransportOptions> = {}): Promise<HttpsTransport> {
+  const t = new HttpsTransport({ config: syncConfig(url, {}, https).https!, storeId: STORE, log, ...extra });
+  await t.start();
+  cleanups.push(() => t.stop());
+  return t;
+}
+
+describe('sync over HTTPS: where it sends the token', () => {
+  it('a redirect is fatal `redirect` and never followed: the token goes nowhere else', async () => {
+    const seen: Array<string | undefined> = [];
+    const elsewhere = await tinyCentral((req, res) => {
+      seen.push(req.headers.authorization);
+      acceptBatch(req, res);
+    });
+    const c = await tinyCentral((req, res) => {
+      req.resume();
+      res.writeHead(req.method === 'GET' ? 301 : 307, { location: `${elsewhere.url}${req.url ?? '/'}` });
+      res.end();
+    });
+    const dir = tmp();
+    writeFileSync(join(dir, 'token'), 'sekrit-token\n');
+    const t = await transport(c.url, { token_file: join(dir, 'token') });
+    const err = await t.upload('r1', [EVENT]).catch((e: unknown) => e);
+    expect(isShelfgateError(err, ErrorCode.SYNC_FATAL)).toBe(true);
+    expect(failureOf(err)).toEqual({ kind: 'fatal', code: 'redirect', status: 307 });
+    expect((err as Error).message).toMatch(/not followed/);
+    const feedErr = await t.fetchChanges(null, 0, new AbortController().signal).catch((e: unknown) => e);
+    expect(failureOf(feedErr)).toEqual({ kind: 'fatal', code: 'redirect', status: 301 });
+    expect(seen).toEqual([]);
+    expect(elsewhere.connections).toHaveLength(0);
+  });
+
+});
+
 // ---------------------------------------------------------------- TLS
 
 function openssl(args: string[], cwd: string): void {
@@ -306,8 +399,6 @@ function makePki(dir: string): Record<string, string> {
   return { ca: f('ca.pem'), server: f('server.pem'), serverKey: f('server.key'), rogueServer: f('rogue-server.pem'), rogueKey: f('rogue-server.key'), client: f('client.pem'), clientKey: f('client.key') };
 }
 
-const EVENT = { event_id: '0b3f7c52-8a0e-4c2b-9d7e-5f1a2b3c4d5e', seq: 1, device_id: 'sh1/1', kind: 'pick', priority: 0, created_at: '2025-03-01T10:15:02.120Z', payload: { count: 1 } };
-
 describe('sync over HTTPS: TLS', () => {
   const dir = tmp();
   const pki = makePki(dir);
@@ -321,7 +412,7 @@ describe('sync over HTTPS: TLS', () => {
     cleanups.push(() => t.stop());
     const err = await t.upload('b1', [EVENT]).catch((e: unknown) => e);
     expect(isShelfgateError(err, ErrorCode.SYNC_FATAL)).toBe(true);
-    expect((err as ShelfgateError).details).toMatchObject({ tls: true });
+    expect(failureOf(err)).toEqual({ kind: 'fatal', code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' });
 
     const gw = await gateway(cfg);
     await appendEvents(gw.store, 10, 2);
@@ -370,7 +461,8 @@ describe('sync over HTTPS: TLS', () => {
     cleanups.push(() => good.stop(), () => bad.stop());
     expect(await good.upload('b1', [EVENT])).toEqual([{ event_id: EVENT.event_id, seq: 1, status: 'accepted' }]);
     const err = await bad.upload('b2', [{ ...EVENT, event_id: '7d1e2f30-4a5b-4c6d-8e9f-0a1b2c3d4e5f', seq: 2 }]).catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: ErrorCode.SYNC_FATAL, details: { status: 401, code: 'invalid_token' } });
+    expect(err).toMatchObject({ code: ErrorCode.SYNC_FATAL });
+    expect(failureOf(err)).toEqual({ kind: 'fatal', code: 'invalid_token', status: 401 });
     // a large batch is gzip-compressed and still accepted
     const many = Array.from({ length: 200 }, (_, i) => ({ ...EVENT, event_id: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, seq: 10 + i, payload: { count: i, pad: 'x'.repeat(100) } }));
     const res = await good.upload('b3', many);

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, isShelfgateError } from '../../src/errors';
 import { silentLogger } from '../../src/log';
+import { failureOf } from '../../src/sync/failure';
 import { MqttBridge, type MqttBridgeOptions, type MqttSyncConfig } from '../../src/sync/mqtt-bridge';
 import type { Change, UploadEvent } from '../../src/sync/types';
 import { CentralSimulator, decodeCursor } from '../../simulators/central/simulator';
@@ -185,7 +186,8 @@ describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
     const evs = events(3);
     await expect(b.upload(id, evs)).rejects.toMatchObject({ code: ErrorCode.SYNC_RETRYABLE });
     central.setFaults({ dropConnectionRate: 0, status5xxRate: 1, retryAfterS: 2 });
-    await expect(b.upload(id, evs)).rejects.toMatchObject({ code: ErrorCode.SYNC_RETRYABLE, details: { status: 503, retryAfterMs: 2000 } });
+    // central's Problem, in the failure's terms: its own status and code, retry_after_s as retryAfterMs
+    await expect(b.upload(id, evs)).rejects.toMatchObject({ code: ErrorCode.SYNC_RETRYABLE, failure: { kind: 'retryable', code: 'unavailable', status: 503, retryAfterMs: 2000 } });
     central.setFaults({ status5xxRate: 0, lostResponseRate: 1 });
     await expect(b.upload(id, evs)).rejects.toMatchObject({ code: ErrorCode.SYNC_RETRYABLE });
     central.resetFaults();
@@ -284,8 +286,9 @@ describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
         return isShelfgateError(e, ErrorCode.SYNC_FATAL) ? e : undefined;
       }
     }, 5_000);
-    // 0x86 bad user name or password; mosquitto 2.0 answers 0x87 not authorized
-    expect([0x86, 0x87]).toContain((err.details as { reasonCode: number }).reasonCode);
+    // 0x86 bad user name or password; mosquitto 2.0 answers 0x87 not authorized; no HTTP status made up
+    expect(['bad_credentials', 'not_authorized']).toContain(failureOf(err).code);
+    expect(failureOf(err)).toEqual({ kind: 'fatal', code: failureOf(err).code });
     await expect(b.fetchChanges(null, 0, new AbortController().signal)).rejects.toMatchObject({ code: ErrorCode.SYNC_FATAL });
   });
 
@@ -308,6 +311,7 @@ describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
     }, 5_000);
     // mosquitto grants the subscription (and delivers nothing) but refuses the publish with PUBACK 0x87
     expect(err.message).toMatch(/refused/);
+    expect(failureOf(err)).toEqual({ kind: 'fatal', code: 'not_authorized' });
   });
 
   it('mosquitto killed (SIGKILL) and restarted mid-stream: uploads reject retryable while down, then succeed; nothing lost or doubled', async () => {
@@ -405,7 +409,7 @@ describe('MQTT bridge over TLS (test CA made with openssl)', () => {
     const b = bridge(mosq.tlsUrl!, { ca_file: files.otherCa, client_id: 'shelfgate-other-ca' });
     await b.start();
     expect(await b.waitReady(1_500)).toBe(false);
-    await expect(b.upload(randomUUID(), events(1))).rejects.toMatchObject({ code: ErrorCode.SYNC_FATAL });
+    await expect(b.upload(randomUUID(), events(1))).rejects.toMatchObject({ code: ErrorCode.SYNC_FATAL, failure: { kind: 'fatal', code: expect.any(String) } });
   });
 
   it('mutual TLS: with the client certificate it connects; without one the broker refuses', async () => {

@@ -1,10 +1,13 @@
 /**
  * The wire module both transports share (src/sync/wire.ts): bodies out, answers in (zod, with the
- * field named on a contract violation), and the status -> failure table.
+ * field named on a contract violation), and the status -> failure table; then each transport's own
+ * outcome -> failure mapping (HTTPS answers and network errors, MQTT CONNACK/PUBACK/TLS/Problem).
  */
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, ShelfgateError } from '../../src/errors';
 import { SyncTransportError, failureOf } from '../../src/sync/failure';
+import { answerFailure, networkFailure } from '../../src/sync/https';
+import { connackFailure, connectionErrorFailure, problemFailure, publishFailure } from '../../src/sync/mqtt-bridge';
 import type { ChangeAck, UploadEvent } from '../../src/sync/types';
 import {
   MAX_ACKS_PER_REQUEST,
@@ -167,5 +170,61 @@ describe('wire: status -> failure (both transports)', () => {
     expect(new SyncTransportError({ kind: 'retryable', code: 'x' }, 'm').code).toBe(ErrorCode.SYNC_RETRYABLE);
     // the older shape still reads the same way
     expect(failureOf(new ShelfgateError(ErrorCode.SYNC_FATAL, 'x', { status: 413, code: 'payload_too_large', maxEvents: 10 }))).toMatchObject({ kind: 'too_large', maxEvents: 10 });
+  });
+});
+
+describe('HTTPS: answer and network error -> failure', () => {
+  const json = (o: unknown): Buffer => Buffer.from(JSON.stringify(o));
+
+  it('reads the problem+json body and Retry-After; a body that is not JSON leaves the status', () => {
+    expect(answerFailure('events:batch', 503, { 'retry-after': '3' }, json({ type: 't', title: 't', status: 503, code: 'unavailable' }))).toEqual({ kind: 'retryable', code: 'unavailable', status: 503, retryAfterMs: 3000 });
+    expect(answerFailure('events:batch', 413, {}, json({ status: 413, code: 'payload_too_large', max_events: 3 }))).toEqual({ kind: 'too_large', code: 'payload_too_large', status: 413, maxEvents: 3 });
+    expect(answerFailure('events:batch', 502, {}, Buffer.from('<html>bad gateway</html>'))).toEqual({ kind: 'retryable', code: 'http_502', status: 502 });
+    // the HTTP status counts, not one a body claims
+    expect(answerFailure('events:batch', 401, {}, json({ status: 500, code: 'invalid_token' }))).toEqual({ kind: 'fatal', code: 'invalid_token', status: 401 });
+    expect(answerFailure('changes', 410, {}, json({ status: 410, code: 'cursor_expired' }))).toEqual({ kind: 'cursor_lost', code: 'cursor_expired', status: 410 });
+    expect(answerFailure('changes:ack', 410, {}, json({ status: 410, code: 'gone' }))).toEqual({ kind: 'fatal', code: 'gone', status: 410 });
+  });
+
+  it('TLS verification failures and TLS alerts are fatal with their code; the rest is retryable', () => {
+    const err = (code: string | undefined): Error => Object.assign(new Error('x'), code ? { code } : {});
+    expect(networkFailure(err('UNABLE_TO_VERIFY_LEAF_SIGNATURE'), false)).toEqual({ kind: 'fatal', code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' });
+    expect(networkFailure(err('ERR_TLS_CERT_ALTNAME_INVALID'), false)).toEqual({ kind: 'fatal', code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
+    expect(networkFailure(err('ERR_SSL_TLSV1_ALERT_UNKNOWN_CA'), false)).toEqual({ kind: 'fatal', code: 'ERR_SSL_TLSV1_ALERT_UNKNOWN_CA' });
+    expect(networkFailure(err('ECONNREFUSED'), false)).toEqual({ kind: 'retryable', code: 'ECONNREFUSED' });
+    expect(networkFailure(err(undefined), true)).toEqual({ kind: 'retryable', code: 'timeout' });
+    expect(networkFailure(err(undefined), false)).toEqual({ kind: 'retryable', code: 'network' });
+  });
+});
+
+describe('MQTT bridge: outcome -> failure (no HTTP status made up)', () => {
+  it('CONNACK refusals that need an operator are fatal by name; others are left to reconnect', () => {
+    expect(connackFailure(0x86, 5)).toEqual({ kind: 'fatal', code: 'bad_credentials' });
+    expect(connackFailure(0x87, 5)).toEqual({ kind: 'fatal', code: 'not_authorized' });
+    expect(connackFailure(0x85, 5)).toEqual({ kind: 'fatal', code: 'client_id_rejected' });
+    expect(connackFailure(0x8a, 5)).toEqual({ kind: 'fatal', code: 'banned' });
+    expect(connackFailure(0x8c, 5)).toEqual({ kind: 'fatal', code: 'bad_auth_method' });
+    expect(connackFailure(0x89, 5)).toBeNull(); // server busy
+    expect(connackFailure(4, 4)).toEqual({ kind: 'fatal', code: 'bad_credentials' });
+    expect(connackFailure(5, 4)).toEqual({ kind: 'fatal', code: 'not_authorized' });
+    expect(connackFailure(3, 4)).toBeNull(); // server unavailable
+    expect(connackFailure(0x86, 4)).toBeNull();
+  });
+
+  it('a refused publish is fatal, a failed one retryable; a TLS verification failure is fatal with its code', () => {
+    expect(publishFailure(0x87)).toEqual({ kind: 'fatal', code: 'not_authorized' });
+    expect(publishFailure(0x90)).toEqual({ kind: 'fatal', code: 'topic_name_invalid' });
+    expect(publishFailure(0x80)).toEqual({ kind: 'retryable', code: 'publish_failed' });
+    expect(publishFailure(undefined)).toEqual({ kind: 'retryable', code: 'publish_failed' });
+    expect(connectionErrorFailure(Object.assign(new Error('x'), { code: 'CERT_HAS_EXPIRED' }))).toEqual({ kind: 'fatal', code: 'CERT_HAS_EXPIRED' });
+    expect(connectionErrorFailure(Object.assign(new Error('x'), { code: 'ECONNREFUSED' }))).toBeNull();
+  });
+
+  it('a Problem result is central own status and code, with retry_after_s', () => {
+    const p = (o: Record<string, unknown>) => problemFailure(parseProblem({ batch_id: 'b', type: 't', title: 't', ...o })!);
+    expect(p({ status: 503, code: 'unavailable', retry_after_s: 2 })).toEqual({ kind: 'retryable', code: 'unavailable', status: 503, retryAfterMs: 2000 });
+    expect(p({ status: 413, code: 'payload_too_large', max_events: 3 })).toEqual({ kind: 'too_large', code: 'payload_too_large', status: 413, maxEvents: 3 });
+    expect(p({ status: 422, code: 'idempotency_key_reused' })).toEqual({ kind: 'invalid_request', code: 'idempotency_key_reused', status: 422 });
+    expect(p({ status: 403, code: 'store_not_permitted' })).toEqual({ kind: 'fatal', code: 'store_not_permitted', status: 403 });
   });
 });
