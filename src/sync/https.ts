@@ -8,10 +8,11 @@
  * - The bearer token is read from `token_file` at start(); a missing or empty file is a clear
  *   CONFIG_UNREADABLE error. No token_file: no Authorization header.
  * - Errors are SyncTransportError (src/sync/failure.ts), statuses mapped by `failureForStatus`
- *   (src/sync/wire.ts, shared with the MQTT bridge): network failures, timeouts and 408/429/5xx are
- *   retryable (`retryAfterMs` from Retry-After); 413 too_large; 400/415/422 invalid_request; 410 on
- *   the feed cursor_lost; a 3xx is fatal `redirect` and never followed (the token must not go to
- *   another host); 401/403/404 and other 4xx fatal with the problem+json `code`. A server certificate that does not verify, or a TLS alert from
+ *   (src/sync/wire.ts, shared with the MQTT bridge): network failures, timeouts, 408/429/5xx and an
+ *   answer over MAX_ANSWER_BYTES (1 MiB) are retryable (`retryAfterMs` from Retry-After); 413
+ *   too_large; 400/415/422 invalid_request; 410 on the feed cursor_lost; a 3xx is fatal `redirect`
+ *   and never followed (the token must not go to another host); 401/403/404 and other 4xx fatal
+ *   with the problem+json `code`. A server certificate that does not verify, or a TLS alert from
  *   the server, is fatal with the TLS code (an operator must fix it). Answers are validated with
  *   the contract's schemas; a violation is fatal `contract` naming the field.
  * - Request bodies over 8 KiB are gzip-compressed (`Content-Encoding: gzip`, which central MUST
@@ -29,8 +30,10 @@ import type { Logger } from '../log';
 import { SyncTransportError } from './failure';
 import type { Change, ChangeAck, SeqGap, SyncTransport, UploadEvent, UploadResult } from './types';
 import {
+  MAX_ANSWER_BYTES,
   TLS_VERIFY_CODES,
   ackBodies,
+  answerTooLarge,
   failureForStatus,
   parseAckResult,
   parseChangesPage,
@@ -53,6 +56,8 @@ export interface HttpsTransportOptions {
   gzipMinBytes?: number;
   /** Sockets the agent keeps per host; default 16 (pipeline + long-poll + acks). */
   maxSockets?: number;
+  /** The most read of one answer; default MAX_ANSWER_BYTES (1 MiB). */
+  maxAnswerBytes?: number;
 }
 
 type Op = 'events:batch' | 'changes' | 'changes:ack';
@@ -228,6 +233,7 @@ export class HttpsTransport implements SyncTransport {
     if (opts.signal?.aborted) ac.abort();
     this.inflight.add(ac);
     const timeoutMs = opts.timeoutMs ?? this.o.config.request_timeout_ms;
+    const limit = this.o.maxAnswerBytes ?? MAX_ANSWER_BYTES;
     const what = `${method} ${op}`;
     const lib = this.base.protocol === 'https:' ? https : http;
     try {
@@ -265,12 +271,19 @@ export class HttpsTransport implements SyncTransport {
               refuse(new SyncTransportError(failureForStatus(status, null), `${what} answered ${status}, a redirect${location}: not followed (the token goes to the configured URL only); configure central's URL as it is now`));
               return;
             }
+            const declared = Number(res.headers['content-length']);
+            if (Number.isFinite(declared) && declared > limit) {
+              refuse(answerTooLarge(`the ${what} answer (Content-Length)`, declared, limit));
+              return;
+            }
             const chunks: Buffer[] = [];
             let size = 0;
             res.on('data', (c: Buffer) => {
+              if (settled) return;
               size += c.length;
-              if (size > 16 * 1024 * 1024) {
-                req.destroy(new Error('answer larger than 16 MiB'));
+              if (size > limit) {
+                chunks.length = 0;
+                refuse(answerTooLarge(`the ${what} answer`, size, limit));
                 return;
               }
               chunks.push(c);

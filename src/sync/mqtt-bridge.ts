@@ -42,10 +42,13 @@
  * nextCursor last returned); for any other cursor (first call, a rewind) it hands out everything it
  * has and asks central for a replay from that cursor.
  *
- * A changes message the bridge cannot take (not JSON, not a change or a marker) is not skipped:
- * the cursor must not move past it. The next fetchChanges rejects (`contract` fatal), no mark is
- * made until a replay comes through clean, and the replay is asked for again at the sync
- * service's pace.
+ * A changes message the bridge cannot take (over MAX_ANSWER_BYTES, not JSON, not a change or a
+ * marker) is not skipped: the cursor must not move past it. The next fetchChanges rejects
+ * (`answer_too_large` retryable, `contract` fatal), no mark is made until a replay comes through
+ * clean, and the replay is asked for again at the sync service's pace. The change log is bounded
+ * by count and by bytes (overflow drops the oldest and asks for a replay). mqtt.js holds one
+ * message while it parses it; what the bridge keeps is bounded. (MQTT 5 Maximum Packet Size is not
+ * sent: a broker discards a larger message without a word, and the cursor could move past it.)
  *
  * Errors are SyncTransportError (src/sync/failure.ts), in the bridge's own terms: not connected,
  * disconnected, no result -> retryable; CONNACK 0x85/0x86/0x87/0x8A/0x8C (v3.1.1: 2, 4, 5) ->
@@ -68,8 +71,10 @@ import type { SyncConfig } from '../config/schema';
 import { SyncTransportError } from './failure';
 import type { Change, ChangeAck, SeqGap, SyncDoneMarker, SyncTransport, UploadEvent, UploadResult } from './types';
 import {
+  MAX_ANSWER_BYTES,
   TLS_VERIFY_CODES,
   ackBodies,
+  answerTooLarge,
   contractViolation,
   failureForStatus,
   isBatchResult,
@@ -105,6 +110,10 @@ export interface MqttBridgeOptions {
   syncRetryMs?: number;
   /** Bound on changes held in memory; default 10 000 (overflow drops the oldest and asks for a replay). */
   maxLoggedChanges?: number;
+  /** Bound on the bytes of the changes held (their messages' size); default MAX_LOGGED_CHANGE_BYTES. */
+  maxLoggedBytes?: number;
+  /** The largest message read from central; default MAX_ANSWER_BYTES (1 MiB). */
+  maxMessageBytes?: number;
   /** Changes handed out per fetchChanges; default 500 (the HTTP page limit). */
   pageLimit?: number;
   /** 5 (default) or 4 (MQTT 3.1.1: no properties, the topic convention alone). */
@@ -112,6 +121,13 @@ export interface MqttBridgeOptions {
 }
 
 export const DEFAULT_TOPIC_PREFIX = 'shelfgate/central/v1';
+
+/**
+ * Bytes of received changes held until the sync service fetches them. A change is ~300 bytes, so
+ * 8 MiB holds the 10 000 the count bound allows many times over; it only matters if central sends
+ * large ones, which would otherwise each keep up to MAX_ANSWER_BYTES in memory.
+ */
+export const MAX_LOGGED_CHANGE_BYTES = 8 * 1024 * 1024;
 
 /** The topics of one store (docs/central-mqtt.md). */
 export function storeTopics(prefix: string, storeId: string) {
@@ -189,6 +205,8 @@ interface PendingUpload {
 interface LogEntry {
   pos: number;
   change: Change;
+  /** Its message's size (the byte bound). */
+  bytes: number;
 }
 
 const clamp = (v: number, lo: number, hi: number): number => Math.min(hi, Math.max(lo, v));
@@ -204,6 +222,8 @@ export class MqttBridge implements SyncTransport {
   private readonly fatalReconnectPeriodMs: number;
   private readonly syncRetryMs: number;
   private readonly maxLogged: number;
+  private readonly maxLoggedBytes: number;
+  private readonly maxMessageBytes: number;
   private readonly pageLimit: number;
   private readonly protocolVersion: 4 | 5;
 
@@ -219,6 +239,7 @@ export class MqttBridge implements SyncTransport {
 
   // ---- change feed state
   private changeLog: LogEntry[] = [];
+  private loggedBytes = 0;
   /** A changes message that could not be taken: reported by the next fetchChanges (see the module doc). */
   private feedFault: SyncTransportError | null = null;
   private nextPos = 1;
@@ -243,6 +264,8 @@ export class MqttBridge implements SyncTransport {
     this.fatalReconnectPeriodMs = clamp(opts.fatalReconnectPeriodMs ?? 60_000, 1_000, 3_600_000);
     this.syncRetryMs = opts.syncRetryMs ?? 30_000;
     this.maxLogged = opts.maxLoggedChanges ?? 10_000;
+    this.maxLoggedBytes = opts.maxLoggedBytes ?? MAX_LOGGED_CHANGE_BYTES;
+    this.maxMessageBytes = opts.maxMessageBytes ?? MAX_ANSWER_BYTES;
     this.pageLimit = opts.pageLimit ?? 500;
     this.protocolVersion = opts.protocolVersion ?? 5;
   }
@@ -633,8 +656,16 @@ export class MqttBridge implements SyncTransport {
   }
 
   private prune(pos: number): void {
-    if (this.changeLog.length > 0 && this.changeLog[0]!.pos <= pos) this.changeLog = this.changeLog.filter((e) => e.pos > pos);
+    if (this.changeLog.length > 0 && this.changeLog[0]!.pos <= pos) {
+      const keep = this.changeLog.findIndex((e) => e.pos > pos);
+      this.dropLogged(keep < 0 ? this.changeLog.length : keep);
+    }
     for (const [c, p] of this.marks) if (p < pos) this.marks.delete(c);
+  }
+
+  /** Drops the `n` oldest entries of the change log. */
+  private dropLogged(n: number): void {
+    for (const e of this.changeLog.splice(0, n)) this.loggedBytes -= e.bytes;
   }
 
   private requestSync(cursor: string | null): void {
@@ -661,7 +692,7 @@ export class MqttBridge implements SyncTransport {
     this.currentSync = null;
   }
 
-  private onChangeMessage(body: unknown): void {
+  private onChangeMessage(body: unknown, bytes: number): void {
     const what = 'a changes message';
     if (typeof body === 'object' && body !== null && (body as { type?: unknown }).type === 'sync_done') {
       let m: SyncDoneMarker;
@@ -694,18 +725,35 @@ export class MqttBridge implements SyncTransport {
       return;
     }
     const pos = this.nextPos++;
-    this.changeLog.push({ pos, change });
+    this.changeLog.push({ pos, change, bytes });
+    this.loggedBytes += bytes;
     if (this.synced && typeof change.cursor === 'string') this.setMark(change.cursor, pos);
-    if (this.changeLog.length > this.maxLogged) {
-      const dropped = this.changeLog.length - this.maxLogged;
-      this.changeLog.splice(0, dropped);
-      this.limiter.warn('overflow', { dropped, max: this.maxLogged }, 'sync-mqtt: too many undelivered changes; dropped the oldest and asking central for a replay');
-      this.marks.clear();
-      this.synced = false;
-      this.lastNext = null;
-      if (this.ready && this.serviceCursor !== undefined) this.requestSync(this.serviceCursor);
-    }
+    if (this.overBound()) this.overflow();
     this.wakeFeed();
+  }
+
+  private overBound(): boolean {
+    return this.changeLog.length > this.maxLogged || this.loggedBytes > this.maxLoggedBytes;
+  }
+
+  /**
+   * The log is over its bounds: the oldest changes go, so no mark may vouch for them. Marks are
+   * forgotten, no marker of a replay asked for so far is believed (a replay still arriving lost
+   * them too), and a new replay is asked for from the service's cursor.
+   */
+  private overflow(): void {
+    let dropped = 0;
+    while (this.changeLog.length > 1 && this.overBound()) {
+      this.dropLogged(1);
+      dropped++;
+    }
+    this.limiter.warn('overflow', { dropped, max: this.maxLogged, maxBytes: this.maxLoggedBytes }, 'sync-mqtt: too many undelivered changes; dropped the oldest and asking central for a replay');
+    this.marks.clear();
+    this.synced = false;
+    this.lastNext = null;
+    this.knownSyncIds.clear();
+    if (this.ready && this.serviceCursor !== undefined) this.requestSync(this.serviceCursor);
+    else this.clearSync();
   }
 
   private setMark(cursor: string, pos: number): void {
@@ -730,14 +778,18 @@ export class MqttBridge implements SyncTransport {
     const what = isResult ? `the result for batch ${batchId}` : 'a changes message';
     let body: unknown;
     let err: SyncTransportError | undefined;
-    try {
-      body = JSON.parse(payload.toString('utf8'));
-    } catch {
-      err = contractViolation(what, 'not JSON');
+    if (payload.length > this.maxMessageBytes) {
+      err = answerTooLarge(what, payload.length, this.maxMessageBytes);
+    } else {
+      try {
+        body = JSON.parse(payload.toString('utf8'));
+      } catch {
+        err = contractViolation(what, 'not JSON');
+      }
     }
     if (!isResult) {
       if (err) this.faultFeed(err);
-      else this.onChangeMessage(body);
+      else this.onChangeMessage(body, payload.length);
       return;
     }
     if (batchId) this.onResult(batchId, body, err);

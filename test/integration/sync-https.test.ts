@@ -12,6 +12,8 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { hashPassword } from '../../src/bus/auth';
 import { LocalBus } from '../../src/bus/broker';
 import { configSchema, syncSchema, type SyncConfig } from '../../src/config/schema';
@@ -20,6 +22,7 @@ import { silentLogger } from '../../src/log';
 import { Store } from '../../src/store/store';
 import { failureOf } from '../../src/sync/failure';
 import { HttpsTransport, type HttpsTransportOptions } from '../../src/sync/https';
+import { MAX_ANSWER_BYTES } from '../../src/sync/wire';
 import { SyncService } from '../../src/sync/service';
 import { CentralSimulator, type CentralTlsOptions, type FaultsPatch } from '../../simulators/central';
 import { connectClient, waitFor, useCleanups, tmp as tmpDir } from '../helpers/daemon';
@@ -297,6 +300,10 @@ describe('sync over HTTPS: downstream', () => {
   });
 });
 
+/** The garbage collector (V8 exposes it on request; a test needs it to measure what is held, not what is garbage). */
+v8.setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
 const EVENT = { event_id: '0b3f7c52-8a0e-4c2b-9d7e-5f1a2b3c4d5e', seq: 1, device_id: 'sh1/1', kind: 'pick', priority: 0, created_at: '2025-03-01T10:15:02.120Z', payload: { count: 1 } };
 
 // ---------------------------------------------------------------- a tiny central the test writes
@@ -348,7 +355,79 @@ async function transport(url: string, https: Record<string, unknown> = {}, extra
   return t;
 }
 
-describe('sync over HTTPS: where it sends the token', () => {
+describe('sync over HTTPS: what the transport reads, and where it sends the token', () => {
+  const MiB = 1024 * 1024;
+
+  it('an answer of 20 MiB is refused while it streams, in 4 lanes at once: retryable answer_too_large, memory stays flat', async () => {
+    const chunk = Buffer.alloc(64 * 1024, 0x20);
+    const total = 20 * MiB;
+    let peak = 0;
+    const sample = (): void => {
+      peak = Math.max(peak, process.memoryUsage().arrayBuffers);
+    };
+    const sent: number[] = [];
+    const c = await tinyCentral((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json' }); // chunked: no Content-Length to refuse early
+      let n = 0;
+      res.once('close', () => sent.push(n));
+      const pump = (): void => {
+        while (n < total && !res.destroyed) {
+          sample();
+          n += chunk.length;
+          if (!res.write(chunk)) {
+            res.once('drain', pump);
+            return;
+          }
+        }
+        if (n >= total) res.end();
+      };
+      pump();
+    });
+    const t = await transport(c.url, { request_timeout_ms: 20_000 });
+    const sampler = setInterval(sample, 2);
+    cleanups.push(() => clearInterval(sampler));
+    for (let round = 0; round < 3; round++) {
+      gc(); // what earlier rounds left is garbage: measure each round from what is really held
+      const base = process.memoryUsage().arrayBuffers;
+      peak = base;
+      const errs = await Promise.all([0, 1, 2, 3].map((lane) => t.upload(`big-${round}-${lane}`, [EVENT]).catch((e: unknown) => e)));
+      for (const e of errs) {
+        expect(isShelfgateError(e, ErrorCode.SYNC_RETRYABLE)).toBe(true);
+        expect(failureOf(e)).toEqual({ kind: 'retryable', code: 'answer_too_large' });
+      }
+      // 4 lanes x about 1 MiB read (plus what the socket had read); unbounded it was 4 x 16 MiB
+      expect(peak - base).toBeLessThan(16 * MiB);
+    }
+    clearInterval(sampler);
+    await waitFor(() => sent.length === 12, 5000, 'every answer cut off');
+    expect(Math.max(...sent)).toBeLessThan(total);
+  });
+
+  it('an answer declaring more than 1 MiB (Content-Length) is refused before its body is read', async () => {
+    let closed = false;
+    const c = await tinyCentral((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(20 * MiB) });
+      res.flushHeaders(); // and no body: only the gateway can end this exchange
+      res.once('close', () => (closed = true));
+    });
+    const t = await transport(c.url, { request_timeout_ms: 5_000 });
+    const err = await t.fetchChanges(null, 0, new AbortController().signal).catch((e: unknown) => e);
+    expect(failureOf(err)).toEqual({ kind: 'retryable', code: 'answer_too_large' });
+    expect((err as Error).message).toMatch(/Content-Length/);
+    await waitFor(() => closed, 5000, 'the connection closed by the gateway');
+    // an answer just under the bound is read as usual
+    const ok = await tinyCentral((req, res) => {
+      req.resume();
+      const page = JSON.stringify({ changes: [], next_cursor: 'c1', pad: '' });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(page.replace('"pad":""', `"pad":"${'x'.repeat(MAX_ANSWER_BYTES - page.length - 1)}"`));
+    });
+    const t2 = await transport(ok.url);
+    expect(await t2.fetchChanges(null, 0, new AbortController().signal)).toEqual({ changes: [], nextCursor: 'c1' });
+  });
+
   it('a redirect is fatal `redirect` and never followed: the token goes nowhere else', async () => {
     const seen: Array<string | undefined> = [];
     const elsewhere = await tinyCentral((req, res) => {

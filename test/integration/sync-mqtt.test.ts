@@ -5,6 +5,7 @@
  * bridge is used directly (no daemon). Every wait is bounded.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import mqtt, { type MqttClient } from 'mqtt';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,6 +20,8 @@ import { CentralMqttAdapter } from '../../simulators/central/mqtt-adapter';
 import { makeLeafCert, makeTestCa, startMosquitto, type Mosquitto } from '../helpers/mosquitto';
 
 const STORE = 'store-0042';
+/** A store whose broker sessions only the tests that inject what central never sends use (QoS1 queues them for every session of the store). */
+const ISOLATED = 'store-0099';
 const OTHER = 'store-0043';
 const PREFIX = 'shelfgate/central/v1';
 const log = silentLogger();
@@ -33,6 +36,13 @@ topic write ${PREFIX}/stores/${STORE}/changes-sync
 topic write ${PREFIX}/stores/${STORE}/changes-ack
 topic read ${PREFIX}/stores/${STORE}/events-result/+
 topic read ${PREFIX}/stores/${STORE}/changes
+
+user ${ISOLATED}
+topic write ${PREFIX}/stores/${ISOLATED}/events/+
+topic write ${PREFIX}/stores/${ISOLATED}/changes-sync
+topic write ${PREFIX}/stores/${ISOLATED}/changes-ack
+topic read ${PREFIX}/stores/${ISOLATED}/events-result/+
+topic read ${PREFIX}/stores/${ISOLATED}/changes
 `;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -123,11 +133,12 @@ describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sg-syncmqtt-'));
     writeFileSync(join(dir, 'store.pw'), 'store-secret\n');
+    writeFileSync(join(dir, 'isolated.pw'), 'isolated-secret\n');
     writeFileSync(join(dir, 'wrong.pw'), 'not-the-password\n');
-    mosq = await startMosquitto({ users: { central: 'central-secret', [STORE]: 'store-secret' }, acl: ACL });
+    mosq = await startMosquitto({ users: { central: 'central-secret', [STORE]: 'store-secret', [ISOLATED]: 'isolated-secret' }, acl: ACL });
     central = new CentralSimulator({ log });
     await central.start();
-    adapter = new CentralMqttAdapter({ central, url: mosq.url, username: 'central', password: 'central-secret', topicPrefix: PREFIX, log, storeIds: [STORE] });
+    adapter = new CentralMqttAdapter({ central, url: mosq.url, username: 'central', password: 'central-secret', topicPrefix: PREFIX, log, storeIds: [STORE, ISOLATED] });
     await adapter.start();
   });
 
@@ -192,6 +203,82 @@ describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
     await expect(b.upload(id, evs)).rejects.toMatchObject({ code: ErrorCode.SYNC_RETRYABLE });
     central.resetFaults();
     expect((await b.upload(id, evs)).map((r) => r.status)).toEqual(['duplicate', 'duplicate', 'duplicate']); // the lost response had stored them
+  });
+
+  /** A client as central's user, to publish what the reference central never would. */
+  async function centralClient(): Promise<MqttClient> {
+    const c = await mqtt.connectAsync(mosq.url, { username: 'central', password: 'central-secret', reconnectPeriod: 0, clientId: `test-central-${randomUUID().slice(0, 8)}` });
+    rawClients.push(c);
+    return c;
+  }
+  const rawClients: MqttClient[] = [];
+  afterEach(async () => {
+    await Promise.all(rawClients.splice(0).map((c) => c.endAsync()));
+  });
+  const MiB = 1024 * 1024;
+  const isolated = (clientId: string, extra: Partial<MqttBridgeOptions> = {}): MqttBridge =>
+    bridge({ username: ISOLATED, password_file: join(dir, 'isolated.pw'), client_id: clientId }, { storeId: ISOLATED, ...extra });
+
+  it('a result over 1 MiB rejects its upload retryable answer_too_large', async () => {
+    const b = isolated(`shelfgate-${ISOLATED}-big-result`);
+    await b.start();
+    await b.waitReady(5_000);
+    central.setFaults({ lostResponseRate: 1 }); // the reference central stores the batch and stays silent; this one answers
+    const raw = await centralClient();
+    await raw.subscribeAsync(`${PREFIX}/stores/${ISOLATED}/events/+`, { qos: 1 });
+    raw.on('message', (topic, payload) => {
+      const batchId = topic.split('/').at(-1)!;
+      const { events: evs } = JSON.parse(payload.toString('utf8')) as { events: UploadEvent[] };
+      const results = evs.map((e, index) => ({ index, event_id: e.event_id, seq: e.seq, status: 'accepted' }));
+      void raw.publishAsync(`${PREFIX}/stores/${ISOLATED}/events-result/${batchId}`, JSON.stringify({ batch_id: batchId, results, pad: 'x'.repeat(1.5 * MiB) }), { qos: 1 });
+    });
+    const err = await b.upload(randomUUID(), events(2)).catch((e: unknown) => e);
+    expect(isShelfgateError(err, ErrorCode.SYNC_RETRYABLE)).toBe(true);
+    expect(failureOf(err)).toEqual({ kind: 'retryable', code: 'answer_too_large' });
+  });
+
+  it('a changes message the bridge cannot take (over 1 MiB, no change_id) is not skipped: fetchChanges reports it; a clean replay goes on to the head', async () => {
+    const b = isolated(`shelfgate-${ISOLATED}-bad-changes`);
+    await b.start();
+    await b.waitReady(5_000);
+    const ac = new AbortController();
+    let { cursor } = await drain(b, null, () => true, head);
+    const raw = await centralClient();
+    const changes = `${PREFIX}/stores/${ISOLATED}/changes`;
+    const price = { change_id: 'price/04006381333931/v999', type: 'price', gtin: '04006381333931', price: 1, currency: 'EUR', promotion: null, version: 999, cursor: 'not-a-real-cursor' };
+    await raw.publishAsync(changes, JSON.stringify({ ...price, pad: 'x'.repeat(1.5 * MiB) }), { qos: 1 });
+    const tooLarge = await b.fetchChanges(cursor, 5, ac.signal).catch((e: unknown) => e);
+    expect(failureOf(tooLarge)).toEqual({ kind: 'retryable', code: 'answer_too_large' });
+    const { change_id: _, ...withoutId } = price;
+    await raw.publishAsync(changes, JSON.stringify(withoutId), { qos: 1 });
+    const malformed = await b.fetchChanges(cursor, 5, ac.signal).catch((e: unknown) => e);
+    expect(isShelfgateError(malformed, ErrorCode.SYNC_FATAL)).toBe(true);
+    expect(failureOf(malformed)).toEqual({ kind: 'fatal', code: 'contract' });
+    expect((malformed as Error).message).toMatch(/change_id: is required/);
+    // central replays from the cursor the service holds (neither message is in its feed): the feed goes on
+    const next = central.publishPrice({ gtin: '4006381333931', price: 777, currency: 'EUR' });
+    ({ cursor } = await drain(b, cursor, (seen) => seen.some((c) => c.change_id === next.change_id), head));
+    expect(cursor).toBe(head());
+  });
+
+  it('the changes held are bounded in bytes too: past the bound the oldest go and a replay is asked for', async () => {
+    const bounded = isolated(`shelfgate-${ISOLATED}-byte-bound`, { maxLoggedBytes: 8 * 1024 });
+    await bounded.start();
+    await bounded.waitReady(5_000);
+    const { cursor } = await drain(bounded, null, () => true, head);
+    expect((await bounded.fetchChanges(cursor, 0, new AbortController().signal)).changes).toEqual([]); // as the service does: it asks from its cursor
+    const raw = await centralClient();
+    const syncs: string[] = [];
+    await raw.subscribeAsync(`${PREFIX}/stores/${ISOLATED}/changes-sync`, { qos: 1 });
+    raw.on('message', (_t, payload) => syncs.push(payload.toString('utf8')));
+    // three changes of 3 KiB each while nobody fetches: the third does not fit in 8 KiB
+    const big = (v: number) => ({ change_id: `price/04006381333931/v${1000 + v}`, type: 'price', gtin: '04006381333931', price: v, currency: 'EUR', promotion: null, version: 1000 + v, pad: 'x'.repeat(3 * 1024) });
+    for (const v of [1, 2, 3]) await raw.publishAsync(`${PREFIX}/stores/${ISOLATED}/changes`, JSON.stringify(big(v)), { qos: 1 });
+    await until('a replay asked for', () => syncs.length > 0, 5_000);
+    expect(JSON.parse(syncs[0]!)).toMatchObject({ cursor });
+    // what the bridge holds (asked from the beginning, it hands out everything it has): the oldest went
+    const held = await bounded.fetchChanges(null, 0, new AbortController().signal);
+    expect(held.changes.map((c) => c.change_id)).toEqual([big(2).change_id, big(3).change_id]);
   });
 
   it('changes: replay from null, live changes, cursor reaches the feed head, acks are recorded', async () => {
