@@ -5,6 +5,9 @@
  *   replaces the system CAs (a retailer's private CA); `cert_file`/`key_file` add a client
  *   certificate (mutual TLS). Plain `http://` is accepted only for a loopback host (the reference
  *   simulator on 127.0.0.1, tests): a bearer token never crosses a network in clear.
+ * - Keep-alive sockets live at most MAX_SOCKET_AGE_MS (5 min) and TLS sessions are not resumed, so
+ *   a certificate central rotates (or revokes by moving to another CA) is verified again within
+ *   minutes instead of riding on a connection verified under the old one.
  * - The bearer token is read from `token_file` at start(); a missing or empty file is a clear
  *   CONFIG_UNREADABLE error. No token_file: no Authorization header.
  * - Errors are SyncTransportError (src/sync/failure.ts), statuses mapped by `failureForStatus`
@@ -20,6 +23,8 @@
  * - stop() aborts every request in flight (they reject STOPPED) and closes the agent's sockets.
  */
 import http from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
@@ -58,7 +63,18 @@ export interface HttpsTransportOptions {
   maxSockets?: number;
   /** The most read of one answer; default MAX_ANSWER_BYTES (1 MiB). */
   maxAnswerBytes?: number;
+  /** Keep-alive sockets are not kept or reused past this age; default MAX_SOCKET_AGE_MS (5 min). */
+  maxSocketAgeMs?: number;
 }
+
+/**
+ * How long a keep-alive socket may serve requests after it was opened. A connection is verified
+ * once, at its TLS handshake; under steady traffic (four upload lanes, the long-poll, acks) a socket
+ * would otherwise live for days, still trusted after central moved to a new certificate or the
+ * retailer stopped trusting the old CA. 5 min: a new handshake per socket every 5 minutes costs
+ * nothing, and a rotated or distrusted certificate is noticed within 5 minutes.
+ */
+export const MAX_SOCKET_AGE_MS = 5 * 60_000;
 
 type Op = 'events:batch' | 'changes' | 'changes:ack';
 
@@ -89,6 +105,38 @@ export function parseRetryAfter(v: string | string[] | undefined, now = Date.now
   if (/^\d+$/.test(s.trim())) return Math.min(Number(s.trim()), 86_400) * 1000;
   const t = Date.parse(s);
   return Number.isNaN(t) ? undefined : Math.max(0, Math.min(t - now, 86_400_000));
+}
+
+/**
+ * Keeps `agent`'s sockets no longer than `maxAgeMs` after they were opened: one freed later is
+ * closed instead of kept, and one waiting in the pool is closed when it reaches the age (the
+ * agent destroys a free socket that times out). A socket the agent hands straight to a request
+ * queued for it (only with more than maxSockets in flight) is checked at its next release.
+ */
+export function boundSocketAge<A extends http.Agent>(agent: A, maxAgeMs: number): A {
+  const opened = new WeakMap<object, number>();
+  const create = agent.createConnection.bind(agent);
+  agent.createConnection = (options, callback) => {
+    const note = (s: Duplex | null | undefined): void => {
+      if (s && !opened.has(s)) opened.set(s, Date.now());
+    };
+    const s = create(options, (err, stream) => {
+      note(stream);
+      callback?.(err, stream);
+    });
+    note(s);
+    return s;
+  };
+  const keep = agent.keepSocketAlive.bind(agent) as (socket: Duplex) => boolean;
+  agent.keepSocketAlive = (socket: Duplex): boolean => {
+    const left = (opened.get(socket) ?? 0) + maxAgeMs - Date.now();
+    if (left <= 0) return false;
+    const kept = keep(socket);
+    const s = socket as Socket;
+    if (!s.timeout || s.timeout > left) s.setTimeout(Math.ceil(left));
+    return kept;
+  };
+  return agent;
 }
 
 /** What a failed request means for the sync service: network, timeout, TLS (see the module doc). */
@@ -155,6 +203,9 @@ export class HttpsTransport implements SyncTransport {
         keepAlive: true,
         maxSockets,
         rejectUnauthorized: true,
+        // no TLS session resumption: a resumed session skips certificate verification, which
+        // would carry the old certificate's trust past MAX_SOCKET_AGE_MS
+        maxCachedSessions: 0,
         ...(ca ? { ca } : {}),
         ...(cert ? { cert } : {}),
         ...(key ? { key } : {}),
@@ -162,6 +213,7 @@ export class HttpsTransport implements SyncTransport {
     } else {
       this.agent = new http.Agent({ keepAlive: true, maxSockets });
     }
+    boundSocketAge(this.agent, this.o.maxSocketAgeMs ?? MAX_SOCKET_AGE_MS);
     this.stopped = false;
     this.o.log.info({ url: this.base.origin, mtls: c.cert_file !== undefined, ca_file: c.ca_file ?? null, token: this.token !== null }, 'sync https transport ready');
   }

@@ -452,6 +452,19 @@ describe('sync over HTTPS: what the transport reads, and where it sends the toke
     expect(elsewhere.connections).toHaveLength(0);
   });
 
+  it('a keep-alive connection in constant use is replaced once it reaches its age', async () => {
+    const c = await tinyCentral(acceptBatch);
+    const t = await transport(c.url, {}, { maxSocketAgeMs: 300 });
+    let n = 0;
+    const deadline = Date.now() + 10_000;
+    while (c.connections.length < 2) {
+      if (Date.now() > deadline) throw new Error(`still one connection after ${n} requests`);
+      await t.upload(`busy-${n++}`, [EVENT]);
+    }
+    // the gateway closed the aged one (central never does: keepAliveTimeout 0)
+    await waitFor(() => c.closed.has(c.connections[0]!), 5000, 'the first connection closed');
+    expect(n).toBeGreaterThan(1); // it was reused before it aged
+  });
 });
 
 // ---------------------------------------------------------------- TLS
@@ -500,6 +513,28 @@ describe('sync over HTTPS: TLS', () => {
     expect(gw.store.outboxStats().count).toBe(10);
     expect(gw.sync.status().connected).toBe(false);
     expect(central.stats().totals.events).toBe(0);
+  });
+
+  it('central moves to a certificate the gateway does not trust: once the verified keep-alive connection ages out, the next request fails TLS verification', async () => {
+    const c = await tinyCentral(acceptBatch, { cert: pem(pki.server!), key: pem(pki.serverKey!) });
+    const t = await transport(c.url, { ca_file: pki.ca }, { maxSocketAgeMs: 2000 });
+    expect(await t.upload('k1', [EVENT])).toHaveLength(1);
+    // central keeps its TLS session ticket keys across the change (as a load balancer does): a resumed
+    // session would skip certificate verification
+    const server = c.server as https.Server;
+    const ticketKeys = server.getTicketKeys();
+    server.setSecureContext({ cert: pem(pki.rogueServer!), key: pem(pki.rogueKey!) });
+    server.setTicketKeys(ticketKeys);
+    // within its age the connection verified under the old certificate is still used
+    expect(await t.upload('k2', [EVENT])).toHaveLength(1);
+    expect(c.connections).toHaveLength(1);
+    // the gateway closes it at its age (central would keep it open: keepAliveTimeout 0)...
+    await waitFor(() => c.closed.has(c.connections[0]!), 10_000, 'the aged connection closed');
+    // ...so the next request opens a new one, verifies the certificate central shows now, and refuses it
+    const err = await t.upload('k3', [EVENT]).catch((e: unknown) => e);
+    expect(isShelfgateError(err, ErrorCode.SYNC_FATAL)).toBe(true);
+    expect(failureOf(err)).toEqual({ kind: 'fatal', code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' });
+    expect(c.connections).toHaveLength(2);
   });
 
   it('mutual TLS: works with the client certificate, refused without one', async () => {
