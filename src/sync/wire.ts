@@ -16,7 +16,6 @@
  * `type`) or the page itself unreadable fails the page.
  */
 import { z } from 'zod';
-import { formatPath } from '../config/load';
 import { SyncTransportError, type SyncFailure } from './failure';
 import type { Change, ChangeAck, SeqGap, SyncDoneMarker, UnknownChange, UploadEvent, UploadResult } from './types';
 
@@ -75,11 +74,11 @@ export function contractViolation(what: string, detail: string): SyncTransportEr
   return new SyncTransportError({ kind: 'fatal', code: 'contract' }, `central broke the contract: ${what}: ${detail}`);
 }
 
-/** `at` + a zod path, e.g. `changes[3]` + `[change_id]` -> `changes[3].change_id`. */
+/** `at` + a zod path as the contract names fields, e.g. `changes[3]` + `['change_id']` -> `changes[3].change_id`. */
 function joinPath(at: string, path: ReadonlyArray<PropertyKey>): string {
-  const p = formatPath(path);
-  if (at === '' || p === '') return at + p;
-  return p.startsWith('[') ? at + p : `${at}.${p}`;
+  let out = at;
+  for (const k of path) out += typeof k === 'number' ? `[${k}]` : out === '' ? String(k) : `.${String(k)}`;
+  return out;
 }
 
 /** The value at `path` in `body` (undefined when absent). */
