@@ -5,18 +5,26 @@
  *   replaces the system CAs (a retailer's private CA); `cert_file`/`key_file` add a client
  *   certificate (mutual TLS). Plain `http://` is accepted only for a loopback host (the reference
  *   simulator on 127.0.0.1, tests): a bearer token never crosses a network in clear.
+ * - Keep-alive sockets live at most MAX_SOCKET_AGE_MS (5 min) and TLS sessions are not resumed, so
+ *   a certificate central rotates (or revokes by moving to another CA) is verified again within
+ *   minutes instead of riding on a connection verified under the old one.
  * - The bearer token is read from `token_file` at start(); a missing or empty file is a clear
  *   CONFIG_UNREADABLE error. No token_file: no Authorization header.
- * - Errors: network failures, timeouts, 5xx and 429 reject SYNC_RETRYABLE (details.retryAfterMs
- *   from Retry-After); 400/401/403/410/413/415/422 and other 4xx reject SYNC_FATAL with the
- *   problem+json `code` (details: {status, code, maxEvents?, maxBytes?}). A server certificate that
- *   does not verify, or a TLS alert from the server, rejects SYNC_FATAL with details.tls (an
- *   operator must fix it; the sync service retries at its maximum backoff).
+ * - Errors are SyncTransportError (src/sync/failure.ts), statuses mapped by `failureForStatus`
+ *   (src/sync/wire.ts, shared with the MQTT bridge): network failures, timeouts, 408/429/5xx and an
+ *   answer over MAX_ANSWER_BYTES (1 MiB) are retryable (`retryAfterMs` from Retry-After); 413
+ *   too_large; 400/415/422 invalid_request; 410 on the feed cursor_lost; a 3xx is fatal `redirect`
+ *   and never followed (the token must not go to another host); 401/403/404 and other 4xx fatal
+ *   with the problem+json `code`. A server certificate that does not verify, or a TLS alert from
+ *   the server, is fatal with the TLS code (an operator must fix it). Answers are validated with
+ *   the contract's schemas; a violation is fatal `contract` naming the field.
  * - Request bodies over 8 KiB are gzip-compressed (`Content-Encoding: gzip`, which central MUST
  *   accept).
  * - stop() aborts every request in flight (they reject STOPPED) and closes the agent's sockets.
  */
 import http from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
@@ -24,7 +32,22 @@ import { gzip as gzipCb } from 'node:zlib';
 import type { SyncConfig } from '../config/schema';
 import { ErrorCode, ShelfgateError } from '../errors';
 import type { Logger } from '../log';
+import { SyncTransportError } from './failure';
 import type { Change, ChangeAck, SeqGap, SyncTransport, UploadEvent, UploadResult } from './types';
+import {
+  MAX_ANSWER_BYTES,
+  TLS_VERIFY_CODES,
+  ackBodies,
+  answerTooLarge,
+  failureForStatus,
+  parseAckResult,
+  parseChangesPage,
+  parseJson,
+  parseProblem,
+  parseUploadResults,
+  uploadBody,
+  type TransportFailure,
+} from './wire';
 
 const gzip = promisify(gzipCb);
 
@@ -38,29 +61,28 @@ export interface HttpsTransportOptions {
   gzipMinBytes?: number;
   /** Sockets the agent keeps per host; default 16 (pipeline + long-poll + acks). */
   maxSockets?: number;
+  /** The most read of one answer; default MAX_ANSWER_BYTES (1 MiB). */
+  maxAnswerBytes?: number;
+  /** Keep-alive sockets are not kept or reused past this age; default MAX_SOCKET_AGE_MS (5 min). */
+  maxSocketAgeMs?: number;
 }
+
+/**
+ * How long a keep-alive socket may serve requests after it was opened. A connection is verified
+ * once, at its TLS handshake; under steady traffic (four upload lanes, the long-poll, acks) a socket
+ * would otherwise live for days, still trusted after central moved to a new certificate or the
+ * retailer stopped trusting the old CA. 5 min: a new handshake per socket every 5 minutes costs
+ * nothing, and a rotated or distrusted certificate is noticed within 5 minutes.
+ */
+export const MAX_SOCKET_AGE_MS = 5 * 60_000;
+
+type Op = 'events:batch' | 'changes' | 'changes:ack';
 
 interface RawResponse {
   status: number;
   headers: http.IncomingHttpHeaders;
   body: Buffer;
 }
-
-/** Codes of TLS verification failures (OpenSSL / Node) that retrying cannot fix (also used by the MQTT bridge). */
-export const TLS_VERIFY_CODES: ReadonlySet<string> = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'CERT_SIGNATURE_FAILURE',
-  'CERT_UNTRUSTED',
-  'CERT_REJECTED',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'HOSTNAME_MISMATCH',
-]);
 
 function isLoopback(hostname: string): boolean {
   const h = hostname.replace(/^\[|\]$/g, '');
@@ -86,16 +108,54 @@ export function parseRetryAfter(v: string | string[] | undefined, now = Date.now
 }
 
 /**
- * Wire change (central-api.yaml `Change`: type `slot`, numeric slot) to the contract's Change type
- * (src/sync/types.ts: `slot_assignment`, slot as a string). Shared with the MQTT bridge, so the sync
- * service sees the same shapes from both transports.
+ * Keeps `agent`'s sockets no longer than `maxAgeMs` after they were opened: one freed later is
+ * closed instead of kept, and one waiting in the pool is closed when it reaches the age (the
+ * agent destroys a free socket that times out). A socket the agent hands straight to a request
+ * queued for it (only with more than maxSockets in flight) is checked at its next release.
  */
-export function fromWire(raw: unknown): Change {
-  const o = (raw ?? {}) as Record<string, unknown>;
-  if (o.type === 'slot') {
-    return { ...(o as object), type: 'slot_assignment', slot: typeof o.slot === 'number' ? String(o.slot) : (o.slot as string) } as Change;
+export function boundSocketAge<A extends http.Agent>(agent: A, maxAgeMs: number): A {
+  const opened = new WeakMap<object, number>();
+  const create = agent.createConnection.bind(agent);
+  agent.createConnection = (options, callback) => {
+    const note = (s: Duplex | null | undefined): void => {
+      if (s && !opened.has(s)) opened.set(s, Date.now());
+    };
+    const s = create(options, (err, stream) => {
+      note(stream);
+      callback?.(err, stream);
+    });
+    note(s);
+    return s;
+  };
+  const keep = agent.keepSocketAlive.bind(agent) as (socket: Duplex) => boolean;
+  agent.keepSocketAlive = (socket: Duplex): boolean => {
+    const left = (opened.get(socket) ?? 0) + maxAgeMs - Date.now();
+    if (left <= 0) return false;
+    const kept = keep(socket);
+    const s = socket as Socket;
+    if (!s.timeout || s.timeout > left) s.setTimeout(Math.ceil(left));
+    return kept;
+  };
+  return agent;
+}
+
+/** What a failed request means for the sync service: network, timeout, TLS (see the module doc). */
+export function networkFailure(e: Error, timedOut: boolean): TransportFailure {
+  const code = (e as { code?: string }).code ?? '';
+  if (TLS_VERIFY_CODES.has(code) || code.startsWith('ERR_SSL_')) return { kind: 'fatal', code };
+  return { kind: 'retryable', code: timedOut ? 'timeout' : code || 'network' };
+}
+
+/** What a non-2xx answer means for the sync service (failureForStatus with the problem+json body and Retry-After). */
+export function answerFailure(op: Op, status: number, headers: http.IncomingHttpHeaders, body: Buffer): TransportFailure {
+  let parsed: unknown = null;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    // not problem+json (a proxy's HTML page): the status alone says it
   }
-  return o as unknown as Change;
+  const problem = parseProblem(typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? { ...parsed, status } : { status });
+  return failureForStatus(status, problem, { feed: op === 'changes', retryAfterMs: parseRetryAfter(headers['retry-after']) });
 }
 
 export class HttpsTransport implements SyncTransport {
@@ -143,6 +203,9 @@ export class HttpsTransport implements SyncTransport {
         keepAlive: true,
         maxSockets,
         rejectUnauthorized: true,
+        // no TLS session resumption: a resumed session skips certificate verification, which
+        // would carry the old certificate's trust past MAX_SOCKET_AGE_MS
+        maxCachedSessions: 0,
         ...(ca ? { ca } : {}),
         ...(cert ? { cert } : {}),
         ...(key ? { key } : {}),
@@ -150,6 +213,7 @@ export class HttpsTransport implements SyncTransport {
     } else {
       this.agent = new http.Agent({ keepAlive: true, maxSockets });
     }
+    boundSocketAge(this.agent, this.o.maxSocketAgeMs ?? MAX_SOCKET_AGE_MS);
     this.stopped = false;
     this.o.log.info({ url: this.base.origin, mtls: c.cert_file !== undefined, ca_file: c.ca_file ?? null, token: this.token !== null }, 'sync https transport ready');
   }
@@ -162,64 +226,41 @@ export class HttpsTransport implements SyncTransport {
     this.agent = null;
   }
 
-  private path(op: 'events:batch' | 'changes' | 'changes:ack'): string {
+  private path(op: Op): string {
     const prefix = this.base.pathname.replace(/\/+$/, '');
     return `${prefix}/v1/stores/${encodeURIComponent(this.o.storeId)}/${op}`;
   }
 
   async upload(batchId: string, events: UploadEvent[], gaps?: SeqGap[]): Promise<UploadResult[]> {
-    const body = JSON.stringify(gaps && gaps.length > 0 ? { events, gaps } : { events });
-    const res = await this.request('POST', this.path('events:batch'), { body, headers: { 'idempotency-key': batchId } });
-    const parsed = this.json(res) as { results?: unknown };
-    if (!Array.isArray(parsed.results)) throw this.contract('events:batch answer has no results array');
-    return parsed.results.map((r: unknown) => {
-      const x = (r ?? {}) as { event_id?: unknown; seq?: unknown; status?: unknown; error?: { code?: unknown; detail?: unknown; message?: unknown } };
-      const status = x.status === 'accepted' || x.status === 'duplicate' || x.status === 'rejected' ? x.status : null;
-      if (status === null || typeof x.event_id !== 'string') throw this.contract('events:batch result without event_id or with an unknown status');
-      const out: UploadResult = { event_id: x.event_id, seq: typeof x.seq === 'number' ? x.seq : -1, status };
-      if (x.error) {
-        out.error = { code: String(x.error.code ?? 'unknown') };
-        const m = x.error.detail ?? x.error.message;
-        if (typeof m === 'string') out.error.message = m;
-      }
-      return out;
-    });
+    const res = await this.request('events:batch', 'POST', this.path('events:batch'), { body: JSON.stringify(uploadBody(events, gaps)), headers: { 'idempotency-key': batchId } });
+    const what = 'the events:batch answer';
+    return parseUploadResults(parseJson(res.body.toString('utf8'), what), events, what);
   }
 
   async fetchChanges(cursor: string | null, waitS: number, signal: AbortSignal): Promise<{ changes: Change[]; nextCursor: string | null }> {
     const wait = Math.max(0, Math.min(30, Math.floor(waitS)));
     const q = new URLSearchParams({ wait: String(wait), limit: '500' });
     if (cursor !== null && cursor !== '') q.set('cursor', cursor);
-    const res = await this.request('GET', `${this.path('changes')}?${q.toString()}`, {
+    const res = await this.request('changes', 'GET', `${this.path('changes')}?${q.toString()}`, {
       signal,
       timeoutMs: Math.max(this.o.config.request_timeout_ms, wait * 1000 + 15_000),
     });
-    const parsed = this.json(res) as { changes?: unknown; next_cursor?: unknown };
-    if (!Array.isArray(parsed.changes)) throw this.contract('changes answer has no changes array');
-    return { changes: parsed.changes.map(fromWire), nextCursor: typeof parsed.next_cursor === 'string' ? parsed.next_cursor : null };
+    const what = 'the changes answer';
+    return parseChangesPage(parseJson(res.body.toString('utf8'), what), what);
   }
 
   async ack(acks: ChangeAck[]): Promise<void> {
-    if (acks.length === 0) return;
-    const res = await this.request('POST', this.path('changes:ack'), { body: JSON.stringify({ acks }) });
-    this.json(res);
+    for (const body of ackBodies(acks)) {
+      const res = await this.request('changes:ack', 'POST', this.path('changes:ack'), { body: JSON.stringify(body) });
+      const what = 'the changes:ack answer';
+      parseAckResult(parseJson(res.body.toString('utf8'), what), what);
+    }
   }
 
   // ---- HTTP ----
 
-  private contract(msg: string): ShelfgateError {
-    return new ShelfgateError(ErrorCode.SYNC_FATAL, `central broke the contract: ${msg}`, { code: 'contract' });
-  }
-
-  private json(res: RawResponse): unknown {
-    try {
-      return JSON.parse(res.body.toString('utf8')) as unknown;
-    } catch {
-      throw this.contract(`answer ${res.status} is not JSON`);
-    }
-  }
-
   private async request(
+    op: Op,
     method: 'GET' | 'POST',
     path: string,
     opts: { body?: string; headers?: Record<string, string>; signal?: AbortSignal; timeoutMs?: number } = {},
@@ -244,10 +285,13 @@ export class HttpsTransport implements SyncTransport {
     if (opts.signal?.aborted) ac.abort();
     this.inflight.add(ac);
     const timeoutMs = opts.timeoutMs ?? this.o.config.request_timeout_ms;
+    const limit = this.o.maxAnswerBytes ?? MAX_ANSWER_BYTES;
+    const what = `${method} ${op}`;
     const lib = this.base.protocol === 'https:' ? https : http;
     try {
       return await new Promise<RawResponse>((resolve, reject) => {
         let settled = false;
+        let timedOut = false;
         const fail = (e: Error): void => {
           if (settled) return;
           settled = true;
@@ -266,32 +310,49 @@ export class HttpsTransport implements SyncTransport {
             signal: ac.signal,
           },
           (res) => {
+            res.on('error', (e) => fail(this.networkError(e, ac, timedOut)));
+            res.on('aborted', () => fail(this.networkError(new Error('answer aborted'), ac, timedOut)));
+            const status = res.statusCode ?? 0;
+            /** Fails with `e` and closes the connection without reading the rest of the answer. */
+            const refuse = (e: Error): void => {
+              fail(e);
+              req.destroy();
+            };
+            if (status >= 300 && status < 400) {
+              const location = typeof res.headers.location === 'string' ? ` to ${res.headers.location}` : '';
+              refuse(new SyncTransportError(failureForStatus(status, null), `${what} answered ${status}, a redirect${location}: not followed (the token goes to the configured URL only); configure central's URL as it is now`));
+              return;
+            }
+            const declared = Number(res.headers['content-length']);
+            if (Number.isFinite(declared) && declared > limit) {
+              refuse(answerTooLarge(`the ${what} answer (Content-Length)`, declared, limit));
+              return;
+            }
             const chunks: Buffer[] = [];
             let size = 0;
             res.on('data', (c: Buffer) => {
+              if (settled) return;
               size += c.length;
-              if (size > 16 * 1024 * 1024) {
-                req.destroy(new Error('answer larger than 16 MiB'));
+              if (size > limit) {
+                chunks.length = 0;
+                refuse(answerTooLarge(`the ${what} answer`, size, limit));
                 return;
               }
               chunks.push(c);
             });
             res.on('end', () => {
               if (settled) return;
-              const raw: RawResponse = { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) };
-              if (raw.status >= 200 && raw.status < 300) {
+              const raw: RawResponse = { status, headers: res.headers, body: Buffer.concat(chunks) };
+              if (status >= 200 && status < 300) {
                 settled = true;
                 clearTimeout(timer);
                 resolve(raw);
               } else {
-                fail(this.statusError(method, path, raw));
+                fail(this.statusError(op, what, raw));
               }
             });
-            res.on('error', (e) => fail(this.networkError(e, ac, timedOut)));
-            res.on('aborted', () => fail(this.networkError(new Error('answer aborted'), ac, timedOut)));
           },
         );
-        let timedOut = false;
         const timer = setTimeout(() => {
           timedOut = true;
           req.destroy(new Error(`no answer within ${timeoutMs} ms`));
@@ -305,38 +366,28 @@ export class HttpsTransport implements SyncTransport {
     }
   }
 
-  private statusError(method: string, path: string, res: RawResponse): ShelfgateError {
-    let code = 'http_' + res.status;
+  private statusError(op: Op, what: string, res: RawResponse): SyncTransportError {
+    const failure = answerFailure(op, res.status, res.headers, res.body);
     let detail = '';
-    const ext: Record<string, unknown> = {};
     try {
-      const p = JSON.parse(res.body.toString('utf8')) as Record<string, unknown>;
-      if (typeof p.code === 'string') code = p.code;
-      if (typeof p.detail === 'string') detail = p.detail;
-      if (typeof p.max_events === 'number') ext.maxEvents = p.max_events;
-      if (typeof p.max_bytes === 'number') ext.maxBytes = p.max_bytes;
+      const d = (JSON.parse(res.body.toString('utf8')) as { detail?: unknown }).detail;
+      if (typeof d === 'string') detail = `: ${d.slice(0, 300)}`;
     } catch {
-      // not problem+json: keep the status
+      // not problem+json
     }
-    const what = `${method} ${path.split('?')[0]} answered ${res.status} ${code}${detail ? `: ${detail}` : ''}`;
-    const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
-    if (res.status === 429 || res.status >= 500) {
-      return new ShelfgateError(ErrorCode.SYNC_RETRYABLE, what, { status: res.status, code, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) });
-    }
-    return new ShelfgateError(ErrorCode.SYNC_FATAL, what, { status: res.status, code, ...ext });
+    return new SyncTransportError(failure, `${what} answered ${res.status} ${failure.code}${detail}`);
   }
 
   private networkError(e: Error, ac: AbortController, timedOut: boolean): ShelfgateError {
     if (ac.signal.aborted || this.stopped) return new ShelfgateError(ErrorCode.STOPPED, 'request aborted', undefined, { cause: e });
-    const code = (e as { code?: string }).code ?? '';
-    if (TLS_VERIFY_CODES.has(code) || code.startsWith('ERR_SSL_') || code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
-      return new ShelfgateError(ErrorCode.SYNC_FATAL, `TLS with ${this.base.host} failed: ${e.message} (${code})`, { tls: true, code }, { cause: e });
-    }
-    return new ShelfgateError(
-      ErrorCode.SYNC_RETRYABLE,
-      timedOut ? `central did not answer: ${e.message}` : `cannot reach central at ${this.base.host}: ${e.message}${code ? ` (${code})` : ''}`,
-      { code: timedOut ? 'timeout' : code || 'network' },
-      { cause: e },
-    );
+    const failure = networkFailure(e, timedOut);
+    const code = (e as { code?: string }).code;
+    const msg =
+      failure.kind === 'fatal'
+        ? `TLS with ${this.base.host} failed: ${e.message} (${failure.code})`
+        : timedOut
+          ? `central did not answer: ${e.message}`
+          : `cannot reach central at ${this.base.host}: ${e.message}${code ? ` (${code})` : ''}`;
+    return new SyncTransportError(failure, msg, { cause: e });
   }
 }

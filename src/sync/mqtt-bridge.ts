@@ -19,9 +19,10 @@
  * Upload: the batch is published QoS1 (MQTT 5: `responseTopic`, `correlationData` = batchId,
  * `contentType`), and upload() resolves when the result for that batchId arrives on
  * events-result/<batchId> (subscribed with events-result/+; the topic level is what counts, so an
- * MQTT 3.1.1 broker works too). It rejects SYNC_RETRYABLE when not connected, on a disconnect, or
- * after `resultTimeoutMs`; central dedups by event_id, so a retry is safe. A Problem answer maps
- * like its HTTP status (429/5xx retryable, others fatal).
+ * MQTT 3.1.1 broker works too). It rejects retryable (`not_connected`, `disconnected`,
+ * `result_timeout`) when not connected, on a disconnect, or after `resultTimeoutMs`; central dedups
+ * by event_id, so a retry is safe. A Problem answer is central's own status and code, read with the
+ * same table as HTTPS (src/sync/wire.ts `failureForStatus`).
  *
  * Downstream: the broker's PUBACK happens before the sync service has applied and committed a change,
  * so a persistent session alone can lose changes (a crash after PUBACK, a broker restart without
@@ -41,11 +42,22 @@
  * nextCursor last returned); for any other cursor (first call, a rewind) it hands out everything it
  * has and asks central for a replay from that cursor.
  *
- * Errors: not connected / disconnected / timeout -> SYNC_RETRYABLE; CONNACK 0x86/0x87/0x8A/0x8C/0x85
- * (v3.1.1: 2, 4, 5), a refused subscription or publish (0x87), a TLS certificate verification
- * failure -> SYNC_FATAL (kept until the next successful connect; reconnects continue at
- * `fatalReconnectPeriodMs`). mqtt.js reconnects itself every `reconnectPeriodMs` (capped); an
- * 'error' listener is always installed.
+ * A changes message the bridge cannot take (over MAX_ANSWER_BYTES, not JSON, not a change or a
+ * marker) is not skipped: the cursor must not move past it. The next fetchChanges rejects
+ * (`answer_too_large` retryable, `contract` fatal), no mark is made until a replay comes through
+ * clean, and the replay is asked for again at the sync service's pace. The change log is bounded
+ * by count and by bytes (overflow drops the oldest and asks for a replay). mqtt.js holds one
+ * message while it parses it; what the bridge keeps is bounded. (MQTT 5 Maximum Packet Size is not
+ * sent: a broker discards a larger message without a word, and the cursor could move past it.)
+ *
+ * Errors are SyncTransportError (src/sync/failure.ts), in the bridge's own terms: not connected,
+ * disconnected, no result -> retryable; CONNACK 0x85/0x86/0x87/0x8A/0x8C (v3.1.1: 2, 4, 5) ->
+ * fatal `client_id_rejected`/`bad_credentials`/`not_authorized`/`banned`/`bad_auth_method`; a
+ * refused subscription (`subscription_refused`) or publish (0x87 `not_authorized`, 0x90
+ * `topic_name_invalid`), a TLS certificate verification failure (its code) -> fatal, kept until the
+ * next successful connect (reconnects continue at `fatalReconnectPeriodMs`). No HTTP status is made
+ * up: only a Problem from central carries one. mqtt.js reconnects itself every `reconnectPeriodMs`
+ * (capped); an 'error' listener is always installed.
  *
  * stop() ends the client with a normal DISCONNECT (the session stays on the broker for the expiry
  * interval), rejects pending uploads and acks with STOPPED, and ends fetchChanges waits.
@@ -56,8 +68,26 @@ import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient 
 import { ErrorCode, ShelfgateError } from '../errors';
 import { LogLimiter, type Logger } from '../log';
 import type { SyncConfig } from '../config/schema';
-import { TLS_VERIFY_CODES, fromWire } from './https';
-import type { Change, ChangeAck, SeqGap, SyncTransport, UploadEvent, UploadResult } from './types';
+import { SyncTransportError } from './failure';
+import type { Change, ChangeAck, SeqGap, SyncDoneMarker, SyncTransport, UploadEvent, UploadResult } from './types';
+import {
+  MAX_ANSWER_BYTES,
+  TLS_VERIFY_CODES,
+  ackBodies,
+  answerTooLarge,
+  contractViolation,
+  failureForStatus,
+  isBatchResult,
+  parseChange,
+  parseProblem,
+  parseSyncMarker,
+  parseUploadResults,
+  uploadBody,
+  type Problem,
+  type TransportFailure,
+} from './wire';
+
+export type { SyncDoneMarker } from './types';
 
 export type MqttSyncConfig = NonNullable<SyncConfig['mqtt']>;
 
@@ -80,6 +110,10 @@ export interface MqttBridgeOptions {
   syncRetryMs?: number;
   /** Bound on changes held in memory; default 10 000 (overflow drops the oldest and asks for a replay). */
   maxLoggedChanges?: number;
+  /** Bound on the bytes of the changes held (their messages' size); default MAX_LOGGED_CHANGE_BYTES. */
+  maxLoggedBytes?: number;
+  /** The largest message read from central; default MAX_ANSWER_BYTES (1 MiB). */
+  maxMessageBytes?: number;
   /** Changes handed out per fetchChanges; default 500 (the HTTP page limit). */
   pageLimit?: number;
   /** 5 (default) or 4 (MQTT 3.1.1: no properties, the topic convention alone). */
@@ -87,6 +121,13 @@ export interface MqttBridgeOptions {
 }
 
 export const DEFAULT_TOPIC_PREFIX = 'shelfgate/central/v1';
+
+/**
+ * Bytes of received changes held until the sync service fetches them. A change is ~300 bytes, so
+ * 8 MiB holds the 10 000 the count bound allows many times over; it only matters if central sends
+ * large ones, which would otherwise each keep up to MAX_ANSWER_BYTES in memory.
+ */
+export const MAX_LOGGED_CHANGE_BYTES = 8 * 1024 * 1024;
 
 /** The topics of one store (docs/central-mqtt.md). */
 export function storeTopics(prefix: string, storeId: string) {
@@ -114,20 +155,45 @@ export function decodeTopicLevel(s: string): string | null {
   }
 }
 
-/** The sync marker central publishes on the changes topic after a replay. */
-export interface SyncDoneMarker {
-  type: 'sync_done';
-  sync_id: string;
-  next_cursor?: string;
-  /** The replay could not be served (invalid_cursor 400, cursor_expired 410): the gateway resyncs from null. */
-  error?: { status: number; code: string; detail?: string };
+// CONNACK reason codes that need an operator, by name. v5: 0x85 client id, 0x86 bad user/password,
+// 0x87 not authorized, 0x8A banned, 0x8C bad auth method. v3.1.1 return codes: 2 identifier
+// rejected, 4 bad user/password, 5 not authorized (only with protocolVersion 4).
+const FATAL_CONNACK_V5: ReadonlyMap<number, string> = new Map([
+  [0x85, 'client_id_rejected'],
+  [0x86, 'bad_credentials'],
+  [0x87, 'not_authorized'],
+  [0x8a, 'banned'],
+  [0x8c, 'bad_auth_method'],
+]);
+const FATAL_CONNACK_V3: ReadonlyMap<number, string> = new Map([
+  [2, 'client_id_rejected'],
+  [4, 'bad_credentials'],
+  [5, 'not_authorized'],
+]);
+
+/** A refused CONNACK as a failure; null when the code is worth retrying at the normal pace (server busy, unavailable...). */
+export function connackFailure(code: number, protocolVersion: 4 | 5): TransportFailure | null {
+  const name = (protocolVersion === 5 ? FATAL_CONNACK_V5 : FATAL_CONNACK_V3).get(code);
+  return name !== undefined ? { kind: 'fatal', code: name } : null;
 }
 
-// CONNACK reason codes that need an operator. v5: 0x85 client id, 0x86 bad user/password, 0x87 not
-// authorized, 0x8A banned, 0x8C bad auth method. v3.1.1 return codes: 2 identifier rejected, 4 bad
-// user/password, 5 not authorized (only with protocolVersion 4).
-const FATAL_CONNACK_V5 = new Set([0x85, 0x86, 0x87, 0x8a, 0x8c]);
-const FATAL_CONNACK_V3 = new Set([2, 4, 5]);
+/** A failed QoS1 publish: refused by the broker (0x87, 0x90) is fatal, anything else retryable. */
+export function publishFailure(reasonCode: unknown): TransportFailure {
+  if (reasonCode === 0x87) return { kind: 'fatal', code: 'not_authorized' };
+  if (reasonCode === 0x90) return { kind: 'fatal', code: 'topic_name_invalid' };
+  return { kind: 'retryable', code: 'publish_failed' };
+}
+
+/** A connection error: a TLS certificate that does not verify is fatal with its code; null for any other (mqtt.js reconnects). */
+export function connectionErrorFailure(e: Error): TransportFailure | null {
+  const code = (e as { code?: unknown }).code;
+  return typeof code === 'string' && TLS_VERIFY_CODES.has(code) ? { kind: 'fatal', code } : null;
+}
+
+/** A Problem central answered a batch with: central's status, read like an HTTP answer (retry_after_s for Retry-After). */
+export function problemFailure(problem: Problem): TransportFailure {
+  return failureForStatus(problem.status, problem, { ...(problem.retry_after_s !== undefined ? { retryAfterMs: problem.retry_after_s * 1000 } : {}) });
+}
 
 interface PendingUpload {
   events: UploadEvent[];
@@ -139,6 +205,8 @@ interface PendingUpload {
 interface LogEntry {
   pos: number;
   change: Change;
+  /** Its message's size (the byte bound). */
+  bytes: number;
 }
 
 const clamp = (v: number, lo: number, hi: number): number => Math.min(hi, Math.max(lo, v));
@@ -154,6 +222,8 @@ export class MqttBridge implements SyncTransport {
   private readonly fatalReconnectPeriodMs: number;
   private readonly syncRetryMs: number;
   private readonly maxLogged: number;
+  private readonly maxLoggedBytes: number;
+  private readonly maxMessageBytes: number;
   private readonly pageLimit: number;
   private readonly protocolVersion: 4 | 5;
 
@@ -161,7 +231,7 @@ export class MqttBridge implements SyncTransport {
   private running = false;
   /** Connected and subscribed: uploads may go out. */
   private ready = false;
-  private fatal: ShelfgateError | null = null;
+  private fatal: SyncTransportError | null = null;
   private lastSessionPresent = false;
   private readonly uploads = new Map<string, PendingUpload[]>();
   private readonly inflight = new Set<(e: Error) => void>();
@@ -169,6 +239,9 @@ export class MqttBridge implements SyncTransport {
 
   // ---- change feed state
   private changeLog: LogEntry[] = [];
+  private loggedBytes = 0;
+  /** A changes message that could not be taken: reported by the next fetchChanges (see the module doc). */
+  private feedFault: SyncTransportError | null = null;
   private nextPos = 1;
   /** cursor -> log position up to which every change at or before that cursor has been received. */
   private marks = new Map<string, number>();
@@ -191,6 +264,8 @@ export class MqttBridge implements SyncTransport {
     this.fatalReconnectPeriodMs = clamp(opts.fatalReconnectPeriodMs ?? 60_000, 1_000, 3_600_000);
     this.syncRetryMs = opts.syncRetryMs ?? 30_000;
     this.maxLogged = opts.maxLoggedChanges ?? 10_000;
+    this.maxLoggedBytes = opts.maxLoggedBytes ?? MAX_LOGGED_CHANGE_BYTES;
+    this.maxMessageBytes = opts.maxMessageBytes ?? MAX_ANSWER_BYTES;
     this.pageLimit = opts.pageLimit ?? 500;
     this.protocolVersion = opts.protocolVersion ?? 5;
   }
@@ -312,11 +387,11 @@ export class MqttBridge implements SyncTransport {
         if (client !== this.client || !client.connected) return;
         const refused = (granted ?? []).filter((g) => (g.qos & 0x80) !== 0);
         if (err || refused.length > 0) {
-          const code = (err as { code?: number } | undefined)?.code;
           this.setFatal(
-            new ShelfgateError(ErrorCode.SYNC_FATAL, `sync-mqtt: the broker refused the subscriptions (${err?.message ?? refused.map((g) => `${g.topic}: 0x${g.qos.toString(16)}`).join(', ')})`, {
-              reasonCode: code ?? refused[0]?.qos,
-            }),
+            new SyncTransportError(
+              { kind: 'fatal', code: 'subscription_refused' },
+              `sync-mqtt: the broker refused the subscriptions (${err?.message ?? refused.map((g) => `${g.topic}: 0x${g.qos.toString(16)}`).join(', ')})`,
+            ),
           );
           return;
         }
@@ -335,8 +410,8 @@ export class MqttBridge implements SyncTransport {
     this.synced = false;
     this.clearSync();
     if (was) this.log.warn('sync-mqtt: disconnected');
-    this.failUploads(new ShelfgateError(ErrorCode.SYNC_RETRYABLE, 'sync-mqtt: disconnected before the result arrived'));
-    this.failInflight(new ShelfgateError(ErrorCode.SYNC_RETRYABLE, 'sync-mqtt: disconnected before the broker acknowledged'));
+    this.failUploads(new SyncTransportError({ kind: 'retryable', code: 'disconnected' }, 'sync-mqtt: disconnected before the result arrived'));
+    this.failInflight(new SyncTransportError({ kind: 'retryable', code: 'disconnected' }, 'sync-mqtt: disconnected before the broker acknowledged'));
     for (const w of [...this.feedWaiters]) w();
   }
 
@@ -346,23 +421,24 @@ export class MqttBridge implements SyncTransport {
       return;
     }
     const code = (e as { code?: unknown }).code;
-    const refused = /^Connection refused/.test(e.message) && typeof code === 'number';
-    if (refused && (this.protocolVersion === 5 ? FATAL_CONNACK_V5 : FATAL_CONNACK_V3).has(code)) {
+    const refused = /^Connection refused/.test(e.message) && typeof code === 'number' ? connackFailure(code, this.protocolVersion) : null;
+    if (refused) {
       // Runs inside mqtt.js's CONNACK handler, before it schedules the reconnect: slow it down.
       client.options.reconnectPeriod = this.fatalReconnectPeriodMs;
-      this.setFatal(new ShelfgateError(ErrorCode.SYNC_FATAL, `sync-mqtt: the broker refused the connection: ${e.message}`, { reasonCode: code }, { cause: e }));
+      this.setFatal(new SyncTransportError(refused, `sync-mqtt: the broker refused the connection (${refused.code}): ${e.message}`, { cause: e }));
       return;
     }
-    if (typeof code === 'string' && TLS_VERIFY_CODES.has(code)) {
+    const tls = connectionErrorFailure(e);
+    if (tls) {
       client.options.reconnectPeriod = this.fatalReconnectPeriodMs;
-      this.setFatal(new ShelfgateError(ErrorCode.SYNC_FATAL, `sync-mqtt: the broker's TLS certificate failed verification: ${e.message}`, { tlsCode: code }, { cause: e }));
+      this.setFatal(new SyncTransportError(tls, `sync-mqtt: the broker's TLS certificate failed verification: ${e.message}`, { cause: e }));
       return;
     }
     this.limiter.warn(`err:${String(code ?? e.message)}`, { err: e.message, code }, 'sync-mqtt: connection error');
   }
 
-  private setFatal(err: ShelfgateError): void {
-    if (this.fatal?.message !== err.message) this.log.error({ err: err.message, details: err.details }, 'sync-mqtt: refused; needs an operator (retrying slowly)');
+  private setFatal(err: SyncTransportError): void {
+    if (this.fatal?.message !== err.message) this.log.error({ err: err.message, failure: err.failure }, 'sync-mqtt: refused; needs an operator (retrying slowly)');
     this.fatal = err;
     this.ready = false;
     this.failUploads(err);
@@ -387,7 +463,7 @@ export class MqttBridge implements SyncTransport {
   private unavailable(): ShelfgateError {
     if (this.fatal) return this.fatal;
     if (!this.running) return new ShelfgateError(ErrorCode.STOPPED, 'sync-mqtt: not running');
-    return new ShelfgateError(ErrorCode.SYNC_RETRYABLE, 'sync-mqtt: not connected to the central broker');
+    return new SyncTransportError({ kind: 'retryable', code: 'not_connected' }, 'sync-mqtt: not connected to the central broker');
   }
 
   /** QoS1 publish; resolves on PUBACK. Rejects retryable on disconnect, fatal on a refusing PUBACK (0x87). */
@@ -407,11 +483,13 @@ export class MqttBridge implements SyncTransport {
       client.publish(topic, JSON.stringify(body), opts, (err) => {
         if (settled) return;
         if (err) {
-          const rc = (err as { code?: unknown }).code;
+          const failure = publishFailure((err as { code?: unknown }).code);
           fail(
-            typeof rc === 'number' && (rc === 0x87 || rc === 0x90)
-              ? new ShelfgateError(ErrorCode.SYNC_FATAL, `sync-mqtt: the broker refused a publish to ${topic}: ${err.message}`, { reasonCode: rc })
-              : new ShelfgateError(ErrorCode.SYNC_RETRYABLE, `sync-mqtt: publish to ${topic} failed: ${err.message}`, { reasonCode: rc }, { cause: err }),
+            new SyncTransportError(
+              failure,
+              failure.kind === 'fatal' ? `sync-mqtt: the broker refused a publish to ${topic} (${failure.code}): ${err.message}` : `sync-mqtt: publish to ${topic} failed: ${err.message}`,
+              { cause: err },
+            ),
           );
           return;
         }
@@ -439,14 +517,13 @@ export class MqttBridge implements SyncTransport {
         if (i >= 0) l.splice(i, 1);
         if (l.length === 0) this.uploads.delete(batchId);
       };
-      const body = gaps && gaps.length > 0 ? { events, gaps } : { events };
-      this.publish(this.topics.events(batchId), body, { responseTopic: this.topics.eventsResult(batchId), correlationData: Buffer.from(batchId) }).then(
+      this.publish(this.topics.events(batchId), uploadBody(events, gaps), { responseTopic: this.topics.eventsResult(batchId), correlationData: Buffer.from(batchId) }).then(
         () => {
           // Still waiting (the result may already have arrived and settled p): start the result timer.
           if (!this.uploads.get(batchId)?.includes(p)) return;
           p.timer = setTimeout(() => {
             drop();
-            reject(new ShelfgateError(ErrorCode.SYNC_RETRYABLE, `sync-mqtt: no result for batch ${batchId} within ${this.resultTimeoutMs} ms`));
+            reject(new SyncTransportError({ kind: 'retryable', code: 'result_timeout' }, `sync-mqtt: no result for batch ${batchId} within ${this.resultTimeoutMs} ms`));
           }, this.resultTimeoutMs);
         },
         (e: Error) => {
@@ -457,31 +534,29 @@ export class MqttBridge implements SyncTransport {
     });
   }
 
-  private onResult(batchId: string, body: unknown): void {
+  /** Settles every upload waiting for `batchId` with central's answer (`body`), or with `err` when the message could not be read. */
+  private onResult(batchId: string, body: unknown, err?: Error): void {
     const waiting = this.uploads.get(batchId);
     if (!waiting) {
       this.log.debug({ batchId }, 'sync-mqtt: result for a batch nobody waits for (a retry already settled it)');
       return;
     }
     this.uploads.delete(batchId);
-    const o = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
-    let outcome: { ok: true; results: UploadResult[] } | { ok: false; err: ShelfgateError };
-    if (Array.isArray(o['results'])) {
-      outcome = mapResults(o['results'], waiting[0]!.events, batchId);
-    } else if (typeof o['status'] === 'number') {
-      const status = o['status'];
-      const code = typeof o['code'] === 'string' ? o['code'] : 'unknown';
-      const retryAfterS = typeof o['retry_after_s'] === 'number' ? o['retry_after_s'] : undefined;
-      const details = {
-        status,
-        code,
-        ...(retryAfterS !== undefined ? { retryAfterMs: retryAfterS * 1000 } : {}),
-        ...(typeof o['max_events'] === 'number' ? { maxEvents: o['max_events'] } : {}),
-      };
-      const msg = `sync-mqtt: central answered batch ${batchId} with ${status} ${code}${typeof o['detail'] === 'string' ? `: ${o['detail']}` : ''}`;
-      outcome = { ok: false, err: new ShelfgateError(status === 429 || status >= 500 ? ErrorCode.SYNC_RETRYABLE : ErrorCode.SYNC_FATAL, msg, details) };
-    } else {
-      outcome = { ok: false, err: new ShelfgateError(ErrorCode.SYNC_FATAL, `sync-mqtt: the result for batch ${batchId} is neither a batch result nor a problem`) };
+    const what = `the result for batch ${batchId}`;
+    let outcome: { ok: true; results: UploadResult[] } | { ok: false; err: Error };
+    try {
+      if (err) throw err;
+      if (isBatchResult(body)) {
+        outcome = { ok: true, results: parseUploadResults(body, waiting[0]!.events, what) };
+      } else {
+        const problem = parseProblem(body);
+        if (!problem) throw contractViolation(what, 'neither an EventBatchResult (results) nor a Problem (status)');
+        const failure = problemFailure(problem);
+        const detail = problem.detail !== undefined ? `: ${problem.detail.slice(0, 300)}` : '';
+        throw new SyncTransportError(failure, `sync-mqtt: central answered batch ${batchId} with ${problem.status} ${failure.code}${detail}`);
+      }
+    } catch (e) {
+      outcome = { ok: false, err: e as Error };
     }
     for (const p of waiting) {
       if (p.timer) clearTimeout(p.timer);
@@ -496,6 +571,7 @@ export class MqttBridge implements SyncTransport {
     if (this.fatal) throw this.fatal;
     if (!this.running) throw this.unavailable();
     this.serviceCursor = cursor;
+    this.throwFeedFault();
 
     // Where to continue from: after what was handed out for this cursor, else after its mark.
     const markPos = cursor !== null ? this.marks.get(cursor) : undefined;
@@ -535,13 +611,14 @@ export class MqttBridge implements SyncTransport {
           resolve();
         };
         const wake = (): void => {
-          if (collect() || !this.running || !this.ready) done();
+          if (collect() || !this.running || !this.ready || this.feedFault) done();
         };
         const t = setTimeout(done, waitS * 1000);
         signal.addEventListener('abort', done, { once: true });
         this.feedWaiters.add(wake);
       });
       if (this.fatal) throw this.fatal;
+      this.throwFeedFault();
       got = collect();
     }
     if (!got) {
@@ -553,13 +630,42 @@ export class MqttBridge implements SyncTransport {
   }
 
   async ack(acks: ChangeAck[]): Promise<void> {
-    if (acks.length === 0) return;
-    for (let i = 0; i < acks.length; i += 1000) await this.publish(this.topics.changesAck, { acks: acks.slice(i, i + 1000) });
+    for (const body of ackBodies(acks)) await this.publish(this.topics.changesAck, body);
+  }
+
+  /** Reports a changes message that could not be taken, once; the next fetch asks for a replay again. */
+  private throwFeedFault(): void {
+    const f = this.feedFault;
+    if (!f) return;
+    this.feedFault = null;
+    throw f;
+  }
+
+  /**
+   * A changes message could not be taken: no mark may vouch for a position past it. Live changes
+   * stop making marks, and no marker of a replay asked for so far is believed (the replay lost it
+   * too); fetchChanges reports `err` and then asks for a replay again.
+   */
+  private faultFeed(err: SyncTransportError): void {
+    this.limiter.warn(`feed-fault:${err.failure.code}`, { err: err.message }, 'sync-mqtt: a changes message could not be taken; the cursor stays before it');
+    this.feedFault = err;
+    this.synced = false;
+    this.knownSyncIds.clear();
+    this.clearSync();
+    this.wakeFeed();
   }
 
   private prune(pos: number): void {
-    if (this.changeLog.length > 0 && this.changeLog[0]!.pos <= pos) this.changeLog = this.changeLog.filter((e) => e.pos > pos);
+    if (this.changeLog.length > 0 && this.changeLog[0]!.pos <= pos) {
+      const keep = this.changeLog.findIndex((e) => e.pos > pos);
+      this.dropLogged(keep < 0 ? this.changeLog.length : keep);
+    }
     for (const [c, p] of this.marks) if (p < pos) this.marks.delete(c);
+  }
+
+  /** Drops the `n` oldest entries of the change log. */
+  private dropLogged(n: number): void {
+    for (const e of this.changeLog.splice(0, n)) this.loggedBytes -= e.bytes;
   }
 
   private requestSync(cursor: string | null): void {
@@ -586,15 +692,17 @@ export class MqttBridge implements SyncTransport {
     this.currentSync = null;
   }
 
-  private onChangeMessage(body: unknown): void {
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-      this.limiter.warn('bad-change', {}, 'sync-mqtt: a changes message that is not a JSON object; ignored');
-      return;
-    }
-    const o = body as Record<string, unknown>;
-    if (o['type'] === 'sync_done') {
-      const m = o as unknown as SyncDoneMarker;
-      if (typeof m.sync_id !== 'string' || !this.knownSyncIds.has(m.sync_id)) return; // another connection's (or a stale) marker
+  private onChangeMessage(body: unknown, bytes: number): void {
+    const what = 'a changes message';
+    if (typeof body === 'object' && body !== null && (body as { type?: unknown }).type === 'sync_done') {
+      let m: SyncDoneMarker;
+      try {
+        m = parseSyncMarker(body, what);
+      } catch (e) {
+        this.faultFeed(e as SyncTransportError);
+        return;
+      }
+      if (!this.knownSyncIds.has(m.sync_id)) return; // another connection's (or a stale) marker
       if (m.error) {
         this.log.warn({ error: m.error }, 'sync-mqtt: central could not replay from the cursor; resynchronising from the beginning');
         this.marks.clear();
@@ -604,29 +712,48 @@ export class MqttBridge implements SyncTransport {
         return;
       }
       if (this.currentSync?.id === m.sync_id) this.clearSync();
-      if (typeof m.next_cursor === 'string') this.setMark(m.next_cursor, this.nextPos - 1);
+      if (m.next_cursor !== undefined) this.setMark(m.next_cursor, this.nextPos - 1);
       this.synced = true;
       this.wakeFeed();
       return;
     }
-    if (typeof o['change_id'] !== 'string' || typeof o['type'] !== 'string') {
-      this.limiter.warn('bad-change', {}, 'sync-mqtt: a change without change_id/type; ignored');
+    let change: Change;
+    try {
+      change = parseChange(body, what);
+    } catch (e) {
+      this.faultFeed(e as SyncTransportError);
       return;
     }
-    const change = fromWire(o);
     const pos = this.nextPos++;
-    this.changeLog.push({ pos, change });
+    this.changeLog.push({ pos, change, bytes });
+    this.loggedBytes += bytes;
     if (this.synced && typeof change.cursor === 'string') this.setMark(change.cursor, pos);
-    if (this.changeLog.length > this.maxLogged) {
-      const dropped = this.changeLog.length - this.maxLogged;
-      this.changeLog.splice(0, dropped);
-      this.limiter.warn('overflow', { dropped, max: this.maxLogged }, 'sync-mqtt: too many undelivered changes; dropped the oldest and asking central for a replay');
-      this.marks.clear();
-      this.synced = false;
-      this.lastNext = null;
-      if (this.ready && this.serviceCursor !== undefined) this.requestSync(this.serviceCursor);
-    }
+    if (this.overBound()) this.overflow();
     this.wakeFeed();
+  }
+
+  private overBound(): boolean {
+    return this.changeLog.length > this.maxLogged || this.loggedBytes > this.maxLoggedBytes;
+  }
+
+  /**
+   * The log is over its bounds: the oldest changes go, so no mark may vouch for them. Marks are
+   * forgotten, no marker of a replay asked for so far is believed (a replay still arriving lost
+   * them too), and a new replay is asked for from the service's cursor.
+   */
+  private overflow(): void {
+    let dropped = 0;
+    while (this.changeLog.length > 1 && this.overBound()) {
+      this.dropLogged(1);
+      dropped++;
+    }
+    this.limiter.warn('overflow', { dropped, max: this.maxLogged, maxBytes: this.maxLoggedBytes }, 'sync-mqtt: too many undelivered changes; dropped the oldest and asking central for a replay');
+    this.marks.clear();
+    this.synced = false;
+    this.lastNext = null;
+    this.knownSyncIds.clear();
+    if (this.ready && this.serviceCursor !== undefined) this.requestSync(this.serviceCursor);
+    else this.clearSync();
   }
 
   private setMark(cursor: string, pos: number): void {
@@ -641,50 +768,32 @@ export class MqttBridge implements SyncTransport {
   // ---------------------------------------------------------------- incoming
 
   private onMessage(topic: string, payload: Buffer, correlationData: Buffer | undefined): void {
-    let body: unknown;
-    try {
-      body = JSON.parse(payload.toString('utf8'));
-    } catch {
-      this.limiter.warn(`json:${topic}`, { topic }, 'sync-mqtt: a message that is not JSON; ignored');
-      return;
-    }
-    if (topic === this.topics.changes) {
-      this.onChangeMessage(body);
-      return;
-    }
     const resultPrefix = this.topics.eventsResultFilter.slice(0, -1);
-    if (topic.startsWith(resultPrefix)) {
-      const batchId = decodeTopicLevel(topic.slice(resultPrefix.length)) ?? correlationData?.toString('utf8');
-      if (batchId) this.onResult(batchId, body);
+    const isResult = topic.startsWith(resultPrefix);
+    if (topic !== this.topics.changes && !isResult) {
+      this.log.debug({ topic }, 'sync-mqtt: message on an unexpected topic; ignored');
       return;
     }
-    this.log.debug({ topic }, 'sync-mqtt: message on an unexpected topic; ignored');
-  }
-}
-
-function mapResults(raw: unknown[], events: UploadEvent[], batchId: string): { ok: true; results: UploadResult[] } | { ok: false; err: ShelfgateError } {
-  const out: UploadResult[] = [];
-  for (const r of raw) {
-    const o = (typeof r === 'object' && r !== null ? r : {}) as Record<string, unknown>;
-    const idx = typeof o['index'] === 'number' ? o['index'] : -1;
-    const ev = events[idx];
-    const eventId = typeof o['event_id'] === 'string' ? o['event_id'] : ev?.event_id;
-    const seq = typeof o['seq'] === 'number' ? o['seq'] : ev?.seq;
-    const status = o['status'];
-    if (eventId === undefined || seq === undefined || (status !== 'accepted' && status !== 'duplicate' && status !== 'rejected')) {
-      return { ok: false, err: new ShelfgateError(ErrorCode.SYNC_FATAL, `sync-mqtt: malformed result in batch ${batchId}`, { result: r }) };
+    const batchId = isResult ? (decodeTopicLevel(topic.slice(resultPrefix.length)) ?? correlationData?.toString('utf8')) : undefined;
+    const what = isResult ? `the result for batch ${batchId}` : 'a changes message';
+    let body: unknown;
+    let err: SyncTransportError | undefined;
+    if (payload.length > this.maxMessageBytes) {
+      err = answerTooLarge(what, payload.length, this.maxMessageBytes);
+    } else {
+      try {
+        body = JSON.parse(payload.toString('utf8'));
+      } catch {
+        err = contractViolation(what, 'not JSON');
+      }
     }
-    const e = o['error'] as { code?: unknown; detail?: unknown } | undefined;
-    out.push({
-      event_id: eventId,
-      seq,
-      status,
-      ...(status === 'rejected'
-        ? { error: { code: typeof e?.code === 'string' ? e.code : 'rejected', ...(typeof e?.detail === 'string' ? { message: e.detail } : {}) } }
-        : {}),
-    });
+    if (!isResult) {
+      if (err) this.faultFeed(err);
+      else this.onChangeMessage(body, payload.length);
+      return;
+    }
+    if (batchId) this.onResult(batchId, body, err);
   }
-  return { ok: true, results: out };
 }
 
 /** The bridge for a config: `sync.mqtt` must be set (the schema guarantees it when transport is mqtt). */

@@ -33,8 +33,25 @@ export interface UploadResult {
   error?: { code: string; message?: string };
 }
 
-/** A change from central's feed: a price or a slot assignment (docs/central-api.yaml `Change`). */
-export type Change =
+/**
+ * A change from central's feed (docs/central-api.yaml `Change`): a price or a slot assignment as
+ * the transport typed them, or anything else it could not type (`UnknownChange`).
+ */
+export type Change = KnownChange | UnknownChange;
+
+/**
+ * A change of a type this gateway does not know, or a known type whose fields do not fit: handed
+ * on as it came, so the sync service acknowledges it `invalid` instead of failing its whole page.
+ */
+export interface UnknownChange {
+  change_id: string;
+  type: string;
+  cursor?: string;
+  [field: string]: unknown;
+}
+
+/** A price or a slot assignment that fits its schema (src/sync/wire.ts). */
+export type KnownChange =
   | {
       change_id: string;
       type: 'price';
@@ -57,6 +74,15 @@ export type Change =
       cursor?: string;
     };
 
+/** The MQTT bridge's marker after a replay (docs/central-mqtt.md). */
+export interface SyncDoneMarker {
+  type: 'sync_done';
+  sync_id: string;
+  next_cursor?: string;
+  /** The replay could not be served (invalid_cursor 400, cursor_expired 410): the gateway resyncs from null. */
+  error?: { status: number; code: string; detail?: string };
+}
+
 export interface ChangeAck {
   change_id: string;
   status: 'applied' | 'stale' | 'invalid';
@@ -65,10 +91,11 @@ export interface ChangeAck {
 }
 
 /**
- * An upstream transport. Errors: reject with a SyncTransportError (failure.ts) saying what went
- * wrong (retryable, too_large, invalid_request, fatal, cursor_lost); the sync service reads every
- * error through failureOf, which also understands the older ShelfgateError SYNC_RETRYABLE /
- * SYNC_FATAL shapes with `details.status`, `details.code`, `details.retryAfterMs`.
+ * An upstream transport. Errors: reject with a SyncTransportError (src/sync/failure.ts) whose
+ * `failure` says what the sync service should do: retryable (network, timeout, 5xx, 429, an answer
+ * over MAX_ANSWER_BYTES; honour `retryAfterMs` when set), too_large, invalid_request, fatal (401,
+ * 403, TLS, a redirect, a contract violation) or cursor_lost; `failureOf(e)` reads it. STOPPED
+ * after stop() or an aborted signal.
  */
 export interface SyncTransport extends Service {
   /** Uploads one batch; resolves with one result per event (any order). Idempotent per batchId. */

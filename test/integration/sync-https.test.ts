@@ -8,14 +8,21 @@ import { EventBus } from '../../src/core/events';
 import { builtinKinds } from '../helpers/features';
 import { execFileSync } from 'node:child_process';
 import { writeFileSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { hashPassword } from '../../src/bus/auth';
 import { LocalBus } from '../../src/bus/broker';
 import { configSchema, syncSchema, type SyncConfig } from '../../src/config/schema';
 import { ErrorCode, ShelfgateError, isShelfgateError } from '../../src/errors';
 import { silentLogger } from '../../src/log';
 import { Store } from '../../src/store/store';
-import { HttpsTransport } from '../../src/sync/https';
+import { failureOf } from '../../src/sync/failure';
+import { HttpsTransport, type HttpsTransportOptions } from '../../src/sync/https';
+import { MAX_ANSWER_BYTES } from '../../src/sync/wire';
 import { SyncService } from '../../src/sync/service';
 import { CentralSimulator, type CentralTlsOptions, type FaultsPatch } from '../../simulators/central';
 import { connectClient, waitFor, useCleanups, tmp as tmpDir } from '../helpers/daemon';
@@ -180,6 +187,17 @@ describe('sync over HTTPS: upstream', () => {
     expect(central.stats().stores[STORE]!.contiguous_seq).toBe(1100);
   }, 40_000);
 
+  it('central refuses a batch as too large (413, max_events): the batch is split, everything arrives exactly once', async () => {
+    const central = new CentralSimulator({ log, limits: { maxBatchEvents: 7 } });
+    await central.start();
+    cleanups.push(() => central.stop());
+    const gw = await gateway(syncConfig(central.url));
+    await appendEvents(gw.store, 120, 2);
+    await waitFor(() => gw.store.outboxStats().count === 0, 10_000, 'outbox drained in smaller batches');
+    expectExactlyOnceInOrder(central, 120);
+    expect(gw.sync.status().parked).toBe(0);
+  });
+
   it('a rejected event is parked with its error, never resent, and reported', async () => {
     const central = await startCentral();
     const gw = await gateway(syncConfig(central.url));
@@ -289,6 +307,173 @@ describe('sync over HTTPS: downstream', () => {
   });
 });
 
+/** The garbage collector (V8 exposes it on request; a test needs it to measure what is held, not what is garbage). */
+v8.setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+const EVENT = { event_id: '0b3f7c52-8a0e-4c2b-9d7e-5f1a2b3c4d5e', seq: 1, device_id: 'sh1/1', kind: 'pick', priority: 0, created_at: '2025-03-01T10:15:02.120Z', payload: { count: 1 } };
+
+// ---------------------------------------------------------------- a tiny central the test writes
+
+interface TinyCentral {
+  url: string;
+  server: http.Server | https.Server;
+  /** Every connection accepted, in order, and those that have closed since. */
+  connections: Socket[];
+  closed: Set<Socket>;
+}
+
+/** A server on 127.0.0.1:0 (https with `tls`) answering with `handle`; it never closes an idle keep-alive connection itself. */
+async function tinyCentral(handle: (req: http.IncomingMessage, res: http.ServerResponse) => void, tls?: { cert: Buffer; key: Buffer }): Promise<TinyCentral> {
+  const server = tls ? https.createServer({ cert: tls.cert, key: tls.key }, handle) : http.createServer(handle);
+  server.keepAliveTimeout = 0;
+  const connections: Socket[] = [];
+  const closed = new Set<Socket>();
+  server.on('connection', (s: Socket) => {
+    connections.push(s);
+    s.once('close', () => closed.add(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(async () => {
+    const done = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const s of connections) s.destroy();
+    await done;
+  });
+  const port = (server.address() as { port: number }).port;
+  return { url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`, server, connections, closed };
+}
+
+/** Answers an events:batch with every event accepted (the body is read in full first). */
+function acceptBatch(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    const { events } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { events: { event_id: string; seq: number }[] };
+    const results = events.map((e, index) => ({ index, event_id: e.event_id, seq: e.seq, status: 'accepted' }));
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ batch_id: req.headers['idempotency-key'], results, counts: { accepted: results.length, duplicate: 0, rejected: 0 }, contiguous_seq: 0 }));
+  });
+}
+
+async function transport(url: string, https: Record<string, unknown> = {}, extra: Partial<HttpsTransportOptions> = {}): Promise<HttpsTransport> {
+  const t = new HttpsTransport({ config: syncConfig(url, {}, https).https!, storeId: STORE, log, ...extra });
+  await t.start();
+  cleanups.push(() => t.stop());
+  return t;
+}
+
+describe('sync over HTTPS: what the transport reads, and where it sends the token', () => {
+  const MiB = 1024 * 1024;
+
+  it('an answer of 20 MiB is refused while it streams, in 4 lanes at once: retryable answer_too_large, memory stays flat', async () => {
+    const chunk = Buffer.alloc(64 * 1024, 0x20);
+    const total = 20 * MiB;
+    let peak = 0;
+    const sample = (): void => {
+      peak = Math.max(peak, process.memoryUsage().arrayBuffers);
+    };
+    const sent: number[] = [];
+    const c = await tinyCentral((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json' }); // chunked: no Content-Length to refuse early
+      let n = 0;
+      res.once('close', () => sent.push(n));
+      const pump = (): void => {
+        while (n < total && !res.destroyed) {
+          sample();
+          n += chunk.length;
+          if (!res.write(chunk)) {
+            res.once('drain', pump);
+            return;
+          }
+        }
+        if (n >= total) res.end();
+      };
+      pump();
+    });
+    const t = await transport(c.url, { request_timeout_ms: 20_000 });
+    const sampler = setInterval(sample, 2);
+    cleanups.push(() => clearInterval(sampler));
+    for (let round = 0; round < 3; round++) {
+      gc(); // what earlier rounds left is garbage: measure each round from what is really held
+      const base = process.memoryUsage().arrayBuffers;
+      peak = base;
+      const errs = await Promise.all([0, 1, 2, 3].map((lane) => t.upload(`big-${round}-${lane}`, [EVENT]).catch((e: unknown) => e)));
+      for (const e of errs) {
+        expect(isShelfgateError(e, ErrorCode.SYNC_RETRYABLE)).toBe(true);
+        expect(failureOf(e)).toEqual({ kind: 'retryable', code: 'answer_too_large' });
+      }
+      // 4 lanes x about 1 MiB read (plus what the socket had read); unbounded it was 4 x 16 MiB
+      expect(peak - base).toBeLessThan(16 * MiB);
+    }
+    clearInterval(sampler);
+    await waitFor(() => sent.length === 12, 5000, 'every answer cut off');
+    expect(Math.max(...sent)).toBeLessThan(total);
+  });
+
+  it('an answer declaring more than 1 MiB (Content-Length) is refused before its body is read', async () => {
+    let closed = false;
+    const c = await tinyCentral((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(20 * MiB) });
+      res.flushHeaders(); // and no body: only the gateway can end this exchange
+      res.once('close', () => (closed = true));
+    });
+    const t = await transport(c.url, { request_timeout_ms: 5_000 });
+    const err = await t.fetchChanges(null, 0, new AbortController().signal).catch((e: unknown) => e);
+    expect(failureOf(err)).toEqual({ kind: 'retryable', code: 'answer_too_large' });
+    expect((err as Error).message).toMatch(/Content-Length/);
+    await waitFor(() => closed, 5000, 'the connection closed by the gateway');
+    // an answer just under the bound is read as usual
+    const ok = await tinyCentral((req, res) => {
+      req.resume();
+      const page = JSON.stringify({ changes: [], next_cursor: 'c1', pad: '' });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(page.replace('"pad":""', `"pad":"${'x'.repeat(MAX_ANSWER_BYTES - page.length - 1)}"`));
+    });
+    const t2 = await transport(ok.url);
+    expect(await t2.fetchChanges(null, 0, new AbortController().signal)).toEqual({ changes: [], nextCursor: 'c1' });
+  });
+
+  it('a redirect is fatal `redirect` and never followed: the token goes nowhere else', async () => {
+    const seen: Array<string | undefined> = [];
+    const elsewhere = await tinyCentral((req, res) => {
+      seen.push(req.headers.authorization);
+      acceptBatch(req, res);
+    });
+    const c = await tinyCentral((req, res) => {
+      req.resume();
+      res.writeHead(req.method === 'GET' ? 301 : 307, { location: `${elsewhere.url}${req.url ?? '/'}` });
+      res.end();
+    });
+    const dir = tmp();
+    writeFileSync(join(dir, 'token'), 'sekrit-token\n');
+    const t = await transport(c.url, { token_file: join(dir, 'token') });
+    const err = await t.upload('r1', [EVENT]).catch((e: unknown) => e);
+    expect(isShelfgateError(err, ErrorCode.SYNC_FATAL)).toBe(true);
+    expect(failureOf(err)).toEqual({ kind: 'fatal', code: 'redirect', status: 307 });
+    expect((err as Error).message).toMatch(/not followed/);
+    const feedErr = await t.fetchChanges(null, 0, new AbortController().signal).catch((e: unknown) => e);
+    expect(failureOf(feedErr)).toEqual({ kind: 'fatal', code: 'redirect', status: 301 });
+    expect(seen).toEqual([]);
+    expect(elsewhere.connections).toHaveLength(0);
+  });
+
+  it('a keep-alive connection in constant use is replaced once it reaches its age', async () => {
+    const c = await tinyCentral(acceptBatch);
+    const t = await transport(c.url, {}, { maxSocketAgeMs: 300 });
+    let n = 0;
+    const deadline = Date.now() + 10_000;
+    while (c.connections.length < 2) {
+      if (Date.now() > deadline) throw new Error(`still one connection after ${n} requests`);
+      await t.upload(`busy-${n++}`, [EVENT]);
+    }
+    // the gateway closed the aged one (central never does: keepAliveTimeout 0)
+    await waitFor(() => c.closed.has(c.connections[0]!), 5000, 'the first connection closed');
+    expect(n).toBeGreaterThan(1); // it was reused before it aged
+  });
+});
+
 // ---------------------------------------------------------------- TLS
 
 function openssl(args: string[], cwd: string): void {
@@ -313,8 +498,6 @@ function makePki(dir: string): Record<string, string> {
   return { ca: f('ca.pem'), server: f('server.pem'), serverKey: f('server.key'), rogueServer: f('rogue-server.pem'), rogueKey: f('rogue-server.key'), client: f('client.pem'), clientKey: f('client.key') };
 }
 
-const EVENT = { event_id: '0b3f7c52-8a0e-4c2b-9d7e-5f1a2b3c4d5e', seq: 1, device_id: 'sh1/1', kind: 'pick', priority: 0, created_at: '2025-03-01T10:15:02.120Z', payload: { count: 1 } };
-
 describe('sync over HTTPS: TLS', () => {
   const dir = tmp();
   const pki = makePki(dir);
@@ -328,7 +511,7 @@ describe('sync over HTTPS: TLS', () => {
     cleanups.push(() => t.stop());
     const err = await t.upload('b1', [EVENT]).catch((e: unknown) => e);
     expect(isShelfgateError(err, ErrorCode.SYNC_FATAL)).toBe(true);
-    expect((err as ShelfgateError).details).toMatchObject({ tls: true });
+    expect(failureOf(err)).toEqual({ kind: 'fatal', code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' });
 
     const gw = await gateway(cfg);
     await appendEvents(gw.store, 10, 2);
@@ -338,6 +521,28 @@ describe('sync over HTTPS: TLS', () => {
     expect(gw.store.outboxStats().count).toBe(10);
     expect(gw.sync.status().connected).toBe(false);
     expect(central.stats().totals.events).toBe(0);
+  });
+
+  it('central moves to a certificate the gateway does not trust: once the verified keep-alive connection ages out, the next request fails TLS verification', async () => {
+    const c = await tinyCentral(acceptBatch, { cert: pem(pki.server!), key: pem(pki.serverKey!) });
+    const t = await transport(c.url, { ca_file: pki.ca }, { maxSocketAgeMs: 2000 });
+    expect(await t.upload('k1', [EVENT])).toHaveLength(1);
+    // central keeps its TLS session ticket keys across the change (as a load balancer does): a resumed
+    // session would skip certificate verification
+    const server = c.server as https.Server;
+    const ticketKeys = server.getTicketKeys();
+    server.setSecureContext({ cert: pem(pki.rogueServer!), key: pem(pki.rogueKey!) });
+    server.setTicketKeys(ticketKeys);
+    // within its age the connection verified under the old certificate is still used
+    expect(await t.upload('k2', [EVENT])).toHaveLength(1);
+    expect(c.connections).toHaveLength(1);
+    // the gateway closes it at its age (central would keep it open: keepAliveTimeout 0)...
+    await waitFor(() => c.closed.has(c.connections[0]!), 10_000, 'the aged connection closed');
+    // ...so the next request opens a new one, verifies the certificate central shows now, and refuses it
+    const err = await t.upload('k3', [EVENT]).catch((e: unknown) => e);
+    expect(isShelfgateError(err, ErrorCode.SYNC_FATAL)).toBe(true);
+    expect(failureOf(err)).toEqual({ kind: 'fatal', code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' });
+    expect(c.connections).toHaveLength(2);
   });
 
   it('mutual TLS: works with the client certificate, refused without one', async () => {
@@ -378,7 +583,8 @@ describe('sync over HTTPS: TLS', () => {
     cleanups.push(() => good.stop(), () => bad.stop());
     expect(await good.upload('b1', [EVENT])).toEqual([{ event_id: EVENT.event_id, seq: 1, status: 'accepted' }]);
     const err = await bad.upload('b2', [{ ...EVENT, event_id: '7d1e2f30-4a5b-4c6d-8e9f-0a1b2c3d4e5f', seq: 2 }]).catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: ErrorCode.SYNC_FATAL, details: { status: 401, code: 'invalid_token' } });
+    expect(err).toMatchObject({ code: ErrorCode.SYNC_FATAL });
+    expect(failureOf(err)).toEqual({ kind: 'fatal', code: 'invalid_token', status: 401 });
     // a large batch is gzip-compressed and still accepted
     const many = Array.from({ length: 200 }, (_, i) => ({ ...EVENT, event_id: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, seq: 10 + i, payload: { count: i, pad: 'x'.repeat(100) } }));
     const res = await good.upload('b3', many);

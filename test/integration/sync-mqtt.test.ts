@@ -5,12 +5,14 @@
  * bridge is used directly (no daemon). Every wait is bounded.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import mqtt, { type MqttClient } from 'mqtt';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCode, isShelfgateError } from '../../src/errors';
 import { silentLogger } from '../../src/log';
+import { failureOf } from '../../src/sync/failure';
 import { MqttBridge, type MqttBridgeOptions, type MqttSyncConfig } from '../../src/sync/mqtt-bridge';
 import type { Change, UploadEvent } from '../../src/sync/types';
 import { CentralSimulator, decodeCursor } from '../../simulators/central/simulator';
@@ -20,6 +22,8 @@ import { makeLeafCert, makeTestCa, startMosquitto, type Mosquitto } from '../hel
 import { waitFor } from '../helpers/wait';
 
 const STORE = 'store-0042';
+/** A store whose broker sessions only the tests that inject what central never sends use (QoS1 queues them for every session of the store). */
+const ISOLATED = 'store-0099';
 const OTHER = 'store-0043';
 const PREFIX = 'shelfgate/central/v1';
 const log = silentLogger();
@@ -34,6 +38,13 @@ topic write ${PREFIX}/stores/${STORE}/changes-sync
 topic write ${PREFIX}/stores/${STORE}/changes-ack
 topic read ${PREFIX}/stores/${STORE}/events-result/+
 topic read ${PREFIX}/stores/${STORE}/changes
+
+user ${ISOLATED}
+topic write ${PREFIX}/stores/${ISOLATED}/events/+
+topic write ${PREFIX}/stores/${ISOLATED}/changes-sync
+topic write ${PREFIX}/stores/${ISOLATED}/changes-ack
+topic read ${PREFIX}/stores/${ISOLATED}/events-result/+
+topic read ${PREFIX}/stores/${ISOLATED}/changes
 `;
 
 /** The pause before a retry, as the sync service's backoff makes one: part of the scenario, not a wait. */
@@ -115,11 +126,12 @@ describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sg-syncmqtt-'));
     writeFileSync(join(dir, 'store.pw'), 'store-secret\n');
+    writeFileSync(join(dir, 'isolated.pw'), 'isolated-secret\n');
     writeFileSync(join(dir, 'wrong.pw'), 'not-the-password\n');
-    mosq = await startMosquitto({ users: { central: 'central-secret', [STORE]: 'store-secret' }, acl: ACL });
+    mosq = await startMosquitto({ users: { central: 'central-secret', [STORE]: 'store-secret', [ISOLATED]: 'isolated-secret' }, acl: ACL });
     central = new CentralSimulator({ log });
     await central.start();
-    adapter = new CentralMqttAdapter({ central, url: mosq.url, username: 'central', password: 'central-secret', topicPrefix: PREFIX, log, storeIds: [STORE] });
+    adapter = new CentralMqttAdapter({ central, url: mosq.url, username: 'central', password: 'central-secret', topicPrefix: PREFIX, log, storeIds: [STORE, ISOLATED] });
     await adapter.start();
   });
 
@@ -181,12 +193,89 @@ describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
     const evs = events(3);
     await expect(b.upload(id, evs)).rejects.toMatchObject({ code: ErrorCode.SYNC_RETRYABLE });
     central.setFaults({ dropConnectionRate: 0, status5xxRate: 1, retryAfterS: 2 });
-    await expect(b.upload(id, evs)).rejects.toMatchObject({ code: ErrorCode.SYNC_RETRYABLE, details: { status: 503, retryAfterMs: 2000 } });
+    // central's Problem, in the failure's terms: its own status and code, retry_after_s as retryAfterMs
+    await expect(b.upload(id, evs)).rejects.toMatchObject({ code: ErrorCode.SYNC_RETRYABLE, failure: { kind: 'retryable', code: 'unavailable', status: 503, retryAfterMs: 2000 } });
     central.setFaults({ status5xxRate: 0, lostResponseRate: 1 });
     await expect(b.upload(id, evs)).rejects.toMatchObject({ code: ErrorCode.SYNC_RETRYABLE });
     central.resetFaults();
     expect((await b.upload(id, evs)).map((r) => r.status)).toEqual(['accepted', 'accepted', 'accepted']); // the lost response's, stored with the key
     expect(central.receivedEvents(STORE).filter((e) => evs.some((v) => v.event_id === e.event_id))).toHaveLength(3);
+  });
+
+  /** A client as central's user, to publish what the reference central never would. */
+  async function centralClient(): Promise<MqttClient> {
+    const c = await mqtt.connectAsync(mosq.url, { username: 'central', password: 'central-secret', reconnectPeriod: 0, clientId: `test-central-${randomUUID().slice(0, 8)}` });
+    rawClients.push(c);
+    return c;
+  }
+  const rawClients: MqttClient[] = [];
+  afterEach(async () => {
+    await Promise.all(rawClients.splice(0).map((c) => c.endAsync()));
+  });
+  const MiB = 1024 * 1024;
+  const isolated = (clientId: string, extra: Partial<MqttBridgeOptions> = {}): MqttBridge =>
+    bridge({ username: ISOLATED, password_file: join(dir, 'isolated.pw'), client_id: clientId }, { storeId: ISOLATED, ...extra });
+
+  it('a result over 1 MiB rejects its upload retryable answer_too_large', async () => {
+    const b = isolated(`shelfgate-${ISOLATED}-big-result`);
+    await b.start();
+    await b.waitReady(5_000);
+    central.setFaults({ lostResponseRate: 1 }); // the reference central stores the batch and stays silent; this one answers
+    const raw = await centralClient();
+    await raw.subscribeAsync(`${PREFIX}/stores/${ISOLATED}/events/+`, { qos: 1 });
+    raw.on('message', (topic, payload) => {
+      const batchId = topic.split('/').at(-1)!;
+      const { events: evs } = JSON.parse(payload.toString('utf8')) as { events: UploadEvent[] };
+      const results = evs.map((e, index) => ({ index, event_id: e.event_id, seq: e.seq, status: 'accepted' }));
+      void raw.publishAsync(`${PREFIX}/stores/${ISOLATED}/events-result/${batchId}`, JSON.stringify({ batch_id: batchId, results, pad: 'x'.repeat(1.5 * MiB) }), { qos: 1 });
+    });
+    const err = await b.upload(randomUUID(), events(2)).catch((e: unknown) => e);
+    expect(isShelfgateError(err, ErrorCode.SYNC_RETRYABLE)).toBe(true);
+    expect(failureOf(err)).toEqual({ kind: 'retryable', code: 'answer_too_large' });
+  });
+
+  it('a changes message the bridge cannot take (over 1 MiB, no change_id) is not skipped: fetchChanges reports it; a clean replay goes on to the head', async () => {
+    const b = isolated(`shelfgate-${ISOLATED}-bad-changes`);
+    await b.start();
+    await b.waitReady(5_000);
+    const ac = new AbortController();
+    let { cursor } = await drain(b, null, () => true, head);
+    const raw = await centralClient();
+    const changes = `${PREFIX}/stores/${ISOLATED}/changes`;
+    const price = { change_id: 'price/04006381333931/v999', type: 'price', gtin: '04006381333931', price: 1, currency: 'EUR', promotion: null, version: 999, cursor: 'not-a-real-cursor' };
+    await raw.publishAsync(changes, JSON.stringify({ ...price, pad: 'x'.repeat(1.5 * MiB) }), { qos: 1 });
+    const tooLarge = await b.fetchChanges(cursor, 5, ac.signal).catch((e: unknown) => e);
+    expect(failureOf(tooLarge)).toEqual({ kind: 'retryable', code: 'answer_too_large' });
+    const { change_id: _, ...withoutId } = price;
+    await raw.publishAsync(changes, JSON.stringify(withoutId), { qos: 1 });
+    const malformed = await b.fetchChanges(cursor, 5, ac.signal).catch((e: unknown) => e);
+    expect(isShelfgateError(malformed, ErrorCode.SYNC_FATAL)).toBe(true);
+    expect(failureOf(malformed)).toEqual({ kind: 'fatal', code: 'contract' });
+    expect((malformed as Error).message).toMatch(/change_id: is required/);
+    // central replays from the cursor the service holds (neither message is in its feed): the feed goes on
+    const next = central.publishPrice({ gtin: '4006381333931', price: 777, currency: 'EUR' });
+    ({ cursor } = await drain(b, cursor, (seen) => seen.some((c) => c.change_id === next.change_id), head));
+    expect(cursor).toBe(head());
+  });
+
+  it('the changes held are bounded in bytes too: past the bound the oldest go and a replay is asked for', async () => {
+    const bounded = isolated(`shelfgate-${ISOLATED}-byte-bound`, { maxLoggedBytes: 8 * 1024 });
+    await bounded.start();
+    await bounded.waitReady(5_000);
+    const { cursor } = await drain(bounded, null, () => true, head);
+    expect((await bounded.fetchChanges(cursor, 0, new AbortController().signal)).changes).toEqual([]); // as the service does: it asks from its cursor
+    const raw = await centralClient();
+    const syncs: string[] = [];
+    await raw.subscribeAsync(`${PREFIX}/stores/${ISOLATED}/changes-sync`, { qos: 1 });
+    raw.on('message', (_t, payload) => syncs.push(payload.toString('utf8')));
+    // three changes of 3 KiB each while nobody fetches: the third does not fit in 8 KiB
+    const big = (v: number) => ({ change_id: `price/04006381333931/v${1000 + v}`, type: 'price', gtin: '04006381333931', price: v, currency: 'EUR', promotion: null, version: 1000 + v, pad: 'x'.repeat(3 * 1024) });
+    for (const v of [1, 2, 3]) await raw.publishAsync(`${PREFIX}/stores/${ISOLATED}/changes`, JSON.stringify(big(v)), { qos: 1 });
+    await waitFor(() => syncs.length > 0, 5_000, 'a replay asked for');
+    expect(JSON.parse(syncs[0]!)).toMatchObject({ cursor });
+    // what the bridge holds (asked from the beginning, it hands out everything it has): the oldest went
+    const held = await bounded.fetchChanges(null, 0, new AbortController().signal);
+    expect(held.changes.map((c) => c.change_id)).toEqual([big(2).change_id, big(3).change_id]);
   });
 
   it('changes: replay from null, live changes, cursor reaches the feed head, acks are recorded', async () => {
@@ -291,8 +380,9 @@ describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
       'a fatal upload error',
       50,
     );
-    // 0x86 bad user name or password; mosquitto 2.0 answers 0x87 not authorized
-    expect([0x86, 0x87]).toContain((err.details as { reasonCode: number }).reasonCode);
+    // 0x86 bad user name or password; mosquitto 2.0 answers 0x87 not authorized; no HTTP status made up
+    expect(['bad_credentials', 'not_authorized']).toContain(failureOf(err).code);
+    expect(failureOf(err)).toEqual({ kind: 'fatal', code: failureOf(err).code });
     await expect(b.fetchChanges(null, 0, new AbortController().signal)).rejects.toMatchObject({ code: ErrorCode.SYNC_FATAL });
   });
 
@@ -320,6 +410,7 @@ describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
     );
     // mosquitto grants the subscription (and delivers nothing) but refuses the publish with PUBACK 0x87
     expect(err.message).toMatch(/refused/);
+    expect(failureOf(err)).toEqual({ kind: 'fatal', code: 'not_authorized' });
   });
 
   it('mosquitto killed (SIGKILL) and restarted mid-stream: uploads reject retryable while down, then succeed; nothing lost or doubled', async () => {
@@ -426,7 +517,7 @@ describe('MQTT bridge over TLS (test CA made with openssl)', () => {
     const b = bridge(mosq.tlsUrl!, { ca_file: files.otherCa, client_id: 'shelfgate-other-ca' });
     await b.start();
     expect(await b.waitReady(1_500)).toBe(false);
-    await expect(b.upload(randomUUID(), events(1))).rejects.toMatchObject({ code: ErrorCode.SYNC_FATAL });
+    await expect(b.upload(randomUUID(), events(1))).rejects.toMatchObject({ code: ErrorCode.SYNC_FATAL, failure: { kind: 'fatal', code: expect.any(String) } });
   });
 
   it('mutual TLS: with the client certificate it connects; without one the broker refuses', async () => {
