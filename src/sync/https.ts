@@ -231,8 +231,8 @@ export class HttpsTransport implements SyncTransport {
     return `${prefix}/v1/stores/${encodeURIComponent(this.o.storeId)}/${op}`;
   }
 
-  async upload(batchId: string, events: UploadEvent[], gaps?: SeqGap[]): Promise<UploadResult[]> {
-    const res = await this.request('events:batch', 'POST', this.path('events:batch'), { body: JSON.stringify(uploadBody(events, gaps)), headers: { 'idempotency-key': batchId } });
+  async upload(batchId: string, events: UploadEvent[], gaps?: SeqGap[], epoch?: string): Promise<UploadResult[]> {
+    const res = await this.request('events:batch', 'POST', this.path('events:batch'), { body: JSON.stringify(uploadBody(events, gaps, epoch)), headers: { 'idempotency-key': batchId } });
     const what = 'the events:batch answer';
     return parseUploadResults(parseJson(res.body.toString('utf8'), what), events, what);
   }

@@ -502,7 +502,7 @@ export class MqttBridge implements SyncTransport {
 
   // ---------------------------------------------------------------- upload
 
-  upload(batchId: string, events: UploadEvent[], gaps?: SeqGap[]): Promise<UploadResult[]> {
+  upload(batchId: string, events: UploadEvent[], gaps?: SeqGap[], epoch?: string): Promise<UploadResult[]> {
     if (!this.ready) return Promise.reject(this.unavailable());
     return new Promise<UploadResult[]>((resolve, reject) => {
       const p: PendingUpload = { events, resolve, reject, timer: null };
@@ -517,7 +517,7 @@ export class MqttBridge implements SyncTransport {
         if (i >= 0) l.splice(i, 1);
         if (l.length === 0) this.uploads.delete(batchId);
       };
-      this.publish(this.topics.events(batchId), uploadBody(events, gaps), { responseTopic: this.topics.eventsResult(batchId), correlationData: Buffer.from(batchId) }).then(
+      this.publish(this.topics.events(batchId), uploadBody(events, gaps, epoch), { responseTopic: this.topics.eventsResult(batchId), correlationData: Buffer.from(batchId) }).then(
         () => {
           // Still waiting (the result may already have arrived and settled p): start the result timer.
           if (!this.uploads.get(batchId)?.includes(p)) return;

@@ -99,7 +99,7 @@ export interface ChangeAck {
  */
 export interface SyncTransport extends Service {
   /** Uploads one batch; resolves with one result per event (any order). Idempotent per batchId. */
-  upload(batchId: string, events: UploadEvent[], gaps?: SeqGap[]): Promise<UploadResult[]>;
+  upload(batchId: string, events: UploadEvent[], gaps?: SeqGap[], epoch?: string): Promise<UploadResult[]>;
   /**
    * Changes after `cursor` (null: from the beginning), waiting up to `waitS` seconds when there are
    * none. Aborting `signal` ends the wait early (resolves with no changes or rejects STOPPED).

@@ -144,6 +144,8 @@ export class UploadPipeline {
   private uploadsOk = 0;
   /** Gaps ride along again from then on, after a batch carrying them was refused (400/415). */
   private gapsHeldUntil = 0;
+  /** The database's epoch (read when the pipeline runs: the store is open by then). */
+  private epoch = '';
   private readonly gapBackoff: Backoff;
 
   constructor(private readonly o: UploadPipelineOptions) {
@@ -189,6 +191,7 @@ export class UploadPipeline {
   /** Starts one loop per lane; they end when `signal` aborts. */
   run(signal: AbortSignal): Promise<void>[] {
     this.signal = signal;
+    this.epoch = this.o.store.epoch();
     return this.lanes.map((lane) => this.laneLoop(lane));
   }
 
@@ -321,6 +324,15 @@ export class UploadPipeline {
     return this.makeBatch(lane.queue.splice(0, n));
   }
 
+  /** A batch of pending gaps alone, when no lane has events to carry them; null if there are none to send now. */
+  private gapsOnlyBatch(): Batch | null {
+    if (this.lanes.some((l) => l.queue.length > 0 || l.batch !== null)) return null;
+    const b = this.makeBatch([]);
+    if (b.gaps.length > 0) return b;
+    this.releaseGaps(b);
+    return null;
+  }
+
   private makeBatch(rows: OutboxRow[], salt = 0, withGaps = Date.now() >= this.gapsHeldUntil): Batch {
     const gaps: Batch['gaps'] = [];
     if (withGaps) for (const g of this.o.repo.pendingGaps(1000 + this.gapsInFlight.size)) {
@@ -339,11 +351,15 @@ export class UploadPipeline {
       }
       return { event_id: r.eventId, seq: r.seq, device_id: r.deviceId, kind: r.kind, priority: r.priority, created_at: new Date(r.createdAt).toISOString(), payload };
     });
+    // The Idempotency-Key covers everything the body carries (contract 1.1): the epoch, the events
+    // and the gaps. Hashing the event ids alone made a restart that sent the same events with other
+    // gaps reuse a key for another body (422 idempotency_key_reused, then a long pause).
     const digest = createHash('sha256')
-      .update(rows.map((r) => r.eventId).join(','))
+      .update(`${this.epoch}|${rows.map((r) => r.eventId).join(',')}|${gaps.map((g) => `${g.gap.from_seq}-${g.gap.to_seq}:${g.gap.reason}`).join(',')}`)
       .digest('hex')
       .slice(0, 16);
-    const id = `${this.o.storeId}-${rows[0]!.seq}-${rows[rows.length - 1]!.seq}-${digest}${salt > 0 ? `-r${salt}` : ''}`;
+    const range = rows.length > 0 ? `${rows[0]!.seq}-${rows[rows.length - 1]!.seq}` : `gaps-${gaps[0]?.gap.from_seq ?? 0}`;
+    const id = `${this.o.storeId}-${range}-${digest}${salt > 0 ? `-r${salt}` : ''}`;
     return { id, rows, events, gaps, salt };
   }
 
@@ -402,12 +418,19 @@ export class UploadPipeline {
           this.fill();
           if (lane.queue.length === 0) {
             if (this.maybeRescan()) continue; // every queue is empty: the next fill() reads
-            // nothing for this lane now (outbox read): wait
-            await this.wakeup.wait(this.o.idlePollMs ?? 1000, this.signal);
-            this.exhausted = false;
-            continue;
+            // Gaps with no event left to carry them go alone (contract 1.1: events [] with gaps),
+            // so central's contiguous_seq does not wait for the next event.
+            const gapsOnly = this.gapsOnlyBatch();
+            if (!gapsOnly) {
+              // nothing for this lane now (outbox read): wait
+              await this.wakeup.wait(this.o.idlePollMs ?? 1000, this.signal);
+              this.exhausted = false;
+              continue;
+            }
+            batch = gapsOnly;
+          } else {
+            batch = this.nextBatch(lane);
           }
-          batch = this.nextBatch(lane);
           lane.batch = batch;
         }
         let results: UploadResult[];
@@ -416,6 +439,7 @@ export class UploadPipeline {
             batch.id,
             batch.events,
             batch.gaps.map((g) => g.gap),
+            this.epoch,
           );
         } catch (e) {
           if (!this.running) break;

@@ -55,9 +55,12 @@ export type TransportFailure = SyncFailure & { status?: number };
 
 // ---------------------------------------------------------------- out
 
-/** The EventBatch body (the same for POST events:batch and the MQTT events topic). */
-export function uploadBody(events: UploadEvent[], gaps?: SeqGap[]): { events: UploadEvent[]; gaps?: SeqGap[] } {
-  return gaps && gaps.length > 0 ? { events, gaps } : { events };
+/**
+ * The EventBatch body (the same for POST events:batch and the MQTT events topic). `epoch`: the
+ * database's (contract 1.1, Epochs); "" (the legacy epoch) is left out, as a 1.0 gateway sent it.
+ */
+export function uploadBody(events: UploadEvent[], gaps?: SeqGap[], epoch = ''): { events: UploadEvent[]; gaps?: SeqGap[]; epoch?: string } {
+  return { ...(epoch ? { epoch } : {}), events, ...(gaps && gaps.length > 0 ? { gaps } : {}) };
 }
 
 /** AckRequest bodies, each within the contract's 1000 acks. */
