@@ -62,6 +62,8 @@ export function validateConfig(raw: unknown, models: ReadonlyMap<string, DeviceD
     s.slots.forEach((slot, li) => {
       const at = `shelves[${si}].slots[${li}]`;
       if (slotIds.has(slot.id)) issues.push({ path: `${at}.id`, message: `duplicate slot id "${slot.id}" in shelf "${s.id}"` });
+      // `<shelf>/<slot>` is the device id of the slot's events at central: at most 128 characters (docs/central-api.yaml)
+      if (s.id.length + 1 + slot.id.length > 128) issues.push({ path: `${at}.id`, message: `shelf id and slot id together must be at most 127 characters (the event device id "<shelf>/<slot>" is limited to 128)` });
       slotIds.add(slot.id);
     });
   });

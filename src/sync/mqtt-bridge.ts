@@ -156,7 +156,9 @@ export function decodeTopicLevel(s: string): string | null {
 }
 
 // CONNACK reason codes that need an operator, by name. v5: 0x85 client id, 0x86 bad user/password,
-// 0x87 not authorized, 0x8A banned, 0x8C bad auth method. v3.1.1 return codes: 2 identifier
+// 0x87 not authorized, 0x8A banned, 0x8C bad auth method, 0x9C use another server and 0x9D server
+// moved (a redirect: never followed, the contract makes it a configuration error, as an HTTP 3xx).
+// v3.1.1 return codes: 2 identifier
 // rejected, 4 bad user/password, 5 not authorized (only with protocolVersion 4).
 const FATAL_CONNACK_V5: ReadonlyMap<number, string> = new Map([
   [0x85, 'client_id_rejected'],
@@ -164,6 +166,8 @@ const FATAL_CONNACK_V5: ReadonlyMap<number, string> = new Map([
   [0x87, 'not_authorized'],
   [0x8a, 'banned'],
   [0x8c, 'bad_auth_method'],
+  [0x9c, 'redirect'],
+  [0x9d, 'redirect'],
 ]);
 const FATAL_CONNACK_V3: ReadonlyMap<number, string> = new Map([
   [2, 'client_id_rejected'],

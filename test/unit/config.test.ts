@@ -110,6 +110,17 @@ describe('config validation', () => {
     expect(validateConfig(raw, models, BUILTIN_FEATURES).issues).toEqual([]);
   });
 
+  it('refuses a shelf and slot id pair longer than the 128-character device id central stores', () => {
+    const raw = base();
+    raw.shelves[0].id = 's'.repeat(64);
+    raw.shelves[0].slots[0].id = 'a'.repeat(64);
+    expect(formatIssues(validateConfig(raw, models, BUILTIN_FEATURES).issues)).toBe(
+      'shelves[0].slots[0].id: shelf id and slot id together must be at most 127 characters (the event device id "<shelf>/<slot>" is limited to 128)',
+    );
+    raw.shelves[0].slots[0].id = 'a'.repeat(63);
+    expect(validateConfig(raw, models, BUILTIN_FEATURES).issues).toEqual([]);
+  });
+
   it('refuses a non-object document', () => {
     const { issues } = validateConfig('just a string', models, BUILTIN_FEATURES);
     expect(issues.length).toBe(1);

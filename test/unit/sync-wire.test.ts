@@ -201,6 +201,9 @@ describe('MQTT bridge: outcome -> failure (no HTTP status made up)', () => {
   it('CONNACK refusals that need an operator are fatal by name; others are left to reconnect', () => {
     expect(connackFailure(0x86, 5)).toEqual({ kind: 'fatal', code: 'bad_credentials' });
     expect(connackFailure(0x87, 5)).toEqual({ kind: 'fatal', code: 'not_authorized' });
+    // a server redirect (use another server, server moved) is never followed: a configuration error
+    expect(connackFailure(0x9c, 5)).toEqual({ kind: 'fatal', code: 'redirect' });
+    expect(connackFailure(0x9d, 5)).toEqual({ kind: 'fatal', code: 'redirect' });
     expect(connackFailure(0x85, 5)).toEqual({ kind: 'fatal', code: 'client_id_rejected' });
     expect(connackFailure(0x8a, 5)).toEqual({ kind: 'fatal', code: 'banned' });
     expect(connackFailure(0x8c, 5)).toEqual({ kind: 'fatal', code: 'bad_auth_method' });
