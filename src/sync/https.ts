@@ -33,7 +33,7 @@ import type { SyncConfig } from '../config/schema';
 import { ErrorCode, ShelfgateError } from '../errors';
 import type { Logger } from '../log';
 import { SyncTransportError } from './failure';
-import type { Change, ChangeAck, SeqGap, SyncTransport, UploadEvent, UploadResult } from './types';
+import type { Change, ChangeAck, SeqGap, SyncTransport, UploadEvent, UploadResults } from './types';
 import {
   MAX_ANSWER_BYTES,
   TLS_VERIFY_CODES,
@@ -231,7 +231,7 @@ export class HttpsTransport implements SyncTransport {
     return `${prefix}/v1/stores/${encodeURIComponent(this.o.storeId)}/${op}`;
   }
 
-  async upload(batchId: string, events: UploadEvent[], gaps?: SeqGap[], epoch?: string): Promise<UploadResult[]> {
+  async upload(batchId: string, events: UploadEvent[], gaps?: SeqGap[], epoch?: string): Promise<UploadResults> {
     const res = await this.request('events:batch', 'POST', this.path('events:batch'), { body: JSON.stringify(uploadBody(events, gaps, epoch)), headers: { 'idempotency-key': batchId } });
     const what = 'the events:batch answer';
     return parseUploadResults(parseJson(res.body.toString('utf8'), what), events, what);

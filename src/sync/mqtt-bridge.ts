@@ -69,7 +69,7 @@ import { ErrorCode, ShelfgateError } from '../errors';
 import { LogLimiter, type Logger } from '../log';
 import type { SyncConfig } from '../config/schema';
 import { SyncTransportError } from './failure';
-import type { Change, ChangeAck, SeqGap, SyncDoneMarker, SyncTransport, UploadEvent, UploadResult } from './types';
+import type { Change, ChangeAck, SeqGap, SyncDoneMarker, SyncTransport, UploadEvent, UploadResults } from './types';
 import {
   MAX_ANSWER_BYTES,
   TLS_VERIFY_CODES,
@@ -201,7 +201,7 @@ export function problemFailure(problem: Problem): TransportFailure {
 
 interface PendingUpload {
   events: UploadEvent[];
-  resolve: (r: UploadResult[]) => void;
+  resolve: (r: UploadResults) => void;
   reject: (e: Error) => void;
   timer: NodeJS.Timeout | null;
 }
@@ -506,9 +506,9 @@ export class MqttBridge implements SyncTransport {
 
   // ---------------------------------------------------------------- upload
 
-  upload(batchId: string, events: UploadEvent[], gaps?: SeqGap[], epoch?: string): Promise<UploadResult[]> {
+  upload(batchId: string, events: UploadEvent[], gaps?: SeqGap[], epoch?: string): Promise<UploadResults> {
     if (!this.ready) return Promise.reject(this.unavailable());
-    return new Promise<UploadResult[]>((resolve, reject) => {
+    return new Promise<UploadResults>((resolve, reject) => {
       const p: PendingUpload = { events, resolve, reject, timer: null };
       const list = this.uploads.get(batchId) ?? [];
       list.push(p);
@@ -547,7 +547,7 @@ export class MqttBridge implements SyncTransport {
     }
     this.uploads.delete(batchId);
     const what = `the result for batch ${batchId}`;
-    let outcome: { ok: true; results: UploadResult[] } | { ok: false; err: Error };
+    let outcome: { ok: true; results: UploadResults } | { ok: false; err: Error };
     try {
       if (err) throw err;
       if (isBatchResult(body)) {

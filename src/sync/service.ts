@@ -276,7 +276,21 @@ export class SyncService implements Service {
       pending_acks: pendingAcks,
       uploaded: this.counters.uploaded,
       duplicates: this.counters.duplicates,
+      ...this.centralProgress(),
     };
+  }
+
+  private centralProgress(): Pick<SyncStatus, 'epoch' | 'central_contiguous_seq' | 'central_contiguous_seq_decreased'> {
+    const p = this.upload?.centralProgress;
+    let epoch = p?.epoch ?? '';
+    if (!p) {
+      try {
+        epoch = this.o.store.epoch();
+      } catch {
+        // store closing
+      }
+    }
+    return { epoch, central_contiguous_seq: p?.contiguousSeq ?? null, central_contiguous_seq_decreased: p?.decreased ?? 0 };
   }
 
   private parkedAtStart(): number {

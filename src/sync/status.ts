@@ -32,6 +32,12 @@ export interface SyncStatus {
   pending_acks: number;
   uploaded: number;
   duplicates: number;
+  /** This database's epoch ("" = the legacy epoch of contract 1.0). */
+  epoch: string;
+  /** Central's last contiguous_seq for that epoch (null before its first answer). */
+  central_contiguous_seq: number | null;
+  /** How often central's contiguous_seq went down (central lost stored events; see the error log). */
+  central_contiguous_seq_decreased: number;
   ts: string;
 }
 
@@ -184,6 +190,9 @@ export class SyncStatusReporter {
       pending_acks: s.pending_acks,
       uploaded: s.uploaded,
       duplicates: s.duplicates,
+      epoch: s.epoch,
+      central_contiguous_seq: s.central_contiguous_seq,
+      central_contiguous_seq_decreased: s.central_contiguous_seq_decreased,
       ts: new Date().toISOString(),
     };
   }

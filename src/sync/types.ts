@@ -33,6 +33,9 @@ export interface UploadResult {
   error?: { code: string; message?: string };
 }
 
+/** What an upload resolves with: one result per event, and central's `contiguous_seq` for the batch's epoch when it sent one. */
+export type UploadResults = UploadResult[] & { contiguousSeq?: number };
+
 /**
  * A change from central's feed (docs/central-api.yaml `Change`): a price or a slot assignment as
  * the transport typed them, or anything else it could not type (`UnknownChange`).
@@ -99,7 +102,7 @@ export interface ChangeAck {
  */
 export interface SyncTransport extends Service {
   /** Uploads one batch; resolves with one result per event (any order). Idempotent per batchId. */
-  upload(batchId: string, events: UploadEvent[], gaps?: SeqGap[], epoch?: string): Promise<UploadResult[]>;
+  upload(batchId: string, events: UploadEvent[], gaps?: SeqGap[], epoch?: string): Promise<UploadResults>;
   /**
    * Changes after `cursor` (null: from the beginning), waiting up to `waitS` seconds when there are
    * none. Aborting `signal` ends the wait early (resolves with no changes or rejects STOPPED).

@@ -42,7 +42,7 @@ import { failureOf } from './failure';
 import type { SyncRepository } from './repository';
 import { retryAfterDelay } from './retry';
 import type { Exchange, SyncStats } from './status';
-import type { SeqGap, SyncTransport, UploadEvent, UploadResult } from './types';
+import type { SeqGap, SyncTransport, UploadEvent, UploadResult, UploadResults } from './types';
 import { Wakeup } from './wakeup';
 
 /** Priority of condition events (not uploaded with `upload_conditions: false`). */
@@ -146,6 +146,9 @@ export class UploadPipeline {
   private gapsHeldUntil = 0;
   /** The database's epoch (read when the pipeline runs: the store is open by then). */
   private epoch = '';
+  /** The highest `contiguous_seq` central answered for our epoch (contract 1.1: informational). */
+  private contiguous: number | null = null;
+  private contiguousDecreased = 0;
   private readonly gapBackoff: Backoff;
 
   constructor(private readonly o: UploadPipelineOptions) {
@@ -164,6 +167,11 @@ export class UploadPipeline {
   }
 
   /** Events parked so far (all time: counted from the table at start). */
+  /** Central's contiguous_seq for our epoch, and how often it went down (central lost data). */
+  get centralProgress(): { epoch: string; contiguousSeq: number | null; decreased: number } {
+    return { epoch: this.epoch, contiguousSeq: this.contiguous, decreased: this.contiguousDecreased };
+  }
+
   get parkedTotal(): number {
     return this.parked;
   }
@@ -433,7 +441,8 @@ export class UploadPipeline {
           }
           lane.batch = batch;
         }
-        let results: UploadResult[];
+        let results: UploadResults;
+        const sentAfter = this.contiguous;
         try {
           results = await transport.upload(
             batch.id,
@@ -450,6 +459,7 @@ export class UploadPipeline {
         }
         this.o.succeeded('upload');
         this.uploadsOk++;
+        this.noteContiguous(sentAfter, results.contiguousSeq);
         this.backoff.reset();
         lane.batch = null;
         this.applyResults(lane, batch, results);
@@ -545,6 +555,20 @@ export class UploadPipeline {
    * lane backs off; resending it at once would be a retry storm against a central that keeps
    * answering incompletely.
    */
+  /**
+   * contiguous_seq never steers what is deleted (only per-event results do). An answer to a request
+   * sent after central had said V that says less than V means central lost stored data: logged with
+   * the contract's code so operators know which seqs central must recover (docs/central-api.yaml).
+   */
+  private noteContiguous(sentAfter: number | null, now: number | undefined): void {
+    if (now === undefined) return;
+    if (sentAfter !== null && now < sentAfter) {
+      this.contiguousDecreased++;
+      this.o.log.error({ code: 'central_contiguous_seq_decreased', epoch: this.epoch, previous: sentAfter, now }, "central's contiguous_seq went down: central lost stored events");
+    }
+    if (this.contiguous === null || now > this.contiguous) this.contiguous = now;
+  }
+
   private applyResults(lane: Lane, batch: Batch, results: UploadResult[]): void {
     const counters = this.o.counters;
     counters.batches++;

@@ -17,7 +17,7 @@
  */
 import { z } from 'zod';
 import { SyncTransportError, type SyncFailure } from './failure';
-import type { Change, ChangeAck, SeqGap, SyncDoneMarker, UnknownChange, UploadEvent, UploadResult } from './types';
+import type { Change, ChangeAck, SeqGap, SyncDoneMarker, UnknownChange, UploadEvent, UploadResult, UploadResults } from './types';
 
 /**
  * The most the gateway reads of one answer from central (an HTTP body, an MQTT message). The
@@ -131,7 +131,7 @@ const eventResultSchema = z.looseObject({
   error: z.looseObject({ code: z.string(), detail: z.string().optional(), message: z.string().optional() }).optional(),
 });
 
-const batchResultSchema = z.looseObject({ results: z.array(eventResultSchema) });
+const batchResultSchema = z.looseObject({ results: z.array(eventResultSchema), contiguous_seq: z.number().int().min(0).optional() });
 
 /** Whether an answer to a batch is an EventBatchResult (it has `results`) rather than a Problem. */
 export function isBatchResult(body: unknown): boolean {
@@ -143,10 +143,10 @@ export function isBatchResult(body: unknown): boolean {
  * `index` into the batch as sent (the contract's `event_id` is null for an event sent without one);
  * `seq` falls back to the sent event's. A result naming neither is a contract violation.
  */
-export function parseUploadResults(body: unknown, events: readonly UploadEvent[], what: string): UploadResult[] {
+export function parseUploadResults(body: unknown, events: readonly UploadEvent[], what: string): UploadResults {
   const parsed = parseWith(batchResultSchema, body, what);
   const byId = new Map(events.map((e) => [e.event_id, e]));
-  return parsed.results.map((r, i) => {
+  const results: UploadResults = parsed.results.map((r, i) => {
     const sent = r.index !== undefined ? events[r.index] : undefined;
     const eventId = r.event_id ?? sent?.event_id;
     if (eventId === undefined) throw contractViolation(what, `results[${i}].event_id: is required (and index ${r.index ?? 'is absent'} names no event of the batch)`);
@@ -159,6 +159,8 @@ export function parseUploadResults(body: unknown, events: readonly UploadEvent[]
     }
     return out;
   });
+  if (parsed.contiguous_seq !== undefined) results.contiguousSeq = parsed.contiguous_seq;
+  return results;
 }
 
 // ---------------------------------------------------------------- change feed

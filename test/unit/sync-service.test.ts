@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { syncSchema, type SyncConfig } from '../../src/config/schema';
 import { ErrorCode, ShelfgateError } from '../../src/errors';
-import { silentLogger } from '../../src/log';
+import { createLogger, silentLogger } from '../../src/log';
 import { Store } from '../../src/store/store';
 import { OutboxBuffer, seqRanges } from '../../src/sync/buffer';
 import { parseRetryAfter } from '../../src/sync/https';
@@ -223,6 +223,27 @@ describe('SyncService downstream (scripted feed)', () => {
     await s0.stop();
     await setup(t, cfg(), dir);
     await waitFor(() => t.cursors.includes(null), 3000, 'refetch without cursor');
+  });
+});
+
+describe("SyncService upstream (scripted central)", () => {
+  it("reports central's contiguous_seq and its epoch; a decrease (central lost data) is logged with the contract's code, nothing is resent", async () => {
+    const t = new ScriptedTransport();
+    const script = [3, 6, 2]; // the third answer comes from a central that lost data
+    let i = 0;
+    t.uploadImpl = async (_id, ev) => Object.assign(ev.map((e) => ({ event_id: e.event_id, seq: e.seq, status: 'accepted' as const })), { contiguousSeq: script[Math.min(i++, script.length - 1)] });
+    const out: string[] = [];
+    const capture = createLogger('info', { write: (line: string) => void out.push(line) });
+    const g = await setup(t, cfg({ pipeline: 1, batch_max_events: 3 }), undefined, { log: capture });
+    for (let k = 0; k < 3; k++) {
+      await Promise.all(Array.from({ length: 3 }, (_, j) => g.store.appendEvent({ deviceId: 'd1', kind: 'pick', payload: { count: k * 3 + j } })));
+      await waitFor(() => g.store.outboxStats().count === 0 && t.uploads.length === k + 1, 5000, `batch ${k + 1} acknowledged`);
+    }
+    const st = g.sync.status();
+    expect(st).toMatchObject({ epoch: g.store.epoch(), central_contiguous_seq: 6, central_contiguous_seq_decreased: 1 });
+    const err = out.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.code === 'central_contiguous_seq_decreased');
+    expect(err).toMatchObject({ level: 50, epoch: g.store.epoch(), previous: 6, now: 2 });
+    expect(t.uploads).toHaveLength(3); // informational: nothing resent because of it
   });
 });
 
