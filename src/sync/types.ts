@@ -33,7 +33,10 @@ export interface UploadResult {
   error?: { code: string; message?: string };
 }
 
-/** What an upload resolves with: one result per event, and central's `contiguous_seq` for the batch's epoch when it sent one. */
+/**
+ * What an upload resolves with: one result per event, and (a non-enumerable property of the list)
+ * central's `contiguous_seq` for the batch's epoch when it sent one.
+ */
 export type UploadResults = UploadResult[] & { contiguousSeq?: number };
 
 /**

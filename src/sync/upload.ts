@@ -476,6 +476,10 @@ export class UploadPipeline {
   private onUploadError(lane: Lane, batch: Batch, e: unknown): void {
     const f = failureOf(e);
     if (f.kind === 'too_large') {
+      if (batch.rows.length === 0) {
+        this.refused(lane, batch, e); // gaps alone: kept and held back, as any refused batch of gaps
+        return;
+      }
       if (batch.rows.length > 1) {
         const keep = Math.max(1, Math.min(f.maxEvents ?? Math.floor(batch.rows.length / 2), Math.floor(batch.rows.length / 2)));
         lane.limit = Math.max(1, Math.min(lane.limit, keep));
@@ -520,6 +524,14 @@ export class UploadPipeline {
   private refused(lane: Lane, batch: Batch, e: unknown): void {
     const f = failureOf(e);
     const rows = batch.rows;
+    if (rows.length === 0) {
+      // a batch of gaps alone: keep them (never deleted without a 2xx), hold them back a growing while
+      this.releaseGaps(batch);
+      this.gapsHeldUntil = Date.now() + this.gapBackoff.next();
+      lane.batch = null;
+      this.limiter.error('refused-gaps', { err: (e as Error).message, code: f.code, gaps: batch.gaps.length }, 'central refused a batch of gaps: they are kept and sent again later');
+      return;
+    }
     const last = rows[rows.length - 1]!.seq;
     const r = (lane.refused ??= { upTo: last, size: rows.length, okBefore: this.uploadsOk });
     r.upTo = Math.max(r.upTo, last);

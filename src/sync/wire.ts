@@ -159,7 +159,8 @@ export function parseUploadResults(body: unknown, events: readonly UploadEvent[]
     }
     return out;
   });
-  if (parsed.contiguous_seq !== undefined) results.contiguousSeq = parsed.contiguous_seq;
+  // not enumerable: the results stay a plain list of results for everything that iterates or compares them
+  if (parsed.contiguous_seq !== undefined) Object.defineProperty(results, 'contiguousSeq', { value: parsed.contiguous_seq, enumerable: false });
   return results;
 }
 

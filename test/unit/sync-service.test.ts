@@ -12,6 +12,7 @@ import { syncSchema, type SyncConfig } from '../../src/config/schema';
 import { ErrorCode, ShelfgateError } from '../../src/errors';
 import { createLogger, silentLogger } from '../../src/log';
 import { Store } from '../../src/store/store';
+import { SyncRepository } from '../../src/sync/repository';
 import { OutboxBuffer, seqRanges } from '../../src/sync/buffer';
 import { parseRetryAfter } from '../../src/sync/https';
 import { validateChange } from '../../src/sync/prices';
@@ -65,9 +66,10 @@ function cfg(extra: Record<string, unknown> = {}): SyncConfig {
   return syncSchema.parse({ transport: 'https', https: { url: 'https://central.invalid' }, batch_max_events: 10, pipeline: 2, backoff: { initial_ms: 10, max_ms: 100 }, long_poll_s: 1, ...extra });
 }
 
-async function setup(t: ScriptedTransport, config = cfg(), dir = mkdtempSync(join(tmpdir(), 'sg-syncu-')), extra: Partial<SyncServiceOptions> = {}) {
+async function setup(t: ScriptedTransport, config = cfg(), dir = mkdtempSync(join(tmpdir(), 'sg-syncu-')), extra: Partial<SyncServiceOptions> = {}, opened?: (s: Store) => void) {
   const store = new Store({ path: join(dir, 'shelfgate.db'), synchronous: 'normal', flushIntervalMs: 5, storeId: STORE, log });
   await store.start();
+  opened?.(store);
   const published: Array<{ topic: string; payload: Record<string, unknown>; retain: boolean }> = [];
   const bus = {
     publish: async (topic: string, payload: string | Buffer, o?: { retain?: boolean }) => {
@@ -452,15 +454,18 @@ describe('SyncService upstream (scripted central)', () => {
     const pendingAtRefusal: number[] = [];
     const base = t.uploadImpl;
     let g: Awaited<ReturnType<typeof setup>> | undefined;
+    // the gap can go out alone at once, before setup() has returned: read the gaps through the store
+    let opened: Store | undefined;
+    const store = (): Store => g?.store ?? opened!;
     t.uploadImpl = async (id, ev, gaps) => {
       if ((gaps ?? []).length > 0 && refusals < 2) {
         refusals++;
-        pendingAtRefusal.push(g?.sync.prices.pendingGaps(10).length ?? -1);
+        pendingAtRefusal.push(new SyncRepository(store()).pendingGaps(10).length);
         throw new ShelfgateError(ErrorCode.SYNC_FATAL, 'events:batch answered 400 invalid_request: gaps.0: bad', { status: 400, code: 'invalid_request' });
       }
       return base(id, ev, gaps);
     };
-    g = await setup(t, cfg({ pipeline: 1 }), dir);
+    g = await setup(t, cfg({ pipeline: 1 }), dir, {}, (s) => (opened = s));
     // gaps ride along with events: keep central busy with one event at a time until the gap went through
     for (let i = 0; i < 50 && !(refusals === 2 && g.sync.prices.pendingGaps(10).length === 0); i++) {
       await g.store.appendEvent({ deviceId: 'd', kind: 'pick', payload: { count: i } });
@@ -473,8 +478,11 @@ describe('SyncService upstream (scripted central)', () => {
     const carried = t.uploads.filter((u) => (u.gaps ?? []).length > 0);
     expect(carried.length).toBe(3); // twice refused, then taken
     expect(carried.at(-1)!.gaps).toEqual([{ from_seq: 1, to_seq: 1, reason: 'dropped_buffer_full' }]);
-    // a refused batch's events went at once without the gaps
-    expect(t.uploads[t.uploads.indexOf(carried[0]!) + 1]).toMatchObject({ events: carried[0]!.events, gaps: [] });
+    // the first refusal was the gap alone (contract 1.1: gaps go alone when no event carries them);
+    // a refused batch that also carried events: its events went at once without the gaps
+    expect(carried[0]!.events).toEqual([]);
+    for (const refused of carried.slice(0, 2).filter((c) => c.events.length > 0))
+      expect(t.uploads[t.uploads.indexOf(refused) + 1]).toMatchObject({ events: refused.events, gaps: [] });
   });
 
   it('415 on every request: nothing is parked or lost; the lane backs off until central takes requests again', async () => {
