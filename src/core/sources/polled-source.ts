@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { ErrorCode, isShelfgateError } from '../../errors';
 import { LogLimiter, type Logger } from '../../log';
+import { Backoff } from '../../util/backoff';
 import { RequestChannel, type ByteLink } from './channel';
 import { SensorHealth } from './health';
 import type { DeviceAvailability, Source, SourceReading, SourceStats } from './types';
@@ -26,6 +27,15 @@ export interface PolledSourceOptions {
   /** Silence kept between a response and the next request (Modbus t3.5). */
   gapMs: number;
   log: Logger;
+  /** Delay before a crashed poll loop is started again; grows to maxMs. Default 1 s to 30 s. */
+  restartBackoff?: { initialMs: number; maxMs: number };
+}
+
+/** A poll loop that ran this long before it failed starts its restart backoff from the beginning. */
+const LOOP_STABLE_MS = 60_000;
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }
 
 export type { SourceStats } from './types';
@@ -34,6 +44,10 @@ export type { SourceStats } from './types';
  * The poll loop shared by every polled weight source: walks the sensors of one link one request at
  * a time, paces cycles to `pollIntervalMs`, counts misses per sensor and reports availability.
  * Subclasses implement only `pollSensor` (encode, await the answer, decode).
+ *
+ * The loop never ends silently while the source runs: a listener that throws is logged and does
+ * not touch the loop; anything else that escapes it (a bug) is logged, every device of the source
+ * is reported offline, and the loop starts again after a bounded backoff.
  */
 export abstract class PolledSource<R extends SourceReading = SourceReading> extends EventEmitter implements Source<R> {
   readonly name: string;
@@ -42,7 +56,10 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
   protected readonly channel: RequestChannel;
   protected readonly log: Logger;
   protected readonly limiter: LogLimiter;
+  /** How many times the poll loop failed and was started again. */
+  restarts = 0;
   private readonly health: SensorHealth;
+  private readonly restartBackoff: Backoff;
   private running = false;
   private loopDone: Promise<void> = Promise.resolve();
   private wake: (() => void) | null = null;
@@ -62,8 +79,9 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
       this.stats.noiseBytes += chunk.length;
     });
     this.health = new SensorHealth(opts.sensors, opts.missesToOffline, Math.max(2_000, opts.pollIntervalMs * 10), (a) =>
-      this.emit('availability', a satisfies DeviceAvailability),
+      this.safeEmit('availability', a satisfies DeviceAvailability),
     );
+    this.restartBackoff = new Backoff(opts.restartBackoff ?? { initialMs: 1_000, maxMs: 30_000 });
   }
 
   async start(): Promise<void> {
@@ -71,7 +89,8 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
     this.opts.link.on('offline', this.onOffline);
     this.opts.link.on('online', this.onOnline);
     this.running = true;
-    this.loopDone = this.loop().catch((e: Error) => this.log.error({ err: e }, 'poll loop failed'));
+    this.restartBackoff.reset();
+    this.loopDone = this.supervise();
   }
 
   async stop(): Promise<void> {
@@ -89,6 +108,27 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
 
   /** Sends one request to `sensor` and resolves with its reading; rejects with a ShelfgateError on a miss. */
   protected abstract pollSensor(sensor: string): Promise<R>;
+
+  /** Runs the poll loop until stop(); a loop that fails is logged, its devices go offline, and it starts again. */
+  private async supervise(): Promise<void> {
+    while (this.running) {
+      const started = performance.now();
+      try {
+        await this.loop();
+        return;
+      } catch (e) {
+        if (!this.running) return;
+        this.restarts++;
+        if (performance.now() - started >= LOOP_STABLE_MS) this.restartBackoff.reset();
+        const delayMs = this.restartBackoff.next();
+        this.log.error({ err: e, restarts: this.restarts, delayMs }, 'poll loop failed; its devices are offline until it runs again');
+        this.health.linkDown(`poll loop failed: ${messageOf(e)}`, Date.now());
+        // link events wake idle() too: sleep out the whole delay unless stop() comes
+        const until = performance.now() + delayMs;
+        for (let left = delayMs; this.running && left > 0; left = until - performance.now()) await this.idle(left);
+      }
+    }
+  }
 
   private async loop(): Promise<void> {
     const { sensors, pollIntervalMs, gapMs } = this.opts;
@@ -112,22 +152,37 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
 
   private async pollOne(sensor: string): Promise<void> {
     this.stats.polls++;
+    let reading: R;
     try {
-      const reading = await this.pollSensor(sensor);
-      this.stats.readings++;
-      this.health.ok(sensor, reading.ts);
-      this.emit('reading', reading);
+      reading = await this.pollSensor(sensor);
     } catch (e) {
-      if (!this.running) return;
-      if (isShelfgateError(e, ErrorCode.TRANSPORT_CLOSED) || isShelfgateError(e, ErrorCode.STOPPED)) return; // link down: reported by onOffline
-      let kind = 'invalid';
-      if (isShelfgateError(e, ErrorCode.DEVICE_TIMEOUT)) (this.stats.timeouts++, (kind = 'timeout'));
-      else if (isShelfgateError(e, ErrorCode.FRAME_CRC)) (this.stats.crcErrors++, (kind = 'crc'));
-      else if (isShelfgateError(e, ErrorCode.DEVICE_ERROR_RESPONSE)) (this.stats.deviceErrors++, (kind = 'device-error'));
-      else this.stats.invalidFrames++;
-      const message = (e as Error).message;
-      this.limiter.warn(`${sensor}:${kind}`, { sensor, kind, err: message }, 'sensor did not answer correctly');
-      this.health.miss(sensor, `${kind}: ${message}`, Date.now(), performance.now());
+      this.missed(sensor, e);
+      return;
+    }
+    this.stats.readings++;
+    this.health.ok(sensor, reading.ts);
+    this.safeEmit('reading', reading);
+  }
+
+  private missed(sensor: string, e: unknown): void {
+    if (!this.running) return;
+    if (isShelfgateError(e, ErrorCode.TRANSPORT_CLOSED) || isShelfgateError(e, ErrorCode.STOPPED)) return; // link down: reported by onOffline
+    let kind = 'invalid';
+    if (isShelfgateError(e, ErrorCode.DEVICE_TIMEOUT)) (this.stats.timeouts++, (kind = 'timeout'));
+    else if (isShelfgateError(e, ErrorCode.FRAME_CRC)) (this.stats.crcErrors++, (kind = 'crc'));
+    else if (isShelfgateError(e, ErrorCode.DEVICE_ERROR_RESPONSE)) (this.stats.deviceErrors++, (kind = 'device-error'));
+    else this.stats.invalidFrames++;
+    const message = messageOf(e);
+    this.limiter.warn(`${sensor}:${kind}`, { sensor, kind, err: message }, 'sensor did not answer correctly');
+    this.health.miss(sensor, `${kind}: ${message}`, Date.now(), performance.now());
+  }
+
+  /** A throwing listener is the listener's bug: it must not count as a sensor miss nor stop the loop. */
+  private safeEmit(event: 'reading' | 'availability', arg: unknown): void {
+    try {
+      this.emit(event, arg);
+    } catch (err) {
+      this.limiter.error(`${this.name}:${event}-listener`, { err, event }, 'source listener threw');
     }
   }
 

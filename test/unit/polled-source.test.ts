@@ -1,0 +1,117 @@
+import { EventEmitter } from 'node:events';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PolledSource, type PolledSourceOptions } from '../../src/core/sources/polled-source';
+import type { DeviceAvailability, SourceReading } from '../../src/core/sources/types';
+import { ErrorCode, ShelfgateError } from '../../src/errors';
+import { createLogger } from '../../src/log';
+import { waitFor } from '../helpers/daemon';
+
+/** A link that is always up; `failOnline` makes the next read of `online` throw (a bug in the loop's path). */
+class FakeLink extends EventEmitter {
+  failOnline = false;
+  get online(): boolean {
+    if (this.failOnline) {
+      this.failOnline = false;
+      throw new TypeError("Cannot read properties of undefined (reading 'online')");
+    }
+    return true;
+  }
+  async write(): Promise<void> {}
+}
+
+type Step = 'ok' | Error;
+
+/** Answers each poll after one event-loop turn (as I/O would) from a script, then 'ok' forever. */
+class ScriptedSource extends PolledSource {
+  constructor(
+    opts: Omit<PolledSourceOptions, 'name' | 'gapMs' | 'log'> & { log: PolledSourceOptions['log'] },
+    private readonly script: Step[] = [],
+  ) {
+    super({ name: 'test', gapMs: 0, ...opts });
+  }
+
+  protected async pollSensor(sensor: string): Promise<SourceReading> {
+    await new Promise((r) => setImmediate(r));
+    const step = this.script.shift() ?? 'ok';
+    if (step !== 'ok') throw step;
+    return { sensor, ts: Date.now(), rxMono: performance.now() };
+  }
+}
+
+function capture() {
+  const lines: Array<{ level: number; msg: string; [k: string]: unknown }> = [];
+  const log = createLogger('debug', { write: (s: string) => void lines.push(JSON.parse(s)) });
+  return { log, lines };
+}
+
+let running: PolledSource[] = [];
+afterEach(async () => {
+  for (const s of running) await s.stop();
+  running = [];
+});
+
+function start(s: PolledSource): PolledSource {
+  running.push(s);
+  void s.start();
+  return s;
+}
+
+const timeout = (): ShelfgateError => new ShelfgateError(ErrorCode.DEVICE_TIMEOUT, 'no answer within 50 ms');
+
+describe('PolledSource', () => {
+  it('keeps polling when an availability listener throws', async () => {
+    const { log, lines } = capture();
+    const link = new FakeLink();
+    const src = new ScriptedSource({ link, sensors: ['a'], pollIntervalMs: 0, missesToOffline: 1, log }, [timeout()]);
+    const seen: DeviceAvailability[] = [];
+    src.on('availability', (a) => {
+      seen.push(a);
+      if (!a.online) throw new TypeError('listener bug');
+    });
+    start(src);
+    // offline after the first miss (the listener throws), probed again after 2 s, then online
+    await waitFor(() => seen.some((a) => a.online) && src.stats.readings >= 3, 5_000, 'readings after the throwing listener');
+    expect(seen.map((a) => a.online)).toEqual([false, true]);
+    expect(lines.some((l) => l.msg === 'source listener threw' && l.event === 'availability')).toBe(true);
+    expect(src.restarts).toBe(0);
+  });
+
+  it('does not count a throwing reading listener as a sensor miss', async () => {
+    const { log, lines } = capture();
+    const src = new ScriptedSource({ link: new FakeLink(), sensors: ['a'], pollIntervalMs: 0, missesToOffline: 1, log });
+    const seen: DeviceAvailability[] = [];
+    src.on('availability', (a) => seen.push(a));
+    src.on('reading', () => {
+      throw new TypeError('listener bug');
+    });
+    start(src);
+    await waitFor(() => src.stats.readings >= 5, 2_000, 'five readings');
+    expect(src.stats).toMatchObject({ invalidFrames: 0, timeouts: 0 });
+    expect(seen.map((a) => a.online)).toEqual([true]);
+    expect(src.isOnline('a')).toBe(true);
+    // logged once, then rate-limited
+    expect(lines.filter((l) => l.msg === 'source listener threw')).toHaveLength(1);
+  });
+
+  it('restarts a poll loop that failed, after a backoff, with its devices offline meanwhile', async () => {
+    const { log, lines } = capture();
+    const link = new FakeLink();
+    const src = new ScriptedSource({ link, sensors: ['a', 'b'], pollIntervalMs: 0, missesToOffline: 3, log, restartBackoff: { initialMs: 20, maxMs: 100 } });
+    const seen: DeviceAvailability[] = [];
+    src.on('availability', (a) => seen.push(a));
+    start(src);
+    await waitFor(() => src.isOnline('a') && src.isOnline('b'), 2_000, 'both sensors online');
+    link.failOnline = true; // the loop's next look at the link throws
+    await waitFor(() => lines.find((l) => l.msg === 'poll loop failed; its devices are offline until it runs again'), 2_000, 'the failure logged');
+    const failed = lines.find((l) => l.msg === 'poll loop failed; its devices are offline until it runs again')!;
+    expect(failed).toMatchObject({ level: 50, restarts: 1, delayMs: expect.any(Number) });
+    const offline = seen.filter((a) => !a.online);
+    expect(offline.map((a) => a.sensor).sort()).toEqual(['a', 'b']);
+    expect(offline[0]!.reason).toMatch(/^poll loop failed: Cannot read properties/);
+    // polled again: both come back online, and readings keep coming
+    const before = src.stats.readings;
+    await waitFor(() => src.isOnline('a') && src.isOnline('b') && src.stats.readings >= before + 10, 2_000, 'polling again');
+    expect(src.restarts).toBe(1);
+    expect(seen.map((a) => `${a.sensor}:${a.online}`)).toEqual(['a:true', 'b:true', 'a:false', 'b:false', 'a:true', 'b:true']);
+  });
+});
