@@ -114,4 +114,26 @@ describe('PolledSource', () => {
     expect(src.restarts).toBe(1);
     expect(seen.map((a) => `${a.sensor}:${a.online}`)).toEqual(['a:true', 'b:true', 'a:false', 'b:false', 'a:true', 'b:true']);
   });
+
+  it('polls back to back with a zero interval: no timer (>= 1 ms) per cycle', async () => {
+    const { log } = capture();
+    const src = new ScriptedSource({ link: new FakeLink(), sensors: ['a'], pollIntervalMs: 0, missesToOffline: 3, log });
+    start(src);
+    await waitFor(() => src.stats.readings >= 1, 2_000, 'first reading');
+    const t0 = performance.now();
+    const n0 = src.stats.readings;
+    await waitFor(() => src.stats.readings >= n0 + 1_000, 5_000, '1000 more readings');
+    // a 1 ms timer per cycle would take >= 1000 ms for these
+    expect(performance.now() - t0).toBeLessThan(700);
+  });
+
+  it('still paces cycles to poll_interval_ms', async () => {
+    const { log } = capture();
+    const src = new ScriptedSource({ link: new FakeLink(), sensors: ['a'], pollIntervalMs: 50, missesToOffline: 3, log });
+    const at: number[] = [];
+    src.on('reading', (r) => at.push(r.rxMono));
+    start(src);
+    await waitFor(() => at.length >= 5, 2_000, 'five readings');
+    for (let i = 1; i < at.length; i++) expect(at[i]! - at[i - 1]!).toBeGreaterThanOrEqual(45); // timers may fire ~1 ms early against performance.now()
+  });
 });

@@ -138,15 +138,22 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
         continue;
       }
       const cycleStart = performance.now();
+      let polled = 0;
       for (const sensor of sensors) {
         if (!this.running || !this.opts.link.online) break;
         if (!this.health.due(sensor, performance.now())) continue;
         await this.pollOne(sensor);
+        polled++;
         if (gapMs > 0) await this.idle(gapMs);
       }
-      const rest = pollIntervalMs - (performance.now() - cycleStart);
-      // Yield to the event loop at least once a cycle, even with a zero interval.
-      await this.idle(rest > 0 ? rest : 0);
+      const now = performance.now();
+      let rest = pollIntervalMs - (now - cycleStart);
+      // Nothing was due (every sensor offline between probes): sleep until the next probe, not spin.
+      if (polled === 0) rest = Math.max(rest, Math.min(this.health.msUntilDue(now), 1_000), 1);
+      // With no time left to wait, yield one event-loop turn and go on: a timer here (even
+      // setTimeout(0), which is 1 ms) would cap a bus near 500 requests a second whatever the line.
+      if (rest >= 1) await this.idle(rest);
+      else await this.yieldTurn();
     }
   }
 
@@ -184,6 +191,11 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
     } catch (err) {
       this.limiter.error(`${this.name}:${event}-listener`, { err, event }, 'source listener threw');
     }
+  }
+
+  /** One event-loop turn (timers, I/O, other buses) without a timer. */
+  private yieldTurn(): Promise<void> {
+    return new Promise((resolve) => setImmediate(resolve));
   }
 
   /**
