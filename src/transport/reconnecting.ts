@@ -105,6 +105,14 @@ export class ReconnectingLink extends EventEmitter implements Service {
     this.stats.bytesOut += data.length;
   }
 
+  /** Link.send() on the current link (the per-request path); bytesOut counts what was handed to it. */
+  send(data: Buffer, onError: (err: Error) => void): void {
+    const link = this.link;
+    if (!link) return onError(new ShelfgateError(ErrorCode.TRANSPORT_CLOSED, `${this.name}: link offline`));
+    this.stats.bytesOut += data.length;
+    link.send(data, onError);
+  }
+
   private async supervise(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       try {

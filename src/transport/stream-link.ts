@@ -58,7 +58,7 @@ export abstract class StreamLink<S extends ByteStreamLike> extends EventEmitter 
     return new Promise<void>((resolve, reject) => {
       const fail = (e: Error): void => {
         this.pending.delete(fail);
-        reject(new ShelfgateError(ErrorCode.TRANSPORT_CLOSED, `${this.description}: write failed: ${e.message}`, undefined, { cause: e }));
+        reject(this.writeFailed(e));
       };
       this.pending.add(fail);
       this.writeRaw(data, (err) => {
@@ -70,6 +70,19 @@ export abstract class StreamLink<S extends ByteStreamLike> extends EventEmitter 
         }
       });
     });
+  }
+
+  /** Default: through write(). A stream whose write callbacks always come may do without the promise. */
+  send(data: Buffer, onError: (err: Error) => void): void {
+    this.write(data).catch(onError);
+  }
+
+  protected get isClosed(): boolean {
+    return this.closed;
+  }
+
+  protected writeFailed(e: Error): ShelfgateError {
+    return new ShelfgateError(ErrorCode.TRANSPORT_CLOSED, `${this.description}: write failed: ${e.message}`, undefined, { cause: e });
   }
 
   async close(): Promise<void> {

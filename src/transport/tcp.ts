@@ -1,6 +1,6 @@
 import { createConnection, type Socket } from 'node:net';
 import { ErrorCode, ShelfgateError } from '../errors';
-import { ignore, StreamLink } from './stream-link';
+import { closedError, ignore, StreamLink } from './stream-link';
 import type { Link, Opener } from './types';
 
 export interface TcpOpenerOptions {
@@ -19,6 +19,19 @@ class TcpLink extends StreamLink<Socket> {
   // The callback runs once the bytes are handed to the kernel (or with an error).
   protected writeRaw(data: Buffer, done: (err?: Error | null) => void): void {
     this.stream.write(data, done);
+  }
+
+  /**
+   * No promise and no pending-write bookkeeping: a socket calls every write callback, with an
+   * error if the write failed or the socket was destroyed first, and a failed write also ends the
+   * link through 'error'/'close'. This is one request per reading: it runs tens of thousands of
+   * times a second on a busy store.
+   */
+  override send(data: Buffer, onError: (err: Error) => void): void {
+    if (this.isClosed) return onError(closedError(this.description));
+    this.stream.write(data, (err) => {
+      if (err) onError(this.writeFailed(err));
+    });
   }
 
   protected destroyStream(): Promise<void> {

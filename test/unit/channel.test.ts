@@ -6,9 +6,15 @@ import { ErrorCode } from '../../src/errors';
 class FakeLink extends EventEmitter {
   online = true;
   written: Buffer[] = [];
-  async write(data: Buffer): Promise<void> {
-    if (!this.online) throw new Error('closed');
+  /** The next write fails: 'sync' inside send(), 'async' from a later callback (as a socket would). */
+  failNext: 'sync' | 'async' | null = null;
+  send(data: Buffer, onError: (e: Error) => void): void {
+    if (!this.online) return onError(new Error('closed'));
+    const fail = this.failNext;
+    this.failNext = null;
+    if (fail === 'sync') return onError(new Error('EPIPE (sync)'));
     this.written.push(data);
+    if (fail === 'async') setImmediate(() => onError(new Error('EPIPE (async)')));
   }
 }
 
@@ -97,6 +103,38 @@ describe('RequestChannel', () => {
     const good = ch.request(Buffer.from('B'), untilNewline({ s: '' }), 200);
     link.emit('data', Buffer.from('fine\n'));
     await expect(good).resolves.toBe('fine');
+    ch.detach();
+  });
+
+  it('a write that fails rejects that request, and the next one is sent', async () => {
+    for (const mode of ['sync', 'async'] as const) {
+      const link = new FakeLink();
+      const ch = new RequestChannel(link);
+      ch.attach();
+      link.failNext = mode;
+      const a = ch.request(Buffer.from('A'), untilNewline({ s: '' }), 5_000);
+      const b = ch.request(Buffer.from('B'), untilNewline({ s: '' }), 5_000);
+      await expect(a).rejects.toThrow(`EPIPE (${mode})`);
+      expect(link.written.map(String).at(-1)).toBe('B');
+      link.emit('data', Buffer.from('b\n'));
+      await expect(b).resolves.toBe('b');
+      ch.detach();
+    }
+  });
+
+  it('linkDown() fails the outstanding and queued requests at once with TRANSPORT_CLOSED', async () => {
+    const link = new FakeLink();
+    const ch = new RequestChannel(link);
+    ch.attach();
+    const a = ch.request(Buffer.from('A'), () => null, 10_000);
+    const b = ch.request(Buffer.from('B'), () => null, 10_000);
+    ch.linkDown('EIO');
+    await expect(a).rejects.toMatchObject({ code: ErrorCode.TRANSPORT_CLOSED, message: 'link down: EIO' });
+    await expect(b).rejects.toMatchObject({ code: ErrorCode.TRANSPORT_CLOSED });
+    // the channel still works once the link is back
+    const c = ch.request(Buffer.from('C'), untilNewline({ s: '' }), 1_000);
+    link.emit('data', Buffer.from('c\n'));
+    await expect(c).resolves.toBe('c');
     ch.detach();
   });
 });

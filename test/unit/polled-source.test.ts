@@ -16,7 +16,7 @@ class FakeLink extends EventEmitter {
     }
     return true;
   }
-  async write(): Promise<void> {}
+  send(): void {}
 }
 
 type Step = 'ok' | Error;
@@ -35,6 +35,30 @@ class ScriptedSource extends PolledSource {
     const step = this.script.shift() ?? 'ok';
     if (step !== 'ok') throw step;
     return { sensor, ts: Date.now(), rxMono: performance.now() };
+  }
+}
+
+/** Polls through the real RequestChannel: `SI` out, a line back (or nothing: then it times out). */
+class ChannelSource extends PolledSource {
+  protected pollSensor(sensor: string): Promise<SourceReading> {
+    return this.channel.request(Buffer.from('SI\r\n'), (c) => (c.includes(0x0a) ? { sensor, ts: Date.now(), rxMono: performance.now() } : null), 300);
+  }
+}
+
+/** A link whose writes are recorded and that can drop and come back. */
+class DroppingLink extends EventEmitter {
+  online = true;
+  sent: Buffer[] = [];
+  send(data: Buffer): void {
+    this.sent.push(data);
+  }
+  drop(reason: string): void {
+    this.online = false;
+    this.emit('offline', reason);
+  }
+  back(): void {
+    this.online = true;
+    this.emit('online');
   }
 }
 
@@ -135,5 +159,18 @@ describe('PolledSource', () => {
     start(src);
     await waitFor(() => at.length >= 5, 2_000, 'five readings');
     for (let i = 1; i < at.length; i++) expect(at[i]! - at[i - 1]!).toBeGreaterThanOrEqual(45); // timers may fire ~1 ms early against performance.now()
+  });
+
+  it('a link drop fails the request in flight at once: not a device timeout', async () => {
+    const { log, lines } = capture();
+    const link = new DroppingLink();
+    const src = new ChannelSource({ name: 'test', link, sensors: ['a'], pollIntervalMs: 0, gapMs: 0, missesToOffline: 3, log });
+    start(src);
+    await waitFor(() => link.sent.length === 1, 2_000, 'the first request');
+    link.drop('EIO'); // the device never answered it
+    link.back();
+    await waitFor(() => link.sent.length === 2, 2_000, 'a request after the link came back');
+    expect(src.stats.timeouts).toBe(0);
+    expect(lines.filter((l) => l.msg === 'sensor did not answer correctly')).toEqual([]);
   });
 });

@@ -185,6 +185,7 @@ describe('ReconnectingLink', () => {
     const broken = {
       description: 'broken',
       write: async () => undefined,
+      send: () => undefined,
       close: async () => void closedBroken++,
       on: () => {
         throw new TypeError("Cannot read properties of undefined (reading 'on')");

@@ -4,7 +4,8 @@ import { ErrorCode, ShelfgateError } from '../../errors';
 /** The part of ReconnectingLink a channel needs (so tests can pass a fake). */
 export interface ByteLink {
   readonly online: boolean;
-  write(data: Buffer): Promise<void>;
+  /** Writes without a promise; `onError` at most once, only if the bytes cannot be written. */
+  send(data: Buffer, onError: (err: Error) => void): void;
   on(event: 'data', listener: (chunk: Buffer) => void): unknown;
   off(event: 'data', listener: (chunk: Buffer) => void): unknown;
 }
@@ -83,11 +84,22 @@ export class RequestChannel {
     this.link.off('data', this.onData);
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    const stopped = (): Error => new ShelfgateError(ErrorCode.STOPPED, 'channel stopped');
+    this.failAll(() => new ShelfgateError(ErrorCode.STOPPED, 'channel stopped'));
+  }
+
+  /**
+   * The link went down: the outstanding and queued requests fail now with TRANSPORT_CLOSED, instead
+   * of waiting out their timeouts and counting as device misses.
+   */
+  linkDown(reason: string): void {
+    this.failAll(() => new ShelfgateError(ErrorCode.TRANSPORT_CLOSED, `link down: ${reason}`));
+  }
+
+  private failAll(error: () => Error): void {
     const p = this.pending;
     this.pending = null;
-    p?.reject(stopped());
-    for (const q of this.queue.splice(0)) q.reject(stopped());
+    p?.reject(error());
+    for (const q of this.queue.splice(0)) q.reject(error());
   }
 
   /** Queues a request behind any outstanding one; resolves with the decoder's result. */
@@ -108,7 +120,7 @@ export class RequestChannel {
     this.pending = item;
     this.deadline = performance.now() + item.timeoutMs;
     this.arm(item.timeoutMs);
-    this.link.write(item.frame).catch((e: Error) => {
+    this.link.send(item.frame, (e) => {
       if (this.pending === item) {
         this.finish();
         item.reject(e);

@@ -65,6 +65,7 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
   private wake: (() => void) | null = null;
   private readonly onOffline = (reason: string): void => {
     this.health.linkDown(`link down: ${reason}`, Date.now());
+    this.channel.linkDown(reason);
     this.wake?.();
   };
   private readonly onOnline = (): void => this.wake?.();
