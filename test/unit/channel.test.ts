@@ -137,4 +137,25 @@ describe('RequestChannel', () => {
     await expect(c).resolves.toBe('c');
     ch.detach();
   });
+
+  it('each request gets its own timeout, whatever the timer was armed for before', async () => {
+    const link = new FakeLink();
+    const ch = new RequestChannel(link);
+    ch.attach();
+    // a long timeout answered at once, then a short one nobody answers: rejected on time
+    const long = ch.request(Buffer.from('A'), untilNewline({ s: '' }), 5_000);
+    link.emit('data', Buffer.from('a\n'));
+    await long;
+    let t0 = performance.now();
+    await expect(ch.request(Buffer.from('B'), () => null, 50)).rejects.toMatchObject({ code: ErrorCode.DEVICE_TIMEOUT });
+    expect(performance.now() - t0).toBeLessThan(1_000);
+    // a short timeout answered at once, then a longer one: not rejected before its own timeout
+    const short = ch.request(Buffer.from('C'), untilNewline({ s: '' }), 50);
+    link.emit('data', Buffer.from('c\n'));
+    await short;
+    t0 = performance.now();
+    await expect(ch.request(Buffer.from('D'), () => null, 300)).rejects.toMatchObject({ code: ErrorCode.DEVICE_TIMEOUT });
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(295);
+    ch.detach();
+  });
 });

@@ -29,13 +29,18 @@ interface Queued extends Pending {
  * are handed to `onUnsolicited` (counted as noise by the caller) and never to the next request.
  *
  * This is the per-reading hot path (tens of thousands of requests a second on a busy store), so
- * it keeps one timer per channel and re-arms it with refresh() instead of a setTimeout per request.
+ * the timeout costs no timer work per request: one timer per channel, armed for no later than the
+ * current request's deadline, checks that deadline when it fires and waits out the rest (a poll
+ * answered in a few ms leaves the timer alone; it fires about once per timeout period).
  */
 export class RequestChannel {
+  /** Requests settled from an I/O or timer callback: when it moves, the caller has been through the event loop. */
+  settledFromIo = 0;
   private pending: Pending | null = null;
   private readonly queue: Queued[] = [];
   private timer: NodeJS.Timeout | null = null;
-  private timerMs = 0;
+  /** When the armed timer fires (performance.now()); 0 when none is armed. */
+  private timerAt = 0;
   private deadline = 0;
 
   private readonly onData = (chunk: Buffer): void => {
@@ -48,25 +53,29 @@ export class RequestChannel {
     try {
       result = p.feed(chunk);
     } catch (e) {
+      this.settledFromIo++;
       this.finish();
       p.reject(e as Error);
       return;
     }
     if (result !== null && result !== undefined) {
+      this.settledFromIo++;
       this.finish();
       p.resolve(result);
     }
   };
 
   private readonly onTimer = (): void => {
+    this.timerAt = 0;
     const p = this.pending;
     if (!p) return;
     const left = this.deadline - performance.now();
     if (left > 1) {
-      // the timer was armed for an earlier, longer-running request: wait the rest
+      // armed for an earlier request: the current one has time left
       this.arm(left);
       return;
     }
+    this.settledFromIo++;
     this.finish();
     p.reject(new ShelfgateError(ErrorCode.DEVICE_TIMEOUT, `no answer within ${p.timeoutMs} ms`));
   };
@@ -84,6 +93,7 @@ export class RequestChannel {
     this.link.off('data', this.onData);
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.timerAt = 0;
     this.failAll(() => new ShelfgateError(ErrorCode.STOPPED, 'channel stopped'));
   }
 
@@ -119,7 +129,8 @@ export class RequestChannel {
     }
     this.pending = item;
     this.deadline = performance.now() + item.timeoutMs;
-    this.arm(item.timeoutMs);
+    // a timer that fires by the deadline will find this request and wait the rest
+    if (this.timerAt === 0 || this.timerAt > this.deadline) this.arm(item.timeoutMs);
     this.link.send(item.frame, (e) => {
       if (this.pending === item) {
         this.finish();
@@ -129,16 +140,12 @@ export class RequestChannel {
   }
 
   private arm(ms: number): void {
-    if (this.timer && this.timerMs === ms) {
-      this.timer.refresh();
-      return;
-    }
     if (this.timer) clearTimeout(this.timer);
-    this.timerMs = ms;
     this.timer = setTimeout(this.onTimer, ms);
+    this.timerAt = performance.now() + ms;
   }
 
-  /** Ends the current request (its timer may still fire: onTimer ignores it) and starts the next. */
+  /** Ends the current request (the timer stays armed: onTimer ignores it or finds the next request) and starts the next. */
   private finish(): void {
     this.pending = null;
     this.next();

@@ -139,6 +139,7 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
         continue;
       }
       const cycleStart = performance.now();
+      const turns = this.channel.settledFromIo;
       let polled = 0;
       for (const sensor of sensors) {
         if (!this.running || !this.opts.link.online) break;
@@ -151,10 +152,11 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
       let rest = pollIntervalMs - (now - cycleStart);
       // Nothing was due (every sensor offline between probes): sleep until the next probe, not spin.
       if (polled === 0) rest = Math.max(rest, Math.min(this.health.msUntilDue(now), 1_000), 1);
-      // With no time left to wait, yield one event-loop turn and go on: a timer here (even
-      // setTimeout(0), which is 1 ms) would cap a bus near 500 requests a second whatever the line.
+      // With no time left to wait, go on: a timer here (even setTimeout(0), which is 1 ms) would
+      // cap a bus near 500 requests a second whatever the line. A cycle whose answers came from
+      // I/O has been through the event loop already; any other yields one turn (setImmediate).
       if (rest >= 1) await this.idle(rest);
-      else await this.yieldTurn();
+      else if (this.channel.settledFromIo === turns) await this.yieldTurn();
     }
   }
 
