@@ -31,6 +31,10 @@ export abstract class StreamLink<S extends ByteStreamLike> extends EventEmitter 
   private readonly onData = (chunk: Buffer): void => {
     this.emit('data', chunk);
   };
+  /** For streams that hand over bytes some other way than 'data' (a socket's onread). */
+  protected received(chunk: Buffer): void {
+    if (!this.closed) this.emit('data', chunk);
+  }
   private readonly onError = (err: Error): void => this.finish(err);
   private readonly onClose = (err?: Error | null): void => this.finish(err ?? this.peerClosedError());
 

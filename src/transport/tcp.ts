@@ -16,6 +16,11 @@ export interface TcpOpenerOptions {
  * request/response frames are small and latency-bound (Nagle would hold them back).
  */
 class TcpLink extends StreamLink<Socket> {
+  /** The socket's onread callback: a copy of what arrived (the read buffer is reused). */
+  readonly onRead = (n: number, buf: Buffer): void => {
+    this.received(Buffer.from(buf.subarray(0, n)));
+  };
+
   // The callback runs once the bytes are handed to the kernel (or with an error).
   protected writeRaw(data: Buffer, done: (err?: Error | null) => void): void {
     this.stream.write(data, done);
@@ -47,12 +52,25 @@ class TcpLink extends StreamLink<Socket> {
   }
 }
 
+/** One read buffer per connection: answers are tens of bytes; a longer burst arrives in several reads. */
+const READ_BUFFER_BYTES = 4096;
+
 export function tcpOpener(host: string, port: number, opts: TcpOpenerOptions = {}): Opener {
   const { connectTimeoutMs = 5000, keepAliveMs = 10_000 } = opts;
   const description = `tcp://${host.includes(':') ? `[${host}]` : host}:${port}`;
   return () =>
     new Promise<Link>((resolve, reject) => {
-      const socket = createConnection({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: keepAliveMs });
+      // onread reads into one buffer per socket and calls us directly: no stream push, 'data'
+      // event and 64 KiB allocation per answer (the link copies each answer out).
+      let link: TcpLink | null = null;
+      const onread = {
+        buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
+        callback: (n: number, buf: Buffer): boolean => {
+          link?.onRead(n, buf);
+          return true; // false would pause the socket
+        },
+      };
+      const socket = createConnection({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: keepAliveMs, onread });
       const fail = (err: Error): void => {
         clearTimeout(timer);
         socket.off('connect', onConnect);
@@ -64,7 +82,8 @@ export function tcpOpener(host: string, port: number, opts: TcpOpenerOptions = {
       const onConnect = (): void => {
         clearTimeout(timer);
         socket.off('error', fail);
-        resolve(new TcpLink(socket, description));
+        link = new TcpLink(socket, description);
+        resolve(link);
       };
       const timer = setTimeout(() => fail(new Error(`connect timed out after ${connectTimeoutMs} ms`)), connectTimeoutMs);
       socket.once('connect', onConnect);

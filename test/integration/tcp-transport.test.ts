@@ -94,6 +94,31 @@ describe('tcp transport', () => {
     expect(rl.stats).toMatchObject({ opens: 2, disconnects: 1, bytesIn: 9, bytesOut: 4 });
   });
 
+  it('send() writes without a promise; each received chunk is the caller\'s to keep', async () => {
+    const srv = await listen();
+    const rl = reconnecting(srv.port);
+    const chunks: Buffer[] = [];
+    rl.on('data', (c) => chunks.push(c));
+    await rl.start();
+    await waitFor('online', () => rl.online && sockets.length === 1);
+    const errors: Error[] = [];
+    rl.send(Buffer.from('SI\r\n'), (e) => errors.push(e));
+    await waitFor('server got SI', () => srv.received() === 'SI\r\n');
+    // two answers in two reads: the first chunk must not change when the second arrives
+    sockets[0]!.write('S S 1.00 g\r\n');
+    await waitFor('first answer', () => chunks.length === 1);
+    sockets[0]!.write('S S 2.00 g\r\n');
+    await waitFor('second answer', () => chunks.length === 2);
+    expect(chunks.map((c) => c.toString('latin1'))).toEqual(['S S 1.00 g\r\n', 'S S 2.00 g\r\n']);
+    expect(errors).toEqual([]);
+    expect(rl.stats).toMatchObject({ bytesOut: 4, bytesIn: 24 });
+    // offline: the error comes through the callback, not a throw
+    sockets[0]!.destroy();
+    await waitFor('offline', () => !rl.online);
+    rl.send(Buffer.from('SI\r\n'), (e) => errors.push(e));
+    expect(errors.map((e) => isShelfgateError(e, ErrorCode.TRANSPORT_CLOSED))).toEqual([true]);
+  });
+
   it('server not listening: retries with backoff, then connects when it appears', async () => {
     const { port } = await listen(); // learn a free port, then stop listening on it
     await closeServer();
