@@ -62,6 +62,14 @@ class DroppingLink extends EventEmitter {
   }
 }
 
+/** A device that answers every request in a microtask, with no I/O at all (like a MockDevice with a simulator). */
+class InstantLink extends EventEmitter {
+  online = true;
+  send(): void {
+    queueMicrotask(() => this.emit('data', Buffer.from('S S 1.00 g\r\n')));
+  }
+}
+
 function capture() {
   const lines: Array<{ level: number; msg: string; [k: string]: unknown }> = [];
   const log = createLogger('debug', { write: (s: string) => void lines.push(JSON.parse(s)) });
@@ -172,5 +180,14 @@ describe('PolledSource', () => {
     await waitFor(() => link.sent.length === 2, 2_000, 'a request after the link came back');
     expect(src.stats.timeouts).toBe(0);
     expect(lines.filter((l) => l.msg === 'sensor did not answer correctly')).toEqual([]);
+  });
+
+  it('a device answering without I/O (microtasks only) does not starve timers', async () => {
+    const { log } = capture();
+    const src = new ChannelSource({ name: 'test', link: new InstantLink(), sensors: ['a', 'b'], pollIntervalMs: 0, gapMs: 0, missesToOffline: 3, log });
+    start(src);
+    const at = src.stats.readings;
+    await new Promise((r) => setTimeout(r, 20)); // never fires if the loop keeps the event loop in microtasks
+    expect(src.stats.readings).toBeGreaterThan(at);
   });
 });

@@ -34,8 +34,6 @@ interface Queued extends Pending {
  * answered in a few ms leaves the timer alone; it fires about once per timeout period).
  */
 export class RequestChannel {
-  /** Requests settled from an I/O or timer callback: when it moves, the caller has been through the event loop. */
-  settledFromIo = 0;
   private pending: Pending | null = null;
   private readonly queue: Queued[] = [];
   private timer: NodeJS.Timeout | null = null;
@@ -53,13 +51,11 @@ export class RequestChannel {
     try {
       result = p.feed(chunk);
     } catch (e) {
-      this.settledFromIo++;
       this.finish();
       p.reject(e as Error);
       return;
     }
     if (result !== null && result !== undefined) {
-      this.settledFromIo++;
       this.finish();
       p.resolve(result);
     }
@@ -75,7 +71,6 @@ export class RequestChannel {
       this.arm(left);
       return;
     }
-    this.settledFromIo++;
     this.finish();
     p.reject(new ShelfgateError(ErrorCode.DEVICE_TIMEOUT, `no answer within ${p.timeoutMs} ms`));
   };

@@ -34,6 +34,26 @@ export interface PolledSourceOptions {
 /** A poll loop that ran this long before it failed starts its restart backoff from the beginning. */
 const LOOP_STABLE_MS = 60_000;
 
+/**
+ * Event-loop turns, counted only while someone looks: turn() schedules one setImmediate per turn
+ * for the whole process (not one per request). A poll cycle notes turn() when it starts; if the
+ * count has not moved by its end, its answers never left the microtask queue (a mock device, a
+ * simulator in the same process) and it must yield, or timers and I/O would starve.
+ */
+let turns = 0;
+let counting = false;
+function countTurn(): void {
+  turns++;
+  counting = false;
+}
+function turn(): number {
+  if (!counting) {
+    counting = true;
+    setImmediate(countTurn).unref();
+  }
+  return turns;
+}
+
 function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -139,7 +159,7 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
         continue;
       }
       const cycleStart = performance.now();
-      const turns = this.channel.settledFromIo;
+      const cycleTurn = turn();
       let polled = 0;
       for (const sensor of sensors) {
         if (!this.running || !this.opts.link.online) break;
@@ -153,10 +173,10 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
       // Nothing was due (every sensor offline between probes): sleep until the next probe, not spin.
       if (polled === 0) rest = Math.max(rest, Math.min(this.health.msUntilDue(now), 1_000), 1);
       // With no time left to wait, go on: a timer here (even setTimeout(0), which is 1 ms) would
-      // cap a bus near 500 requests a second whatever the line. A cycle whose answers came from
-      // I/O has been through the event loop already; any other yields one turn (setImmediate).
+      // cap a bus near 500 requests a second whatever the line. A cycle that waited on I/O has
+      // been through the event loop already; one that did not yields a turn (setImmediate).
       if (rest >= 1) await this.idle(rest);
-      else if (this.channel.settledFromIo === turns) await this.yieldTurn();
+      else if (turn() === cycleTurn) await this.yieldTurn();
     }
   }
 
