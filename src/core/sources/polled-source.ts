@@ -161,11 +161,20 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
       const cycleStart = performance.now();
       const cycleTurn = turn();
       let polled = 0;
-      for (const sensor of sensors) {
+      for (let i = 0; i < sensors.length; i++) {
+        const sensor = sensors[i]!;
         if (!this.running || !this.opts.link.online) break;
         if (!this.health.due(sensor, performance.now())) continue;
-        await this.pollOne(sensor);
         polled++;
+        this.stats.polls++;
+        // awaited here rather than in an async pollOne(): one promise and microtask hop less per reading
+        let reading: R | null = null;
+        try {
+          reading = await this.pollSensor(sensor);
+        } catch (e) {
+          this.missed(sensor, e);
+        }
+        if (reading) this.received(sensor, reading);
         if (gapMs > 0) await this.idle(gapMs);
       }
       const now = performance.now();
@@ -180,15 +189,7 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
     }
   }
 
-  private async pollOne(sensor: string): Promise<void> {
-    this.stats.polls++;
-    let reading: R;
-    try {
-      reading = await this.pollSensor(sensor);
-    } catch (e) {
-      this.missed(sensor, e);
-      return;
-    }
+  private received(sensor: string, reading: R): void {
     this.stats.readings++;
     this.health.ok(sensor, reading.ts);
     this.safeEmit('reading', reading);
