@@ -23,7 +23,7 @@ class TcpLink extends StreamLink<Socket> {
 
   // The callback runs once the bytes are handed to the kernel (or with an error).
   protected writeRaw(data: Buffer, done: (err?: Error | null) => void): void {
-    this.stream.write(data, done);
+    writeSoon(this, data, done);
   }
 
   /**
@@ -34,9 +34,15 @@ class TcpLink extends StreamLink<Socket> {
    */
   override send(data: Buffer, onError: (err: Error) => void): void {
     if (this.isClosed) return onError(closedError(this.description));
-    this.stream.write(data, (err) => {
+    writeSoon(this, data, (err) => {
       if (err) onError(this.writeFailed(err));
     });
+  }
+
+  /** Called by flushWrites(). */
+  writeNow(data: Buffer, done: (err?: Error | null) => void): void {
+    if (this.isClosed) done(closedError(this.description));
+    else this.stream.write(data, done);
   }
 
   protected destroyStream(): Promise<void> {
@@ -50,6 +56,32 @@ class TcpLink extends StreamLink<Socket> {
   protected override peerClosedError(): Error {
     return new Error('connection closed by peer');
   }
+}
+
+/**
+ * Writes issued during one event-loop turn, by any TCP link, go out together at its end
+ * (setImmediate): still one write(2) per request, in order per link, but back to back. Answers of
+ * many devices arrive in one poll phase and their next requests used to be written one by one
+ * between their JS, so the far side (ser2net, a simulator) went back to sleep and was woken for
+ * nearly every request; now it is woken about once per burst and answers in bursts too. Measured
+ * with bench/node-red.ts (64 scales): ~20 % less CPU per reading, in the gateway and the simulator.
+ */
+const writes: Array<TcpLink | Buffer | ((err?: Error | null) => void)> = [];
+let flushScheduled = false;
+
+function writeSoon(link: TcpLink, data: Buffer, done: (err?: Error | null) => void): void {
+  writes.push(link, data, done);
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flushWrites);
+  }
+}
+
+function flushWrites(): void {
+  flushScheduled = false;
+  // taken out first: a callback run from here may queue the next request (for the next flush)
+  const batch = writes.splice(0);
+  for (let i = 0; i < batch.length; i += 3) (batch[i] as TcpLink).writeNow(batch[i + 1] as Buffer, batch[i + 2] as (err?: Error | null) => void);
 }
 
 /** One read buffer per connection: answers are tens of bytes; a longer burst arrives in several reads. */

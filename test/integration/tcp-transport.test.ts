@@ -119,6 +119,21 @@ describe('tcp transport', () => {
     expect(errors.map((e) => isShelfgateError(e, ErrorCode.TRANSPORT_CLOSED))).toEqual([true]);
   });
 
+  it('writes issued in one turn keep their order, whether sent or written', async () => {
+    const srv = await listen();
+    const rl = reconnecting(srv.port);
+    await rl.start();
+    await waitFor('online', () => rl.online && sockets.length === 1);
+    const errors: Error[] = [];
+    rl.send(Buffer.from('1'), (e) => errors.push(e));
+    const two = rl.write(Buffer.from('2'));
+    rl.send(Buffer.from('3'), (e) => errors.push(e));
+    await two;
+    await waitFor('all three', () => srv.received().length === 3);
+    expect(srv.received()).toBe('123');
+    expect(errors).toEqual([]);
+  });
+
   it('server not listening: retries with backoff, then connects when it appears', async () => {
     const { port } = await listen(); // learn a free port, then stop listening on it
     await closeServer();
