@@ -182,7 +182,12 @@ export class ReconnectingLink extends EventEmitter implements Service {
       const onData = (chunk: Buffer): void => {
         this.stats.bytesIn += chunk.length;
         this.backoff.reset(); // the device answers: this link works
-        this.safeEmit('data', chunk);
+        // safeEmit inlined: no rest-args array per answer on the read path
+        try {
+          this.emit('data', chunk);
+        } catch (err) {
+          this.log.error({ err, event: 'data' }, 'link listener threw');
+        }
       };
       const end = (reason: string, err?: Error): void => {
         link.off('data', onData);
