@@ -20,8 +20,8 @@ export interface Link {
   write(data: Buffer): Promise<void>;
   /**
    * The per-request path: writes `data` with no promise to allocate and settle. `onError` is called
-   * at most once (possibly before send() returns), only if the bytes cannot be written; a failed
-   * write also ends the link with its 'close'.
+   * at most once (possibly before send() returns), only if the bytes cannot be written (a TCP
+   * socket whose write fails also ends the link with its 'close').
    */
   send(data: Buffer, onError: (err: Error) => void): void;
   close(): Promise<void>;
