@@ -16,7 +16,6 @@
  * of the broker process: on a shared VM these are steadier than msg/s, and they show which side is
  * the bottleneck (the client harness costs about the same with either broker).
  */
-import { readFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -24,7 +23,7 @@ import { LocalBus } from '../src/bus/broker';
 import { hashPassword } from '../src/bus/auth';
 import { silentLogger } from '../src/log';
 import { configSchema } from '../src/config/schema';
-import { fmt, machine, stopProcess } from './harness';
+import { fmt, machine, processCpuMs, stopProcess } from './harness';
 import { startMosquitto } from '../test/helpers/mosquitto';
 
 const STORE = 'bench';
@@ -37,17 +36,6 @@ async function connect(port: number, username: string): Promise<MqttClient> {
     c.once('error', rej);
   });
   return c;
-}
-
-/** CPU time (user + system) a process has used so far, in ms (Linux /proc; 0 elsewhere). */
-function processCpuMs(pid: number | undefined): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime + stime, USER_HZ = 100
-  } catch {
-    return 0;
-  }
 }
 
 interface RunResult {

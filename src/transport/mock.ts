@@ -96,6 +96,11 @@ class MockLink extends EventEmitter implements Link {
     this.device.onGatewayWrite(Buffer.from(data));
   }
 
+  send(data: Buffer, onError: (err: Error) => void): void {
+    if (this.closed) return onError(new ShelfgateError(ErrorCode.TRANSPORT_CLOSED, `${this.description}: link closed`));
+    this.device.onGatewayWrite(Buffer.from(data));
+  }
+
   async close(): Promise<void> {
     this.end(undefined);
   }

@@ -27,6 +27,13 @@ export interface LinkStats {
 /** stop() waits at most this long for a link's close() (a wedged driver must not block shutdown). */
 const CLOSE_TIMEOUT_MS = 2000;
 
+/** Closes a link that may be broken: never throws, never rejects. */
+function closeQuietly(link: Link): void {
+  Promise.resolve()
+    .then(() => link.close())
+    .catch(() => undefined);
+}
+
 export interface ReconnectingLink {
   on(event: 'online', listener: () => void): this;
   on(event: 'offline', listener: (reason: string) => void): this;
@@ -41,7 +48,9 @@ export interface ReconnectingLink {
  * own, not by a cron restart as in Zigbee2MQTT #17809). start() returns at once: a USB adapter
  * missing at boot must not hold up the daemon. Every close or failed open waits a capped,
  * jittered backoff and opens again. Events: 'online', 'offline' (reason: string; once per
- * transition, not per failed retry), 'data' (Buffer).
+ * transition, not per failed retry), 'data' (Buffer). Should the loop itself fail (a driver bug),
+ * that is logged, the link reported offline, and the loop runs again after the same backoff: it
+ * never stops while the link is started.
  */
 export class ReconnectingLink extends EventEmitter implements Service {
   readonly name: string;
@@ -75,7 +84,7 @@ export class ReconnectingLink extends EventEmitter implements Service {
     const ac = new AbortController();
     this.abort = ac;
     this.backoff.reset();
-    this.loop = this.run(ac.signal).catch((err: unknown) => this.log.error({ err }, 'reconnect loop failed'));
+    this.loop = this.supervise(ac.signal);
   }
 
   async stop(): Promise<void> {
@@ -96,14 +105,45 @@ export class ReconnectingLink extends EventEmitter implements Service {
     this.stats.bytesOut += data.length;
   }
 
+  /** Link.send() on the current link (the per-request path); bytesOut counts what was handed to it. */
+  send(data: Buffer, onError: (err: Error) => void): void {
+    const link = this.link;
+    if (!link) return onError(new ShelfgateError(ErrorCode.TRANSPORT_CLOSED, `${this.name}: link offline`));
+    this.stats.bytesOut += data.length;
+    link.send(data, onError);
+  }
+
+  private async supervise(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        await this.run(signal);
+        return;
+      } catch (err) {
+        if (signal.aborted) return;
+        this.link = null;
+        const delayMs = this.backoff.next();
+        this.log.error({ err, delayMs }, 'reconnect loop failed; reopening after backoff');
+        this.setOffline(`reconnect loop failed: ${err instanceof Error ? err.message : String(err)}`);
+        await sleep(delayMs, signal);
+      }
+    }
+  }
+
   private async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       const link = await this.open(signal);
       if (link && signal.aborted) {
-        link.close().catch(() => undefined); // stop() came between the open and this line
+        closeQuietly(link); // stop() came between the open and this line
         break;
       }
-      if (link) await this.session(link, signal);
+      if (link) {
+        try {
+          await this.session(link, signal);
+        } catch (err) {
+          closeQuietly(link);
+          throw err;
+        }
+      }
       if (signal.aborted) break;
       const delayMs = this.backoff.next();
       this.log.debug({ delayMs, attempt: this.backoff.attempt }, 'reopening after backoff');
@@ -142,7 +182,12 @@ export class ReconnectingLink extends EventEmitter implements Service {
       const onData = (chunk: Buffer): void => {
         this.stats.bytesIn += chunk.length;
         this.backoff.reset(); // the device answers: this link works
-        this.safeEmit('data', chunk);
+        // safeEmit inlined: no rest-args array per answer on the read path
+        try {
+          this.emit('data', chunk);
+        } catch (err) {
+          this.log.error({ err, event: 'data' }, 'link listener threw');
+        }
       };
       const end = (reason: string, err?: Error): void => {
         link.off('data', onData);
@@ -159,10 +204,11 @@ export class ReconnectingLink extends EventEmitter implements Service {
       };
       const onClose = (err?: Error): void => end(err ? err.message : 'closed', err);
       const onAbort = (): void => end('stopped');
-      const stable = setTimeout(() => this.backoff.reset(), this.stableMs);
-      stable.unref();
       link.on('data', onData);
       link.on('close', onClose);
+      // armed only once the link is really served: a session that fails to start must not reset the backoff
+      const stable = setTimeout(() => this.backoff.reset(), this.stableMs);
+      stable.unref();
       signal.addEventListener('abort', onAbort, { once: true });
       this.link = link;
       this.stats.opens++;

@@ -31,6 +31,10 @@ export abstract class StreamLink<S extends ByteStreamLike> extends EventEmitter 
   private readonly onData = (chunk: Buffer): void => {
     this.emit('data', chunk);
   };
+  /** For streams that hand over bytes some other way than 'data' (a socket's onread). */
+  protected received(chunk: Buffer): void {
+    if (!this.closed) this.emit('data', chunk);
+  }
   private readonly onError = (err: Error): void => this.finish(err);
   private readonly onClose = (err?: Error | null): void => this.finish(err ?? this.peerClosedError());
 
@@ -58,7 +62,7 @@ export abstract class StreamLink<S extends ByteStreamLike> extends EventEmitter 
     return new Promise<void>((resolve, reject) => {
       const fail = (e: Error): void => {
         this.pending.delete(fail);
-        reject(new ShelfgateError(ErrorCode.TRANSPORT_CLOSED, `${this.description}: write failed: ${e.message}`, undefined, { cause: e }));
+        reject(this.writeFailed(e));
       };
       this.pending.add(fail);
       this.writeRaw(data, (err) => {
@@ -70,6 +74,19 @@ export abstract class StreamLink<S extends ByteStreamLike> extends EventEmitter 
         }
       });
     });
+  }
+
+  /** Default: through write(). A stream whose write callbacks always come may do without the promise. */
+  send(data: Buffer, onError: (err: Error) => void): void {
+    this.write(data).catch(onError);
+  }
+
+  protected get isClosed(): boolean {
+    return this.closed;
+  }
+
+  protected writeFailed(e: Error): ShelfgateError {
+    return new ShelfgateError(ErrorCode.TRANSPORT_CLOSED, `${this.description}: write failed: ${e.message}`, undefined, { cause: e });
   }
 
   async close(): Promise<void> {

@@ -16,7 +16,14 @@ export interface SerialSettings {
 export interface Link {
   /** Human-readable description, e.g. `serial:/dev/ttyUSB0` or `tcp://10.0.0.5:4001`. */
   readonly description: string;
+  /** Writes `data`; resolves once the link has taken the bytes (serial: after tcdrain). */
   write(data: Buffer): Promise<void>;
+  /**
+   * The per-request path: writes `data` with no promise to allocate and settle. `onError` is called
+   * at most once (possibly before send() returns), only if the bytes cannot be written (a TCP
+   * socket whose write fails also ends the link with its 'close').
+   */
+  send(data: Buffer, onError: (err: Error) => void): void;
   close(): Promise<void>;
   on(event: 'data', listener: (chunk: Buffer) => void): this;
   on(event: 'close', listener: (err?: Error) => void): this;

@@ -20,8 +20,13 @@ export class FakeLink extends EventEmitter {
     });
   }
 
+  /** Gateway -> device on the per-request path (Link.send): like write(), errors to `onError`. */
+  send(data: Buffer, onError: (err: Error) => void): void {
+    this.write(data).catch(onError);
+  }
+
   /** Device -> gateway. */
-  send(data: Buffer | string): void {
+  fromDevice(data: Buffer | string): void {
     const chunk = typeof data === 'string' ? Buffer.from(data, 'latin1') : data;
     queueMicrotask(() => this.emit('data', chunk));
   }
@@ -49,7 +54,7 @@ export class FakeLink extends EventEmitter {
 
   /** The device end, to attach a simulator: `sim.attach(link.deviceIo())`. */
   deviceIo(): SimIo {
-    return { write: (buf) => this.send(Buffer.from(buf)), onData: (cb) => this.onWrite(cb) };
+    return { write: (buf) => this.fromDevice(Buffer.from(buf)), onData: (cb) => this.onWrite(cb) };
   }
 }
 

@@ -88,6 +88,46 @@ describe('tcp transport', () => {
     expect(rl.stats).toMatchObject({ opens: 2, disconnects: 1, bytesIn: 9, bytesOut: 4 });
   });
 
+  it('send() writes without a promise; each received chunk is the caller\'s to keep', async () => {
+    const srv = await listen();
+    const rl = reconnecting(srv.port);
+    const chunks: Buffer[] = [];
+    rl.on('data', (c) => chunks.push(c));
+    await rl.start();
+    await waitFor(() => rl.online && sockets.length === 1, 5_000, 'online');
+    const errors: Error[] = [];
+    rl.send(Buffer.from('SI\r\n'), (e) => errors.push(e));
+    await waitFor(() => srv.received() === 'SI\r\n', 5_000, 'server got SI');
+    // two answers in two reads: the first chunk must not change when the second arrives
+    sockets[0]!.write('S S 1.00 g\r\n');
+    await waitFor(() => chunks.length === 1, 5_000, 'first answer');
+    sockets[0]!.write('S S 2.00 g\r\n');
+    await waitFor(() => chunks.length === 2, 5_000, 'second answer');
+    expect(chunks.map((c) => c.toString('latin1'))).toEqual(['S S 1.00 g\r\n', 'S S 2.00 g\r\n']);
+    expect(errors).toEqual([]);
+    expect(rl.stats).toMatchObject({ bytesOut: 4, bytesIn: 24 });
+    // offline: the error comes through the callback, not a throw
+    sockets[0]!.destroy();
+    await waitFor(() => !rl.online, 5_000, 'offline');
+    rl.send(Buffer.from('SI\r\n'), (e) => errors.push(e));
+    expect(errors.map((e) => isShelfgateError(e, ErrorCode.TRANSPORT_CLOSED))).toEqual([true]);
+  });
+
+  it('writes issued in one turn keep their order, whether sent or written', async () => {
+    const srv = await listen();
+    const rl = reconnecting(srv.port);
+    await rl.start();
+    await waitFor(() => rl.online && sockets.length === 1, 5_000, 'online');
+    const errors: Error[] = [];
+    rl.send(Buffer.from('1'), (e) => errors.push(e));
+    const two = rl.write(Buffer.from('2'));
+    rl.send(Buffer.from('3'), (e) => errors.push(e));
+    await two;
+    await waitFor(() => srv.received().length === 3, 5_000, 'all three');
+    expect(srv.received()).toBe('123');
+    expect(errors).toEqual([]);
+  });
+
   it('server not listening: retries with backoff, then connects when it appears', async () => {
     const { port } = await listen(); // learn a free port, then stop listening on it
     await closeServer();

@@ -8,9 +8,15 @@ import { FakeLink as ScriptLink } from '../helpers/fake-link';
 class FakeLink extends EventEmitter {
   online = true;
   written: Buffer[] = [];
-  async write(data: Buffer): Promise<void> {
-    if (!this.online) throw new Error('closed');
+  /** The next write fails: 'sync' inside send(), 'async' from a later callback (as a socket would). */
+  failNext: 'sync' | 'async' | null = null;
+  send(data: Buffer, onError: (e: Error) => void): void {
+    if (!this.online) return onError(new Error('closed'));
+    const fail = this.failNext;
+    this.failNext = null;
+    if (fail === 'sync') return onError(new Error('EPIPE (sync)'));
     this.written.push(data);
+    if (fail === 'async') setImmediate(() => onError(new Error('EPIPE (async)')));
   }
 }
 
@@ -155,5 +161,58 @@ describe('RequestChannel', () => {
       expect(link.writtenText()).toBe('AXB'); // written at once: A's guard has passed
       ch.detach();
     });
+  });
+
+  it('a write that fails rejects that request, and the next one is sent', async () => {
+    for (const mode of ['sync', 'async'] as const) {
+      const link = new FakeLink();
+      const ch = new RequestChannel(link);
+      ch.attach();
+      link.failNext = mode;
+      const a = ch.request(Buffer.from('A'), untilNewline({ s: '' }), 5_000);
+      const b = ch.request(Buffer.from('B'), untilNewline({ s: '' }), 5_000);
+      await expect(a).rejects.toThrow(`EPIPE (${mode})`);
+      expect(link.written.map(String).at(-1)).toBe('B');
+      link.emit('data', Buffer.from('b\n'));
+      await expect(b).resolves.toBe('b');
+      ch.detach();
+    }
+  });
+
+  it('linkDown() fails the outstanding and queued requests at once with TRANSPORT_CLOSED', async () => {
+    const link = new FakeLink();
+    const ch = new RequestChannel(link);
+    ch.attach();
+    const a = ch.request(Buffer.from('A'), () => null, 10_000);
+    const b = ch.request(Buffer.from('B'), () => null, 10_000);
+    ch.linkDown('EIO');
+    await expect(a).rejects.toMatchObject({ code: ErrorCode.TRANSPORT_CLOSED, message: 'link down: EIO' });
+    await expect(b).rejects.toMatchObject({ code: ErrorCode.TRANSPORT_CLOSED });
+    // the channel still works once the link is back
+    const c = ch.request(Buffer.from('C'), untilNewline({ s: '' }), 1_000);
+    link.emit('data', Buffer.from('c\n'));
+    await expect(c).resolves.toBe('c');
+    ch.detach();
+  });
+
+  it('each request gets its own timeout, whatever the timer was armed for before', async () => {
+    const link = new FakeLink();
+    const ch = new RequestChannel(link);
+    ch.attach();
+    // a long timeout answered at once, then a short one nobody answers: rejected on time
+    const long = ch.request(Buffer.from('A'), untilNewline({ s: '' }), 5_000);
+    link.emit('data', Buffer.from('a\n'));
+    await long;
+    let t0 = performance.now();
+    await expect(ch.request(Buffer.from('B'), () => null, 50)).rejects.toMatchObject({ code: ErrorCode.DEVICE_TIMEOUT });
+    expect(performance.now() - t0).toBeLessThan(1_000);
+    // a short timeout answered at once, then a longer one: not rejected before its own timeout
+    const short = ch.request(Buffer.from('C'), untilNewline({ s: '' }), 50);
+    link.emit('data', Buffer.from('c\n'));
+    await short;
+    t0 = performance.now();
+    await expect(ch.request(Buffer.from('D'), () => null, 300)).rejects.toMatchObject({ code: ErrorCode.DEVICE_TIMEOUT });
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(295);
+    ch.detach();
   });
 });

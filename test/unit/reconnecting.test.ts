@@ -179,4 +179,36 @@ describe('ReconnectingLink', () => {
     await waitFor(() => rl.stats.bytesIn === 2);
     expect(rl.online).toBe(true);
   });
+
+  it('a reconnect loop that fails is logged, reported offline, and runs again after a backoff', async () => {
+    const lines: { msg: string; level: number; delayMs?: number }[] = [];
+    const log = createLogger('debug', { write: (s: string) => void lines.push(JSON.parse(s)) });
+    const { gateway, device } = createMockLinkPair('scale');
+    let closedBroken = 0;
+    let calls = 0;
+    // a buggy driver: its first link throws when the reconnect loop attaches to it
+    const broken = {
+      description: 'broken',
+      write: async () => undefined,
+      send: () => undefined,
+      close: async () => void closedBroken++,
+      on: () => {
+        throw new TypeError("Cannot read properties of undefined (reading 'on')");
+      },
+      off: () => broken,
+    } as unknown as Link;
+    const rl = new ReconnectingLink({ name: 'bus1', opener: async () => (++calls === 1 ? broken : gateway()), backoff: { initialMs: 10, maxMs: 40 }, log });
+    current = rl;
+    const events: string[] = [];
+    rl.on('online', () => events.push('online'));
+    rl.on('offline', (reason) => events.push(`offline:${reason}`));
+    await rl.start();
+    await waitFor(() => rl.online);
+    expect(device.opens).toBe(1);
+    expect(closedBroken).toBe(1);
+    expect(events).toEqual([`offline:reconnect loop failed: Cannot read properties of undefined (reading 'on')`, 'online']);
+    expect(lines.find((l) => l.msg === 'reconnect loop failed; reopening after backoff')).toMatchObject({ level: 50, delayMs: expect.any(Number) });
+    await rl.write(Buffer.from('SI\r\n'));
+    expect(device.takeWritten().toString()).toBe('SI\r\n');
+  });
 });

@@ -81,8 +81,8 @@ describe('StreamingSource', () => {
     await src.start();
     expect(link.writtenText()).toBe('GO\r\n');
     vi.setSystemTime(1_700_000_000_000);
-    link.send('a:12');
-    link.send('5\na:-3\n'); // split across chunks, and two frames in one chunk
+    link.fromDevice('a:12');
+    link.fromDevice('5\na:-3\n'); // split across chunks, and two frames in one chunk
     await flush();
     expect(readings.map((r) => r.grams)).toEqual([125, -3]);
     expect(readings[0]!.ts).toBe(1_700_000_000_000);
@@ -96,11 +96,11 @@ describe('StreamingSource', () => {
   it('a device silent for silenceMs goes offline (reason silent), and online again at its next good frame', async () => {
     const { link, src, avail } = setup();
     await src.start();
-    link.send('a:1\n');
+    link.fromDevice('a:1\n');
     await flush();
     await vi.advanceTimersByTimeAsync(SILENCE - 1);
     expect(src.isOnline('a')).toBe(true);
-    link.send('a:ok\n'); // a keep-alive refreshes the silence clock too
+    link.fromDevice('a:ok\n'); // a keep-alive refreshes the silence clock too
     await flush();
     await vi.advanceTimersByTimeAsync(SILENCE - 1);
     expect(src.isOnline('a')).toBe(true);
@@ -110,7 +110,7 @@ describe('StreamingSource', () => {
     expect(src.stats.timeouts).toBe(1);
     await vi.advanceTimersByTimeAsync(5 * SILENCE);
     expect(avail.filter((a) => !a.online)).toHaveLength(1); // transitions only
-    link.send('a:2\n');
+    link.fromDevice('a:2\n');
     await flush();
     expect(avail.at(-1)).toMatchObject({ sensor: 'a', online: true });
     expect(avail.map((a) => a.online)).toEqual([true, false, true]);
@@ -128,11 +128,11 @@ describe('StreamingSource', () => {
   it('tracks silence per device on a shared stream', async () => {
     const { link, src, avail } = setup({ devices: ['a', 'b'] });
     await src.start();
-    link.send('a:1\nb:1\n');
+    link.fromDevice('a:1\nb:1\n');
     await flush();
     for (let i = 0; i < 4; i++) {
       await vi.advanceTimersByTimeAsync(SILENCE / 2);
-      link.send('a:1\n');
+      link.fromDevice('a:1\n');
       await flush();
     }
     expect(src.isOnline('a')).toBe(true);
@@ -144,7 +144,7 @@ describe('StreamingSource', () => {
   it('link drop: every device offline at once; link back: decoder reset, start sequence again, online at the next frame', async () => {
     const { link, decoder, src, avail } = setup({ devices: ['a', 'b'] });
     await src.start();
-    link.send('a:1\nb:1\nb:');
+    link.fromDevice('a:1\nb:1\nb:');
     await flush();
     const resetsBefore = decoder.resets;
     link.goOffline('EIO');
@@ -157,7 +157,7 @@ describe('StreamingSource', () => {
     expect(avail).toHaveLength(4); // no 'silent' reports while the link is down
     link.goOnline();
     expect(link.writtenText()).toBe('GO\r\nGO\r\n');
-    link.send('5\nb:7\n'); // the partial 'b:' from before the drop is gone: '5' alone is invalid
+    link.fromDevice('5\nb:7\n'); // the partial 'b:' from before the drop is gone: '5' alone is invalid
     await flush();
     expect(src.stats.invalidFrames).toBe(1);
     expect(src.isOnline('b')).toBe(true);
@@ -168,10 +168,10 @@ describe('StreamingSource', () => {
   it('re-sends the start sequence every silenceMs while silent (a device power-cycled behind a live link), and not otherwise', async () => {
     const { link, src } = setup();
     await src.start();
-    link.send('a:1\n');
+    link.fromDevice('a:1\n');
     await flush();
     await vi.advanceTimersByTimeAsync(SILENCE / 2);
-    link.send('a:1\n');
+    link.fromDevice('a:1\n');
     await flush();
     await vi.advanceTimersByTimeAsync(SILENCE / 2);
     expect(link.writtenText()).toBe('GO\r\n');
@@ -180,7 +180,7 @@ describe('StreamingSource', () => {
     expect(link.writtenText()).toBe('GO\r\nGO\r\n');
     await vi.advanceTimersByTimeAsync(SILENCE);
     expect(link.writtenText()).toBe('GO\r\nGO\r\nGO\r\n');
-    link.send('a:1\n');
+    link.fromDevice('a:1\n');
     await flush();
     await vi.advanceTimersByTimeAsync(SILENCE / 2);
     expect(link.writtenText()).toBe('GO\r\nGO\r\nGO\r\n');
@@ -199,9 +199,9 @@ describe('StreamingSource', () => {
     const { link, decoder, src, readings } = setup();
     await src.start();
     decoder.throwOn = 'boom';
-    link.send('%%%\n!crc\nEa\nboom\na:4\n');
+    link.fromDevice('%%%\n!crc\nEa\nboom\na:4\n');
     await flush();
-    link.send('a:5\n');
+    link.fromDevice('a:5\n');
     await flush();
     expect(src.stats).toMatchObject({ invalidFrames: 2, crcErrors: 1, deviceErrors: 1, noiseBytes: 3 });
     // the throw dropped the rest of its chunk (a:4), the next chunk decodes
@@ -212,7 +212,7 @@ describe('StreamingSource', () => {
   it('stop() writes the stop sequence, removes every listener and timer; nothing is emitted afterwards', async () => {
     const { link, src, readings, avail } = setup();
     await src.start();
-    link.send('a:1\n');
+    link.fromDevice('a:1\n');
     await flush();
     await src.stop();
     expect(link.writtenText()).toBe('GO\r\nHALT\r\n');

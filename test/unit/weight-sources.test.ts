@@ -37,8 +37,8 @@ function scripted(link: FakeLink, answers: Array<string | ((send: (s: string) =>
   link.onWrite((chunk) => {
     if (!chunk.toString('latin1').startsWith('SI')) return;
     const a = answers[i++];
-    if (typeof a === 'string') link.send(a);
-    else a?.((s) => link.send(s));
+    if (typeof a === 'string') link.fromDevice(a);
+    else a?.((s) => link.fromDevice(s));
   });
 }
 
@@ -101,7 +101,7 @@ describe('late answers: a device slower than its timeout goes offline instead of
     const link = new FakeLink();
     let lateMs = 130;
     link.onWrite((chunk) => {
-      if (chunk.toString('latin1') === 'SI\r\n') setTimeout(() => link.send('S S     100.00 g\r\n'), lateMs);
+      if (chunk.toString('latin1') === 'SI\r\n') setTimeout(() => link.fromDevice('S S     100.00 g\r\n'), lateMs);
     });
     const { src, readings, availability } = sicsSource(link, { timeoutMs: 100, missesToOffline: 3 });
     const offline = nextEvent<DeviceAvailability>(src, 'availability', (a) => !a.online);

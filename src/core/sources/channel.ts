@@ -4,7 +4,8 @@ import { ErrorCode, ShelfgateError } from '../../errors';
 /** The part of ReconnectingLink a channel needs (so tests can pass a fake). */
 export interface ByteLink {
   readonly online: boolean;
-  write(data: Buffer): Promise<void>;
+  /** Writes without a promise; `onError` at most once, only if the bytes cannot be written. */
+  send(data: Buffer, onError: (err: Error) => void): void;
   on(event: 'data', listener: (chunk: Buffer) => void): unknown;
   off(event: 'data', listener: (chunk: Buffer) => void): unknown;
 }
@@ -65,13 +66,16 @@ interface Queued extends Pending {
  * request was written can be part of its answer.
  *
  * This is the per-reading hot path (tens of thousands of requests a second on a busy store), so
- * it keeps one timer per channel and re-arms it with refresh() instead of a setTimeout per request.
+ * the timeout costs no timer work per request: one timer per channel, armed for no later than the
+ * current request's deadline, checks that deadline when it fires and waits out the rest (a poll
+ * answered in a few ms leaves the timer alone; it fires about once per timeout period).
  */
 export class RequestChannel {
   private pending: Pending | null = null;
   private readonly queue: Queued[] = [];
   private timer: NodeJS.Timeout | null = null;
-  private timerMs = 0;
+  /** When the armed timer fires (performance.now()); 0 when none is armed. */
+  private timerAt = 0;
   private deadline = 0;
   private readonly guardMs: number;
   private readonly onLate: (chunk: Buffer, first: boolean) => void;
@@ -113,11 +117,12 @@ export class RequestChannel {
   };
 
   private readonly onTimer = (): void => {
+    this.timerAt = 0;
     const p = this.pending;
     if (!p) return;
     const left = this.deadline - performance.now();
     if (left > 1) {
-      // the timer was armed for an earlier, longer-running request: wait the rest
+      // armed for an earlier request: the current one has time left
       this.arm(left);
       return;
     }
@@ -153,15 +158,27 @@ export class RequestChannel {
     this.link.off('data', this.onData);
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.timerAt = 0;
+    this.owed.clear();
+    this.failAll(() => new ShelfgateError(ErrorCode.STOPPED, 'channel stopped'));
+  }
+
+  /**
+   * The link went down: the outstanding, held and queued requests fail now with TRANSPORT_CLOSED,
+   * instead of waiting out their timeouts and counting as device misses.
+   */
+  linkDown(reason: string): void {
+    this.failAll(() => new ShelfgateError(ErrorCode.TRANSPORT_CLOSED, `link down: ${reason}`));
+  }
+
+  private failAll(error: () => Error): void {
     if (this.holdTimer) clearTimeout(this.holdTimer);
     this.holdTimer = null;
-    const stopped = (): Error => new ShelfgateError(ErrorCode.STOPPED, 'channel stopped');
     const p = this.pending ?? this.held;
     this.pending = null;
     this.held = null;
-    this.owed.clear();
-    p?.reject(stopped());
-    for (const q of this.queue.splice(0)) q.reject(stopped());
+    p?.reject(error());
+    for (const q of this.queue.splice(0)) q.reject(error());
   }
 
   /** Queues a request behind any outstanding one; resolves with the decoder's result. */
@@ -190,8 +207,9 @@ export class RequestChannel {
     item.opts?.begin?.();
     this.pending = item;
     this.deadline = performance.now() + item.timeoutMs;
-    this.arm(item.timeoutMs);
-    this.link.write(item.frame).catch((e: Error) => {
+    // a timer that fires by the deadline will find this request and wait the rest
+    if (this.timerAt === 0 || this.timerAt > this.deadline) this.arm(item.timeoutMs);
+    this.link.send(item.frame, (e) => {
       if (this.pending === item) {
         this.finish();
         item.reject(e);
@@ -200,16 +218,12 @@ export class RequestChannel {
   }
 
   private arm(ms: number): void {
-    if (this.timer && this.timerMs === ms) {
-      this.timer.refresh();
-      return;
-    }
     if (this.timer) clearTimeout(this.timer);
-    this.timerMs = ms;
     this.timer = setTimeout(this.onTimer, ms);
+    this.timerAt = performance.now() + ms;
   }
 
-  /** Ends the current request (its timer may still fire: onTimer ignores it) and starts the next. */
+  /** Ends the current request (the timer stays armed: onTimer ignores it or finds the next request) and starts the next. */
   private finish(): void {
     this.pending = null;
     this.next();

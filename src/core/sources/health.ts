@@ -42,6 +42,16 @@ export class SensorHealth {
     return s.online !== false || nowMono >= s.nextProbe;
   }
 
+  /** Time until the next sensor is due (0 if one is due now; Infinity with no sensors). */
+  msUntilDue(nowMono: number): number {
+    let min = Infinity;
+    for (const s of this.state.values()) {
+      const left = s.online === false ? s.nextProbe - nowMono : 0;
+      if (left < min) min = left;
+    }
+    return Math.max(0, min);
+  }
+
   linkDown(reason: string, ts: number): void {
     for (const [key, s] of this.state) {
       s.misses = 0;

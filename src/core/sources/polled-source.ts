@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { ErrorCode, isShelfgateError } from '../../errors';
 import { LogLimiter, type Logger } from '../../log';
+import { Backoff } from '../../util/backoff';
 import { RequestChannel, type ByteLink } from './channel';
 import { SensorHealth } from './health';
 import type { DeviceAvailability, Source, SourceReading, SourceStats } from './types';
@@ -28,6 +29,35 @@ export interface PolledSourceOptions {
   /** Quiet kept after a timeout before a request that could take the late answer (RequestChannel). Default 0. */
   lateGuardMs?: number;
   log: Logger;
+  /** Delay before a crashed poll loop is started again; grows to maxMs. Default 1 s to 30 s. */
+  restartBackoff?: { initialMs: number; maxMs: number };
+}
+
+/** A poll loop that ran this long before it failed starts its restart backoff from the beginning. */
+const LOOP_STABLE_MS = 60_000;
+
+/**
+ * Event-loop turns, counted only while someone looks: turn() schedules one setImmediate per turn
+ * for the whole process (not one per request). A poll cycle notes turn() when it starts; if the
+ * count has not moved by its end, its answers never left the microtask queue (a mock device, a
+ * simulator in the same process) and it must yield, or timers and I/O would starve.
+ */
+let turns = 0;
+let counting = false;
+function countTurn(): void {
+  turns++;
+  counting = false;
+}
+function turn(): number {
+  if (!counting) {
+    counting = true;
+    setImmediate(countTurn).unref();
+  }
+  return turns;
+}
+
+function messageOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }
 
 export type { SourceStats } from './types';
@@ -36,6 +66,10 @@ export type { SourceStats } from './types';
  * The poll loop shared by every polled weight source: walks the sensors of one link one request at
  * a time, paces cycles to `pollIntervalMs`, counts misses per sensor and reports availability.
  * Subclasses implement only `pollSensor` (encode, await the answer, decode).
+ *
+ * The loop never ends silently while the source runs: a listener that throws is logged and does
+ * not touch the loop; anything else that escapes it (a bug) is logged, every device of the source
+ * is reported offline, and the loop starts again after a bounded backoff.
  */
 export abstract class PolledSource<R extends SourceReading = SourceReading> extends EventEmitter implements Source<R> {
   readonly name: string;
@@ -44,12 +78,16 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
   protected readonly channel: RequestChannel;
   protected readonly log: Logger;
   protected readonly limiter: LogLimiter;
+  /** How many times the poll loop failed and was started again. */
+  restarts = 0;
   private readonly health: SensorHealth;
+  private readonly restartBackoff: Backoff;
   private running = false;
   private loopDone: Promise<void> = Promise.resolve();
   private wake: (() => void) | null = null;
   private readonly onOffline = (reason: string): void => {
     this.health.linkDown(`link down: ${reason}`, Date.now());
+    this.channel.linkDown(reason);
     this.wake?.();
   };
   private readonly onOnline = (): void => this.wake?.();
@@ -73,8 +111,9 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
       },
     );
     this.health = new SensorHealth(opts.sensors, opts.missesToOffline, Math.max(2_000, opts.pollIntervalMs * 10), (a) =>
-      this.emit('availability', a satisfies DeviceAvailability),
+      this.safeEmit('availability', a satisfies DeviceAvailability),
     );
+    this.restartBackoff = new Backoff(opts.restartBackoff ?? { initialMs: 1_000, maxMs: 30_000 });
   }
 
   async start(): Promise<void> {
@@ -82,7 +121,8 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
     this.opts.link.on('offline', this.onOffline);
     this.opts.link.on('online', this.onOnline);
     this.running = true;
-    this.loopDone = this.loop().catch((e: Error) => this.log.error({ err: e }, 'poll loop failed'));
+    this.restartBackoff.reset();
+    this.loopDone = this.supervise();
   }
 
   async stop(): Promise<void> {
@@ -101,6 +141,27 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
   /** Sends one request to `sensor` and resolves with its reading; rejects with a ShelfgateError on a miss. */
   protected abstract pollSensor(sensor: string): Promise<R>;
 
+  /** Runs the poll loop until stop(); a loop that fails is logged, its devices go offline, and it starts again. */
+  private async supervise(): Promise<void> {
+    while (this.running) {
+      const started = performance.now();
+      try {
+        await this.loop();
+        return;
+      } catch (e) {
+        if (!this.running) return;
+        this.restarts++;
+        if (performance.now() - started >= LOOP_STABLE_MS) this.restartBackoff.reset();
+        const delayMs = this.restartBackoff.next();
+        this.log.error({ err: e, restarts: this.restarts, delayMs }, 'poll loop failed; its devices are offline until it runs again');
+        this.health.linkDown(`poll loop failed: ${messageOf(e)}`, Date.now());
+        // link events wake idle() too: sleep out the whole delay unless stop() comes
+        const until = performance.now() + delayMs;
+        for (let left = delayMs; this.running && left > 0; left = until - performance.now()) await this.idle(left);
+      }
+    }
+  }
+
   private async loop(): Promise<void> {
     const { sensors, pollIntervalMs, gapMs } = this.opts;
     while (this.running) {
@@ -109,37 +170,67 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
         continue;
       }
       const cycleStart = performance.now();
-      for (const sensor of sensors) {
+      const cycleTurn = turn();
+      let polled = 0;
+      for (let i = 0; i < sensors.length; i++) {
+        const sensor = sensors[i]!;
         if (!this.running || !this.opts.link.online) break;
         if (!this.health.due(sensor, performance.now())) continue;
-        await this.pollOne(sensor);
+        polled++;
+        this.stats.polls++;
+        // awaited here rather than in an async pollOne(): one promise and microtask hop less per reading
+        let reading: R | null = null;
+        try {
+          reading = await this.pollSensor(sensor);
+        } catch (e) {
+          this.missed(sensor, e);
+        }
+        if (reading) this.received(sensor, reading);
         if (gapMs > 0) await this.idle(gapMs);
       }
-      const rest = pollIntervalMs - (performance.now() - cycleStart);
-      // Yield to the event loop at least once a cycle, even with a zero interval.
-      await this.idle(rest > 0 ? rest : 0);
+      const now = performance.now();
+      let rest = pollIntervalMs - (now - cycleStart);
+      // Nothing was due (every sensor offline between probes): sleep until the next probe, not spin.
+      if (polled === 0) rest = Math.max(rest, Math.min(this.health.msUntilDue(now), 1_000), 1);
+      // With no time left to wait, go on: a timer here (even setTimeout(0), which is 1 ms) would
+      // cap a bus near 500 requests a second whatever the line. A cycle that waited on I/O has
+      // been through the event loop already; one that did not yields a turn (setImmediate).
+      if (rest >= 1) await this.idle(rest);
+      else if (turn() === cycleTurn) await this.yieldTurn();
     }
   }
 
-  private async pollOne(sensor: string): Promise<void> {
-    this.stats.polls++;
+  private received(sensor: string, reading: R): void {
+    this.stats.readings++;
+    this.health.ok(sensor, reading.ts);
+    this.safeEmit('reading', reading);
+  }
+
+  private missed(sensor: string, e: unknown): void {
+    if (!this.running) return;
+    if (isShelfgateError(e, ErrorCode.TRANSPORT_CLOSED) || isShelfgateError(e, ErrorCode.STOPPED)) return; // link down: reported by onOffline
+    let kind = 'invalid';
+    if (isShelfgateError(e, ErrorCode.DEVICE_TIMEOUT)) (this.stats.timeouts++, (kind = 'timeout'));
+    else if (isShelfgateError(e, ErrorCode.FRAME_CRC)) (this.stats.crcErrors++, (kind = 'crc'));
+    else if (isShelfgateError(e, ErrorCode.DEVICE_ERROR_RESPONSE)) (this.stats.deviceErrors++, (kind = 'device-error'));
+    else this.stats.invalidFrames++;
+    const message = messageOf(e);
+    this.limiter.warn(`${sensor}:${kind}`, { sensor, kind, err: message }, 'sensor did not answer correctly');
+    this.health.miss(sensor, `${kind}: ${message}`, Date.now(), performance.now());
+  }
+
+  /** A throwing listener is the listener's bug: it must not count as a sensor miss nor stop the loop. */
+  private safeEmit(event: 'reading' | 'availability', arg: unknown): void {
     try {
-      const reading = await this.pollSensor(sensor);
-      this.stats.readings++;
-      this.health.ok(sensor, reading.ts);
-      this.emit('reading', reading);
-    } catch (e) {
-      if (!this.running) return;
-      if (isShelfgateError(e, ErrorCode.TRANSPORT_CLOSED) || isShelfgateError(e, ErrorCode.STOPPED)) return; // link down: reported by onOffline
-      let kind = 'invalid';
-      if (isShelfgateError(e, ErrorCode.DEVICE_TIMEOUT)) (this.stats.timeouts++, (kind = 'timeout'));
-      else if (isShelfgateError(e, ErrorCode.FRAME_CRC)) (this.stats.crcErrors++, (kind = 'crc'));
-      else if (isShelfgateError(e, ErrorCode.DEVICE_ERROR_RESPONSE)) (this.stats.deviceErrors++, (kind = 'device-error'));
-      else this.stats.invalidFrames++;
-      const message = (e as Error).message;
-      this.limiter.warn(`${sensor}:${kind}`, { sensor, kind, err: message }, 'sensor did not answer correctly');
-      this.health.miss(sensor, `${kind}: ${message}`, Date.now(), performance.now());
+      this.emit(event, arg);
+    } catch (err) {
+      this.limiter.error(`${this.name}:${event}-listener`, { err, event }, 'source listener threw');
     }
+  }
+
+  /** One event-loop turn (timers, I/O, other buses) without a timer. */
+  private yieldTurn(): Promise<void> {
+    return new Promise((resolve) => setImmediate(resolve));
   }
 
   /**

@@ -1,6 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { LogLimiter, type Logger } from '../../log';
 import type { SourceLink } from './polled-source';
+
+/** A streaming source writes only its start and stop sequences, with a promise (not the per-request send path). */
+export type StreamingLink = SourceLink & { write(data: Buffer): Promise<void> };
 import type { DeviceAvailability, Source, SourceReading, SourceStats } from './types';
 
 /**
@@ -36,7 +39,7 @@ export interface StreamDecoder<R extends SourceReading> {
 
 export interface StreamingSourceOptions<R extends SourceReading> {
   name: string;
-  link: SourceLink;
+  link: StreamingLink;
   /** Device keys this stream reports on; each has its own silence clock. */
   devices: readonly string[];
   decoder: StreamDecoder<R>;

@@ -3,9 +3,9 @@ import { ErrorCode, ShelfgateError } from '../../errors';
 import type { MtSicsDefinition } from '../../devices/types';
 import { LineFramer } from '../../drivers/lines';
 import { answersCommand, encodeSicsCommand, parseSicsResponse, toGrams, type SicsResponse } from '../../drivers/mtsics';
-import { PolledSource, type PolledSourceOptions, type SourceLink } from '../../core/sources/polled-source';
+import { PolledSource, type PolledSourceOptions } from '../../core/sources/polled-source';
 import type { RequestOptions } from '../../core/sources/channel';
-import { StreamingSource, type StreamDecoder, type StreamSink } from '../../core/sources/streaming-source';
+import { StreamingSource, type StreamDecoder, type StreamSink, type StreamingLink } from '../../core/sources/streaming-source';
 import type { Logger } from '../../log';
 import { overCapacity, sensorKey, underCapacity, type WeightReading } from './types';
 
@@ -166,7 +166,7 @@ export class MtSicsStreamDecoder implements StreamDecoder<WeightReading> {
 export interface MtSicsStreamSourceOptions {
   name: string;
   busId: string;
-  link: SourceLink;
+  link: StreamingLink;
   definition: MtSicsDefinition;
   /** No weight line for this long: the scale is offline (reason silent). */
   silenceMs: number;

@@ -1,4 +1,4 @@
-import type { SourceLink } from '../../core/sources/polled-source';
+import type { StreamingLink } from '../../core/sources/streaming-source';
 import type { Source } from '../../core/sources/types';
 import type { DeviceDefinition } from '../../devices/types';
 import { ErrorCode, ShelfgateError } from '../../errors';
@@ -11,7 +11,7 @@ import type { WeightReading } from './types';
 export interface WeightSourceOptions {
   name: string;
   busId: string;
-  link: SourceLink;
+  link: StreamingLink;
   pollIntervalMs: number;
   /** Misses before offline; a streaming scale is offline after `missesToOffline` x `timeoutMs` of silence. */
   missesToOffline: number;
