@@ -15,6 +15,8 @@
  *    down to the low-water mark. Kinds declared not droppable are never dropped.
  * 3. If still over (only the newest stock level per device and priority-0 events are left) the
  *    outbox stays over the bound: ingest is never blocked; status reports `over_limit`.
+ * Events the uploader holds (read into a lane or in a batch in flight, `held`) are never compacted
+ * or dropped: central would get the event and a gap saying it will never come.
  *
  * Every deletion is counted by kind in meta (`sync.compacted.<kind>`, `sync.dropped.<kind>`) in the
  * same transaction as the deletion, and the deleted seqs are recorded as ranges in `sync_gaps`

@@ -244,16 +244,24 @@ export class UploadPipeline {
   }
 
   /**
-   * Reads the outbox (seq order) into the lane queues, bounded by the queue sizes. A lane whose
-   * queue is full (it is backing off) does not stop the others: the shared reader passes its rows
-   * by and the lane reads them itself later (catchUp).
+   * Reads the outbox (seq order) into the lane queues, bounded by the queue sizes (about two
+   * batches a lane; reading stops while a lane that is sending has a full queue, as it consumes
+   * soon). A lane in back-off does not stop the others: once its queue is full the shared reader
+   * passes its rows by, and the lane reads them itself when it sends again (catchUp).
    */
   private fill(): void {
     const max = this.o.config.batch_max_events;
     const cap = max * 2;
+    const now = Date.now();
     for (const lane of this.lanes) if (lane.behind !== null && lane.queue.length < max) this.catchUp(lane, cap);
     const skipConditions = !this.o.config.upload_conditions;
-    while (!this.exhausted && this.lanes.some((l) => l.behind === null && l.queue.length < max)) {
+    const reading = (l: Lane): boolean => l.behind === null;
+    const backingOff = (l: Lane): boolean => l.pausedUntil > now;
+    while (
+      !this.exhausted &&
+      this.lanes.some((l) => reading(l) && l.queue.length < max) &&
+      this.lanes.every((l) => !reading(l) || backingOff(l) || l.queue.length < cap)
+    ) {
       const rows = this.o.store.peekOutbox(this.readSeq, 1000);
       if (rows.length === 0) {
         this.exhausted = true;
@@ -263,8 +271,8 @@ export class UploadPipeline {
       for (const r of rows) {
         if (skipConditions && r.priority === CONDITION_PRIORITY) continue;
         const lane = this.lanes[laneOf(r.deviceId, this.laneCount)]!;
-        if (lane.behind !== null) continue;
-        if (lane.queue.length >= cap) lane.behind = r.seq - 1;
+        if (!reading(lane)) continue;
+        if (lane.queue.length >= cap && backingOff(lane)) lane.behind = r.seq - 1;
         else lane.queue.push(r);
       }
     }

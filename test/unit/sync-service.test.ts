@@ -178,7 +178,7 @@ describe('SyncService downstream (scripted feed)', () => {
       { changes: [tpl(2), tpl(1)], nextCursor: 'c1' },
       { changes: [tpl(2), { ...tpl(3), body: 7 }], nextCursor: 'c2' },
     ];
-    const g = await setup(t, cfg(), undefined, { appliers: [templates as unknown as ChangeApplier] });
+    const g = await setup(t, cfg(), undefined, { appliers: [templates] });
     await waitFor(() => g.sync.prices.cursor() === 'c2' && g.sync.status().pending_acks === 0 && t.acks.length >= 3, 5000, 'both pages committed, acks sent');
     const byId = new Map(t.acks.map((a) => [a.change_id, a]));
     expect(byId.get('tpl/shelf/v2')?.status).toBe('applied'); // also when delivered again in the second page
