@@ -94,21 +94,21 @@ describe('tcp transport', () => {
     const chunks: Buffer[] = [];
     rl.on('data', (c) => chunks.push(c));
     await rl.start();
-    await waitFor(() => rl.online && sockets.length === 1, 5_000, 'online');
+    await waitFor(() => rl.online && sockets.length === 1, 10_000, 'online');
     const errors: Error[] = [];
     rl.send(Buffer.from('SI\r\n'), (e) => errors.push(e));
-    await waitFor(() => srv.received() === 'SI\r\n', 5_000, 'server got SI');
+    await waitFor(() => srv.received() === 'SI\r\n', 10_000, 'server got SI');
     // two answers in two reads: the first chunk must not change when the second arrives
     sockets[0]!.write('S S 1.00 g\r\n');
-    await waitFor(() => chunks.length === 1, 5_000, 'first answer');
+    await waitFor(() => chunks.length === 1, 10_000, 'first answer');
     sockets[0]!.write('S S 2.00 g\r\n');
-    await waitFor(() => chunks.length === 2, 5_000, 'second answer');
+    await waitFor(() => chunks.length === 2, 10_000, 'second answer');
     expect(chunks.map((c) => c.toString('latin1'))).toEqual(['S S 1.00 g\r\n', 'S S 2.00 g\r\n']);
     expect(errors).toEqual([]);
     expect(rl.stats).toMatchObject({ bytesOut: 4, bytesIn: 24 });
     // offline: the error comes through the callback, not a throw
     sockets[0]!.destroy();
-    await waitFor(() => !rl.online, 5_000, 'offline');
+    await waitFor(() => !rl.online, 10_000, 'offline');
     rl.send(Buffer.from('SI\r\n'), (e) => errors.push(e));
     expect(errors.map((e) => isShelfgateError(e, ErrorCode.TRANSPORT_CLOSED))).toEqual([true]);
   });
@@ -117,13 +117,13 @@ describe('tcp transport', () => {
     const srv = await listen();
     const rl = reconnecting(srv.port);
     await rl.start();
-    await waitFor(() => rl.online && sockets.length === 1, 5_000, 'online');
+    await waitFor(() => rl.online && sockets.length === 1, 10_000, 'online');
     const errors: Error[] = [];
     rl.send(Buffer.from('1'), (e) => errors.push(e));
     const two = rl.write(Buffer.from('2'));
     rl.send(Buffer.from('3'), (e) => errors.push(e));
     await two;
-    await waitFor(() => srv.received().length === 3, 5_000, 'all three');
+    await waitFor(() => srv.received().length === 3, 10_000, 'all three');
     expect(srv.received()).toBe('123');
     expect(errors).toEqual([]);
   });
