@@ -107,8 +107,10 @@ describe('tcp transport', () => {
     expect(errors).toEqual([]);
     expect(rl.stats).toMatchObject({ bytesOut: 4, bytesIn: 24 });
     // offline: the error comes through the callback, not a throw
+    // (wait for the event, not by polling: the link may reconnect within one polling interval)
+    const offline = waitForEvent(rl, 'offline', 10_000);
     sockets[0]!.destroy();
-    await waitFor(() => !rl.online, 10_000, 'offline');
+    await offline;
     rl.send(Buffer.from('SI\r\n'), (e) => errors.push(e));
     expect(errors.map((e) => isShelfgateError(e, ErrorCode.TRANSPORT_CLOSED))).toEqual([true]);
   });
