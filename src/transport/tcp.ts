@@ -85,7 +85,7 @@ function flushWrites(): void {
 }
 
 /** One read buffer per connection: answers are tens of bytes; a longer burst arrives in several reads. */
-const READ_BUFFER_BYTES = 4096;
+const READ_BUFFER_BYTES = 1024;
 
 export function tcpOpener(host: string, port: number, opts: TcpOpenerOptions = {}): Opener {
   const { connectTimeoutMs = 5000, keepAliveMs = 10_000 } = opts;
