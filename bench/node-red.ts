@@ -3,7 +3,7 @@
  * each served over TCP as ser2net would serve its RS-232 line) are polled with SI, one request
  * outstanding per scale, by
  *   - shelfgate: the real gateway (buildGateway: poll loops, codec, shelf model, SQLite outbox with
- *     synchronous=FULL, retained MQTT on its embedded bus), in its own process;
+ *     synchronous=FULL by default, retained MQTT on its embedded bus), in its own process;
  *   - Node-RED 4.1.8: one function node holding the N sockets (Node's `net` through
  *     functionGlobalContext), parsing each answer and sending it to an `mqtt out` node that
  *     publishes QoS 1 to Mosquitto (no durability), in its own process.
@@ -19,6 +19,7 @@
  *   npm run build && node dist/bench/node-red.js [--scales 64] [--seconds 20] [--rounds 3]
  *     [--warmup 3]        seconds before the timed window
  *     [--only sg|nr]      run one side only (profiling)
+ *     [--sync full|normal] shelfgate's storage.synchronous (default full)
  *     [--prof DIR]        V8 .cpuprofile of the shelfgate process into DIR
  *     [--node-red-dir D]  where node-red@4.1.8 is (or gets) installed
  */
@@ -28,6 +29,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { validateConfig } from '../src/config/load';
@@ -53,7 +55,8 @@ interface Side {
   readonly pid: number;
   /** Other processes in its pipeline (Node-RED's Mosquitto), reported separately. */
   readonly helperPid?: number;
-  readings(): Promise<number>;
+  /** Readings so far; `detail`: what happened since the previous call (shelfgate: events, event-loop delay). */
+  readings(): Promise<{ count: number; detail?: string }>;
   /** Node-RED: PUBLISH packets Mosquitto has received so far (QoS 1 messages that reached the broker). */
   delivered?(): Promise<number>;
   stop(): Promise<void>;
@@ -67,6 +70,7 @@ interface RoundResult {
   peakRssMb: number;
   /** Node-RED: readings counted by the flow that Mosquitto had not received at the end of the window. */
   undelivered?: number;
+  detail?: string;
 }
 
 // ------------------------------------------------------------------ child: the simulated scales
@@ -98,14 +102,14 @@ async function simServer(scales: number): Promise<void> {
 // ------------------------------------------------------------------ child: shelfgate
 
 /** The real gateway on the scales; answers `readings` on stdin with its reading count. */
-async function shelfgateChild(ports: number[]): Promise<void> {
+async function shelfgateChild(ports: number[], synchronous: string): Promise<void> {
   const defs = loadDefinitions();
   const dir = mkdtempSync(join(tmpdir(), 'sg-bench-nr-'));
   const raw = {
     store_id: 'bench',
     data_dir: dir,
     mqtt: { host: '127.0.0.1', port: 0 },
-    storage: { synchronous: 'full' },
+    storage: { synchronous },
     buses: ports.map((port, i) => ({ id: `scale${i}`, path: `tcp://127.0.0.1:${port}`, model: SCALE_MODEL, poll_interval_ms: 0, timeout_ms: 500 })),
     shelves: Array.from({ length: Math.ceil(ports.length / 8) }, (_, s) => ({
       id: `shelf${s}`,
@@ -118,8 +122,19 @@ async function shelfgateChild(ports: number[]): Promise<void> {
   await gw.start();
   const shelves = shelvesOf(gw);
   const readings = (): number => gw.sources.reduce((n, s) => n + s.stats.readings, 0);
+  // event-loop delay since the previous request: SQLite commits (fsync with FULL) run on this thread
+  const delay = monitorEventLoopDelay({ resolution: 1 });
+  delay.enable();
+  let events0 = 0;
   createInterface({ input: process.stdin }).on('line', (line) => {
-    if (line === 'readings') process.stdout.write(`readings ${readings()} events ${shelves.stats.events} failures ${shelves.stats.persistFailures}\n`);
+    if (line !== 'readings') return;
+    const events = shelves.stats.events;
+    const ms = (ns: number): string => (ns / 1e6).toFixed(1);
+    process.stdout.write(
+      `readings ${readings()} failures ${shelves.stats.persistFailures} detail ${events - events0} stock events durable; event-loop delay p99 ${ms(delay.percentile(99))} ms, max ${ms(delay.max)} ms\n`,
+    );
+    events0 = events;
+    delay.reset();
   });
   process.stdout.write('ready\n');
   process.once('SIGTERM', () =>
@@ -148,20 +163,20 @@ function lines(p: ChildProcess): (re: RegExp) => Promise<RegExpExecArray> {
     });
 }
 
-async function startShelfgate(ports: number[], profDir?: string): Promise<Side> {
+async function startShelfgate(ports: number[], synchronous: string, profDir?: string): Promise<Side> {
   const nodeArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
-  const p = spawn(process.execPath, [...nodeArgs, __filename, '--shelfgate-child', '--ports', JSON.stringify(ports)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const p = spawn(process.execPath, [...nodeArgs, __filename, '--shelfgate-child', '--ports', JSON.stringify(ports), '--sync', synchronous], { stdio: ['pipe', 'pipe', 'inherit'] });
   const next = lines(p);
   await next(/^ready$/);
   return {
     label: 'shelfgate',
     pid: p.pid!,
     async readings() {
-      const m = next(/^readings (\d+) events (\d+) failures (\d+)$/);
+      const m = next(/^readings (\d+) failures (\d+) detail (.*)$/);
       p.stdin!.write('readings\n');
       const r = await m;
-      if (Number(r[3]) > 0) throw new Error(`shelfgate: ${r[3]} persist failures`);
-      return Number(r[1]);
+      if (Number(r[2]) > 0) throw new Error(`shelfgate: ${r[2]} persist failures`);
+      return { count: Number(r[1]), detail: r[3] };
     },
     stop: () => stopProcess(p),
   };
@@ -305,7 +320,7 @@ async function startNodeRed(red: string, ports: number[]): Promise<Side> {
     stdio: ['ignore', 'inherit', 'inherit'],
     env: { ...process.env, SG_SCALE_PORTS: JSON.stringify(ports) },
   });
-  const readings = async (): Promise<number> => ((await getJson(httpPort, '/stats')) as { readings: number }).readings;
+  const readings = async (): Promise<{ count: number }> => ({ count: ((await getJson(httpPort, '/stats')) as { readings: number }).readings });
   const stop = async (): Promise<void> => {
     await stopProcess(p);
     await mosquitto.dispose();
@@ -313,7 +328,7 @@ async function startNodeRed(red: string, ports: number[]): Promise<Side> {
   };
   const until = Date.now() + 60_000;
   for (;;) {
-    const n = await readings().catch(() => 0);
+    const n = (await readings().catch(() => ({ count: 0 }))).count;
     if (n > 0) break;
     if (p.exitCode !== null || Date.now() > until) {
       await stop();
@@ -328,7 +343,7 @@ async function startNodeRed(red: string, ports: number[]): Promise<Side> {
 
 async function measure(side: Side, simPid: number, warmupS: number, seconds: number): Promise<RoundResult> {
   await new Promise((r) => setTimeout(r, warmupS * 1000));
-  const r0 = await side.readings();
+  const r0 = (await side.readings()).count;
   const c0 = processCpuMs(side.pid);
   const h0 = side.helperPid ? processCpuMs(side.helperPid) : 0;
   const s0 = processCpuMs(simPid);
@@ -338,7 +353,8 @@ async function measure(side: Side, simPid: number, warmupS: number, seconds: num
     await new Promise((r) => setTimeout(r, 1000));
     peakRssMb = Math.max(peakRssMb, processRssMb(side.pid));
   }
-  const total = await side.readings();
+  const end = await side.readings();
+  const total = end.count;
   const n = total - r0;
   const secs = (performance.now() - t0) / 1000;
   // $SYS lags up to 1 s: compare with the count the flow had one second before
@@ -351,6 +367,7 @@ async function measure(side: Side, simPid: number, warmupS: number, seconds: num
     simCpuPer1k: per1k(processCpuMs(simPid) - s0),
     peakRssMb,
     undelivered,
+    detail: end.detail,
   };
 }
 
@@ -367,11 +384,12 @@ async function main(): Promise<void> {
       only: { type: 'string' },
       prof: { type: 'string' },
       'node-red-dir': { type: 'string' },
+      sync: { type: 'string', default: 'full' },
     },
   });
   const scales = Number(values.scales);
   if (values['sim-server']) return simServer(scales);
-  if (values['shelfgate-child']) return shelfgateChild(JSON.parse(values.ports!) as number[]);
+  if (values['shelfgate-child']) return shelfgateChild(JSON.parse(values.ports!) as number[], values.sync);
   const seconds = Number(values.seconds);
   const warmup = Number(values.warmup);
   const rounds = Number(values.rounds);
@@ -381,13 +399,13 @@ async function main(): Promise<void> {
   const ports = JSON.parse((await lines(sim)(/^ports (.*)$/))[1]!) as number[];
   console.log(`machine: ${machine()}`);
   console.log(`${scales} MT-SICS scales (${SCALE_MODEL}, SI) over TCP from one simulator process; one request outstanding per scale; ${warmup} s warm-up, ${seconds} s timed, ${rounds} rounds, order alternated`);
-  console.log('shelfgate: real gateway, SQLite synchronous=FULL, embedded bus; node-red: function node -> mqtt out QoS 1 -> Mosquitto 2 (no persistence)');
+  console.log(`shelfgate: real gateway, SQLite synchronous=${values.sync.toUpperCase()}, embedded bus; node-red: function node -> mqtt out QoS 1 -> Mosquitto 2 (no persistence)`);
   const results: Record<'sg' | 'nr', RoundResult[]> = { sg: [], nr: [] };
   try {
     for (let r = 0; r < rounds; r++) {
       for (const which of r % 2 === 0 ? (['sg', 'nr'] as const) : (['nr', 'sg'] as const)) {
         if (values.only && values.only !== which) continue;
-        const side = which === 'sg' ? await startShelfgate(ports, values.prof) : await startNodeRed(red, ports);
+        const side = which === 'sg' ? await startShelfgate(ports, values.sync, values.prof) : await startNodeRed(red, ports);
         let res: RoundResult;
         try {
           res = await measure(side, sim.pid!, warmup, seconds);
@@ -398,7 +416,7 @@ async function main(): Promise<void> {
         const helper = res.helperCpuPer1k === undefined ? '' : ` (+ Mosquitto ${fmt(res.helperCpuPer1k, 1)})`;
         const lag = res.undelivered ? `; ${fmt(res.undelivered)} readings not yet at Mosquitto` : '';
         console.log(
-          `round ${r + 1} ${side.label.padEnd(9)}: ${fmt(res.rate).padStart(7)} readings/s, CPU ${fmt(res.cpuPer1k, 1)} ms per 1,000 readings${helper}, peak RSS ${fmt(res.peakRssMb)} MB; simulator CPU ${fmt(res.simCpuPer1k, 1)} ms per 1,000${lag}`,
+          `round ${r + 1} ${side.label.padEnd(9)}: ${fmt(res.rate).padStart(7)} readings/s, CPU ${fmt(res.cpuPer1k, 1)} ms per 1,000 readings${helper}, peak RSS ${fmt(res.peakRssMb)} MB; simulator CPU ${fmt(res.simCpuPer1k, 1)} ms per 1,000${lag}${res.detail ? `; ${res.detail}` : ''}`,
         );
       }
     }
