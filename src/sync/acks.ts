@@ -3,26 +3,15 @@
  * page that decided them, so they survive a crash), sent in batches of at most 1000 (the
  * contract's limit), retried with backoff until central answers, then removed.
  */
-import { LogLimiter, type Logger } from '../log';
+import { LogLimiter } from '../log';
 import { Backoff, sleep } from '../util/backoff';
-import type { SyncRepository } from './repository';
-import type { Exchange, SyncStats } from './status';
-import type { SyncTransport } from './types';
+import type { ExchangeOptions } from './status';
 import { Wakeup } from './wakeup';
 
 /** The contract's limit on acknowledgements per request. */
 const MAX_ACKS = 1000;
 
-export interface AckSenderOptions {
-  transport: SyncTransport;
-  repo: SyncRepository;
-  backoff: { initial_ms: number; max_ms: number };
-  /** The delay after a failure (backoff, Retry-After, fatal). */
-  delayFor: (e: unknown, b: Backoff) => number;
-  counters: SyncStats;
-  log: Logger;
-  succeeded: (what: Exchange) => void;
-  failed: (e: unknown, what: Exchange) => void;
+export interface AckSenderOptions extends ExchangeOptions {
   /** How long to wait for new acks when none are pending; default 5000 ms. */
   idleMs?: number;
 }

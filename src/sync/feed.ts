@@ -10,27 +10,17 @@
  * A cursor central no longer knows (410 cursor_expired, 400 invalid_cursor) is dropped and the
  * feed read again from the start: the version rule makes that safe.
  */
-import { LogLimiter, type Logger } from '../log';
+import { LogLimiter } from '../log';
 import { Backoff, sleep } from '../util/backoff';
 import type { ChangeApplier, ChangeAppliers, VersionedChange } from './appliers';
 import { failureOf } from './failure';
 import { changeIdOf, unknownTypeDetail, validateEnvelope } from './prices';
-import type { SyncRepository } from './repository';
-import type { Exchange, SyncStats } from './status';
-import type { ChangeAck, SyncTransport } from './types';
+import type { ExchangeOptions } from './status';
+import type { ChangeAck } from './types';
 
-export interface ChangeFeedOptions {
-  transport: SyncTransport;
-  repo: SyncRepository;
+export interface ChangeFeedOptions extends ExchangeOptions {
   appliers: ChangeAppliers;
   longPollS: number;
-  backoff: { initial_ms: number; max_ms: number };
-  /** The delay after a failure (backoff, Retry-After, fatal). */
-  delayFor: (e: unknown, b: Backoff) => number;
-  counters: SyncStats;
-  log: Logger;
-  succeeded: (what: Exchange) => void;
-  failed: (e: unknown, what: Exchange) => void;
   /** Central answered the feed: other directions may stop waiting for it. */
   reachable: () => void;
   /** New acks are pending. */

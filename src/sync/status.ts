@@ -10,6 +10,9 @@ import type { PublishOptions } from '../bus/broker';
 import type { SyncConfig } from '../config/schema';
 import { LogLimiter, type Logger } from '../log';
 import { failureOf } from './failure';
+import type { Backoff } from '../util/backoff';
+import type { SyncRepository } from './repository';
+import type { SyncTransport } from './types';
 
 export interface SyncStatus {
   transport: SyncConfig['transport'];
@@ -60,6 +63,19 @@ export function newSyncStats(): SyncStats {
 
 /** Which exchange with central succeeded or failed. */
 export type Exchange = 'upload' | 'changes' | 'ack';
+
+/** What every part that talks to central (feed, acks) is handed: its transport, its tables, its retry policy and where to report. */
+export interface ExchangeOptions {
+  transport: SyncTransport;
+  repo: SyncRepository;
+  backoff: { initial_ms: number; max_ms: number };
+  /** The delay after a failure (backoff, Retry-After, fatal). */
+  delayFor: (e: unknown, b: Backoff) => number;
+  counters: SyncStats;
+  log: Logger;
+  succeeded: (what: Exchange) => void;
+  failed: (e: unknown, what: Exchange) => void;
+}
 
 /** What the status reports that the reporter does not own itself. */
 export type StatusSnapshot = Omit<SyncStatus, 'transport' | 'connected' | 'last_success' | 'last_error' | 'ts'>;
