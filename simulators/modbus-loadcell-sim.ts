@@ -1,7 +1,7 @@
 /**
- * One RS-485 bus of Modbus RTU load-cell transmitters (protocols.md §3b): many slave addresses on
+ * One RS-485 bus of Modbus RTU load-cell transmitters (Modbus over Serial Line V1.02): many slave addresses on
  * one line, each with its own LoadCellPhysics. A behaviour over the same definition and codecs the
- * gateway uses (style.md #11): requests are framed by RtuRequestFramer, register images come from
+ * gateway uses: requests are framed by RtuRequestFramer, register images come from
  * encodeLoadCell with the definition's register map, answers from encodeReadResponse /
  * encodeException (src/drivers/modbus.ts, src/drivers/loadcell.ts).
  *

@@ -1,6 +1,6 @@
 /**
  * A Mettler Toledo MT-SICS scale as a behaviour over the same definition and codec the gateway
- * uses (style.md #11): lines are framed by src/drivers/lines.ts, parsed and formatted by
+ * uses: lines are framed by src/drivers/lines.ts, parsed and formatted by
  * src/drivers/mtsics.ts; the weight comes from a LoadCellPhysics. After the METTLER TOLEDO MT-SICS
  * Reference Manual:
  *

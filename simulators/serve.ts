@@ -2,7 +2,7 @@
  * Exposes one device simulator to the outside, the ways a real device reaches the gateway:
  * - serveTcp: a TCP serial server like ser2net raw mode or an Ethernet RS-485 gateway (one client
  *   at a time; a new client replaces the old, as ser2net does with `max-connections: 1` + kick);
- * - servePty: a pseudo-terminal pair made by socat (protocols.md §7); the gateway opens
+ * - servePty: a pseudo-terminal pair made by socat; the gateway opens
  *   `linkPath` like hardware, the simulator sits on `<linkPath>.sim`;
  * - servePort: a real serial port (a USB-serial cable to the gateway).
  * Every wait is bounded; close() releases everything and never throws.

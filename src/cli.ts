@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `shelfgate` command. The entry point owns signals and exit codes (style.md #7); everything
+ * The `shelfgate` command. The entry point owns signals and exit codes; everything
  * else is built by src/daemon.ts. Exit codes: 0 ok, 1 failure, 64 usage, 69 unavailable,
  * 70 internal error, 73 cannot create state, 78 invalid configuration (systemd does not restart on 78).
  */

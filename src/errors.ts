@@ -1,5 +1,5 @@
 /**
- * One catalogue of error codes (style.md #9, after fastify's lib/errors.js).
+ * One catalogue of error codes (after fastify's lib/errors.js).
  * Callers branch on `code`, never on message text.
  */
 export const ErrorCode = {

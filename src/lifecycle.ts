@@ -1,5 +1,5 @@
 /**
- * Every long-lived part of shelfgate is a Service (style.md #6, after Zigbee2MQTT's extensions):
+ * Every long-lived part of shelfgate is a Service (after Zigbee2MQTT's extensions):
  * - the constructor only stores its dependencies: no I/O, no timers, no listeners;
  * - start() acquires everything (ports, sockets, timers) and resolves when the service is usable;
  * - stop() releases everything start() acquired, removes every listener, and never throws.

@@ -13,7 +13,7 @@ export function silentLogger(): Logger {
 }
 
 /**
- * Rate-limits repeated identical log lines (field.md: log floods). The first occurrence of a key is
+ * Rate-limits repeated identical log lines (a known failure of other gateways: log floods). The first occurrence of a key is
  * logged at once; further ones within `windowMs` are counted and summarised as one line
  * (`repeated: N`) when the window ends, on the next occurrence after it. Keys are chosen by the
  * caller (for example `${device}:crc`), so one chatty device never hides another's errors.

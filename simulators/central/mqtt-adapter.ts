@@ -15,7 +15,7 @@
  * the gateway times out and retries), 429/503 -> a Problem result, lostResponse -> stored but no
  * result, slowMs -> a delay, duplicateRate -> a change published twice, reorder -> a shuffled replay.
  *
- * Lifecycle (style.md #6): start() connects and subscribes (bounded by connectTimeoutMs) and hooks
+ * Lifecycle: start() connects and subscribes (bounded by connectTimeoutMs) and hooks
  * the simulator; stop() unhooks, ends the client (persistent session kept) and never throws.
  */
 import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';

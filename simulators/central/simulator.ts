@@ -4,7 +4,7 @@
  * status page. Tests and the demo run shelfgate against it; retailers' teams can diff their
  * implementation's behaviour against it.
  *
- * Lifecycle (style.md #6): the constructor stores options only; start() opens the database and
+ * Lifecycle: the constructor stores options only; start() opens the database and
  * listens; stop() closes every socket (long-polls and SSE streams included), every timer and the
  * database, and never throws.
  */

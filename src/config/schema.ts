@@ -1,5 +1,5 @@
 /**
- * The one configuration schema (style.md #8). A YAML file is parsed, validated once with every
+ * The one configuration schema. A YAML file is parsed, validated once with every
  * error reported at once (path: message), then frozen and handed to components as slices.
  * Defaults exist for everything except `store_id` and the devices (buses and shelves).
  * Keys are snake_case in YAML and in the typed Config alike, so the docs, the file and the code

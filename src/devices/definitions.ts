@@ -1,5 +1,5 @@
 /**
- * Device definitions are data (style.md #4, after zigbee-herdsman-converters): one YAML file per
+ * Device definitions are data (after zigbee-herdsman-converters): one YAML file per
  * model in devices/, keys in snake_case like the rest of the configuration, validated here with
  * every problem reported at once as `file: path: message`, then mapped to the camelCase types of
  * src/devices/types.ts and frozen. The format is described in devices/README.md.

@@ -1,5 +1,5 @@
 /**
- * Device models are data (style.md #4, after zigbee-herdsman-converters): a definition in
+ * Device models are data (after zigbee-herdsman-converters): a definition in
  * devices/*.yaml names its protocol, its serial settings and, for Modbus, its register map and
  * scaling. Adding a load-cell model with another register map needs a new YAML file, no code.
  * The schema that validates these files lives in src/devices/definitions.ts.

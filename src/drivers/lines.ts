@@ -1,7 +1,7 @@
 /**
  * Line framing for ASCII device protocols (MT-SICS scales, barcode scanners): a pure codec, no I/O.
  * Framing is its own small layer that resynchronises on garbage and counts what it dropped
- * (style.md #2, after node-serialport's parser-delimiter).
+ * (after node-serialport's parser-delimiter).
  *
  * - MT-SICS terminates every command and response with CR LF (MT-SICS reference manual, "Command
  *   formats": "<CR><LF>"). Bare LF and bare CR are tolerated as terminators too; CR LF counts once.

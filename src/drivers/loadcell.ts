@@ -1,5 +1,5 @@
 /**
- * Load-cell register maps, driven only by a ModbusDefinition (style.md #4: device models are data).
+ * Load-cell register maps, driven only by a ModbusDefinition (device models are data).
  * decodeLoadCell turns the register blocks read on one poll into grams and flags (gateway side);
  * encodeLoadCell is its inverse for the simulators. No register address or scaling lives here.
  *
@@ -11,7 +11,7 @@
  *                             "CDAB", as "little-endian" means in most transmitter manuals)
  *
  * Scaling: value = raw / 10^decimals * factor, in `unit` (g or kg); decimals fixed or taken from
- * the status register through `statusMask` (e.g. bits 2-0 -> 0x07, protocols.md §3b). A sign bit
+ * the status register through `statusMask` (e.g. bits 2-0 -> 0x07, the generic load-cell transmitter's register map). A sign bit
  * in the status register, when defined, makes the value negative (the transmitter then sends the
  * magnitude; a value already negative in two's complement stays negative).
  */

@@ -1,5 +1,5 @@
 /**
- * Modbus RTU as a pure codec (style.md #1, #2): requests in, bytes out; bytes in, typed results
+ * Modbus RTU as a pure codec: requests in, bytes out; bytes in, typed results
  * out, with framers that resynchronise on garbage and count what they dropped. Both sides: the
  * gateway (client/master) and the load-cell simulators (server/slave). No I/O, no timers: the
  * caller owns the link, the timeout and the t3.5 silence (see t35Ms).
@@ -7,7 +7,7 @@
  * References: MODBUS Application Protocol Specification V1.1b3 (PDUs: §6.3 Read Holding Registers
  * 0x03, §6.4 Read Input Registers 0x04, §6.6 Write Single Register 0x06, §7 exception responses);
  * MODBUS over Serial Line Specification and Implementation Guide V1.02 (RTU framing §2.5.1, CRC
- * §2.5.1.2 and §6.2.2). shelfgate protocols.md §3b has the reference frames.
+ * §2.5.1.2 and §6.2.2). The tests pin reference frames byte for byte.
  */
 import { crc16modbus } from 'crc';
 import { ErrorCode, ShelfgateError } from '../errors';

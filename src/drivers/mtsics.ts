@@ -1,6 +1,6 @@
 /**
  * MT-SICS (Mettler Toledo Standard Interface Command Set) as a pure codec: commands in, bytes out;
- * lines in, typed responses out (style.md #1). Both sides: the gateway (client) and the scale
+ * lines in, typed responses out. Both sides: the gateway (client) and the scale
  * simulator (server). Line framing (CR LF) is src/drivers/lines.ts; this module sees whole lines.
  *
  * Response syntax (METTLER TOLEDO MT-SICS Reference Manual, "Response formats"):

@@ -1,6 +1,6 @@
 /**
  * The byte bound on the outbox (`sync.buffer_max_bytes`, counted on payload bytes, as
- * Store.outboxStats().bytes) and the explicit policy when it is exceeded (field.md: unbounded disk
+ * Store.outboxStats().bytes) and the explicit policy when it is exceeded (a known failure of other gateways: unbounded disk
  * growth, full-buffer behaviour):
  *
  * Which kinds may be compacted or dropped is not known here: each feature declares its event kinds

@@ -1,5 +1,5 @@
 /**
- * The upload pipeline: the store's outbox to central (field.md: data lost around disconnects,
+ * The upload pipeline: the store's outbox to central (a known failure of other gateways: data lost around disconnects,
  * backlog never drains, slow drain, ordering).
  *
  * - Draining is a loop of its own: it starts as soon as central is reachable and runs whether or

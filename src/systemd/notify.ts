@@ -1,5 +1,5 @@
 /**
- * systemd readiness, status and watchdog over the sd_notify protocol (style.md #7).
+ * systemd readiness, status and watchdog over the sd_notify protocol.
  * Protocol: https://www.freedesktop.org/software/systemd/man/latest/sd_notify.html
  * Idea after Zigbee2MQTT's lib/util/sd-notify.ts; reshaped as a Service with an injected env.
  *

@@ -4,7 +4,7 @@ import { sleep } from '../util/backoff';
 import type { Link, Opener } from './types';
 
 /**
- * In-memory transport for tests and simulators (style.md #3: the same driver runs on serial, TCP
+ * In-memory transport for tests and simulators (the same driver runs on serial, TCP
  * or a mock). The gateway side opens Links through `device.opener`; the test side is the
  * MockDevice: it sends bytes to the gateway, reads what the gateway wrote, unplugs the cable and
  * makes opens fail. Bytes are delivered on a microtask, never inside the caller's write(), as a

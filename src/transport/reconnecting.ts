@@ -44,7 +44,7 @@ export interface ReconnectingLink {
 }
 
 /**
- * Keeps one Link open for as long as it runs (field.md: an unplugged adapter must come back on its
+ * Keeps one Link open for as long as it runs (a known failure of other gateways: an unplugged adapter must come back on its
  * own, not by a cron restart as in Zigbee2MQTT #17809). start() returns at once: a USB adapter
  * missing at boot must not hold up the daemon. Every close or failed open waits a capped,
  * jittered backoff and opens again. Events: 'online', 'offline' (reason: string; once per

@@ -68,7 +68,7 @@ const eofAwareBinding = {
   },
 };
 
-/** Opens `path` (prefer /dev/serial/by-id/..., protocols.md §7: ttyUSBn can change on replug). */
+/** Opens `path` (prefer /dev/serial/by-id/...: ttyUSBn can change on replug). */
 export function serialOpener(path: string, settings: SerialSettings): Opener {
   const description = `serial:${path}`;
   return async () => {

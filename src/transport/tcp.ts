@@ -11,7 +11,7 @@ export interface TcpOpenerOptions {
 }
 
 /**
- * Serial over TCP (ser2net raw mode, Ethernet RS-485 gateways; protocols.md §7) as a Link.
+ * Serial over TCP (ser2net raw mode, Ethernet RS-485 gateways) as a Link.
  * A gateway that loses power sends no FIN, so keepalive is on to notice it; noDelay is on because
  * request/response frames are small and latency-bound (Nagle would hold them back).
  */

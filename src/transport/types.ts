@@ -1,5 +1,5 @@
 /**
- * Transports are small injected interfaces (style.md #3, after zwave-js's bindings): a driver never
+ * Transports are small injected interfaces (after zwave-js's bindings): a driver never
  * knows whether its bytes travel over a serial port, a TCP socket (ser2net, Ethernet RS-485 gateway)
  * or an in-memory mock.
  */

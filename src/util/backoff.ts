@@ -1,5 +1,5 @@
 /**
- * Capped exponential backoff with jitter, for reconnect loops (field.md: retry storms).
+ * Capped exponential backoff with jitter, for reconnect loops (a known failure of other gateways: retry storms).
  *
  * Zigbee2MQTT #32936: a backoff computed as `initial * 2 ** attempt` grew past setTimeout's
  * 2^31 - 1 ms limit, which Node turns into 1 ms, so the daemon retried in a tight loop. Here the

@@ -1,5 +1,5 @@
 /**
- * The serial transport over REAL pseudo-terminals (protocols.md §7): socat links two ptys, the
+ * The serial transport over REAL pseudo-terminals: socat links two ptys, the
  * gateway opens one through serialOpener + ReconnectingLink, the test opens the other as the
  * "device". Killing socat is an unplug (the gateway's reads fail with EIO; serialport #2043),
  * starting it again on the same paths is a replug.

@@ -29,7 +29,7 @@ const RES_NET = '01 03 04 FF FF C1 EF EA 0B';
 
 const show = (b: Buffer): string => b.toString('hex').toUpperCase().replace(/(..)(?!$)/g, '$1 ');
 
-/** A reference bus: address 1 shows gross 132 and net -15889 (protocols.md §3b). */
+/** A reference bus: address 1 shows gross 132 and net -15889 (reference frames of a generic Modbus RTU load-cell transmitter). */
 function referenceBus(): ModbusLoadCellBusSimulator {
   const bus = new ModbusLoadCellBusSimulator({ definition: MB, slaves: { 1: new LoadCellPhysics({ unitWeightG: 1, ...quiet }) } });
   bus.setRegisters(1, { 0x50: 0x0000, 0x51: 0x0084, 0x52: 0xffff, 0x53: 0xc1ef });

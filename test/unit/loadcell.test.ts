@@ -10,7 +10,7 @@ const defs = loadDefinitions();
 const generic = defs.get('generic-modbus-loadcell') as ModbusDefinition;
 const kg = defs.get('generic-modbus-loadcell-kg') as ModbusDefinition;
 
-/** Status register 0x08 of protocols.md §3b: bits 2-0 decimals, bit 3 sign, bit 5 unstable, bit 6 overflow. */
+/** Status register 0x08 of the generic load-cell transmitter's register map: bits 2-0 decimals, bit 3 sign, bit 5 unstable, bit 6 overflow. */
 const status = (decimals: number, { sign = false, unstable = false, overload = false } = {}) =>
   decimals | (sign ? 0x08 : 0) | (unstable ? 0x20 : 0) | (overload ? 0x40 : 0);
 
@@ -22,7 +22,7 @@ function frameRegisters(bytes: string, count: number): number[] {
   return r.registers;
 }
 
-describe('decodeLoadCell, generic-modbus-loadcell (protocols.md §3b)', () => {
+describe('decodeLoadCell, generic-modbus-loadcell (reference frames of a generic Modbus RTU load-cell transmitter)', () => {
   it('decodes the reference answers: gross = 132, net = -15889', () => {
     const gross = frameRegisters('01 03 04 00 00 00 84 FA 50', 2);
     const net = frameRegisters('01 03 04 FF FF C1 EF EA 0B', 2);

@@ -15,7 +15,7 @@ import {
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const toHex = (b: Buffer) => b.toString('hex').toUpperCase().replace(/(..)(?!$)/g, '$1 ');
 
-// protocols.md §3b, byte-exact
+// the generic load-cell transmitter's register map, byte-exact
 const REQ_GROSS = '01 03 00 50 00 02 C4 1A';
 const RES_GROSS = '01 03 04 00 00 00 84 FA 50'; // gross = 132
 const REQ_NET = '01 03 00 52 00 02 65 DA';

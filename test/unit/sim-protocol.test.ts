@@ -1,7 +1,7 @@
 /**
  * The simulators pinned to reference frames (METTLER TOLEDO MT-SICS Reference Manual; Modbus RTU per
  * the MODBUS specifications, with a common unbranded transmitter's register map),
- * byte for byte, never only to the gateway's own codecs (style.md #11).
+ * byte for byte, never only to the gateway's own codecs.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadDefinitions } from '../../src/devices/definitions';
