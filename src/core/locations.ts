@@ -67,6 +67,8 @@ export class Locations implements Service {
   /** Config-file defaults per location. */
   private readonly defaults = new Map<string, { gtin: string | null; unitWeightG: number | null }>();
   private readonly overrides = new Map<string, Overrides>();
+  /** Per location, the tail of its chain of assignments (they apply one after another). */
+  private readonly tails = new Map<string, Promise<unknown>>();
   private reads: { locations: Statement; stock: Statement } | null = null;
   private readonly writeAssignment: (a: Overrides & { id: string; shelfId: string; slotId: string; by: string; ts: number }) => Promise<void>;
   /** Queues a stock row (coalesced per location within a batch). */
@@ -164,6 +166,19 @@ export class Locations implements Service {
     if (!loc) throw new ShelfgateError(ErrorCode.NOT_FOUND, `no slot ${shelfId}/${slotId}`);
     if (a.unitWeightG !== undefined && a.unitWeightG !== null && !(Number.isFinite(a.unitWeightG) && a.unitWeightG > 0 && a.unitWeightG <= 1_000_000))
       throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `unit weight must be a number of grams > 0 and <= 1000000 (got ${String(a.unitWeightG)})`);
+    // One change of a location at a time: each builds on the committed result of the one before
+    // (central's new GTIN and a technician's unit weight in the same batch window must both stay).
+    const before = this.tails.get(id) ?? Promise.resolve();
+    const run = before.then(() => this.applyAssignment(id, shelfId, slotId, loc, a, by));
+    const tail = run.catch(() => undefined);
+    this.tails.set(id, tail);
+    void tail.then(() => {
+      if (this.tails.get(id) === tail) this.tails.delete(id);
+    });
+    return run;
+  }
+
+  private async applyAssignment(id: string, shelfId: string, slotId: string, loc: Location, a: AssignmentInput, by: string): Promise<Location> {
     const prev = this.overrides.get(id) ?? { gtin: null, unitWeightG: null, cleared: false };
     // gtin null: central cleared the slot (docs/central-api.yaml SlotAssignment); undefined: unchanged.
     const next: Overrides =

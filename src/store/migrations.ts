@@ -227,7 +227,9 @@ export function migrate(db: Database, log: Logger, migrations: readonly Migratio
     );
   if (from > latest) throw newer(from);
   if (from === 0) {
-    const tables = db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table'").get() as { n: number };
+    // The ledger is created in its own transaction before migration 1: a first start killed (or a
+    // migration 1 that failed) in between leaves only that table, and the file is still ours, empty.
+    const tables = db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table' AND name <> 'schema_migrations'").get() as { n: number };
     if (tables.n > 0) {
       throw new ShelfgateError(
         ErrorCode.STORAGE_MIGRATION,

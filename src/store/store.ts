@@ -266,6 +266,8 @@ export class Store implements Service {
   private readonly openListeners: Array<(db: Database) => void> = [];
   private readonly ops: RegisteredOp[] = [];
   private appendedInBatch = 0;
+  /** > 0 while `together` runs: the size bound waits for its end. */
+  private holdFlush = 0;
   private lastFailure: LastWriteError | null = null;
   private readonly appendOp: (e: EventInput) => Promise<AppendedEvent>;
   private readonly deviceOp: (d: DeviceInput) => Promise<void>;
@@ -590,10 +592,24 @@ export class Store implements Service {
     });
   }
 
+  /**
+   * Queues the writes `fn` makes into one batch: the size bound (MAX_BATCH_OPS) never splits them,
+   * so an event and the state it leads to commit together or fail together.
+   */
+  together<T>(fn: () => T): T {
+    this.holdFlush++;
+    try {
+      return fn();
+    } finally {
+      this.holdFlush--;
+      if (this.holdFlush === 0 && this.batch.ops >= MAX_BATCH_OPS) this.flush();
+    }
+  }
+
   private queued(): void {
     const b = this.batch;
     b.ops++;
-    if (b.ops >= MAX_BATCH_OPS) {
+    if (b.ops >= MAX_BATCH_OPS && this.holdFlush === 0) {
       this.flush();
     } else if (b.ops === 1) {
       // Not unref'd: a queued write keeps the process alive until it is committed.

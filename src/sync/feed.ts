@@ -41,16 +41,21 @@ export class ChangeFeed {
     const { transport, repo } = this.o;
     while (!signal.aborted) {
       let page: { changes: unknown[]; nextCursor: string | null };
-      const cursor = repo.cursor();
+      let cursor: string | null = null;
       try {
+        cursor = repo.cursor();
         page = await transport.fetchChanges(cursor, this.o.longPollS, signal);
       } catch (e) {
         if (signal.aborted) break;
         const f = failureOf(e);
         if (f.kind === 'cursor_lost' || f.code === 'cursor_expired' || f.code === 'invalid_cursor') {
           this.o.log.warn({ cursor, code: f.code }, 'central does not know the feed cursor: reading the feed again from the start');
-          repo.setCursor(null);
-          continue;
+          try {
+            repo.setCursor(null);
+            continue;
+          } catch (err) {
+            e = err; // the store cannot write now (disk full): back off like any failure, the loop lives on
+          }
         }
         this.o.failed(e, 'changes');
         await sleep(this.o.delayFor(e, this.backoff), signal);

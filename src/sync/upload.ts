@@ -613,12 +613,17 @@ export class UploadPipeline {
         missing.push(row);
       }
     }
-    if (done.length > 0) this.o.store.ackOutbox(done);
     if (batch.gaps.length > 0) {
-      this.o.repo.clearGaps(batch.gaps.map((g) => g.id));
-      this.releaseGaps(batch);
-      this.gapBackoff.reset();
+      // central took the gaps: clear them first, and release them from in-flight whatever happens
+      // below, so a failing local delete cannot leave them stuck until the next restart
+      try {
+        this.o.repo.clearGaps(batch.gaps.map((g) => g.id));
+        this.gapBackoff.reset();
+      } finally {
+        this.releaseGaps(batch);
+      }
     }
+    if (done.length > 0) this.o.store.ackOutbox(done);
     if (rejectedRows.length > 0) this.park(rejectedRows, rejected, false);
     if (missing.length > 0) {
       lane.queue.unshift(...missing);

@@ -176,6 +176,30 @@ describe('opening and migrations', () => {
     expect(landed.epoch()).toBe('');
   });
 
+  it('a first start killed between creating the ledger and migration 1 leaves a file that still opens', async () => {
+    mkdirSync(dirname(dbPath), { recursive: true });
+    const raw = new Database(dbPath);
+    raw.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+    raw.close();
+    const s = await started();
+    expect(s.connection!.pragma('user_version', { simple: true })).toBe(LATEST);
+  });
+
+  it('two assignments of one location in the same batch window both stay (each builds on the one before)', async () => {
+    const s = makeStore({ flushIntervalMs: 50 });
+    const { locations } = modules(s);
+    await s.start();
+    await locations.start();
+    await Promise.all([locations.assign('sh', 'a', { gtin: '4006381333931' }, 'central'), locations.assign('sh', 'a', { unitWeightG: 123 }, 'tech')]);
+    expect(locations.get('sh/a')).toMatchObject({ gtin: '4006381333931', unitWeightG: 123 });
+    await s.stop();
+    const again = makeStore();
+    const m = modules(again);
+    await again.start();
+    await m.locations.start();
+    expect(m.locations.get('sh/a')).toMatchObject({ gtin: '4006381333931', unitWeightG: 123 });
+  });
+
   it.each([
     ['full', 2],
     ['normal', 1],
@@ -354,6 +378,18 @@ describe('batched writer', () => {
       ['sh/b', 7, null, 'unstable', 5],
     ]);
     expect(s.loadDevices()).toEqual([{ id: 'bus-a/3', kind: 'weight', model: 'm', path: '/dev/x', online: false, reason: 'timeout', lastSeen: 10, updatedAt: 20 }]);
+  });
+
+  it('together(): the size bound never splits the writes made inside it (an event and its state commit together)', async () => {
+    const s = await started({ flushIntervalMs: 5000 });
+    const filler = Array.from({ length: MAX_BATCH_OPS - 1 }, (_, i) => s.appendEvent({ deviceId: 'd', kind: 'count', payload: { i } }));
+    let pair: Promise<unknown>[] = [];
+    s.together(() => {
+      pair = [s.appendEvent({ deviceId: 'd', kind: 'count', payload: { last: true } }), s.setDeviceState({ id: 'x', kind: 'k', model: 'm', path: 'p', online: true, ts: 1 })];
+    });
+    // one batch of MAX_BATCH_OPS + 1: the pair was not split at the bound
+    expect(s.stats()).toMatchObject({ batches: 1, ops: MAX_BATCH_OPS + 1, pendingOps: 0 });
+    await Promise.all([...filler, ...pair]);
   });
 
   it('a failed batch (disk full) rejects its writes with the SQLite code and the writer carries on', async () => {

@@ -158,7 +158,7 @@ export class StreamingSource<R extends SourceReading = SourceReading> extends Ev
       reading(r: R): void {
         self.stats.readings++;
         self.heard(r.sensor, r.ts);
-        self.emit('reading', r);
+        self.safeEmit('reading', r);
       },
       alive(device: string): void {
         self.heard(device, self.sink.ts);
@@ -225,7 +225,16 @@ export class StreamingSource<R extends SourceReading = SourceReading> extends Ev
   }
 
   private report(a: DeviceAvailability): void {
-    this.emit('availability', a);
+    this.safeEmit('availability', a);
+  }
+
+  /** A throwing listener is the listener's bug: it must not cost the rest of the chunk nor reset the decoder. */
+  private safeEmit(event: 'reading' | 'availability', arg: unknown): void {
+    try {
+      this.emit(event, arg);
+    } catch (err) {
+      this.limiter.error(`${this.name}:${event}-listener`, { err: (err as Error)?.message, event }, 'source listener threw');
+    }
   }
 
   private writeStart(): void {

@@ -36,6 +36,8 @@ export interface ShelfServiceOptions {
 
 /** A stock state exactly as committed with an event: what the retained messages carry. */
 interface Snapshot {
+  /** The GTIN the slot held when the event was committed. */
+  gtin: string | null;
   count: number | null;
   weightG: number | null;
   condition: string;
@@ -111,8 +113,8 @@ export class ShelfService implements Service {
           initial: row ? { count: row.count, weightG } : undefined,
         });
         const committed: Snapshot = row
-          ? { count: row.count, weightG, condition: row.condition ?? tracker.condition, ts: row.updatedAt, lastKnown: true }
-          : { count: tracker.count, weightG: tracker.settledWeightG, condition: tracker.condition, ts: Date.now() };
+          ? { gtin: loc.gtin, count: row.count, weightG, condition: row.condition ?? tracker.condition, ts: row.updatedAt, lastKnown: true }
+          : { gtin: loc.gtin, count: tracker.count, weightG: tracker.settledWeightG, condition: tracker.condition, ts: Date.now() };
         const entry: SlotEntry = { shelfId: shelf.id, slotId: slot.id, key, tracker, topics: topics.slotTopics(this.o.storeId, shelf.id, slot.id), config: slot, committed, tail: Promise.resolve() };
         this.bySensor.set(tracker.sensor, entry);
         this.bySlot.set(key, entry);
@@ -195,15 +197,19 @@ export class ShelfService implements Service {
     const ts = ev.ts;
     const t = entry.tracker;
     // Taken now, with the event: a newer reading may change the tracker before this commits.
-    const snap: Snapshot = { count: t.count, weightG: t.settledWeightG, condition: t.condition, ts };
     const gtin = t.params.gtin ?? null;
+    const snap: Snapshot = { gtin, count: t.count, weightG: t.settledWeightG, condition: t.condition, ts };
     const payload = { store_id: storeId, shelf_id: entry.shelfId, slot_id: entry.slotId, gtin, ...eventFields(ev) };
     // A recount (after calibration) is a stock level, not a sale: central sees it as a `count` with a reason.
     const outboxKind = ev.type === 'recount' ? 'count' : ev.type;
     const priority = ev.type === 'anomaly' ? Priority.ANOMALY : ev.type === 'condition' ? Priority.CONDITION : Priority.STOCK;
-    const appended = store.appendEvent({ deviceId: entry.key, kind: outboxKind, priority, payload, createdAt: ts });
-    const saved = locations.saveStock({ locationId: entry.key, count: snap.count, condition: snap.condition, observedBy: OBSERVER, detail: { weight_g: snap.weightG }, updatedAt: ts });
-    const committed = Promise.all([appended, saved]);
+    // one batch: the event and the stock it leads to commit (or fail) together
+    const committed = store.together(() =>
+      Promise.all([
+        store.appendEvent({ deviceId: entry.key, kind: outboxKind, priority, payload, createdAt: ts }),
+        locations.saveStock({ locationId: entry.key, count: snap.count, condition: snap.condition, observedBy: OBSERVER, detail: { weight_g: snap.weightG }, updatedAt: ts }),
+      ]),
+    );
     const chain: Promise<void> = Promise.all([committed, entry.tail])
       .then(async ([[{ seq, eventId }]]) => {
         entry.committed = snap;
@@ -225,7 +231,7 @@ export class ShelfService implements Service {
       store_id: this.o.storeId,
       shelf_id: e.shelfId,
       slot_id: e.slotId,
-      gtin: e.tracker.params.gtin ?? null,
+      gtin: s.gtin,
       count: s.count,
       weight_g: s.weightG === null ? null : Math.round(s.weightG * 10) / 10,
       condition: s.condition,
