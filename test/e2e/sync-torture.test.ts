@@ -18,24 +18,14 @@ import { LoadCellPhysics, mulberry32 } from '../../simulators/physics';
 import { serveTcp, type TcpServing } from '../../simulators/serve';
 import { ShopperScript } from '../../simulators/shoppers';
 import { startDaemon, tmp, waitFor, type RunningDaemon } from '../helpers/daemon';
-import { makeLeafCert, makeTestCa, startMosquitto, type Mosquitto } from '../helpers/mosquitto';
+import { centralBrokerAcl, makeLeafCert, makeTestCa, startMosquitto, type Mosquitto } from '../helpers/mosquitto';
 import { CentralMqttAdapter } from '../../simulators/central/mqtt-adapter';
 import { readFileSync } from 'node:fs';
 
 const STORE = 'torture';
 const KILLS = Number(process.env.SG_TORTURE_KILLS ?? 12);
 const PREFIX = 'shelfgate/central/v1';
-const ACL = `
-user central
-topic readwrite ${PREFIX}/stores/#
-
-user ${STORE}
-topic write ${PREFIX}/stores/${STORE}/events/+
-topic write ${PREFIX}/stores/${STORE}/changes-sync
-topic write ${PREFIX}/stores/${STORE}/changes-ack
-topic read ${PREFIX}/stores/${STORE}/events-result/+
-topic read ${PREFIX}/stores/${STORE}/changes
-`;
+const ACL = centralBrokerAcl(PREFIX, [STORE]);
 
 describe.each(['https', 'mqtt'] as const)('kill -9 torture during ingest and sync (%s)', (transport) => {
   const dir = tmp('sg-torture-');

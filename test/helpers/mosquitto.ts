@@ -287,3 +287,22 @@ export function makeLeafCert(dir: string, ca: TestCa, name: string, opts: { clie
   openssl(['x509', '-req', '-in', csr, '-CA', ca.certFile, '-CAkey', ca.keyFile, '-CAcreateserial', '-days', '2', '-sha256', '-extfile', ext, '-out', certFile]);
   return { certFile, keyFile };
 }
+
+/**
+ * The ACL of a central broker for the MQTT bridge (docs/central-mqtt.md): the central consumer
+ * reads and writes every store's topics, each store user only its own.
+ */
+export function centralBrokerAcl(prefix: string, stores: readonly string[]): string {
+  const store = (id: string): string => `
+user ${id}
+topic write ${prefix}/stores/${id}/events/+
+topic write ${prefix}/stores/${id}/changes-sync
+topic write ${prefix}/stores/${id}/changes-ack
+topic read ${prefix}/stores/${id}/events-result/+
+topic read ${prefix}/stores/${id}/changes
+`;
+  return `
+user central
+topic readwrite ${prefix}/stores/#
+${stores.map(store).join('')}`;
+}

@@ -18,7 +18,7 @@ import type { Change, UploadEvent } from '../../src/sync/types';
 import { CentralSimulator, decodeCursor } from '../../simulators/central/simulator';
 import { CentralMqttAdapter } from '../../simulators/central/mqtt-adapter';
 import { connectClient } from '../helpers/daemon';
-import { makeLeafCert, makeTestCa, startMosquitto, type Mosquitto } from '../helpers/mosquitto';
+import { centralBrokerAcl, makeLeafCert, makeTestCa, startMosquitto, type Mosquitto } from '../helpers/mosquitto';
 import { waitFor } from '../helpers/wait';
 
 const STORE = 'store-0042';
@@ -28,24 +28,7 @@ const OTHER = 'store-0043';
 const PREFIX = 'shelfgate/central/v1';
 const log = silentLogger();
 
-const ACL = `
-user central
-topic readwrite ${PREFIX}/stores/#
-
-user ${STORE}
-topic write ${PREFIX}/stores/${STORE}/events/+
-topic write ${PREFIX}/stores/${STORE}/changes-sync
-topic write ${PREFIX}/stores/${STORE}/changes-ack
-topic read ${PREFIX}/stores/${STORE}/events-result/+
-topic read ${PREFIX}/stores/${STORE}/changes
-
-user ${ISOLATED}
-topic write ${PREFIX}/stores/${ISOLATED}/events/+
-topic write ${PREFIX}/stores/${ISOLATED}/changes-sync
-topic write ${PREFIX}/stores/${ISOLATED}/changes-ack
-topic read ${PREFIX}/stores/${ISOLATED}/events-result/+
-topic read ${PREFIX}/stores/${ISOLATED}/changes
-`;
+const ACL = centralBrokerAcl(PREFIX, [STORE, ISOLATED]);
 
 /** The pause before a retry, as the sync service's backoff makes one: part of the scenario, not a wait. */
 const retryPause = (): Promise<void> => new Promise((r) => setTimeout(r, 100));
