@@ -2,6 +2,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import { readFileSync } from 'node:fs';
+import type { LoadCellPhysics } from '../simulators/physics';
 
 export function machine(): string {
   const c = cpus();
@@ -50,4 +51,19 @@ export function rssMb(): number {
 
 export function fmt(n: number, digits = 0): string {
   return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+/**
+ * Simulated shoppers in a benchmark's simulator process: every slot is picked (1-2 items) or, when
+ * nearly empty, restocked about `perSlotPerMin` times a minute, in 50 ms steps.
+ */
+export function startShoppers(physics: readonly LoadCellPhysics[], rng: () => number, perSlotPerMin: number): NodeJS.Timeout {
+  const actionEveryMs = 60_000 / (perSlotPerMin * physics.length);
+  return setInterval(() => {
+    for (let n = Math.max(1, Math.round(50 / actionEveryMs)); n > 0; n--) {
+      const p = physics[Math.floor(rng() * physics.length)]!;
+      if (p.items > 5) p.pick(1 + Math.floor(rng() * 2));
+      else p.put(20);
+    }
+  }, 50);
 }

@@ -27,7 +27,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fmt, machine, rssMb } from './harness';
+import { fmt, machine, rssMb, startShoppers } from './harness';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -143,15 +143,7 @@ async function simServer(def: ModbusDefinition, buses: number, perBus: number, p
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     ports.push((server.address() as { port: number }).port);
   }
-  const actionEveryMs = 60_000 / (picksPerMin * physics.length);
-  setInterval(() => {
-    const n = Math.max(1, Math.round(50 / actionEveryMs));
-    for (let i = 0; i < n; i++) {
-      const p = physics[Math.floor(rng() * physics.length)]!;
-      if (p.items > 5) p.pick(1 + Math.floor(rng() * 2));
-      else p.put(20);
-    }
-  }, 50);
+  startShoppers(physics, rng, picksPerMin);
   process.stdout.write(`ports ${JSON.stringify(ports)}\n`);
   process.once('SIGTERM', () => process.exit(0));
 }

@@ -44,7 +44,7 @@ import { MtSicsSimulator } from '../simulators/mtsics-sim';
 import { LoadCellPhysics, mulberry32 } from '../simulators/physics';
 import { serveTcp } from '../simulators/serve';
 import { freePort, startMosquitto } from '../test/helpers/mosquitto';
-import { fmt, machine, processCpuMs, processRssMb, stopProcess } from './harness';
+import { fmt, machine, processCpuMs, processRssMb, startShoppers, stopProcess } from './harness';
 
 const NODE_RED_VERSION = '4.1.8';
 const SCALE_MODEL = 'mettler-toledo-mt-sics';
@@ -87,14 +87,7 @@ async function simServer(scales: number): Promise<void> {
     const served = await serveTcp(new MtSicsSimulator({ definition: def, physics: p }), '127.0.0.1', 0);
     ports.push(served.port);
   }
-  // 30 shopper actions per scale per minute (as bench/ingest.ts)
-  setInterval(() => {
-    for (let n = Math.max(1, Math.round((scales * 30) / 60 / 20)); n > 0; n--) {
-      const p = physics[Math.floor(rng() * physics.length)]!;
-      if (p.items > 5) p.pick(1 + Math.floor(rng() * 2));
-      else p.put(20);
-    }
-  }, 50);
+  startShoppers(physics, rng, 30); // 30 shopper actions per scale per minute, as bench/ingest.ts
   process.stdout.write(`ports ${JSON.stringify(ports)}\n`);
   process.once('SIGTERM', () => process.exit(0));
 }
