@@ -335,8 +335,9 @@ export class Store implements Service {
 
   /**
    * Runs `fn` with the open connection each time the database opens (at start, before anything is
-   * written): the place for a module to prepare the statements of its reads. Reads only: writes
-   * go through defineWrite, or a synchronous transaction through `transaction`.
+   * written): the place for a module to prepare its statements once. Nothing may be executed here;
+   * statements that write run only through defineWrite or inside `transaction` / `removeFromOutbox`,
+   * so the Store stays the one writer.
    */
   onOpen(fn: (db: Database) => void): void {
     this.openListeners.push(fn);

@@ -22,7 +22,7 @@ import { createWeightSource } from './sources';
 import { CalibrationRepository, SHELVES_MIGRATIONS } from './repository';
 import { SHELVES_COMMANDS } from './commands';
 import { ShelfService } from './service';
-import { sensorKey, type WeightReading } from './types';
+import type { WeightReading } from './types';
 
 function serialSettings(def: DeviceDefinition, bus: BusConfig): SerialSettings {
   return {
@@ -103,7 +103,6 @@ export const shelvesFeature = defineFeature({
   },
 });
 
-export { sensorKey };
 
 /** The ShelfService of a built gateway (tests, benchmarks, the demo). */
 export function shelvesOf(gw: { features: ReadonlyMap<string, { services?: unknown[] }> }): ShelfService {
