@@ -104,9 +104,6 @@ export class CommandRegistry {
     return roleHas(role, this.permissionOf(name));
   }
 
-  list(): Array<{ name: string; permission: Permission; description: string; owner: string }> {
-    return [...this.defs.values()].map(({ owner, def }) => ({ name: def.name, permission: def.permission, description: def.description, owner })).sort((a, b) => a.name.localeCompare(b.name));
-  }
 
   /**
    * Runs a command for `caller`. Throws ShelfgateError NOT_FOUND (unknown command),

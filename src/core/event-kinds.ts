@@ -53,10 +53,6 @@ export class EventKinds {
     return out;
   }
 
-  /** Declared kinds that are kept whatever the buffer holds (neither droppable nor compactable). */
-  protectedKinds(): string[] {
-    return [...this.byKind.values()].filter((p) => !p.droppable).map((p) => p.kind);
-  }
 
   droppableKinds(): string[] {
     return [...this.byKind.values()].filter((p) => p.droppable).map((p) => p.kind);

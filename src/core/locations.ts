@@ -143,10 +143,6 @@ export class Locations implements Service {
     return [...this.byId.values()].map((l) => ({ ...l }));
   }
 
-  /** Every location holding `gtin` (a product may sit in several slots). */
-  holding(gtin: string): Location[] {
-    return this.list().filter((l) => l.gtin === gtin);
-  }
 
   /** The last committed stock per location. */
   loadStock(): StockRow[] {
