@@ -125,7 +125,7 @@ export async function checkCredentials(
 ): Promise<AuthenticatedUser | null> {
   const user = username === undefined ? undefined : users.find((u) => u.username === username);
   const pw = password ?? Buffer.alloc(0);
-  const stored = user && parseHash(user.password_hash) ? user.password_hash : DUMMY_HASH;
+  const stored = user?.password_hash !== undefined && parseHash(user.password_hash) ? user.password_hash : DUMMY_HASH;
   const ok = await verifyPassword(pw, stored);
   return ok && user && username !== undefined ? { username: user.username, role: user.role } : null;
 }

@@ -50,13 +50,31 @@ export const shelfSchema = z.strictObject({
   slots: z.array(slotSchema).min(1, 'must have at least one slot'),
 });
 
-const userSchema = z.strictObject({
-  /** Appears in topics (`response/<username>/...`), so it is topic-safe like every id. */
-  username: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/, 'must be 1-64 characters of A-Z a-z 0-9 _ . @ - (used in MQTT topics)'),
-  /** `scrypt$N$r$p$<salt b64>$<hash b64>`; make one with `shelfgate passwd`. */
-  password_hash: z.string().regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/, 'must be a scrypt hash from `shelfgate passwd`'),
-  role: z.enum(['device', 'kiosk', 'service', 'technician', 'admin']),
-});
+const userSchema = z
+  .strictObject({
+    /** Appears in topics (`response/<username>/...`), so it is topic-safe like every id. */
+    username: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/, 'must be 1-64 characters of A-Z a-z 0-9 _ . @ - (used in MQTT topics)'),
+    /** `scrypt$N$r$p$<salt b64>$<hash b64>`; make one with `shelfgate passwd`. Optional for a user who only logs in with a client certificate (`cert_cn`). */
+    password_hash: z.string().regex(/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/, 'must be a scrypt hash from `shelfgate passwd`').optional(),
+    role: z.enum(['device', 'kiosk', 'service', 'technician', 'admin']),
+    /**
+     * A client certificate whose subject CN is this value, signed by the listener's
+     * `client_ca_file`, logs in as this user on a TLS/WSS listener (no password needed).
+     */
+    cert_cn: z.string().min(1).max(255).optional(),
+  })
+  .superRefine((u, ctx) => {
+    if (u.password_hash === undefined && u.cert_cn === undefined) ctx.addIssue({ code: 'custom', path: ['password_hash'], message: 'is required (or cert_cn, for a user who logs in with a client certificate)' });
+  });
+
+/** A TLS listener's files (PEM). */
+const listenerTls = {
+  /** Server certificate (chain) and its private key. */
+  cert_file: z.string().min(1),
+  key_file: z.string().min(1),
+  /** CA bundle for client certificates. Set: a client may present a certificate (mapped to a user by `cert_cn`); a password still works. */
+  client_ca_file: z.string().min(1).optional(),
+};
 
 const tlsFiles = {
   /** PEM CA bundle to verify central's certificate (default: the system CAs). */
@@ -123,16 +141,67 @@ export const coreConfigShape = {
   log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info') }).prefault({}),
   mqtt: z
     .strictObject({
-      /** Loopback by default: kiosks on the LAN need an explicit bind address. */
+      /** Plain MQTT listener. Loopback by default: LAN clients use `tls` or `wss`. */
       host: z.string().min(1).default('127.0.0.1'),
       port: z.number().int().min(0).max(65535).default(1883),
+      /** A plain listener on a non-loopback address sends passwords in clear: refused unless this is true. */
+      allow_plain_on_lan: z.boolean().default(false),
+      /** MQTT over TLS (mqtts) for kiosks and store systems on the LAN. */
+      tls: z
+        .strictObject({
+          host: z.string().min(1).default('0.0.0.0'),
+          port: z.number().int().min(0).max(65535).default(8883),
+          ...listenerTls,
+        })
+        .optional(),
+      /** MQTT over secure WebSockets (wss) for browsers. */
+      wss: z
+        .strictObject({
+          host: z.string().min(1).default('0.0.0.0'),
+          port: z.number().int().min(0).max(65535).default(8884),
+          /** HTTP path of the WebSocket endpoint. */
+          path: z.string().regex(/^\/[A-Za-z0-9._~/-]*$/, 'must be an absolute URL path such as /mqtt').default('/mqtt'),
+          ...listenerTls,
+        })
+        .optional(),
       users: z.array(userSchema).default([]),
-      /** Failed logins from one address before it is locked out for `lockout_s`. */
+      /** Failed logins for one username from one address before that pair is locked out. */
       max_auth_failures: z.number().int().min(1).default(5),
+      /** First lockout; each further lockout of the same pair doubles it, up to `lockout_max_s`. */
       lockout_s: z.number().int().min(1).default(60),
+      lockout_max_s: z.number().int().min(1).default(3600),
+      /** All connections, authenticated or not. */
       max_connections: z.number().int().min(1).default(200),
+      /** Connections from one remote address. */
+      max_connections_per_address: z.number().int().min(1).default(32),
+      /** Connections of one username. */
+      max_connections_per_user: z.number().int().min(1).default(32),
+      /** Sockets that have not completed CONNECT and login yet. */
+      max_unauthenticated: z.number().int().min(1).default(32),
+      /** Of `max_connections`, slots only admin and technician users may take. */
+      reserved_connections: z.number().int().min(0).default(4),
+      /** Time a socket may take from accept to a completed CONNECT. */
+      connect_timeout_s: z.number().int().min(1).max(300).default(10),
       /** Largest accepted MQTT packet; bigger ones close the connection. */
       max_packet_bytes: z.number().int().min(1024).max(16 * 1024 * 1024).default(256 * 1024),
+      /** Bytes queued for delivery to one client (not yet taken by its socket); over it, QoS 0 to it is dropped. */
+      max_queued_bytes: z.number().int().min(16 * 1024).default(512 * 1024),
+      /** Messages queued for delivery to one client; over it, QoS 0 to it is dropped. */
+      max_queued_messages: z.number().int().min(1).default(1000),
+      /** A client that stays over its queue bound this long is disconnected. */
+      slow_consumer_timeout_s: z.number().int().min(1).max(600).default(10),
+      /** Outbound QoS 1/2 messages sent to one client and not yet acknowledged. */
+      max_inflight: z.number().int().min(1).max(65535).default(64),
+      /** Inbound QoS 2 messages from one client received and not yet released (PUBREL). */
+      max_inbound_qos2: z.number().int().min(1).max(65535).default(16),
+      /** Messages kept for one offline persistent session (clean session 0); beyond it, the oldest are dropped and counted. */
+      max_session_queue: z.number().int().min(1).default(1000),
+      /** A persistent session offline this long is deleted (its subscriptions and queued messages). */
+      session_expiry_s: z.number().int().min(60).default(7 * 24 * 3600),
+      /** Subscriptions one client may hold. */
+      max_subscriptions: z.number().int().min(1).default(64),
+      /** Longest topic filter accepted in a SUBSCRIBE, in bytes. */
+      max_filter_length: z.number().int().min(16).max(65535).default(512),
     })
     .prefault({}),
   storage: z

@@ -12,7 +12,7 @@ import { generate } from 'mqtt-packet';
 import { LocalBus, MqttLengthScanner } from '../../src/bus/broker';
 import { hashPassword } from '../../src/bus/auth';
 import * as topics from '../../src/bus/topics';
-import type { MqttConfig } from '../../src/config/schema';
+import { coreConfigShape, type MqttConfig } from '../../src/config/schema';
 import { ErrorCode, ShelfgateError } from '../../src/errors';
 import { silentLogger } from '../../src/log';
 import { waitFor } from '../helpers/wait';
@@ -34,7 +34,8 @@ async function users(): Promise<MqttConfig['users']> {
 }
 
 function mqttConfig(u: MqttConfig['users'], over: Partial<MqttConfig> = {}): MqttConfig {
-  return {
+  // through the schema, so every bound has its production default unless the test sets it
+  return coreConfigShape.mqtt.parse({
     host: '127.0.0.1',
     port: 0,
     users: u,
@@ -43,7 +44,7 @@ function mqttConfig(u: MqttConfig['users'], over: Partial<MqttConfig> = {}): Mqt
     max_connections: 50,
     max_packet_bytes: 4096,
     ...over,
-  };
+  });
 }
 
 async function startBus(cfg: MqttConfig, extra: { connectTimeoutMs?: number; commands?: CommandRegistry } = {}): Promise<LocalBus> {
@@ -516,7 +517,8 @@ describe('LocalBus limits and lifecycle', () => {
 
   it('refuses usernames that would inject into topics', async () => {
     const u = await users();
-    const bus = new LocalBus({ config: mqttConfig([...u, { ...u[0]!, username: 'evil/+' }]), storeId: STORE, log: silentLogger() });
+    // the schema refuses it too; the bus checks again for a config that did not come through it
+    const bus = new LocalBus({ config: { ...mqttConfig(u), users: [...u, { ...u[0]!, username: 'evil/+' }] }, storeId: STORE, log: silentLogger() });
     await expect(bus.start()).rejects.toMatchObject({ code: ErrorCode.CONFIG_INVALID });
     await bus.stop();
   });
