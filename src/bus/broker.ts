@@ -29,6 +29,7 @@ import { AuthFailureTracker, checkCredentials, type Role } from './auth';
 import * as topics from './topics';
 import { orderPublishes, type PublishOrderStats } from './publish-order';
 import { sleep } from '../util/backoff';
+import { Sessions, type SessionStats } from './sessions';
 
 export type { Role } from './auth';
 
@@ -71,6 +72,8 @@ export interface BusStats {
   publishesWaitingMax: number;
   requests: number;
   requestErrors: number;
+  /** Client ids, persistent sessions and subscription limits (sessions.ts). */
+  sessions: SessionStats;
 }
 
 export interface LocalBusOptions {
@@ -88,6 +91,8 @@ export interface LocalBusOptions {
   /** Bound on the time stop() waits for request handlers and for the offline status to flush. Default 2 s. */
   stopGraceMs?: number;
   now?: () => number;
+  /** How often offline persistent sessions are checked for expiry. Default: session_expiry_s / 10, within 1-60 s. */
+  sessionSweepMs?: number;
 }
 
 /** Password checks running at once (each holds ~16 MiB and a libuv thread for tens of ms). */
@@ -237,6 +242,7 @@ export class LocalBus implements Service {
   private server: Server | null = null;
   private tracker: AuthFailureTracker | null = null;
   private publishOrder: PublishOrderStats | null = null;
+  private readonly sessions: Sessions;
   private readonly conns = new Set<Socket>();
   /** Remote address of each socket, kept past its close (for logs). */
   private readonly addresses = new WeakMap<object, string>();
@@ -270,6 +276,7 @@ export class LocalBus implements Service {
     this.limiter = new LogLimiter(opts.log);
     this.now = opts.now ?? Date.now;
     this.commands = opts.commands ?? new CommandRegistry();
+    this.sessions = new Sessions({ config: opts.config, log: opts.log, limiter: this.limiter, now: this.now, sweepMs: opts.sessionSweepMs });
     this.acl = new AclRules(opts.storeId, [...CORE_TOPIC_AREAS, ...(opts.topicAreas ?? [])], (cmd) => this.commands.permissionOf(cmd));
   }
 
@@ -290,7 +297,10 @@ export class LocalBus implements Service {
       connectTimeout: this.o.connectTimeoutMs ?? 10_000,
       drainTimeout: 30_000,
       maxTopicLevels: MAX_TOPIC_LEVELS,
-      preConnect: (client, _packet, cb) => this.preConnect(client, cb),
+      preConnect: (client, packet, cb) => {
+        this.sessions.noteConnect(client, packet);
+        this.preConnect(client, cb);
+      },
       authenticate: (client, username, password, cb) => this.authenticate(client, username, password, cb),
       authorizePublish: (client, packet, cb) => this.authorizePublish(client, packet, cb),
       authorizeSubscribe: (client, sub, cb) => this.authorizeSubscribe(client, sub, cb),
@@ -302,6 +312,8 @@ export class LocalBus implements Service {
     });
     // every publish reaches the subscribers in the order it was made, else aedes drops some (publish-order.ts)
     this.publishOrder = orderPublishes(broker);
+    // client id ownership, bounded persistent sessions, subscription limits (sessions.ts)
+    this.sessions.attach(broker);
     this.broker = broker;
     broker.on('clientError', (client, err) => this.onClientError(client, err));
     broker.on('connectionError', (client, err) => this.onClientError(client, err));
@@ -377,6 +389,7 @@ export class LocalBus implements Service {
       lockouts: this.tracker?.lockouts ?? 0,
       publishesWaited: this.publishOrder?.waited ?? 0,
       publishesWaitingMax: this.publishOrder?.maxWaiting ?? 0,
+      sessions: this.sessions.stats(),
     };
   }
 
@@ -497,14 +510,9 @@ export class LocalBus implements Service {
           return done(authError(4, 'bad username or password'), null);
         }
         tracker.succeeded(address);
-        const clients = (this.broker as unknown as { clients?: Record<string, Client> } | null)?.clients;
-        const holder = clients?.[client.id];
-        const holderIdentity = holder ? this.identities.get(holder) : undefined;
-        if (holder && holder !== client && holderIdentity && holderIdentity.username !== user.username) {
-          // a user may not take over (disconnect) another user's session by reusing its client id
-          this.limiter.warn(`clientid:${address}`, { address, username: user.username, client_id: client.id }, 'client id in use by another user: refused');
-          return done(authError(2, 'client id in use by another user'), null);
-        }
+        // a client id (live or stored session) belongs to its user: nobody else may take, hijack or wipe it
+        const idRefusal = this.sessions.admit(client, user.username, address);
+        if (idRefusal !== null) return done(authError(2, idRefusal), null);
         this.identities.set(client, {
           username: user.username,
           role: user.role,
@@ -541,7 +549,14 @@ export class LocalBus implements Service {
 
   private authorizeSubscribe(client: Client, sub: Subscription, cb: (error: Error | null, subscription?: Subscription | null) => void): void {
     const id = this.identities.get(client);
-    if (id && canSubscribe(id.role, id.username, sub.topic, this.acl)) return cb(null, sub);
+    if (id && canSubscribe(id.role, id.username, sub.topic, this.acl)) {
+      const over = this.sessions.subscribeRefusal(client, sub.topic);
+      if (over === null) return cb(null, sub);
+      const key = over === 'max_filter_length' ? 'filter-len' : 'max-subs';
+      const limit = over === 'max_filter_length' ? this.o.config.max_filter_length : this.o.config.max_subscriptions;
+      this.limiter.warn(`${key}:${id.username}`, { username: id.username, [over]: limit, filter: sub.topic.slice(0, 256) }, `subscription over ${over}: negated`);
+      return cb(null, null); // negated: SUBACK 0x80 [MQTT-3.9.3]; the client's other subscriptions go on
+    }
     this.counters.deniedSubscribes++;
     const who = id?.username ?? 'unknown';
     this.limiter.warn(`deny-sub:${who}`, { username: who, role: id?.role, filter: sub.topic.slice(0, 256) }, 'subscription not authorized: negated');
@@ -681,6 +696,7 @@ export class LocalBus implements Service {
     if (!broker) return;
     await new Promise<void>((resolve) => broker.close(() => resolve()));
     broker.removeAllListeners();
+    this.sessions.detach();
   }
 }
 
