@@ -301,6 +301,7 @@ export class Sessions {
       return;
     }
     e.offlineSince = this.o.now();
+    this.o.log.debug({ client_id: id.slice(0, 128), username: e.owner }, 'persistent session offline: kept');
     this.evictBeyondCap(e.owner);
   }
 
