@@ -10,18 +10,20 @@
  *   Naming kiosks `<username>-<n>` is what docs/ recommend; it needs no configuration.
  * - any other id belongs to the user that made its session, for as long as that session exists:
  *   while connected, and for a persistent session (clean session 0) while it is stored.
- * Another user connecting with an owned id is refused with CONNACK 2 (identifier rejected)
- * whether it would take over the live connection, inherit the stored session (clean 0: hijack)
- * or delete it (clean 1: wipe). [MQTT-3.1.4-2] makes the server disconnect an existing client
- * with the same id; between different users we refuse the newcomer instead, a deliberate
- * departure. The registry of ids is bounded: live entries by the connection caps, stored ones
+ * Another user connecting with an owned id is refused with CONNACK 2 (identifier rejected,
+ * [MQTT-3.1.3-9]) whether it would take over the live connection, inherit the stored session
+ * (clean 0: hijack) or delete it (clean 1: wipe). [MQTT-3.1.4-2] makes the server disconnect an
+ * existing client with the same id; between different users we refuse the newcomer instead, a
+ * deliberate departure (within one user the takeover happens as the spec says). The registry of ids is bounded: live entries by the connection caps, stored ones
  * by the session bounds below.
  *
  * Empty client id with clean session 0: refused with CONNACK 2 as [MQTT-3.1.3-8] requires (aedes
  * 1.2 instead makes up an `aedes_<uuid>` id and keeps a session nobody can resume).
  *
  * Persistent sessions. aedes keeps offline state in its persistence; this wraps aedes's memory
- * persistence (aedes-persistence) and replaces its outgoing queues:
+ * persistence (aedes-persistence) and replaces its outgoing queues. Dropping queued messages and
+ * deleting sessions departs from [MQTT-3.1.2-4] and [MQTT-3.1.2-5] (keep the session and every
+ * matching QoS 1/2 message) on purpose: without bounds, offline sessions grow memory without end.
  * - one bounded queue per session: at most `max_session_queue` messages and `max_queued_bytes`
  *   bytes (payload + topic), the same byte bound as a live client's delivery queue; beyond them
  *   the oldest queued messages are dropped and counted.
