@@ -443,11 +443,19 @@ export class Sessions {
       },
       outgoingStream: (client: { id: string }): Readable => Readable.from([...(this.queues.get(client.id)?.items ?? [])]),
     };
+    // everything else goes to aedes's persistence; methods bound once (this sits on the publish path)
+    const bound = new Map<PropertyKey, unknown>();
     return new Proxy(inner, {
-      get(target, prop, receiver) {
+      get(target, prop) {
         if (typeof prop === 'string' && Object.prototype.hasOwnProperty.call(overrides, prop)) return overrides[prop];
-        const v = Reflect.get(target, prop, receiver) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        const v = Reflect.get(target, prop) as unknown;
+        if (typeof v !== 'function') return v;
+        let f = bound.get(prop);
+        if (f === undefined) {
+          f = (v as (...a: unknown[]) => unknown).bind(target);
+          bound.set(prop, f);
+        }
+        return f;
       },
     });
   }
