@@ -4,7 +4,7 @@
  */
 import type { Config } from './config/schema';
 import { loadConfig, type ConfigIssue } from './config/load';
-import { readOpenFileLimit } from './config/check';
+import { readCgroupMemoryMax, readOpenFileLimit } from './config/check';
 import { reportConfigError } from './config/report';
 import type { DeviceDefinition } from './devices/types';
 import { loadDefinitions } from './devices/definitions';
@@ -31,8 +31,9 @@ export async function runDaemon(configPath: string): Promise<number> {
   let warnings: ConfigIssue[];
   try {
     definitions = loadDefinitions();
-    // This process serves the bus: its own open-file limit must hold the bus's socket ceiling.
-    ({ config, warnings } = loadConfig(configPath, definitions, BUILTIN_FEATURES, { openFileLimit: readOpenFileLimit() }));
+    // This process serves the bus: its own open-file limit must hold the bus's socket ceiling, and
+    // its own memory limit (the unit's MemoryMax, drop-ins included) is the one to compare with.
+    ({ config, warnings } = loadConfig(configPath, definitions, BUILTIN_FEATURES, { openFileLimit: readOpenFileLimit(), memoryLimit: readCgroupMemoryMax() }));
   } catch (e) {
     return reportConfigError(configPath, e);
   }

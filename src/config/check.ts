@@ -70,6 +70,11 @@ export interface CheckOptions {
    * another process than the daemon, so it leaves this out and compares with the unit's limit only.
    */
   openFileLimit?: number | null;
+  /**
+   * The memory limit (cgroup v2 memory.max) of the process that will serve the bus, when it is
+   * this process and it has one: compared instead of the unit's MemoryMax (a drop-in may change it).
+   */
+  memoryLimit?: number | null;
   /** For tests: the time certificate expiry is measured from. */
   now?: Date;
 }
@@ -99,6 +104,21 @@ export function readOpenFileLimit(limitsFile = '/proc/self/limits'): number | nu
   const m = /^Max open files\s+(\d+|unlimited)\s/m.exec(text);
   if (!m) return null;
   return m[1] === 'unlimited' ? Number.POSITIVE_INFINITY : Number(m[1]);
+}
+
+/**
+ * This process's cgroup v2 memory limit (memory.max of the cgroup in /proc/self/cgroup, e.g. the
+ * unit's MemoryMax under systemd); null when unlimited or unreadable.
+ */
+export function readCgroupMemoryMax(cgroupFile = '/proc/self/cgroup', root = '/sys/fs/cgroup'): number | null {
+  try {
+    const m = /^0::(\/.*)$/m.exec(readFileSync(cgroupFile, 'utf8'));
+    if (!m) return null;
+    const v = readFileSync(`${root}${m[1] === '/' ? '' : m[1]}/memory.max`, 'utf8').trim();
+    return /^\d+$/.test(v) ? Number(v) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Sockets the bus may hold at once (src/bus/admission.ts: authenticated plus still logging in). */
@@ -217,12 +237,13 @@ export function checkDangerousSettings(cfg: Config, opts: CheckOptions = {}): Ch
   }
 
   // --- memory ---
+  // A warning: an estimate of the worst case (docs/SIZING.md), and MemoryMax may be raised in a drop-in.
   const mem = estimateMemory(m);
-  if (mem.total > UNIT_LIMITS.MemoryMax) {
-    // A warning: an estimate of the worst case (docs/SIZING.md), and MemoryMax may be raised in a drop-in.
+  const limit = opts.memoryLimit ?? UNIT_LIMITS.MemoryMax;
+  if (mem.total > limit) {
     warnings.push({
       path: 'mqtt',
-      message: `worst-case memory estimate ${mib(mem.total)} (gateway ${mib(mem.baseline)} + sockets ${mib(mem.sockets)} + delivery queues ${mib(mem.queues)} + offline sessions ${mib(mem.sessions)}, docs/SIZING.md) exceeds MemoryMax=${mib(UNIT_LIMITS.MemoryMax)} of systemd/shelfgate.service: lower the mqtt bounds or raise MemoryMax in a drop-in`,
+      message: `worst-case memory estimate ${mib(mem.total)} (gateway ${mib(mem.baseline)} + sockets ${mib(mem.sockets)} + delivery queues ${mib(mem.queues)} + offline sessions ${mib(mem.sessions)}, docs/SIZING.md) exceeds ${opts.memoryLimit != null ? `this process's memory limit (cgroup memory.max) of ${mib(limit)}` : `MemoryMax=${mib(limit)} of systemd/shelfgate.service`}: lower the mqtt bounds or raise MemoryMax in a drop-in`,
     });
   }
 

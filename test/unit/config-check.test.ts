@@ -2,13 +2,13 @@
  * Dangerous settings (src/config/check.ts): each refusal and warning, with the key's path.
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../../src/bus/auth';
-import { checkConfigFileMode, estimateMemory, FD_RESERVE, isLoopbackHost, PUBLISHED_PLACEHOLDER_HASHES, readOpenFileLimit, SIZING, UNIT_LIMITS } from '../../src/config/check';
+import { checkConfigFileMode, estimateMemory, FD_RESERVE, isLoopbackHost, PUBLISHED_PLACEHOLDER_HASHES, readCgroupMemoryMax, readOpenFileLimit, SIZING, UNIT_LIMITS } from '../../src/config/check';
 import { loadConfig, validateConfig, type ConfigIssue } from '../../src/config/load';
 import { configSchema } from '../../src/config/schema';
 import type { DeviceDefinition } from '../../src/devices/types';
@@ -207,6 +207,26 @@ describe('config check: dangerous settings', () => {
       const r = check(base({}, { max_connections: 1000, max_connections_per_user: 32 }));
       expect(r.ok).toBe(true);
       expect(r.warnings).toEqual([{ path: 'mqtt', message: expect.stringMatching(/^worst-case memory estimate \d+ MiB .* exceeds MemoryMax=768 MiB/) }]);
+    });
+  });
+
+  describe('memory limit of the running process', () => {
+    it("`run` compares with its own cgroup's memory.max instead of the unit's MemoryMax (a drop-in may change it)", () => {
+      const r = check(base(), { memoryLimit: 256 * 1024 * 1024 });
+      expect(r.ok).toBe(true);
+      expect(r.warnings).toEqual([{ path: 'mqtt', message: expect.stringContaining("exceeds this process's memory limit (cgroup memory.max) of 256 MiB") }]);
+      expect(check(base({}, { max_connections: 1000 }), { memoryLimit: 4096 * 1024 * 1024 }).warnings).toEqual([]);
+    });
+    it('reads memory.max of the cgroup in /proc/self/cgroup; null when unlimited or unreadable', () => {
+      const root = join(dir, 'cgroup');
+      mkdirSync(join(root, 'system.slice', 'shelfgate.service'), { recursive: true });
+      const self = join(dir, 'self-cgroup');
+      writeFileSync(self, '0::/system.slice/shelfgate.service\n');
+      writeFileSync(join(root, 'system.slice', 'shelfgate.service', 'memory.max'), '805306368\n');
+      expect(readCgroupMemoryMax(self, root)).toBe(768 * 1024 * 1024);
+      writeFileSync(join(root, 'system.slice', 'shelfgate.service', 'memory.max'), 'max\n');
+      expect(readCgroupMemoryMax(self, root)).toBeNull();
+      expect(readCgroupMemoryMax(join(dir, 'nope'), root)).toBeNull();
     });
   });
 
