@@ -54,6 +54,7 @@ const REFUSALS: Array<[string, () => Record<string, unknown>, string]> = [
   ['unreadable TLS certificate', () => config('r2', {}, { tls: { host: '127.0.0.1', port: 0, cert_file: join(dir, 'missing.crt'), key_file: join(dir, 'gw.key') } }), `mqtt.tls.cert_file: cannot read ${join(dir, 'missing.crt')}: ENOENT`],
   ['TLS key not the certificate\'s', () => config('r3', {}, { wss: { host: '127.0.0.1', port: 0, cert_file: join(dir, 'gw.crt'), key_file: join(dir, 'other.key') } }), 'mqtt.wss.key_file: '],
   ["the example's placeholder hash", () => config('r4', {}, { users: [{ username: 'kiosk-1', role: 'kiosk', password_hash: PUBLISHED_PLACEHOLDER_HASHES[0] }] }), 'mqtt.users[0].password_hash: is the example config\'s placeholder'],
+  ['a hash the broker cannot use', () => config('r4b', {}, { users: [{ username: 'k', role: 'kiosk', password_hash: `scrypt$1000$8$1$${Buffer.alloc(16).toString('base64')}$${Buffer.alloc(32).toString('base64')}` }] }), 'mqtt.users[0].password_hash: is not a usable scrypt hash'],
   ['relative data_dir', () => config('r5', { data_dir: 'state' }), 'data_dir: must be an absolute path'],
   ['relative storage.path', () => config('r6', { storage: { path: 'shelfgate.db' } }), 'storage.path: must be an absolute path'],
   ['sync over plain http to a LAN host', () => config('r7', { sync: { transport: 'https', https: { url: 'http://192.0.2.20:8080' } } }), 'sync.https.url: plain http to 192.0.2.20'],
