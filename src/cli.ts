@@ -33,7 +33,7 @@ async function main(argv: string[]): Promise<number> {
   const config = program.command('config').description('configuration tools');
   config
     .command('check')
-    .description('validate a configuration file and report every error; exit 78 if invalid')
+    .description('validate a configuration file and report every error and warning (dangerous settings); exit 78 if invalid, 0 with warnings')
     .argument('<file>', 'configuration file (YAML)')
     .action(async (file: string) => {
       exit = checkConfig(file);
@@ -106,10 +106,14 @@ async function main(argv: string[]): Promise<number> {
 function checkConfig(file: string): number {
   // Imported lazily so `shelfgate --help` stays fast on a Pi.
   const { loadDefinitions } = require('./devices/definitions') as typeof import('./devices/definitions');
-  const { loadConfigFile } = require('./config/load') as typeof import('./config/load');
+  const { loadConfig } = require('./config/load') as typeof import('./config/load');
+  const { formatWarnings } = require('./config/report') as typeof import('./config/report');
   const { BUILTIN_FEATURES } = require('./features') as typeof import('./features');
   try {
-    const cfg = loadConfigFile(file, loadDefinitions(), BUILTIN_FEATURES);
+    // The daemon's open-file limit is not this process's (systemd sets LimitNOFILE): config check
+    // compares with the unit's limit only, as a warning; `run` checks its own limit.
+    const { config: cfg, warnings } = loadConfig(file, loadDefinitions(), BUILTIN_FEATURES);
+    process.stderr.write(formatWarnings(file, warnings));
     const parts = [`store ${cfg.store_id}`, ...BUILTIN_FEATURES.flatMap((f) => (f.summary ? [f.summary(cfg)] : [])), `${cfg.shelves.reduce((n, s) => n + s.slots.length, 0)} slot(s)`];
     process.stdout.write(`${file}: ok (${parts.join(', ')})\n`);
     return ExitCode.OK;

@@ -3,7 +3,8 @@
  * (src/features/index.ts) and runs it: signals, systemd notifications, exit codes.
  */
 import type { Config } from './config/schema';
-import { loadConfigFile } from './config/load';
+import { loadConfig, type ConfigIssue } from './config/load';
+import { readCgroupMemoryMax, readOpenFileLimit } from './config/check';
 import { reportConfigError } from './config/report';
 import type { DeviceDefinition } from './devices/types';
 import { loadDefinitions } from './devices/definitions';
@@ -27,13 +28,17 @@ function startFailureCode(e: unknown): number {
 export async function runDaemon(configPath: string): Promise<number> {
   let config: Config;
   let definitions: ReadonlyMap<string, DeviceDefinition>;
+  let warnings: ConfigIssue[];
   try {
     definitions = loadDefinitions();
-    config = loadConfigFile(configPath, definitions, BUILTIN_FEATURES);
+    // This process serves the bus: its own open-file limit must hold the bus's socket ceiling, and
+    // its own memory limit (the unit's MemoryMax, drop-ins included) is the one to compare with.
+    ({ config, warnings } = loadConfig(configPath, definitions, BUILTIN_FEATURES, { openFileLimit: readOpenFileLimit(), memoryLimit: readCgroupMemoryMax() }));
   } catch (e) {
     return reportConfigError(configPath, e);
   }
   const log = createLogger(config.log.level);
+  for (const w of warnings) log.warn({ config: configPath, path: w.path, warning: w.message }, `configuration warning: ${w.path ? `${w.path}: ` : ''}${w.message}`);
   const notifier = new SystemdNotifier({ log: log.child({ module: 'systemd' }) });
   const gateway = buildGateway(config, { log, definitions, features: BUILTIN_FEATURES });
 

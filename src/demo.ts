@@ -9,7 +9,7 @@
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import mqtt from 'mqtt';
 import { hashPassword } from './bus/auth';
 import * as topics from './bus/topics';
@@ -68,7 +68,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   const loadcell = defs.get('generic-modbus-loadcell') as ModbusDefinition;
   const scaleDef = defs.get('mettler-toledo-mt-sics') as MtSicsDefinition;
   const rng = mulberry32(opts.seed ?? Date.now() % 2 ** 31);
-  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'shelfgate-demo-'));
+  // absolute: `config check` refuses a relative data_dir (it would depend on the working directory)
+  const dataDir = opts.dataDir !== undefined ? resolve(opts.dataDir) : mkdtempSync(join(tmpdir(), 'shelfgate-demo-'));
 
   // --- the simulated store: devices on TCP ports the OS picks ---
   const servings: Serving[] = [];

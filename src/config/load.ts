@@ -1,15 +1,14 @@
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ErrorCode, ShelfgateError } from '../errors';
 import type { DeviceDefinition } from '../devices/types';
 import { composeConfigSchema, type Config, type FeatureConfigSlice } from './schema';
+import { checkConfigFileMode, checkDangerousSettings, type CheckOptions } from './check';
 
-export interface ConfigIssue {
-  /** e.g. `shelves[3].slots[1].unit_weight_g`; empty for the whole file. */
-  path: string;
-  message: string;
-}
+import type { ConfigIssue } from './issue';
+
+export type { ConfigIssue } from './issue';
 
 /** Formats a zod path as `a.b[3].c`. */
 export function formatPath(path: ReadonlyArray<PropertyKey>): string {
@@ -37,15 +36,23 @@ export interface ConfigFeature extends FeatureConfigSlice {
   validate?(config: Config, ctx: { models: ReadonlyMap<string, DeviceDefinition> }): ConfigIssue[];
 }
 
+/** `issues` refuse the config (exit 78); `warnings` are reported and the config is still used. */
+export interface ValidationResult {
+  config?: Config;
+  issues: ConfigIssue[];
+  warnings: ConfigIssue[];
+}
+
 /**
  * Validates an already-parsed document against the core's schema and the features' slices.
  * Returns every problem at once: schema errors first, then cross-references (duplicate ids, files
- * that cannot be read, then each feature's: unknown bus or model, a sensor used twice...).
+ * that cannot be read, then each feature's: unknown bus or model, a sensor used twice...), then
+ * dangerous settings (src/config/check.ts), which may also be warnings.
  */
-export function validateConfig(raw: unknown, models: ReadonlyMap<string, DeviceDefinition>, features: readonly ConfigFeature[]): { config?: Config; issues: ConfigIssue[] } {
+export function validateConfig(raw: unknown, models: ReadonlyMap<string, DeviceDefinition>, features: readonly ConfigFeature[], opts: CheckOptions = {}): ValidationResult {
   const parsed = composeConfigSchema(features).safeParse(raw, { reportInput: true });
   if (!parsed.success) {
-    return { issues: parsed.error.issues.map((i) => ({ path: formatPath(i.path), message: zodIssueMessage(i) })) };
+    return { issues: parsed.error.issues.map((i) => ({ path: formatPath(i.path), message: zodIssueMessage(i) })), warnings: [] };
   }
   const cfg = parsed.data;
   const issues: ConfigIssue[] = [];
@@ -82,14 +89,33 @@ export function validateConfig(raw: unknown, models: ReadonlyMap<string, DeviceD
     }
   }
   for (const f of features) if (f.validate) issues.push(...f.validate(cfg, { models }));
-  return issues.length ? { issues } : { config: deepFreeze(cfg), issues };
+  const danger = checkDangerousSettings(cfg, opts);
+  issues.push(...danger.errors);
+  return issues.length ? { issues, warnings: danger.warnings } : { config: deepFreeze(cfg), issues, warnings: danger.warnings };
 }
 
-/** Reads, parses and validates a YAML config file. Throws ShelfgateError(CONFIG_*) with every issue in `details`. */
-export function loadConfigFile(file: string, models: ReadonlyMap<string, DeviceDefinition>, features: readonly ConfigFeature[]): Config {
+/** A refused config (CONFIG_INVALID): every error in `details`, and the warnings found beside them. */
+export class ConfigInvalidError extends ShelfgateError {
+  constructor(
+    message: string,
+    issues: ConfigIssue[],
+    readonly warnings: ConfigIssue[],
+  ) {
+    super(ErrorCode.CONFIG_INVALID, message, issues);
+  }
+}
+
+/**
+ * Reads, parses and validates a YAML config file; returns the config and its warnings (a config
+ * readable by others that holds password hashes is one of them). Throws ShelfgateError(CONFIG_*)
+ * with every issue in `details` (ConfigInvalidError, with the warnings too, once the YAML parsed).
+ */
+export function loadConfig(file: string, models: ReadonlyMap<string, DeviceDefinition>, features: readonly ConfigFeature[], opts: CheckOptions = {}): { config: Config; warnings: ConfigIssue[] } {
   let text: string;
+  let mode: number;
   try {
     text = readFileSync(file, 'utf8');
+    mode = statSync(file).mode;
   } catch (e) {
     throw new ShelfgateError(ErrorCode.CONFIG_UNREADABLE, `cannot read config ${file}: ${(e as Error).message}`, [
       { path: '', message: `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` },
@@ -100,9 +126,15 @@ export function loadConfigFile(file: string, models: ReadonlyMap<string, DeviceD
     const issues = doc.errors.map((e) => ({ path: '', message: `YAML: ${e.message.split('\n')[0]}` }));
     throw new ShelfgateError(ErrorCode.CONFIG_INVALID, `config ${file} is not valid YAML`, issues);
   }
-  const { config, issues } = validateConfig(doc.toJS(), models, features);
-  if (!config) throw new ShelfgateError(ErrorCode.CONFIG_INVALID, `config ${file} is invalid`, issues);
-  return config;
+  const { config, issues, warnings } = validateConfig(doc.toJS(), models, features, opts);
+  if (!config) throw new ConfigInvalidError(`config ${file} is invalid`, issues, warnings);
+  const modeWarning = checkConfigFileMode(file, mode, config);
+  return { config, warnings: modeWarning ? [modeWarning, ...warnings] : warnings };
+}
+
+/** loadConfig without the warnings. Throws ShelfgateError(CONFIG_*) with every issue in `details`. */
+export function loadConfigFile(file: string, models: ReadonlyMap<string, DeviceDefinition>, features: readonly ConfigFeature[], opts: CheckOptions = {}): Config {
+  return loadConfig(file, models, features, opts).config;
 }
 
 export function deepFreeze<T>(o: T): T {

@@ -18,7 +18,7 @@
  *   left untouched. It is never silently recreated: that would throw away the events not yet sent
  *   (ThingsBoard #2124). The operator moves the file aside (or restores a backup) and restarts.
  */
-import { accessSync, constants as fsConstants, mkdirSync } from 'node:fs';
+import { accessSync, chmodSync, closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { ErrorCode, ShelfgateError } from '../errors';
@@ -60,6 +60,51 @@ function integrityError(path: string, problems: string[], cause?: unknown): Shel
   );
 }
 
+/** Owner-only modes of the store: the events and the stock of the store are nobody else's business. */
+export const DB_FILE_MODE = 0o600;
+export const DB_DIR_MODE = 0o700;
+
+/**
+ * The database file is 0600 and a directory we create is 0700, whatever the umask (outside systemd
+ * the usual 022 would make them 0644 and 0755). The file is created here, before SQLite opens it
+ * (SQLite would create it 0644 & ~umask; an empty file is an empty database to SQLite), and an
+ * existing file that is group/other accessible is chmod'ed back to 0600: it is ours alone. An
+ * existing directory is only warned about, not changed: it may be shared or set up by the operator
+ * (systemd's StateDirectoryMode=0700 makes /var/lib/shelfgate 0700 itself).
+ */
+function protectFiles(path: string, log: Logger): void {
+  const dir = dirname(path);
+  if (!existsSync(dir)) {
+    mkdirSync(dir, { recursive: true, mode: DB_DIR_MODE });
+    chmodSync(dir, DB_DIR_MODE);
+  } else {
+    const mode = statSync(dir).mode & 0o777;
+    if (mode & 0o077) log.warn({ dir, mode: mode.toString(8).padStart(4, '0') }, 'the data directory is accessible by group or others: chmod 700 it (the database file itself is kept 0600)');
+  }
+  if (!existsSync(path)) {
+    try {
+      closeSync(openSync(path, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, DB_FILE_MODE));
+      chmodSync(path, DB_FILE_MODE); // exactly 0600, even under a umask that took the owner's bits
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
+  tightenFile(path, log);
+}
+
+/** chmod 0600 an existing file of the store if group or others have any access; a missing file is fine. */
+function tightenFile(file: string, log: Logger): void {
+  let mode: number;
+  try {
+    mode = statSync(file).mode & 0o777;
+  } catch {
+    return;
+  }
+  if ((mode & 0o077) === 0) return;
+  chmodSync(file, DB_FILE_MODE);
+  log.warn({ file, was: mode.toString(8).padStart(4, '0') }, 'database file was accessible by group or others: changed to 0600');
+}
+
 /**
  * Opens (creating if absent) the database at `path`, checks it and migrates it to the current
  * schema. Throws ShelfgateError STORAGE_INTEGRITY (damaged / not a database) or STORAGE_MIGRATION
@@ -69,13 +114,16 @@ function integrityError(path: string, problems: string[], cause?: unknown): Shel
 export function openDatabase(path: string, opts: OpenOptions): Database.Database {
   const { log } = opts;
   const dir = dirname(path);
-  mkdirSync(dir, { recursive: true, mode: 0o750 });
+  protectFiles(path, log);
   // WAL needs to create <path>-wal and <path>-shm beside the file: fail early with EACCES/EROFS.
   accessSync(dir, fsConstants.R_OK | fsConstants.W_OK);
 
   let db: Database.Database;
   try {
     db = new Database(path);
+    // SQLite creates -wal and -shm with the database file's mode (0600 now); ones left by an
+    // older version may be wider.
+    for (const f of [`${path}-wal`, `${path}-shm`]) tightenFile(f, log);
   } catch (e) {
     if (isCorruptionError(e)) throw integrityError(path, [(e as Error).message], e);
     throw e;

@@ -77,9 +77,9 @@ afterEach(async () => {
 });
 
 describe('opening and migrations', () => {
-  it('creates the directory (0750) and the current schema', async () => {
+  it('creates the directory (0700) and the current schema', async () => {
     const s = await started();
-    expect(statSync(dirname(dbPath)).mode & 0o777).toBe(0o750);
+    expect(statSync(dirname(dbPath)).mode & 0o777).toBe(0o700);
     const db = s.connection!;
     const tables = (db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
     expect(tables).toEqual(expect.arrayContaining(['devices', 'meta', 'outbox', 'locations', 'stock', 'weight_calibration', 'sqlite_sequence']));

@@ -3,11 +3,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/errors';
+import { UNIT_LIMITS } from '../../src/config/check';
 
 // No skip when systemd-analyze is missing: CI installs it (Debian package `systemd`, see
 // scripts/setup.sh --test), and a hardening check that silently skips protects nothing.
 const unitPath = path.resolve(__dirname, '../../systemd/shelfgate.service');
-const MAX_EXPOSURE = 2.0;
+const MAX_EXPOSURE = 1.5;
 
 function systemdAnalyze(args: string[]): { stdout: string; stderr: string; status: number | null } {
   const r = spawnSync('systemd-analyze', args, {
@@ -70,6 +71,28 @@ describe('systemd/shelfgate.service', () => {
     expect(rpes, 'RestartPreventExitStatus= missing').toBeDefined();
     expect(rpes!.slice('RestartPreventExitStatus='.length).split(/\s+/)).toContain(String(ExitCode.CONFIG));
     expect(lines).toContain('Restart=on-failure');
+  });
+
+  it('sets LimitNOFILE, MemoryHigh and MemoryMax to the values config check compares the bus bounds with (UNIT_LIMITS)', () => {
+    const lines = unitLines();
+    const value = (key: string): string => {
+      const l = lines.filter((x) => x.startsWith(`${key}=`));
+      expect(l, `${key}= must appear exactly once`).toHaveLength(1);
+      return l[0]!.slice(key.length + 1);
+    };
+    const bytes = (v: string): number => {
+      const m = /^(\d+)([KMG]?)$/.exec(v);
+      if (!m) throw new Error(`unexpected size ${v}`);
+      return Number(m[1]) * { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2] as '' | 'K' | 'M' | 'G'];
+    };
+    expect(Number(value('LimitNOFILE'))).toBe(UNIT_LIMITS.LimitNOFILE);
+    expect(bytes(value('MemoryHigh'))).toBe(UNIT_LIMITS.MemoryHigh);
+    expect(bytes(value('MemoryMax'))).toBe(UNIT_LIMITS.MemoryMax);
+    expect(UNIT_LIMITS.MemoryHigh).toBeLessThan(UNIT_LIMITS.MemoryMax);
+  });
+
+  it('keeps the state directory private (0700), as the daemon makes it itself outside systemd', () => {
+    expect(unitLines()).toContain('StateDirectoryMode=0700');
   });
 
   it('does not set MemoryDenyWriteExecute=yes (it breaks the V8 JIT)', () => {
