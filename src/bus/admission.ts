@@ -6,7 +6,9 @@
  *   at accept (socket destroyed, no CONNACK):
  *     - per remote address (`max_connections_per_address`): every open socket from that address;
  *     - not yet authenticated (`max_unauthenticated`): sockets from accept until their login
- *       succeeded. A flood of half-open sockets fills only these two caps;
+ *       succeeded. One address may hold at most a quarter of these (`unauthenticatedPerAddress`),
+ *       so half-open sockets from one address can never take all of them: a flood of them fills
+ *       only that address's share, and the admin still gets a socket from elsewhere;
  *   at login (CONNACK 3, server unavailable):
  *     - per username (`max_connections_per_user`): authenticated connections of that user;
  *     - global (`max_connections`): authenticated connections, of which the last
@@ -35,10 +37,13 @@ export interface AdmissionLimits {
   connectTimeoutMs: number;
 }
 
-/** Why a socket was refused at accept. */
+/** Why a socket was refused at accept: its address's share (open sockets, or sockets logging in), or the unauthenticated cap. */
 export type AcceptRefusal = 'address' | 'unauthenticated';
 /** Why a login was refused (CONNACK 3): the user's cap, the global cap, or only reserved slots left. */
 export type LoginRefusal = 'user' | 'global' | 'reserved';
+
+/** One address may hold at most 1/UNAUTH_SHARE of the max_unauthenticated slots (at least 1). */
+const UNAUTH_SHARE = 4;
 
 /** Roles that may take the reserved slots. */
 export const PRIVILEGED_ROLES: ReadonlySet<Role> = new Set<Role>(['admin', 'technician']);
@@ -68,11 +73,18 @@ export class ConnectionAdmission {
   private readonly conns = new Map<object, ConnState>();
   private readonly byAddress = new Map<string, number>();
   private readonly byUser = new Map<string, number>();
+  /** Sockets still logging in, per address. */
+  private readonly unauthByAddress = new Map<string, number>();
   private unauth = 0;
   private authed = 0;
   readonly counters: AdmissionCounters = { refusedAddress: 0, refusedUnauthenticated: 0, refusedUser: 0, refusedGlobal: 0, connectTimeouts: 0 };
 
-  constructor(private readonly limits: AdmissionLimits) {}
+  /** Sockets one address may have logging in at once. */
+  readonly unauthenticatedPerAddress: number;
+
+  constructor(private readonly limits: AdmissionLimits) {
+    this.unauthenticatedPerAddress = Math.max(1, Math.min(limits.perAddress, Math.floor(limits.maxUnauthenticated / UNAUTH_SHARE)));
+  }
 
   /** Hard bound on open sockets for the listener (net.Server.maxConnections). */
   get socketCeiling(): number {
@@ -106,7 +118,7 @@ export class ConnectionAdmission {
    */
   accept(conn: object, address: string, onTimeout: () => void): AcceptRefusal | null {
     if (this.conns.has(conn)) return null;
-    if ((this.byAddress.get(address) ?? 0) >= this.limits.perAddress) {
+    if ((this.byAddress.get(address) ?? 0) >= this.limits.perAddress || (this.unauthByAddress.get(address) ?? 0) >= this.unauthenticatedPerAddress) {
       this.counters.refusedAddress++;
       return 'address';
     }
@@ -123,6 +135,7 @@ export class ConnectionAdmission {
     state.timer.unref();
     this.conns.set(conn, state);
     this.byAddress.set(address, (this.byAddress.get(address) ?? 0) + 1);
+    this.unauthByAddress.set(address, (this.unauthByAddress.get(address) ?? 0) + 1);
     this.unauth++;
     return null;
   }
@@ -159,6 +172,7 @@ export class ConnectionAdmission {
     this.stopTimer(state);
     state.username = username;
     this.unauth--;
+    decrement(this.unauthByAddress, state.address);
     this.authed++;
     this.byUser.set(username, (this.byUser.get(username) ?? 0) + 1);
     return null;
@@ -171,8 +185,10 @@ export class ConnectionAdmission {
     this.conns.delete(conn);
     this.stopTimer(state);
     decrement(this.byAddress, state.address);
-    if (state.username === null) this.unauth--;
-    else {
+    if (state.username === null) {
+      this.unauth--;
+      decrement(this.unauthByAddress, state.address);
+    } else {
       this.authed--;
       decrement(this.byUser, state.username);
     }
@@ -184,6 +200,7 @@ export class ConnectionAdmission {
     this.conns.clear();
     this.byAddress.clear();
     this.byUser.clear();
+    this.unauthByAddress.clear();
     this.unauth = 0;
     this.authed = 0;
   }

@@ -522,7 +522,11 @@ export class LocalBus implements Service {
   private logAcceptRefusal(refusal: AcceptRefusal, address: string): void {
     const c = this.o.config;
     if (refusal === 'address') {
-      this.limiter.warn(`cap-address:${address}`, { address, max: c.max_connections_per_address }, 'max_connections_per_address reached: connection refused');
+      this.limiter.warn(
+        `cap-address:${address}`,
+        { address, max: c.max_connections_per_address, max_logging_in: this.admission?.unauthenticatedPerAddress },
+        'too many connections (max_connections_per_address) or sockets still logging in from this address: connection refused',
+      );
     } else {
       this.limiter.warn('cap-unauthenticated', { address, max: c.max_unauthenticated }, 'max_unauthenticated reached (sockets still logging in): connection refused');
     }

@@ -62,7 +62,7 @@ describe('ConnectionAdmission', () => {
   });
 
   it('a reconnect that takes over its own old connection (same user) is not refused by it', () => {
-    const a = make({ perUser: 1 });
+    const a = make({ perUser: 1, maxUnauthenticated: 100 });
     const old = {};
     a.accept(old, '10.0.0.1', noop);
     expect(a.login(old, 'k1', 'kiosk')).toBeNull();
@@ -90,6 +90,23 @@ describe('ConnectionAdmission', () => {
     vi.advanceTimersByTime(1);
     expect(timedOut).toEqual(['slow']);
     expect(a.counters.connectTimeouts).toBe(1);
+    a.clear();
+  });
+
+  it('one address holds at most a quarter of the unauthenticated slots: a half-open flood from it leaves room for others', () => {
+    const a = make({ maxUnauthenticated: 8, perAddress: 100 });
+    expect(a.unauthenticatedPerAddress).toBe(2);
+    const flood = Array.from({ length: 50 }, () => ({}));
+    const refused = flood.filter((s) => a.accept(s, '10.0.0.66', noop) !== null);
+    expect(refused).toHaveLength(48);
+    expect(a.counters.refusedAddress).toBe(48);
+    expect(a.counters.refusedUnauthenticated).toBe(0);
+    const admin = {};
+    expect(a.accept(admin, '10.0.0.2', noop)).toBeNull();
+    expect(a.login(admin, 'adm', 'admin')).toBeNull();
+    // a flooding socket that logs in frees its address's share
+    expect(a.login(flood[0]!, 'k1', 'kiosk')).toBeNull();
+    expect(a.accept({}, '10.0.0.66', noop)).toBeNull();
     a.clear();
   });
 
