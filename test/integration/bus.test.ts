@@ -504,6 +504,25 @@ describe('LocalBus lockout', () => {
   });
 });
 
+describe('LocalBus password checks', () => {
+  it('a reconnect of a known client skips scrypt (verifierHits), a wrong password and an unknown user still pay one', async () => {
+    const bus = await startBus(mqttConfig(await users()));
+    try {
+      (await connect(bus, 'svc', PW)).end(true);
+      expect(bus.stats()).toMatchObject({ passwordChecks: 1, verifierHits: 0 });
+      const again = await connect(bus, 'svc', PW);
+      expect(bus.stats()).toMatchObject({ passwordChecks: 1, verifierHits: 1 });
+      expect(await connectError(bus, 'svc', 'wrong')).toBe(4);
+      expect(await connectError(bus, 'nobody', PW)).toBe(4);
+      expect(bus.stats()).toMatchObject({ passwordChecks: 3, verifierHits: 1, authFailures: 2 });
+      expect(await subscribe(again, topics.gatewayStatus(STORE))).toBe(1);
+      again.end(true);
+    } finally {
+      await bus.stop();
+    }
+  });
+});
+
 describe('LocalBus limits and lifecycle', () => {
   it('refuses logins beyond max_connections with CONNACK 3, keeping reserved slots for admin and technician', async () => {
     const bus = await startBus(mqttConfig(await users(), { max_connections: 3, reserved_connections: 1 }));
