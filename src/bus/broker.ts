@@ -1,7 +1,7 @@
 /**
  * The local MQTT bus: an embedded aedes broker (MQTT 3.1/3.1.1 only) on a TCP port, with scrypt
- * users, lockout per address and username, connection caps (admission.ts), the role ACL of acl.ts, a packet size guard, and an in-process API
- * for the gateway (publish, request handlers).
+ * users, lockout per address and username, connection caps (admission.ts), the role ACL of acl.ts,
+ * a packet size guard, and an in-process API for the gateway (publish, request handlers).
  *
  * Wire path of one connection:
  *   net.Socket (its push() guarded by MqttLengthScanner: refuses oversized / malformed lengths
