@@ -236,7 +236,8 @@ export class AuthFailureTracker {
       const t = this.now();
       const key = pairKey(address, username);
       const p = this.pair(key, t);
-      if (p.failures.length + p.pending < this.opts.maxFailures) {
+      // (pending 0: nothing to wait for; cannot happen with failures < maxFailures, kept as a guard)
+      if (p.pending === 0 || p.failures.length + p.pending < this.opts.maxFailures) {
         p.pending++;
         return 'ok';
       }
