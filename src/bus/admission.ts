@@ -22,6 +22,11 @@
  * that sends nothing, or a CONNECT byte by byte, or waits too long for its password check, is
  * closed.
  *
+ * MQTT 3.1.1: a refusal at accept closes the socket before any MQTT packet was read (transport
+ * level, no CONNACK). A refusal at login is CONNACK 3 "Server unavailable" (section 3.2.2.3), after
+ * which the server closes the connection [MQTT-3.2.2-5]. A login that takes over its own client id
+ * [MQTT-3.1.4-2] is never refused by the slot of the connection it replaces (see login()).
+ *
  * Every map here is keyed by something that holds an open socket (its address) or by a configured
  * username (only after a successful login), so their size is bounded by the socket ceiling and the
  * configured users.
