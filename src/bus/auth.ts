@@ -1,12 +1,14 @@
 /**
- * Password hashing for bus users and the per-address failure tracker.
+ * Password hashing for bus users, the login failure tracker (lockout per address and username with
+ * growing back-off) and the password verifier (cached keyed verifier, bounded concurrent scrypt).
  *
  * Hash format (checked by the config schema): `scrypt$N$r$p$<salt base64>$<key base64>`,
  * defaults N=16384 (2^14), r=8, p=1, 16-byte salt, 32-byte key (RFC 7914; the OWASP minimum for
  * scrypt). One verification costs about 16 MiB of memory (128 * N * r bytes) and tens of
- * milliseconds of CPU on a Pi, which is why the broker bounds how many run at once.
+ * milliseconds of CPU on a Pi, which is why PasswordVerifier bounds how many run at once and lets a
+ * known client's reconnect skip it.
  */
-import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import type { MqttUser } from '../config/schema';
 
 export type Role = MqttUser['role'];
@@ -130,35 +132,78 @@ export async function checkCredentials(
   return ok && user && username !== undefined ? { username: user.username, role: user.role } : null;
 }
 
+// ---- lockout ----
+
 export interface FailureTrackerOptions {
-  /** Failures (and attempts still being checked) within `windowMs` before a lockout. */
+  /** Failures of one (address, username) pair within `windowMs` before that pair is locked out. */
   maxFailures: number;
+  /** First lockout of a pair (or an address); each further one doubles it, up to `lockoutMaxMs`. */
   lockoutMs: number;
-  /** How long a failure counts; default: the lockout duration. */
+  /** Longest lockout. Default: `lockoutMs` (no growth). */
+  lockoutMaxMs?: number;
+  /** How long a failure counts; default: `lockoutMs`. */
   windowMs?: number;
+  /**
+   * Failures from one address, whatever the username, within `windowMs` before the whole address is
+   * locked out (password spraying: one guess for each of many usernames). Default 4 * maxFailures.
+   */
+  addressMaxFailures?: number;
   now?: () => number;
-  /** Bound on tracked addresses; the oldest entries are dropped first. Default 10000. */
+  /** Bound on tracked pairs and on tracked addresses (each); idle entries go first. Default 10000. */
   maxEntries?: number;
 }
 
-interface AddressState {
+interface LockState {
+  /** Times of failures within the window (at most the limit: reaching it locks and clears them). */
   failures: number[];
-  pending: number;
   lockedUntil: number;
+  /** Lockouts so far (the back-off exponent); reset by a success, forgotten after a long quiet. */
+  lockouts: number;
 }
 
-/** ok: verify the password; locked: the address is locked out; busy: too many checks in flight. */
-export type AttemptVerdict = 'ok' | 'locked' | 'busy';
+interface PairState extends LockState {
+  /** Password checks of this pair running now. */
+  pending: number;
+  /** Attempts waiting for one of those to finish. */
+  waiters: Array<() => void>;
+}
+
+/** A lockout that began with this failure. */
+export interface Lockout {
+  scope: 'pair' | 'address';
+  address: string;
+  username: string;
+  durationMs: number;
+  /** 1 for the first lockout of this pair (address), 2 for the next, ... */
+  nth: number;
+}
+
+/** Longest username kept in a tracker key; longer ones cannot be configured users anyway. */
+const MAX_KEY_USERNAME = 128;
 
 /**
- * Per-remote-address login failure tracker. After `maxFailures` failures within the window the
- * address is locked out for `lockoutMs`: attempts are refused without checking the password.
- * Attempts still being verified count as potential failures, so an attacker cannot start
- * hundreds of parallel scrypt checks before the first failure lands.
+ * Login failures per (remote address, username) pair, with a looser per-address bound.
+ *
+ * - A pair with `maxFailures` failures within the window is locked out for `lockoutMs`, doubling
+ *   with each further lockout of the same pair up to `lockoutMaxMs`; a success resets the pair.
+ *   Kiosks behind one NAT (one address, different usernames) are not locked out together, and a
+ *   wrong password on one account does not lock its other users' addresses.
+ * - Password spraying (a few guesses for each of many usernames from one address) is bounded per
+ *   address: `addressMaxFailures` failures from one address within the window lock the whole
+ *   address, with the same growing back-off. A success does not reset this count (a spraying
+ *   client with one valid account could reset it otherwise). This is the one case where users
+ *   behind the same address are locked out together: someone there is guessing passwords.
+ * - A correct login is never counted as a failure. Checks in flight are not failures either: a
+ *   pair whose failures plus running checks already reach `maxFailures` makes a further attempt
+ *   WAIT for a running check to end (then decide again), instead of refusing it, so parallel guesses
+ *   cannot overshoot the limit and a correct concurrent login is not refused.
  */
 export class AuthFailureTracker {
-  private readonly byAddress = new Map<string, AddressState>();
+  private readonly pairs = new Map<string, PairState>();
+  private readonly addresses = new Map<string, LockState>();
   private readonly windowMs: number;
+  private readonly lockoutMaxMs: number;
+  private readonly addressMaxFailures: number;
   private readonly now: () => number;
   private readonly maxEntries: number;
   authFailures = 0;
@@ -166,80 +211,299 @@ export class AuthFailureTracker {
 
   constructor(private readonly opts: FailureTrackerOptions) {
     this.windowMs = opts.windowMs ?? opts.lockoutMs;
+    this.lockoutMaxMs = Math.max(opts.lockoutMs, opts.lockoutMaxMs ?? opts.lockoutMs);
+    this.addressMaxFailures = opts.addressMaxFailures ?? opts.maxFailures * 4;
     this.now = opts.now ?? Date.now;
     this.maxEntries = opts.maxEntries ?? 10_000;
   }
 
-  /** True while `address` is locked out. */
-  isLocked(address: string): boolean {
-    const s = this.byAddress.get(address);
-    return s !== undefined && this.now() < s.lockedUntil;
+  /** Which lockout refuses (address, username) now, if any. */
+  locked(address: string, username: string): 'pair' | 'address' | null {
+    const t = this.now();
+    const a = this.addresses.get(address);
+    if (a && t < a.lockedUntil) return 'address';
+    const p = this.pairs.get(pairKey(address, username));
+    return p && t < p.lockedUntil ? 'pair' : null;
   }
 
   /**
-   * Call before verifying a password. 'locked' and 'busy' mean refuse at once without verifying
-   * (busy: recent failures plus checks in flight already reach the limit); 'ok' means verify, then
-   * call exactly one of succeeded()/failed() for the same address.
+   * Call before checking a password. 'locked': refuse without checking. 'ok': check it, then call
+   * exactly one of succeeded(), failed() or abandon() for the same pair. May wait (see the class).
    */
-  begin(address: string): AttemptVerdict {
-    const t = this.now();
-    const s = this.state(address, t);
-    if (t < s.lockedUntil) return 'locked';
-    if (s.failures.length + s.pending >= this.opts.maxFailures) return 'busy';
-    s.pending++;
-    return 'ok';
+  async acquire(address: string, username: string): Promise<'ok' | 'locked'> {
+    for (;;) {
+      if (this.locked(address, username)) return 'locked';
+      const t = this.now();
+      const key = pairKey(address, username);
+      const p = this.pair(key, t);
+      // (pending 0: nothing to wait for; cannot happen with failures < maxFailures, kept as a guard)
+      if (p.pending === 0 || p.failures.length + p.pending < this.opts.maxFailures) {
+        p.pending++;
+        return 'ok';
+      }
+      // only while checks run (failures alone reaching the limit lock the pair), so this ends
+      await new Promise<void>((resolve) => p.waiters.push(resolve));
+    }
   }
 
-  succeeded(address: string): void {
-    const s = this.byAddress.get(address);
-    if (!s) return;
-    s.pending = Math.max(0, s.pending - 1);
-    s.failures = [];
-    if (s.pending === 0 && s.lockedUntil <= this.now()) this.byAddress.delete(address);
+  /** A correct login of the pair: forgets its failures and its back-off. */
+  succeeded(address: string, username: string, fromAcquire = true): void {
+    const key = pairKey(address, username);
+    const p = this.pairs.get(key);
+    if (!p) return;
+    if (fromAcquire) this.settle(p);
+    p.failures = [];
+    p.lockouts = 0;
+    if (p.pending === 0 && p.waiters.length === 0 && p.lockedUntil <= this.now()) this.pairs.delete(key);
   }
 
-  /** Records a failure (of an attempt started with begin(), or a refusal that did not verify). */
-  failed(address: string, fromBegin = true): void {
+  /** An acquired check that did not run (queue full, client gone): neither success nor failure. */
+  abandon(address: string, username: string): void {
+    const p = this.pairs.get(pairKey(address, username));
+    if (p) this.settle(p);
+  }
+
+  /** A failed login of the pair. Returns the lockouts it started (pair and/or address), for logs. */
+  failed(address: string, username: string, fromAcquire = true): Lockout[] {
     const t = this.now();
-    const s = this.state(address, t);
-    if (fromBegin) s.pending = Math.max(0, s.pending - 1);
+    const name = username.slice(0, MAX_KEY_USERNAME);
+    const p = this.pair(pairKey(address, username), t);
+    if (fromAcquire) this.settle(p);
     this.authFailures++;
-    s.failures.push(t);
-    if (s.failures.length >= this.opts.maxFailures && t >= s.lockedUntil) {
-      s.lockedUntil = t + this.opts.lockoutMs;
-      s.failures = [];
-      this.lockouts++;
-    }
+    const started: Lockout[] = [];
+    const pl = this.recordFailure(p, t, this.opts.maxFailures);
+    if (pl) started.push({ scope: 'pair', address, username: name, ...pl });
+    const a = this.address(address, t);
+    const al = this.recordFailure(a, t, this.addressMaxFailures);
+    if (al) started.push({ scope: 'address', address, username: name, ...al });
+    return started;
   }
 
-  /** Tracked addresses (for tests and stats). */
+  /** Tracked pairs plus tracked addresses (for tests and stats). */
   get size(): number {
-    return this.byAddress.size;
+    return this.pairs.size + this.addresses.size;
   }
 
-  private state(address: string, t: number): AddressState {
-    let s = this.byAddress.get(address);
+  private settle(p: PairState): void {
+    p.pending = Math.max(0, p.pending - 1);
+    const waiters = p.waiters;
+    p.waiters = [];
+    for (const w of waiters) w();
+  }
+
+  private recordFailure(s: LockState, t: number, limit: number): { durationMs: number; nth: number } | null {
+    if (t < s.lockedUntil) return null; // already locked (a check that started before the lockout)
+    s.failures.push(t);
+    if (s.failures.length < limit) return null;
+    // a long quiet since the last lockout ended: start the back-off again
+    if (s.lockouts > 0 && t >= s.lockedUntil + this.lockoutMaxMs) s.lockouts = 0;
+    const durationMs = Math.min(this.lockoutMaxMs, this.opts.lockoutMs * 2 ** Math.min(s.lockouts, 30));
+    s.lockouts++;
+    s.lockedUntil = t + durationMs;
+    s.failures = [];
+    this.lockouts++;
+    return { durationMs, nth: s.lockouts };
+  }
+
+  private pair(key: string, t: number): PairState {
+    let s = this.pairs.get(key);
     if (!s) {
-      if (this.byAddress.size >= this.maxEntries) this.evict(t);
-      s = { failures: [], pending: 0, lockedUntil: 0 };
-      this.byAddress.set(address, s);
+      if (this.pairs.size >= this.maxEntries) this.evict(this.pairs, t);
+      s = { failures: [], lockedUntil: 0, lockouts: 0, pending: 0, waiters: [] };
     } else {
-      const cutoff = t - this.windowMs;
-      while (s.failures.length > 0 && s.failures[0]! <= cutoff) s.failures.shift();
+      this.pairs.delete(key); // re-inserted below: the map's order is least recently used first
+      this.expire(s, t);
     }
+    this.pairs.set(key, s);
     return s;
   }
 
-  private evict(t: number): void {
-    for (const [k, s] of this.byAddress) {
-      if (s.pending === 0 && t >= s.lockedUntil && (s.failures.length === 0 || s.failures[s.failures.length - 1]! <= t - this.windowMs)) {
-        this.byAddress.delete(k);
+  private address(address: string, t: number): LockState {
+    let s = this.addresses.get(address);
+    if (!s) {
+      if (this.addresses.size >= this.maxEntries) this.evict(this.addresses, t);
+      s = { failures: [], lockedUntil: 0, lockouts: 0 };
+    } else {
+      this.addresses.delete(address);
+      this.expire(s, t);
+    }
+    this.addresses.set(address, s);
+    return s;
+  }
+
+  private expire(s: LockState, t: number): void {
+    const cutoff = t - this.windowMs;
+    while (s.failures.length > 0 && s.failures[0]! <= cutoff) s.failures.shift();
+  }
+
+  /** Makes room in a full map: idle entries first, then the least recently used; never one with checks running. */
+  private evict(map: Map<string, LockState | PairState>, t: number): void {
+    const busy = (s: LockState | PairState): boolean => 'pending' in s && (s.pending > 0 || s.waiters.length > 0);
+    for (const [k, s] of map) {
+      this.expire(s, t);
+      if (!busy(s) && s.failures.length === 0 && t >= s.lockedUntil + this.lockoutMaxMs) map.delete(k);
+    }
+    // still full (an attack from many addresses or usernames): drop the least recently used
+    for (const [k, s] of map) {
+      if (map.size < this.maxEntries) break;
+      if (!busy(s)) map.delete(k);
+    }
+  }
+}
+
+function pairKey(address: string, username: string): string {
+  return `${address}\u0000${username.slice(0, MAX_KEY_USERNAME)}`;
+}
+
+// ---- password checks: cached verifier and bounded concurrency ----
+
+export interface VerifierOptions {
+  /** scrypt checks running at once. */
+  maxConcurrent: number;
+  /** Checks waiting for a turn; beyond it a login is refused as busy. */
+  maxQueue: number;
+  /** Bound on cached verifiers (one per configured user at most). Default 4096. */
+  maxCached?: number;
+}
+
+/** Result of PasswordVerifier.check(). */
+export type CheckResult =
+  | { kind: 'ok'; user: AuthenticatedUser; cached: boolean }
+  | { kind: 'bad' }
+  | { kind: 'busy' }
+  | { kind: 'cancelled' };
+
+interface CachedVerifier {
+  /** The configured hash this verifier was derived under: a changed hash invalidates it. */
+  hash: string;
+  mac: Buffer;
+}
+
+/**
+ * Checks passwords against the configured users, cheaply for a known client's reconnect:
+ *
+ * - After a successful scrypt verification, a keyed verifier of (username, password) is kept in
+ *   memory: HMAC-SHA256 under a random key made per process (never stored), compared with
+ *   timingSafeEqual. A later login with the same username and password matches it and skips
+ *   scrypt. The entry records the configured hash it was made under; if that hash changes (or the
+ *   user is removed) the entry no longer matches. Unknown usernames never enter it, and a
+ *   password that does not match the entry goes through scrypt as before, so a wrong password
+ *   costs the same for a cached user as for any other (no enumeration by timing).
+ * - scrypt checks run at most `maxConcurrent` at once (each holds ~16 MiB and a libuv thread);
+ *   further ones wait in a queue of at most `maxQueue`, beyond which the login is refused as busy.
+ *   Cached matches never queue.
+ * - Unknown usernames, and users without a usable password hash, cost one dummy scrypt.
+ */
+export class PasswordVerifier {
+  private readonly key = randomBytes(32);
+  private readonly cache = new Map<string, CachedVerifier>();
+  private readonly byName = new Map<string, MqttUser>();
+  private readonly queue: Array<() => void> = [];
+  private running = 0;
+  private readonly maxCached: number;
+  /** scrypt verifications run (dummy ones included). */
+  passwordChecks = 0;
+  /** Logins accepted by the cached verifier, without scrypt. */
+  verifierHits = 0;
+  /** Logins refused because the queue of waiting checks was full. */
+  queueFull = 0;
+  /** Most checks waiting at once. */
+  queuedMax = 0;
+
+  constructor(
+    users: readonly MqttUser[],
+    private readonly opts: VerifierOptions,
+  ) {
+    this.maxCached = opts.maxCached ?? 4096;
+    this.setUsers(users);
+  }
+
+  /** Replaces the configured users; verifiers of removed users or changed hashes are dropped. */
+  setUsers(users: readonly MqttUser[]): void {
+    this.byName.clear();
+    for (const u of users) this.byName.set(u.username, u);
+    for (const [name, v] of this.cache) if (this.byName.get(name)?.password_hash !== v.hash) this.cache.delete(name);
+  }
+
+  /** Checks waiting for a turn now. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Entries in the verifier cache. */
+  get cachedCount(): number {
+    return this.cache.size;
+  }
+
+  /** The user, if (username, password) matches its cached verifier: no scrypt needed. */
+  cached(username: string, password: Buffer | string | undefined): AuthenticatedUser | null {
+    const v = this.cache.get(username);
+    if (!v) return null;
+    const user = this.byName.get(username);
+    if (!user || user.password_hash !== v.hash) {
+      this.cache.delete(username);
+      return null;
+    }
+    if (!timingSafeEqual(this.mac(username, password), v.mac)) return null;
+    this.verifierHits++;
+    // least recently used first
+    this.cache.delete(username);
+    this.cache.set(username, v);
+    return { username: user.username, role: user.role };
+  }
+
+  /**
+   * Full check: the cached verifier, else scrypt (waiting for a turn). `isCancelled` is asked when
+   * the turn comes: true (the client went away meanwhile) skips the scrypt.
+   */
+  async check(username: string, password: Buffer | string | undefined, isCancelled: () => boolean = () => false): Promise<CheckResult> {
+    const hit = this.cached(username, password);
+    if (hit) return { kind: 'ok', user: hit, cached: true };
+    if (this.running >= this.opts.maxConcurrent) {
+      if (this.queue.length >= this.opts.maxQueue) {
+        this.queueFull++;
+        return { kind: 'busy' };
       }
+      // the turn is handed over by a finishing check (running stays counted), so none can jump it
+      await new Promise<void>((resolve) => {
+        this.queue.push(resolve);
+        this.queuedMax = Math.max(this.queuedMax, this.queue.length);
+      });
+    } else {
+      this.running++;
     }
-    // still full (an attack from many addresses): drop the oldest entries, never grow unbounded
-    for (const k of this.byAddress.keys()) {
-      if (this.byAddress.size < this.maxEntries) break;
-      this.byAddress.delete(k);
+    try {
+      if (isCancelled()) return { kind: 'cancelled' };
+      this.passwordChecks++;
+      const user = this.byName.get(username);
+      const stored = user?.password_hash;
+      const user2 = await checkCredentials(user ? [user] : [], username, password);
+      if (!user2 || stored === undefined) return { kind: 'bad' };
+      this.remember(username, stored, password);
+      return { kind: 'ok', user: user2, cached: false };
+    } finally {
+      const next = this.queue.shift();
+      if (next) next();
+      else this.running--;
     }
+  }
+
+  private remember(username: string, hash: string, password: Buffer | string | undefined): void {
+    if (this.byName.get(username)?.password_hash !== hash) return; // changed while we checked
+    this.cache.delete(username);
+    if (this.cache.size >= this.maxCached) {
+      const oldest = this.cache.keys().next();
+      if (!oldest.done) this.cache.delete(oldest.value);
+    }
+    this.cache.set(username, { hash, mac: this.mac(username, password) });
+  }
+
+  private mac(username: string, password: Buffer | string | undefined): Buffer {
+    const name = Buffer.from(username, 'utf8');
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(name.length);
+    const pw = password === undefined ? Buffer.alloc(0) : typeof password === 'string' ? Buffer.from(password.normalize('NFC'), 'utf8') : password;
+    // length-prefixed username, so (ab, c) and (a, bc) differ
+    return createHmac('sha256', this.key).update(len).update(name).update(pw).digest();
   }
 }

@@ -1,7 +1,7 @@
 /**
  * The local MQTT bus: an embedded aedes broker (MQTT 3.1/3.1.1 only) on a TCP port, with scrypt
- * users, per-address lockout, the role ACL of acl.ts, a packet size guard, and an in-process API
- * for the gateway (publish, request handlers).
+ * users, lockout per address and username, connection caps (admission.ts), the role ACL of acl.ts,
+ * a packet size guard, and an in-process API for the gateway (publish, request handlers).
  *
  * Wire path of one connection:
  *   net.Socket (its push() guarded by MqttLengthScanner: refuses oversized / malformed lengths
@@ -9,8 +9,8 @@
  * No stream sits between the socket and aedes: a Duplex hop per connection cost more than all
  * our per-message checks together (bench/mqtt-bus.ts).
  *
- * aedes hooks used (node_modules/aedes/docs/Aedes.md): preConnect (stopping, lockout,
- * max_connections), authenticate (CONNACK 4 bad credentials, 5 not authorized, 3 busy, 2 client id
+ * aedes hooks used (node_modules/aedes/docs/Aedes.md): preConnect (stopping), authenticate
+ * (CONNACK 4 bad credentials, 5 not authorized or locked out, 3 busy or a connection cap, 2 client id
  * owned by another user), authorizePublish (closes the connection on a denied publish, allowed by
  * [MQTT-3.3.5-2]), authorizeSubscribe (a denied filter is negated: SUBACK 0x80), authorizeForward
  * (delivery re-checked per message), published (routes `request/<command>`).
@@ -25,7 +25,8 @@ import type { Service } from '../lifecycle';
 import { LogLimiter, type Logger } from '../log';
 import { AclDecisionCache, AclRules, CORE_TOPIC_AREAS, canPublish, canReceive, canSubscribe, requestCommand, type TopicArea } from './acl';
 import { CommandRegistry } from '../core/commands';
-import { AuthFailureTracker, checkCredentials, type Role } from './auth';
+import { AuthFailureTracker, PasswordVerifier, type CheckResult, type Lockout, type Role } from './auth';
+import { ConnectionAdmission, normalizeAddress, type AcceptRefusal, type LoginRefusal } from './admission';
 import * as topics from './topics';
 import { orderPublishes, type PublishOrderStats } from './publish-order';
 import { sleep } from '../util/backoff';
@@ -46,8 +47,18 @@ export interface BusStats {
   connections: number;
   /** TCP connections accepted since start. */
   connectionsTotal: number;
-  /** TCP connections dropped because max_connections was reached. */
+  /** TCP connections dropped by the listener's hard socket ceiling (max_connections + max_unauthenticated). */
   connectionsRejected: number;
+  /** Sockets refused at accept: their address already had max_connections_per_address open. */
+  connectionsRefusedAddress: number;
+  /** Sockets refused at accept: max_unauthenticated sockets were still logging in. */
+  connectionsRefusedUnauthenticated: number;
+  /** Logins refused (CONNACK 3): the user already had max_connections_per_user connections. */
+  connectionsRefusedUser: number;
+  /** Logins refused (CONNACK 3): max_connections reached, or only the reserved slots left and not admin/technician. */
+  connectionsRefusedGlobal: number;
+  /** Sockets accepted and not logged in yet. */
+  unauthenticated: number;
   authFailures: number;
   lockouts: number;
   /** Connections refused because their address was locked out (no password check). */
@@ -58,6 +69,14 @@ export interface BusStats {
   /** CONNECTs with a protocol version other than 3.1/3.1.1 (e.g. MQTT 5), refused with CONNACK 1. */
   protocolRefused: number;
   connectTimeouts: number;
+  /** scrypt password verifications run (dummy ones for unknown users included). */
+  passwordChecks: number;
+  /** Logins accepted by the cached verifier without scrypt (a known client reconnecting). */
+  verifierHits: number;
+  /** Logins refused (CONNACK 3) because too many password checks were waiting. */
+  authQueueFull: number;
+  /** Most password checks waiting at once. */
+  authQueuedMax: number;
   deniedPublishes: number;
   deniedSubscribes: number;
   /** Messages published by clients. */
@@ -86,7 +105,7 @@ export interface LocalBusOptions {
   topicAreas?: readonly TopicArea[];
   /** Reported in gateway/status. */
   version?: string;
-  /** Time a socket may stay open without sending CONNECT. Default 10 s. */
+  /** Time a socket may take from accept to a completed login. Default: mqtt.connect_timeout_s. */
   connectTimeoutMs?: number;
   /** Bound on the time stop() waits for request handlers and for the offline status to flush. Default 2 s. */
   stopGraceMs?: number;
@@ -97,6 +116,8 @@ export interface LocalBusOptions {
 
 /** Password checks running at once (each holds ~16 MiB and a libuv thread for tens of ms). */
 const MAX_CONCURRENT_AUTH = 8;
+/** Password checks waiting for a turn; beyond it a login gets CONNACK 3 (a waiting one is not refused). */
+const MAX_QUEUED_AUTH = 64;
 const MAX_TOPIC_LEVELS = 32;
 
 interface Identity {
@@ -241,6 +262,8 @@ export class LocalBus implements Service {
   private broker: Aedes | null = null;
   private server: Server | null = null;
   private tracker: AuthFailureTracker | null = null;
+  private verifier: PasswordVerifier | null = null;
+  private admission: ConnectionAdmission | null = null;
   private publishOrder: PublishOrderStats | null = null;
   private readonly sessions: Sessions;
   private readonly conns = new Set<Socket>();
@@ -250,7 +273,6 @@ export class LocalBus implements Service {
   private readonly commands: CommandRegistry;
   private readonly acl: AclRules;
   private readonly inflight = new Set<Promise<void>>();
-  private authInProgress = 0;
   private stopping = false;
   private startedAt = 0;
   private readonly counters = {
@@ -290,11 +312,27 @@ export class LocalBus implements Service {
     this.tracker = new AuthFailureTracker({
       maxFailures: config.max_auth_failures,
       lockoutMs: config.lockout_s * 1000,
+      lockoutMaxMs: config.lockout_max_s * 1000,
       now: this.now,
     });
+    this.verifier = new PasswordVerifier(config.users, { maxConcurrent: MAX_CONCURRENT_AUTH, maxQueue: MAX_QUEUED_AUTH });
+    const connectTimeoutMs = this.o.connectTimeoutMs ?? config.connect_timeout_s * 1000;
+    const admission = new ConnectionAdmission({
+      maxConnections: config.max_connections,
+      reservedConnections: config.reserved_connections,
+      perAddress: config.max_connections_per_address,
+      perUser: config.max_connections_per_user,
+      maxUnauthenticated: config.max_unauthenticated,
+      connectTimeoutMs,
+    });
+    this.admission = admission;
+    if (config.reserved_connections >= config.max_connections) {
+      this.o.log.warn({ max_connections: config.max_connections, reserved_connections: config.reserved_connections }, 'mqtt.reserved_connections >= mqtt.max_connections: only admin and technician users can connect');
+    }
     const broker = await Aedes.createBroker({
       id: `shelfgate-${storeId}`,
-      connectTimeout: this.o.connectTimeoutMs ?? 10_000,
+      // admission.ts times the connect from accept to login; aedes's own timer is only a backstop
+      connectTimeout: connectTimeoutMs + 1_000,
       drainTimeout: 30_000,
       maxTopicLevels: MAX_TOPIC_LEVELS,
       preConnect: (client, packet, cb) => {
@@ -319,10 +357,11 @@ export class LocalBus implements Service {
     broker.on('connectionError', (client, err) => this.onClientError(client, err));
 
     const server = createServer({ noDelay: true }, (socket) => this.onConnection(socket));
-    server.maxConnections = config.max_connections;
+    // hard ceiling on sockets (file descriptors); the caps of admission.ts refuse long before it
+    server.maxConnections = admission.socketCeiling;
     server.on('drop', () => {
       this.counters.connectionsRejected++;
-      this.limiter.warn('max_connections', { max: config.max_connections }, 'max_connections reached: connection dropped');
+      this.limiter.warn('socket-ceiling', { max: admission.socketCeiling }, 'socket ceiling (max_connections + max_unauthenticated) reached: connection dropped');
     });
     this.server = server;
     try {
@@ -370,7 +409,10 @@ export class LocalBus implements Service {
     await serverClosed;
     server?.removeAllListeners();
     this.inflight.clear();
+    this.admission?.clear();
+    this.admission = null;
     this.tracker = null;
+    this.verifier = null;
     this.o.log.info('local bus stopped');
   }
 
@@ -382,9 +424,20 @@ export class LocalBus implements Service {
   }
 
   stats(): BusStats {
+    const adm = this.admission?.counters;
     return {
       ...this.counters,
       connections: this.broker?.connectedClients ?? 0,
+      connectionsRefusedAddress: adm?.refusedAddress ?? 0,
+      connectionsRefusedUnauthenticated: adm?.refusedUnauthenticated ?? 0,
+      connectionsRefusedUser: adm?.refusedUser ?? 0,
+      connectionsRefusedGlobal: adm?.refusedGlobal ?? 0,
+      unauthenticated: this.admission?.unauthenticated ?? 0,
+      connectTimeouts: this.counters.connectTimeouts + (adm?.connectTimeouts ?? 0),
+      passwordChecks: this.verifier?.passwordChecks ?? 0,
+      verifierHits: this.verifier?.verifierHits ?? 0,
+      authQueueFull: this.verifier?.queueFull ?? 0,
+      authQueuedMax: this.verifier?.queuedMax ?? 0,
       authFailures: this.tracker?.authFailures ?? 0,
       lockouts: this.tracker?.lockouts ?? 0,
       publishesWaited: this.publishOrder?.waited ?? 0,
@@ -440,7 +493,8 @@ export class LocalBus implements Service {
     }
     this.counters.connectionsTotal++;
     const max = this.o.config.max_packet_bytes;
-    const address = socket.remoteAddress ?? 'unknown';
+    const address = normalizeAddress(socket.remoteAddress);
+    if (!this.admit(socket, address)) return;
     this.addresses.set(socket, address);
     guardSocket(socket, new MqttLengthScanner(max), (kind) => {
       if (kind === 'oversize') this.counters.oversized++;
@@ -453,8 +507,96 @@ export class LocalBus implements Service {
     });
     coalesceWrites(socket);
     this.conns.add(socket);
-    socket.once('close', () => this.conns.delete(socket));
+    socket.once('close', () => {
+      this.conns.delete(socket);
+      this.admission?.release(socket);
+    });
     this.broker.handle(socket);
+  }
+
+  /** The caps at accept (admission.ts); false: refused and destroyed. Starts the CONNECT timeout. */
+  private admit(socket: Socket, address: string): boolean {
+    const admission = this.admission;
+    if (!admission) {
+      socket.destroy();
+      return false;
+    }
+    const refusal = admission.accept(socket, address, () => {
+      this.limiter.warn(`connect-timeout:${address}`, { address, connect_timeout_s: this.o.config.connect_timeout_s }, 'no completed CONNECT and login in time: connection closed');
+      socket.destroy();
+    });
+    if (refusal === null) return true;
+    this.logAcceptRefusal(refusal, address);
+    socket.on('error', noop);
+    socket.destroy();
+    return false;
+  }
+
+  private logAcceptRefusal(refusal: AcceptRefusal, address: string): void {
+    const c = this.o.config;
+    if (refusal === 'address') {
+      this.limiter.warn(
+        `cap-address:${address}`,
+        { address, max: c.max_connections_per_address, max_logging_in: this.admission?.unauthenticatedPerAddress },
+        'too many connections (max_connections_per_address) or sockets still logging in from this address: connection refused',
+      );
+    } else {
+      this.limiter.warn('cap-unauthenticated', { address, max: c.max_unauthenticated }, 'max_unauthenticated reached (sockets still logging in): connection refused');
+    }
+  }
+
+  private logLoginRefusal(refusal: LoginRefusal, address: string, username: string): void {
+    const c = this.o.config;
+    if (refusal === 'user') {
+      this.limiter.warn(`cap-user:${username}`, { address, username, max: c.max_connections_per_user }, 'max_connections_per_user reached: connection refused');
+    } else if (refusal === 'reserved') {
+      this.limiter.warn('cap-reserved', { address, username, max: c.max_connections, reserved: c.reserved_connections }, 'only the connections reserved for admin and technician are left: connection refused');
+    } else {
+      this.limiter.warn('cap-global', { address, username, max: c.max_connections }, 'max_connections reached: connection refused');
+    }
+  }
+
+  private logLockout(l: Lockout): void {
+    // at most one per pair (address) per lockout period, itself bounded by the failures before it
+    this.o.log.warn(
+      { address: l.address, username: l.username, lockout_s: l.durationMs / 1000, nth: l.nth },
+      l.scope === 'pair'
+        ? 'too many failed logins: username locked out from this address'
+        : 'too many failed logins from this address (any username): address locked out',
+    );
+  }
+
+  /**
+   * Verifies a password: the cached verifier first (no lockout bookkeeping needed for a correct
+   * login), else a scrypt check accounted by the lockout tracker.
+   */
+  private async checkPassword(client: Client, address: string, username: string, password: Buffer | undefined): Promise<CheckResult | { kind: 'locked' }> {
+    const tracker = this.tracker!;
+    const verifier = this.verifier!;
+    const hit = verifier.cached(username, password);
+    if (hit) {
+      tracker.succeeded(address, username, false);
+      return { kind: 'ok', user: hit, cached: true };
+    }
+    if ((await tracker.acquire(address, username)) === 'locked') return { kind: 'locked' };
+    let r: CheckResult;
+    try {
+      r = await verifier.check(username, password, () => client.closed || this.stopping);
+    } catch (e) {
+      tracker.abandon(address, username);
+      throw e;
+    }
+    if (r.kind === 'ok') tracker.succeeded(address, username);
+    else if (r.kind === 'bad') for (const l of tracker.failed(address, username)) this.logLockout(l);
+    else tracker.abandon(address, username);
+    return r;
+  }
+
+  /** The socket of the connection `client` replaces (same client id), if any. */
+  private replacedConn(client: Client): object | undefined {
+    const clients = (this.broker as unknown as { clients?: Record<string, Client> } | null)?.clients;
+    const holder = client.id ? clients?.[client.id] : undefined;
+    return holder && holder !== client ? holder.conn : undefined;
   }
 
   private addressOf(client: Client): string {
@@ -463,17 +605,7 @@ export class LocalBus implements Service {
 
   private preConnect(client: Client, cb: (error: Error | null, success: boolean) => void): void {
     if (this.stopping) return cb(new ShelfgateError(ErrorCode.STOPPED, 'local bus is stopping'), false);
-    const address = this.addressOf(client);
-    if (this.tracker?.isLocked(address)) {
-      this.counters.lockedOutRefusals++;
-      this.limiter.warn(`locked:${address}`, { address }, 'connection from a locked-out address refused');
-      return cb(new ShelfgateError(ErrorCode.BUS_AUTH_FAILED, 'address locked out'), false);
-    }
-    if ((this.broker?.connectedClients ?? 0) >= this.o.config.max_connections) {
-      this.counters.connectionsRejected++;
-      this.limiter.warn('max_connections', { max: this.o.config.max_connections }, 'max_connections reached: connection refused');
-      return cb(new ShelfgateError(ErrorCode.BUS_NOT_AUTHORIZED, 'max_connections reached'), false);
-    }
+    // lockout and the connection caps are decided in authenticate (they need the username)
     cb(null, true);
   }
 
@@ -491,28 +623,37 @@ export class LocalBus implements Service {
       this.limiter.warn(`anon:${address}`, { address }, 'anonymous connection refused');
       return done(authError(5, 'anonymous connections are not allowed'), null);
     }
-    if (this.authInProgress >= MAX_CONCURRENT_AUTH) {
-      this.limiter.warn('auth-busy', { address }, 'too many logins in progress: connection refused');
-      return done(authError(3, 'too many logins in progress'), null);
-    }
-    const verdict = tracker.begin(address);
-    if (verdict !== 'ok') {
-      if (verdict === 'locked') this.counters.lockedOutRefusals++;
-      this.limiter.warn(`locked:${address}`, { address, verdict }, 'login from a locked-out address refused');
-      return done(authError(verdict === 'locked' ? 5 : 3, 'address locked out'), null);
-    }
-    this.authInProgress++;
-    checkCredentials(this.o.config.users, username, password)
-      .then((user) => {
-        if (!user) {
-          tracker.failed(address);
+    const lockedOut = (scope: string): void => {
+      this.counters.lockedOutRefusals++;
+      this.limiter.warn(`locked:${address}:${username.slice(0, 64)}`, { address, username: username.slice(0, 64), scope }, 'login refused: locked out after failed logins');
+      done(authError(5, 'locked out'), null);
+    };
+    const lock = tracker.locked(address, username);
+    if (lock) return lockedOut(lock);
+    this.checkPassword(client, address, username, password)
+      .then((result) => {
+        if (result.kind === 'locked') return lockedOut('pair');
+        if (result.kind === 'busy') {
+          this.limiter.warn('auth-busy', { address, queued: MAX_QUEUED_AUTH }, 'too many logins waiting for a password check: connection refused');
+          return done(authError(3, 'too many logins in progress'), null);
+        }
+        if (result.kind === 'cancelled') return done(authError(3, 'connection closed during login'), null);
+        if (result.kind === 'bad') {
           this.limiter.warn(`auth:${address}`, { address, username: username.slice(0, 64) }, 'bad username or password');
           return done(authError(4, 'bad username or password'), null);
         }
-        tracker.succeeded(address);
+        const user = result.user;
         // a client id (live or stored session) belongs to its user: nobody else may take, hijack or wipe it
         const idRefusal = this.sessions.admit(client, user.username, address);
         if (idRefusal !== null) return done(authError(2, idRefusal), null);
+        // the caps that depend on who logged in (admission.ts); CONNACK 3, server unavailable
+        const admission = this.admission;
+        const capped = admission ? admission.login(client.conn, user.username, user.role, this.replacedConn(client)) : 'global';
+        if (capped !== null) {
+          this.logLoginRefusal(capped, address, user.username);
+          return done(authError(3, `connection cap reached (${capped})`), null);
+        }
+        this.o.log.debug({ address, username: user.username, client_id: client.id, password_check: result.cached ? 'cached' : 'scrypt' }, 'client logged in');
         this.identities.set(client, {
           username: user.username,
           role: user.role,
@@ -523,12 +664,8 @@ export class LocalBus implements Service {
         done(null, true);
       })
       .catch((e: Error) => {
-        tracker.failed(address);
         this.o.log.error({ err: e.message, address }, 'password check failed');
         done(authError(3, 'password check failed'), null);
-      })
-      .finally(() => {
-        this.authInProgress--;
       });
   }
 

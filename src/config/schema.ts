@@ -170,7 +170,7 @@ export const coreConfigShape = {
       /** First lockout; each further lockout of the same pair doubles it, up to `lockout_max_s`. */
       lockout_s: z.number().int().min(1).default(60),
       lockout_max_s: z.number().int().min(1).default(3600),
-      /** All connections, authenticated or not. */
+      /** Logged-in connections (sockets still logging in count against `max_unauthenticated` instead, so they can never take the reserved slots). */
       max_connections: z.number().int().min(1).default(200),
       /** Connections from one remote address. */
       max_connections_per_address: z.number().int().min(1).default(32),

@@ -484,16 +484,39 @@ describe('LocalBus (real sockets)', () => {
 });
 
 describe('LocalBus lockout', () => {
-  it('locks an address out after max_auth_failures failures, even with the right password', async () => {
+  it('locks an (address, username) pair out after max_auth_failures failures, even with the right password; another username carries on', async () => {
     const bus = await startBus(mqttConfig(await users(), { max_auth_failures: 3, lockout_s: 60 }));
     try {
       for (let i = 0; i < 3; i++) expect(await connectError(bus, 'svc', 'wrong')).toBe(4);
       expect(bus.stats().lockouts).toBe(1);
-      // locked: refused without a password check (socket closed without CONNACK)
-      const code = await connectError(bus, 'svc', PW);
-      expect(code).not.toBe(0);
+      // locked: refused without a password check (CONNACK 5)
+      const checks = bus.stats().passwordChecks;
+      expect(await connectError(bus, 'svc', PW)).toBe(5);
       expect(bus.stats().lockedOutRefusals).toBeGreaterThanOrEqual(1);
       expect(bus.stats().authFailures).toBe(3);
+      expect(bus.stats().passwordChecks).toBe(checks);
+      // the same address, another username: not locked
+      const c = await connect(bus, 'kiosk1', PW);
+      c.end(true);
+    } finally {
+      await bus.stop();
+    }
+  });
+});
+
+describe('LocalBus password checks', () => {
+  it('a reconnect of a known client skips scrypt (verifierHits), a wrong password and an unknown user still pay one', async () => {
+    const bus = await startBus(mqttConfig(await users()));
+    try {
+      (await connect(bus, 'svc', PW)).end(true);
+      expect(bus.stats()).toMatchObject({ passwordChecks: 1, verifierHits: 0 });
+      const again = await connect(bus, 'svc', PW);
+      expect(bus.stats()).toMatchObject({ passwordChecks: 1, verifierHits: 1 });
+      expect(await connectError(bus, 'svc', 'wrong')).toBe(4);
+      expect(await connectError(bus, 'nobody', PW)).toBe(4);
+      expect(bus.stats()).toMatchObject({ passwordChecks: 3, verifierHits: 1, authFailures: 2 });
+      expect(await subscribe(again, topics.gatewayStatus(STORE))).toBe(1);
+      again.end(true);
     } finally {
       await bus.stop();
     }
@@ -501,15 +524,20 @@ describe('LocalBus lockout', () => {
 });
 
 describe('LocalBus limits and lifecycle', () => {
-  it('drops connections beyond max_connections', async () => {
-    const bus = await startBus(mqttConfig(await users(), { max_connections: 2 }));
+  it('refuses logins beyond max_connections with CONNACK 3, keeping reserved slots for admin and technician', async () => {
+    const bus = await startBus(mqttConfig(await users(), { max_connections: 3, reserved_connections: 1 }));
     try {
       const a = await connect(bus, 'svc', PW);
-      const b = await connect(bus, 'svc', PW);
-      expect(await connectError(bus, 'svc', PW)).toBe('CLOSED');
-      expect(bus.stats().connectionsRejected).toBeGreaterThanOrEqual(1);
+      const b = await connect(bus, 'kiosk1', PW);
+      expect(await connectError(bus, 'svc', PW)).toBe(3); // only the reserved slot is left
+      const adm = await connect(bus, 'adm', PW);
+      expect(await connectError(bus, 'tech', PW)).toBe(3); // all taken
+      expect(bus.stats().connectionsRefusedGlobal).toBe(2);
       a.end(true);
+      await waitFor(() => bus.stats().connections === 2, 5_000, 'the closed connection to free its slot');
+      (await connect(bus, 'tech', PW)).end(true);
       b.end(true);
+      adm.end(true);
     } finally {
       await bus.stop();
     }
