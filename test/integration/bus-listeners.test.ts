@@ -7,7 +7,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import mqtt, { type MqttClient } from 'mqtt';
+import { request as httpsRequest } from 'node:https';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../../src/bus/auth';
 import { LocalBus } from '../../src/bus/broker';
@@ -26,13 +27,18 @@ const tcpHandles = (): number => process.getActiveResourcesInfo().filter((r) => 
 let dir: string;
 let ca: TestCa;
 let server: TestCa;
+let clientCert: TestCa;
 let users: MqttConfig['users'];
 
 beforeAll(async () => {
   dir = tmp('sg-listen-');
   ca = makeTestCa(dir, 'ca');
   server = makeLeafCert(dir, ca, 'server');
-  users = [{ username: 'kiosk1', password_hash: await hashPassword(PW, { N: 1024 }), role: 'kiosk' }];
+  clientCert = makeLeafCert(dir, ca, 'kiosk-cn', { client: true });
+  users = [
+    { username: 'kiosk1', password_hash: await hashPassword(PW, { N: 1024 }), role: 'kiosk' },
+    { username: 'kiosk2', role: 'kiosk', cert_cn: 'kiosk-cn' },
+  ];
 });
 
 function config(over: Record<string, unknown> = {}): MqttConfig {
@@ -71,9 +77,9 @@ function portOf(b: LocalBus, kind: 'mqtt' | 'mqtts' | 'wss'): number {
   return l.port;
 }
 
-function connect(url: string): Promise<MqttClient> {
+function connect(url: string, opts: IClientOptions = {}): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
-    const c = mqtt.connect(url, { protocolVersion: 4, username: 'kiosk1', password: PW, reconnectPeriod: 0, connectTimeout: 10_000, ca: readFileSync(ca.certFile) });
+    const c = mqtt.connect(url, { protocolVersion: 4, username: 'kiosk1', password: PW, reconnectPeriod: 0, connectTimeout: 10_000, ca: readFileSync(ca.certFile), ...opts });
     clients.push(c);
     c.once('connect', () => resolve(c));
     c.once('error', reject);
@@ -124,6 +130,45 @@ describe('LocalBus mqtts and wss listeners', () => {
     clients.splice(0).forEach((c) => c.end(true));
     sockets.splice(0).forEach((s) => s.destroy());
     await waitFor(() => tcpHandles() <= baseline, 5_000, 'every socket and server handle released');
+  });
+
+  it('counts each refusal of the secure listeners in stats(); a client on them carries on', async () => {
+    const b = bus(config({ max_packet_bytes: 4096 }));
+    await b.start();
+    const mqtts = `mqtts://127.0.0.1:${portOf(b, 'mqtts')}`;
+    const wss = `wss://127.0.0.1:${portOf(b, 'wss')}/mqtt`;
+    const steady = await connect(wss);
+    await steady.subscribeAsync(topics.gatewayStatus(STORE), { qos: 1 });
+    const before = b.stats();
+    // a client that does not trust the CA
+    await expect(connect(mqtts, { ca: undefined })).rejects.toMatchObject({ code: 'SELF_SIGNED_CERT_IN_CHAIN' });
+    await waitFor(() => b.stats().tlsHandshakeFailures === before.tlsHandshakeFailures + 1, 5_000, 'the failed handshake counted');
+    // an HTTP request to another path
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpsRequest(`https://127.0.0.1:${portOf(b, 'wss')}/index.html`, { ca: readFileSync(ca.certFile) }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(status).toBe(404);
+    expect(b.stats().wsRefused).toBe(before.wsRefused + 1);
+    // a client certificate of kiosk2 that claims to be kiosk1
+    const cert = { cert: readFileSync(clientCert.certFile), key: readFileSync(clientCert.keyFile) };
+    await expect(connect(mqtts, { ...cert, username: 'kiosk1' })).rejects.toMatchObject({ code: 4 });
+    expect(b.stats().certLoginsRefused).toBe(before.certLoginsRefused + 1);
+    expect(b.stats().authFailures).toBe(before.authFailures); // no password was checked
+    // an oversized packet over wss
+    const victim = await connect(wss);
+    const closed = new Promise<void>((r) => victim.once('close', () => r()));
+    victim.publish(topics.request(STORE, 'stock.get'), Buffer.alloc(8192), { qos: 0 });
+    await closed;
+    expect(b.stats().oversized).toBe(before.oversized + 1);
+    // the steady client still gets what the gateway publishes
+    const next = new Promise<void>((r) => steady.on('message', (_t, p) => p.toString().includes('"stopping"') && r()));
+    await b.publishStatus('stopping');
+    await next;
   });
 
   it('a missing, unreadable or wrong certificate file fails start() with the key in the error; nothing stays open', async () => {
