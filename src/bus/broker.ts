@@ -8,6 +8,9 @@
  *   before they are buffered) -> aedes client (mqtt-packet parser, handlers per packet type)
  * No stream sits between the socket and aedes: a Duplex hop per connection cost more than all
  * our per-message checks together (bench/mqtt-bus.ts).
+ * The mqtts and wss listeners (listeners.ts) hand their connections (a TLS socket; a wss
+ * connection's stream) to the same onConnection, so the guard, write coalescing, tracking and
+ * address apply to every listener; a verified client certificate may name the user (cert_cn).
  *
  * aedes hooks used (node_modules/aedes/docs/Aedes.md): preConnect (stopping, lockout,
  * max_connections), authenticate (CONNACK 4 bad credentials, 5 not authorized, 3 busy, 2 client id
