@@ -41,7 +41,11 @@ export interface ListenerAddress {
   port: number;
 }
 
-/** WebSocket subprotocols accepted, in order of preference [MQTT-6.0.0-3]: "mqtt" (3.1.1), "mqttv3.1" (older clients). */
+/**
+ * WebSocket subprotocols accepted, in order of preference: "mqtt" [MQTT-6.0.0-3], and "mqttv3.1",
+ * which MQTT 3.1 clients (Paho JS with protocol version 3) offer alone. Selecting it for them departs
+ * from [MQTT-6.0.0-4] (the server selects "mqtt"); a client offering "mqtt" always gets "mqtt".
+ */
 export const WS_SUBPROTOCOLS = ['mqtt', 'mqttv3.1'] as const;
 
 export interface ListenerCounters {
