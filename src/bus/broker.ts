@@ -8,6 +8,9 @@
  *   before they are buffered) -> aedes client (mqtt-packet parser, handlers per packet type)
  * No stream sits between the socket and aedes: a Duplex hop per connection cost more than all
  * our per-message checks together (bench/mqtt-bus.ts).
+ * The mqtts and wss listeners (listeners.ts) hand their connections (a TLS socket; a wss
+ * connection's stream) to the same onConnection, so the guard, write coalescing, tracking and
+ * address apply to every listener; a verified client certificate may name the user (cert_cn).
  *
  * aedes hooks used (node_modules/aedes/docs/Aedes.md): preConnect (stopping), authenticate
  * (CONNACK 4 bad credentials, 5 not authorized or locked out, 3 busy or a connection cap, 2 client id
@@ -18,8 +21,9 @@
  * (publish-order.ts): without that, aedes 1.2 drops a retained message overtaken by a live one.
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
-import type { MqttConfig } from '../config/schema';
+import type { MqttConfig, MqttUser } from '../config/schema';
 import { ErrorCode, ShelfgateError, isShelfgateError } from '../errors';
 import type { Service } from '../lifecycle';
 import { LogLimiter, type Logger } from '../log';
@@ -31,8 +35,10 @@ import * as topics from './topics';
 import { orderPublishes, type PublishOrderStats } from './publish-order';
 import { sleep } from '../util/backoff';
 import { Sessions, type SessionStats } from './sessions';
+import { SecureListeners, loadListenerFiles, verifiedCertCn, type ListenerAddress } from './listeners';
 
 export type { Role } from './auth';
+export type { ListenerAddress, ListenerKind } from './listeners';
 
 /** Code used in error responses for handler failures that are not ShelfgateErrors (details are logged, not sent). */
 export const INTERNAL_ERROR_CODE = 'SG_INTERNAL';
@@ -93,6 +99,12 @@ export interface BusStats {
   requestErrors: number;
   /** Client ids, persistent sessions and subscription limits (sessions.ts). */
   sessions: SessionStats;
+  /** TLS handshakes that failed on the mqtts/wss listeners (e.g. the client does not trust our certificate). */
+  tlsHandshakeFailures: number;
+  /** HTTP requests to the wss listener refused (other path, no mqtt subprotocol, not an upgrade). */
+  wsRefused: number;
+  /** Logins refused because the username sent differs from the user of the client certificate. */
+  certLoginsRefused: number;
 }
 
 export interface LocalBusOptions {
@@ -209,10 +221,10 @@ type Violation = 'oversize' | 'malformed';
  * first and refuses it (and destroys the socket) on a violation. Nothing of a refused chunk is
  * buffered or reaches the mqtt-packet parser, which only reads from that buffer.
  */
-function guardSocket(socket: Socket, scanner: MqttLengthScanner, onViolation: (kind: Violation) => void): void {
+function guardSocket(socket: Duplex, scanner: MqttLengthScanner, onViolation: (kind: Violation) => void): void {
   const push = socket.push;
   let violated = false;
-  socket.push = function guardedPush(this: Socket, chunk: unknown, encoding?: BufferEncoding): boolean {
+  socket.push = function guardedPush(this: Duplex, chunk: unknown, encoding?: BufferEncoding): boolean {
     if (chunk === null || chunk === undefined) return push.call(this, chunk, encoding); // EOF
     if (violated) return false;
     const bytes = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : (chunk as Buffer);
@@ -235,24 +247,33 @@ function guardSocket(socket: Socket, scanner: MqttLengthScanner, onViolation: (k
  * Ordering is unchanged and write() still reports backpressure (the corked bytes count in
  * writableLength); the cost is at most one loop turn of latency.
  */
-function coalesceWrites(socket: Socket): void {
+function coalesceWrites(socket: Duplex): void {
   const write = socket.write;
   let corked = false;
   const flush = (): void => {
     corked = false;
     socket.uncork();
   };
-  socket.write = function coalescedWrite(this: Socket, ...args: unknown[]): boolean {
+  socket.write = function coalescedWrite(this: Duplex, ...args: unknown[]): boolean {
     if (!corked && !socket.destroyed) {
       corked = true;
       socket.cork();
       setImmediate(flush);
     }
     return (write as (...a: unknown[]) => boolean).apply(this, args);
-  } as Socket['write'];
+  } as Duplex['write'];
 }
 
 function noop(): void {}
+
+/**
+ * The subject CN of the client certificate this client presented on an mqtts or wss listener with
+ * `client_ca_file`, if it verified against that CA; undefined otherwise (plain listener, no or
+ * unverified certificate).
+ */
+export function clientCertCn(client: Client): string | undefined {
+  return client.conn ? verifiedCertCn(client.conn) : undefined;
+}
 
 export class LocalBus implements Service {
   readonly name = 'bus';
@@ -261,12 +282,14 @@ export class LocalBus implements Service {
   private readonly now: () => number;
   private broker: Aedes | null = null;
   private server: Server | null = null;
+  /** The mqtts and wss listeners (listeners.ts), when configured. */
+  private secure: SecureListeners | null = null;
   private tracker: AuthFailureTracker | null = null;
   private verifier: PasswordVerifier | null = null;
   private admission: ConnectionAdmission | null = null;
   private publishOrder: PublishOrderStats | null = null;
   private readonly sessions: Sessions;
-  private readonly conns = new Set<Socket>();
+  private readonly conns = new Set<Duplex>();
   /** Remote address of each socket, kept past its close (for logs). */
   private readonly addresses = new WeakMap<object, string>();
   private readonly identities = new WeakMap<Client, Identity>();
@@ -291,6 +314,7 @@ export class LocalBus implements Service {
     gatewayPublishes: 0,
     requests: 0,
     requestErrors: 0,
+    certLoginsRefused: 0,
   };
 
   constructor(opts: LocalBusOptions) {
@@ -308,6 +332,7 @@ export class LocalBus implements Service {
     if (this.broker) return;
     const { config, storeId } = this.o;
     this.checkConfig();
+    const listenerFiles = loadListenerFiles(config); // a missing or bad certificate file fails here, naming its key
     this.stopping = false;
     this.tracker = new AuthFailureTracker({
       maxFailures: config.max_auth_failures,
@@ -379,9 +404,33 @@ export class LocalBus implements Service {
       throw e;
     }
     server.on('error', (err) => this.o.log.error({ err: err.message }, 'mqtt server error'));
+    const secure = new SecureListeners({
+      config,
+      files: listenerFiles,
+      log: this.o.log,
+      limiter: this.limiter,
+      connectTimeoutMs: this.o.connectTimeoutMs ?? config.connect_timeout_s * 1000,
+      hooks: {
+        accept: (stream, address) => this.onConnection(stream, address),
+        violation: (kind, address) => this.onGuardViolation(kind, address),
+        dropped: () => this.counters.connectionsRejected++,
+        stopping: () => this.stopping || !this.broker,
+      },
+    });
+    try {
+      await secure.start();
+    } catch (e) {
+      await secure.close();
+      this.server = null;
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      server.removeAllListeners();
+      await this.closeBroker();
+      throw e;
+    }
+    this.secure = secure;
     this.startedAt = this.now();
     await this.publishStatus('online');
-    this.o.log.info({ ...this.address(), users: config.users.length }, 'local bus listening');
+    this.o.log.info({ ...this.address(), listeners: this.listeners(), users: config.users.length }, 'local bus listening');
   }
 
   async stop(): Promise<void> {
@@ -400,6 +449,8 @@ export class LocalBus implements Service {
     const serverClosed = server
       ? new Promise<void>((resolve) => server.close(() => resolve()))
       : Promise.resolve();
+    const secure = this.secure;
+    this.secure = null;
     await this.closeBroker();
     for (const c of this.conns) {
       c.on('error', noop); // a late ECONNRESET must not become an uncaught error
@@ -407,6 +458,7 @@ export class LocalBus implements Service {
     }
     this.conns.clear();
     await serverClosed;
+    await secure?.close();
     server?.removeAllListeners();
     this.inflight.clear();
     this.admission?.clear();
@@ -421,6 +473,11 @@ export class LocalBus implements Service {
     const a = this.server?.address() as AddressInfo | null | undefined;
     if (!a || typeof a === 'string') throw new ShelfgateError(ErrorCode.STOPPED, 'local bus is not listening');
     return { host: a.address, port: a.port };
+  }
+
+  /** Every bound listener, after start(): the plain one (`mqtt`) first, then `mqtts` and `wss` when configured. */
+  listeners(): ListenerAddress[] {
+    return [{ kind: 'mqtt', ...this.address() }, ...(this.secure?.addresses() ?? [])];
   }
 
   stats(): BusStats {
@@ -443,6 +500,8 @@ export class LocalBus implements Service {
       publishesWaited: this.publishOrder?.waited ?? 0,
       publishesWaitingMax: this.publishOrder?.maxWaiting ?? 0,
       sessions: this.sessions.stats(),
+      tlsHandshakeFailures: this.secure?.stats().tlsHandshakeFailures ?? 0,
+      wsRefused: this.secure?.stats().wsRefused ?? 0,
     };
   }
 
@@ -486,25 +545,17 @@ export class LocalBus implements Service {
 
   // ---- connections ----
 
-  private onConnection(socket: Socket): void {
+  /** One connection of any listener: a TCP or TLS socket, or a wss connection's stream (listeners.ts). */
+  private onConnection(socket: Duplex, address: string = (socket as Socket).remoteAddress ?? 'unknown'): void {
     if (this.stopping || !this.broker) {
       socket.destroy();
       return;
     }
     this.counters.connectionsTotal++;
-    const max = this.o.config.max_packet_bytes;
-    const address = normalizeAddress(socket.remoteAddress);
+    address = normalizeAddress(address);
     if (!this.admit(socket, address)) return;
     this.addresses.set(socket, address);
-    guardSocket(socket, new MqttLengthScanner(max), (kind) => {
-      if (kind === 'oversize') this.counters.oversized++;
-      else this.counters.malformed++;
-      this.limiter.warn(
-        `guard-${kind}:${address}`,
-        { address, max_packet_bytes: max },
-        kind === 'oversize' ? 'MQTT packet larger than max_packet_bytes: connection closed' : 'malformed MQTT length: connection closed',
-      );
-    });
+    guardSocket(socket, new MqttLengthScanner(this.o.config.max_packet_bytes), (kind) => this.onGuardViolation(kind, address));
     coalesceWrites(socket);
     this.conns.add(socket);
     socket.once('close', () => {
@@ -515,7 +566,7 @@ export class LocalBus implements Service {
   }
 
   /** The caps at accept (admission.ts); false: refused and destroyed. Starts the CONNECT timeout. */
-  private admit(socket: Socket, address: string): boolean {
+  private admit(socket: Duplex, address: string): boolean {
     const admission = this.admission;
     if (!admission) {
       socket.destroy();
@@ -599,6 +650,17 @@ export class LocalBus implements Service {
     return holder && holder !== client ? holder.conn : undefined;
   }
 
+  /** A packet over max_packet_bytes or a malformed length (or, on wss, frame): the connection is being closed. */
+  private onGuardViolation(kind: Violation, address: string): void {
+    if (kind === 'oversize') this.counters.oversized++;
+    else this.counters.malformed++;
+    this.limiter.warn(
+      `guard-${kind}:${address}`,
+      { address, max_packet_bytes: this.o.config.max_packet_bytes },
+      kind === 'oversize' ? 'MQTT packet larger than max_packet_bytes: connection closed' : 'malformed MQTT length or WebSocket frame: connection closed',
+    );
+  }
+
   private addressOf(client: Client): string {
     return this.addresses.get(client.conn) ?? 'unknown';
   }
@@ -618,6 +680,9 @@ export class LocalBus implements Service {
     const tracker = this.tracker;
     const address = this.addressOf(client);
     if (!tracker || this.stopping) return done(authError(3, 'local bus is stopping'), null);
+    // a verified client certificate (mqtts/wss with client_ca_file) names the user: no password (admitCertUser)
+    const certUser = this.certUserOf(client);
+    if (certUser) return this.admitCertUser(client, certUser, username, address, done);
     if (username === undefined) {
       this.counters.anonymousRefused++;
       this.limiter.warn(`anon:${address}`, { address }, 'anonymous connection refused');
@@ -642,31 +707,77 @@ export class LocalBus implements Service {
           this.limiter.warn(`auth:${address}`, { address, username: username.slice(0, 64) }, 'bad username or password');
           return done(authError(4, 'bad username or password'), null);
         }
-        const user = result.user;
-        // a client id (live or stored session) belongs to its user: nobody else may take, hijack or wipe it
-        const idRefusal = this.sessions.admit(client, user.username, address);
-        if (idRefusal !== null) return done(authError(2, idRefusal), null);
-        // the caps that depend on who logged in (admission.ts); CONNACK 3, server unavailable
-        const admission = this.admission;
-        const capped = admission ? admission.login(client.conn, user.username, user.role, this.replacedConn(client)) : 'global';
-        if (capped !== null) {
-          this.logLoginRefusal(capped, address, user.username);
-          return done(authError(3, `connection cap reached (${capped})`), null);
-        }
-        this.o.log.debug({ address, username: user.username, client_id: client.id, password_check: result.cached ? 'cached' : 'scrypt' }, 'client logged in');
-        this.identities.set(client, {
-          username: user.username,
-          role: user.role,
-          address,
-          publish: new AclDecisionCache<PublishDecision>(),
-          receive: new AclDecisionCache<boolean>(),
-        });
-        done(null, true);
+        this.logIn(client, result.user, address, result.cached ? 'cached' : 'scrypt', done);
       })
       .catch((e: Error) => {
         this.o.log.error({ err: e.message, address }, 'password check failed');
         done(authError(3, 'password check failed'), null);
       });
+  }
+
+  /** The user whose `cert_cn` is the CN of this client's verified certificate, if any. */
+  private certUserOf(client: Client): MqttUser | undefined {
+    const cn = clientCertCn(client);
+    if (cn === undefined) return undefined;
+    const user = this.o.config.users.find((u) => u.cert_cn === cn);
+    if (!user) {
+      const address = this.addressOf(client);
+      this.limiter.warn(`cert-unknown:${address}`, { address, cert_cn: cn.slice(0, 255) }, 'client certificate CN matches no user: password login only');
+    }
+    return user;
+  }
+
+  /**
+   * Login by client certificate. The certificate proves the user, so no password is checked and no
+   * failure is counted; a username, if sent, must be that user's (else CONNACK 4: a client must not
+   * present one identity and claim another).
+   */
+  private admitCertUser(
+    client: Client,
+    user: MqttUser,
+    username: string | undefined,
+    address: string,
+    done: (error: AuthError | null, success: boolean | null) => void,
+  ): void {
+    if (username !== undefined && username !== user.username) {
+      this.counters.certLoginsRefused++;
+      this.limiter.warn(`cert-user:${address}`, { address, cert_user: user.username, username: username.slice(0, 64) }, 'username differs from the client certificate user: refused');
+      return done(authError(4, 'username does not match the client certificate'), null);
+    }
+    this.logIn(client, user, address, 'certificate', done);
+  }
+
+  /**
+   * The last steps of every login, whatever proved who the client is: the client id must be the
+   * user's (sessions.ts), then the caps that depend on the user (admission.ts), then the identity
+   * the ACL hooks read.
+   */
+  private logIn(
+    client: Client,
+    user: { username: string; role: Role },
+    address: string,
+    how: 'scrypt' | 'cached' | 'certificate',
+    done: (error: AuthError | null, success: boolean | null) => void,
+  ): void {
+    // a client id (live or stored session) belongs to its user: nobody else may take, hijack or wipe it
+    const idRefusal = this.sessions.admit(client, user.username, address);
+    if (idRefusal !== null) return done(authError(2, idRefusal), null);
+    // the caps that depend on who logged in; CONNACK 3, server unavailable
+    const admission = this.admission;
+    const capped = admission ? admission.login(client.conn, user.username, user.role, this.replacedConn(client)) : 'global';
+    if (capped !== null) {
+      this.logLoginRefusal(capped, address, user.username);
+      return done(authError(3, `connection cap reached (${capped})`), null);
+    }
+    this.o.log.debug({ address, username: user.username, client_id: client.id, password_check: how === 'certificate' ? undefined : how, login: how === 'certificate' ? 'certificate' : 'password' }, 'client logged in');
+    this.identities.set(client, {
+      username: user.username,
+      role: user.role,
+      address,
+      publish: new AclDecisionCache<PublishDecision>(),
+      receive: new AclDecisionCache<boolean>(),
+    });
+    done(null, true);
   }
 
   private authorizePublish(client: Client | null, packet: PublishPacket, cb: (error?: Error | null) => void): void {
@@ -813,6 +924,9 @@ export class LocalBus implements Service {
       }
       if (seen.has(u.username)) issues.push({ path: `mqtt.users[${i}].username`, message: `duplicate username ${u.username}` });
       seen.add(u.username);
+      if (u.cert_cn !== undefined && this.o.config.users.findIndex((o) => o.cert_cn === u.cert_cn) < i) {
+        issues.push({ path: `mqtt.users[${i}].cert_cn`, message: `cert_cn ${u.cert_cn} already names another user` });
+      }
     });
     if (issues.length > 0) throw new ShelfgateError(ErrorCode.CONFIG_INVALID, 'invalid mqtt users', issues);
   }

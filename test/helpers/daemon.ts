@@ -24,6 +24,10 @@ export interface RunningDaemon {
   logs: Array<Record<string, unknown>>;
   stderr: string[];
   mqttPort: number;
+  /** Port of the mqtts listener (`mqtt.tls`), when configured. */
+  mqttsPort?: number;
+  /** Port of the wss listener (`mqtt.wss`), when configured. */
+  wssPort?: number;
   /** Resolves with the first log line matching. */
   waitLog(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
@@ -93,11 +97,16 @@ export async function startDaemon(config: object, dir: string, readyTimeoutMs = 
   };
   const ready = await waitLog((l) => l.msg === 'gateway ready', readyTimeoutMs);
   const mqttPort = (ready.mqtt as { port: number }).port;
+  const listeners = (ready.listeners ?? []) as Array<{ kind: string; port: number }>;
+  const mqttsPort = listeners.find((l) => l.kind === 'mqtts')?.port;
+  const wssPort = listeners.find((l) => l.kind === 'wss')?.port;
   return {
     proc,
     logs,
     stderr,
     mqttPort,
+    ...(mqttsPort !== undefined ? { mqttsPort } : {}),
+    ...(wssPort !== undefined ? { wssPort } : {}),
     waitLog,
     exited,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
