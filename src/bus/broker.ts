@@ -29,6 +29,7 @@ import { AuthFailureTracker, checkCredentials, type Role } from './auth';
 import * as topics from './topics';
 import { orderPublishes, type PublishOrderStats } from './publish-order';
 import { sleep } from '../util/backoff';
+import { DeliveryGuard, type DeliveryStats } from './delivery';
 
 export type { Role } from './auth';
 
@@ -72,6 +73,9 @@ export interface BusStats {
   requests: number;
   requestErrors: number;
 }
+
+/** BusStats with the delivery bounds' counters (delivery.ts). */
+export interface BusStats extends DeliveryStats {}
 
 export interface LocalBusOptions {
   config: MqttConfig;
@@ -237,6 +241,7 @@ export class LocalBus implements Service {
   private server: Server | null = null;
   private tracker: AuthFailureTracker | null = null;
   private publishOrder: PublishOrderStats | null = null;
+  private delivery: DeliveryGuard | null = null;
   private readonly conns = new Set<Socket>();
   /** Remote address of each socket, kept past its close (for logs). */
   private readonly addresses = new WeakMap<object, string>();
@@ -285,10 +290,20 @@ export class LocalBus implements Service {
       lockoutMs: config.lockout_s * 1000,
       now: this.now,
     });
+    // slow consumers, delivery bounds and in-flight caps (delivery.ts)
+    const delivery = new DeliveryGuard({
+      config,
+      limiter: this.limiter,
+      now: this.now,
+      describe: (client) => ({ username: this.identities.get(client)?.username, address: this.addressOf(client) }),
+    });
+    this.delivery = delivery;
     const broker = await Aedes.createBroker({
       id: `shelfgate-${storeId}`,
       connectTimeout: this.o.connectTimeoutMs ?? 10_000,
+      // a backstop only: delivery.ts disconnects a client over its bound after slow_consumer_timeout_s
       drainTimeout: 30_000,
+      maxInflightInbound: delivery.maxInflightInbound,
       maxTopicLevels: MAX_TOPIC_LEVELS,
       preConnect: (client, _packet, cb) => this.preConnect(client, cb),
       authenticate: (client, username, password, cb) => this.authenticate(client, username, password, cb),
@@ -305,6 +320,8 @@ export class LocalBus implements Service {
     this.broker = broker;
     broker.on('clientError', (client, err) => this.onClientError(client, err));
     broker.on('connectionError', (client, err) => this.onClientError(client, err));
+    broker.on('ack', (_packet, client) => delivery.onAck(client));
+    delivery.start();
 
     const server = createServer({ noDelay: true }, (socket) => this.onConnection(socket));
     server.maxConnections = config.max_connections;
@@ -350,6 +367,8 @@ export class LocalBus implements Service {
       ? new Promise<void>((resolve) => server.close(() => resolve()))
       : Promise.resolve();
     await this.closeBroker();
+    this.delivery?.stop();
+    this.delivery = null;
     for (const c of this.conns) {
       c.on('error', noop); // a late ECONNRESET must not become an uncaught error
       c.destroy();
@@ -377,6 +396,7 @@ export class LocalBus implements Service {
       lockouts: this.tracker?.lockouts ?? 0,
       publishesWaited: this.publishOrder?.waited ?? 0,
       publishesWaitingMax: this.publishOrder?.maxWaiting ?? 0,
+      ...(this.delivery?.stats() ?? { slowConsumerDrops: 0, slowConsumerDisconnects: 0, inflightHeld: 0, inboundQos2Disconnects: 0 }),
     };
   }
 
@@ -440,8 +460,13 @@ export class LocalBus implements Service {
     });
     coalesceWrites(socket);
     this.conns.add(socket);
-    socket.once('close', () => this.conns.delete(socket));
-    this.broker.handle(socket);
+    const client = this.broker.handle(socket);
+    const delivery = this.delivery;
+    delivery?.attach(client);
+    socket.once('close', () => {
+      this.conns.delete(socket);
+      delivery?.detach(client);
+    });
   }
 
   private addressOf(client: Client): string {
@@ -558,7 +583,7 @@ export class LocalBus implements Service {
     if (!id) return null;
     const topic = packet.topic;
     const ok = id.receive.get(topic) ?? id.receive.set(topic, canReceive(id.role, id.username, topic, this.acl));
-    if (!ok) return null;
+    if (!ok || this.delivery?.admit(client) === false) return null;
     this.counters.messagesOut++;
     return packet;
   }
@@ -566,6 +591,7 @@ export class LocalBus implements Service {
   private onClientError(client: Client, err: Error): void {
     const address = this.addressOf(client);
     if (isShelfgateError(err)) return; // our own refusals, counted and logged where they happen
+    if (this.delivery?.onClientError(client, err)) return;
     const connackCode = (err as Error & { errorCode?: number }).errorCode;
     if (connackCode !== undefined) {
       if (connackCode === 1) {
