@@ -199,4 +199,67 @@ describe('bus: slow consumers, in-flight caps (whole daemon)', () => {
     expect(slowRate / baseRate).toBeGreaterThan(0.3);
     expect(rssMax - rssBefore).toBeLessThan(120);
   });
+
+  it('QoS 2 publishes never released (no PUBREL): the client is disconnected past max_inbound_qos2, others carry on, RSS stays bounded', async () => {
+    const pid = daemon.proc.pid!;
+    const { client: w, messages: watched } = await client('watcher');
+    await w.subscribeAsync(`${P}/ext/dev1/#`, { qos: 1 });
+    const { client: dev1 } = await client('dev1');
+    const rssBefore = rssMiB(pid);
+    const rss = sampleRss(pid);
+    const payload = Buffer.alloc(200 * 1024, 0x62);
+    const rounds = 10;
+    for (let round = 0; round < rounds; round++) {
+      const q2 = await RawClient.connect(daemon.mqttPort, 'q2', `q2-${round}`);
+      raws.push(q2);
+      // 200 fresh QoS 2 messages (40 MB), PUBREC read and never answered with PUBREL
+      let sent = 0;
+      for (let id = 1; id <= 200 && !q2.closed; id++, sent++) {
+        if (!q2.send({ cmd: 'publish', topic: `${P}/ext/q2/x`, payload, qos: 2, messageId: id, retain: false, dup: false })) {
+          await new Promise((resolve) => {
+            q2.socket.once('drain', resolve);
+            q2.socket.once('close', resolve);
+          });
+        }
+      }
+      await waitFor(() => q2.closed, 20_000, `QoS 2 publisher ${round} disconnected`);
+      // the broker took at most MAX_INBOUND_QOS2 of them (PUBRECs still in its buffer when it
+      // closed the connection are lost), and closed the connection at the next one
+      const pubrecs = q2.packets.filter((p) => p.cmd === 'pubrec').length;
+      expect(pubrecs).toBeGreaterThan(0);
+      expect(pubrecs).toBeLessThanOrEqual(MAX_INBOUND_QOS2);
+      // others carry on
+      await steadyRate(dev1, watched, 20, `q2-${round}`);
+    }
+    const rssMax = rss.stop();
+    const refused = daemon.logs.filter((l) => l.msg === 'client holds more QoS 2 messages without PUBREL than max_inbound_qos2: disconnected');
+    expect(refused.length).toBeGreaterThanOrEqual(1);
+    expect(refused[0]).toMatchObject({ username: 'q2', max_inbound_qos2: MAX_INBOUND_QOS2 });
+    console.log(`QoS 2 without PUBREL: ${rounds} connections each tried 200 x 200 KiB; daemon RSS ${rssBefore.toFixed(0)} MiB before, max ${rssMax.toFixed(0)} MiB`);
+    expect(rssMax - rssBefore).toBeLessThan(100);
+  });
+
+  it(`outbound in flight: a QoS 1 subscriber that does not acknowledge gets max_inflight (${MAX_INFLIGHT}) messages, one more per PUBACK; others get all`, async () => {
+    const { client: w, messages: watched } = await client('watcher');
+    await w.subscribeAsync(`${P}/ext/dev1/#`, { qos: 1 });
+    const { client: dev1 } = await client('dev1');
+    const noack = await RawClient.connect(daemon.mqttPort, 'noack', 'noack-1');
+    raws.push(noack);
+    await noack.subscribe(`${P}/ext/dev1/#`, 1);
+    // 100 messages: the watcher gets every one, so every delivery to noack has been decided too
+    await steadyRate(dev1, watched, 100, 'inflight');
+    await waitFor(() => noack.publishes().length >= MAX_INFLIGHT, 10_000, 'the first deliveries');
+    // one more QoS 1 round trip through the broker after the watcher's last message
+    await steadyRate(dev1, watched, 1, 'inflight-end');
+    expect(noack.publishes().length).toBe(MAX_INFLIGHT);
+    expect(noack.closed).toBe(false);
+    // each PUBACK lets exactly one more through, in order
+    const first = noack.publishes();
+    for (const p of first.slice(0, 3)) noack.send({ cmd: 'puback', messageId: p.messageId! });
+    await waitFor(() => noack.publishes().length >= MAX_INFLIGHT + 3, 10_000, 'three more after three PUBACKs');
+    await steadyRate(dev1, watched, 1, 'inflight-end2');
+    const got = noack.publishes().map((p) => p.payload.toString());
+    expect(got.length).toBe(MAX_INFLIGHT + 3);
+    expect(got).toEqual(Array.from({ length: MAX_INFLIGHT + 3 }, (_, i) => `inflight:${i}`));
+  });
 });
