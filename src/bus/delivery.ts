@@ -205,6 +205,8 @@ export class DeliveryGuard {
     if (over === 2) return false; // disconnected
     if (st.mode === LIVE_QOS0) {
       if (over === 1) {
+        // [MQTT-3.3.5-1] says deliver to every matching subscription: over the bound a QoS 0
+        // message (at most once) is not, as with Mosquitto's max_queued_messages.
         this.counters.slowConsumerDrops++;
         const who = st.who();
         this.o.limiter.warn(
@@ -230,7 +232,12 @@ export class DeliveryGuard {
     this.drainHeld(st);
   }
 
-  /** An aedes client error that is ours to count; returns true when it was. */
+  /**
+   * An aedes client error that is ours to count; returns true when it was. aedes closes the
+   * connection of a client sending a QoS 2 PUBLISH while `maxInflightInbound` others await PUBREL
+   * (lib/handlers/publish.js): no PUBREC for it, a departure from [MQTT-4.3.3-2] (MQTT 3.1.1 has
+   * no receive window to announce) that bounds what one connection can make the broker keep.
+   */
   onClientError(client: Client, err: Error): boolean {
     if (!err.message.startsWith('maxInflightInbound exceeded')) return false;
     this.counters.inboundQos2Disconnects++;
