@@ -16,9 +16,11 @@
  *   message has been handed to the client's write path, never after a drain. The wait for the
  *   drain stays inside that client (aedes still calls our per-delivery completion after it),
  *   which is how we count the messages still queued for it.
- * - authorizeForward (LocalBus) asks admit() per delivery: over the bound (`max_queued_bytes`:
- *   socket.writableLength plus held messages; `max_queued_messages`: deliveries handed to aedes
- *   and not completed plus held ones) a QoS 0 message is dropped and counted. A client over twice
+ * - Per delivery, before aedes sees it, the bound is checked (`max_queued_bytes`:
+ *   socket.writableLength, plus admitted bytes aedes has not written yet, plus held messages;
+ *   `max_queued_messages`: deliveries handed to aedes and not completed plus held ones): over it
+ *   a QoS 0 message is dropped and counted. authorizeForward (LocalBus) calls admit(), which
+ *   counts what aedes is about to write. A client over twice
  *   the bound (QoS 1/2 cannot be dropped), or over the bound for `slow_consumer_timeout_s`, is
  *   disconnected; a sweep timer catches clients that stay over without new deliveries.
  * - Outbound in flight: at most `max_inflight` QoS 1/2 messages sent to a client and not yet
@@ -195,31 +197,29 @@ export class DeliveryGuard {
   }
 
   /**
-   * Called by authorizeForward for a delivery the ACL allows: false drops it. Cheap: a getter,
-   * two additions and two comparisons.
+   * Called by authorizeForward for a delivery the ACL allows (false refuses it): counts what aedes
+   * is about to write for a live delivery (its bytes; a QoS 1/2 one is in flight from now on).
    */
   admit(client: Client): boolean {
     const st = this.states.get(client);
     if (!st || st.mode === NONE) return true;
-    const over = this.check(st);
-    if (over === 2) return false; // disconnected
-    if (st.mode === LIVE_QOS0) {
-      if (over === 1) {
-        // [MQTT-3.3.5-1] says deliver to every matching subscription: over the bound a QoS 0
-        // message (at most once) is not, as with Mosquitto's max_queued_messages.
-        this.counters.slowConsumerDrops++;
-        const who = st.who();
-        this.o.limiter.warn(
-          `slow-drop:${who.client_id ?? ''}`,
-          { ...who, max_queued_bytes: this.maxBytes, max_queued_messages: this.maxMessages, slow_consumer_drops: this.counters.slowConsumerDrops },
-          'slow consumer: QoS 0 messages to it dropped while its delivery queue is over the bound',
-        );
-        return false;
-      }
-    } else st.inflight++;
+    if (st.gone) return false;
+    if (st.mode === LIVE_QOS) st.inflight++;
     st.unwritten += st.pendingBytes;
     this.dirty.add(st);
     return true;
+  }
+
+  private drop(st: ClientDelivery): void {
+    // [MQTT-3.3.5-1] says deliver to every matching subscription: over the bound a QoS 0
+    // message (at most once) is not, as with Mosquitto's max_queued_messages.
+    this.counters.slowConsumerDrops++;
+    const who = st.who();
+    this.o.limiter.warn(
+      `slow-drop:${who.client_id ?? ''}`,
+      { ...who, max_queued_bytes: this.maxBytes, max_queued_messages: this.maxMessages, slow_consumer_drops: this.counters.slowConsumerDrops },
+      'slow consumer: QoS 0 messages to it dropped while its delivery queue is over the bound',
+    );
   }
 
   /** PUBACK or PUBCOMP from `client` (aedes 'ack' event): room for one more in flight. */
@@ -257,7 +257,15 @@ export class DeliveryGuard {
 
   // ---- internals ----
 
+  /**
+   * The bound is checked here, before aedes sees the delivery: a delivery handed to aedes calls
+   * back (and leaves `queued`) only a loop turn later, so one refused in authorizeForward would
+   * still count meanwhile.
+   */
   private send0(st: ClientDelivery, packet: AedesPublishPacket, bytes = packetBytes(packet)): void {
+    const over = this.check(st);
+    if (over === 2) return; // disconnected
+    if (over === 1) return this.drop(st);
     st.queued++;
     st.mode = LIVE_QOS0;
     st.pendingBytes = bytes;
@@ -270,6 +278,7 @@ export class DeliveryGuard {
   }
 
   private sendQ(st: ClientDelivery, packet: AedesPublishPacket, bytes = packetBytes(packet)): void {
+    if (this.check(st) === 2) return; // disconnected (QoS 1/2 is not dropped under the hard cap)
     st.queued++;
     st.mode = LIVE_QOS;
     st.pendingBytes = bytes;
@@ -317,7 +326,7 @@ export class DeliveryGuard {
       // keep the QoS 0 bound: the newest QoS 0 goes (QoS 1/2 ones wait, up to the hard cap)
       st.held.pop();
       st.heldBytes -= bytes;
-      this.counters.slowConsumerDrops++;
+      this.drop(st);
     }
   }
 

@@ -226,7 +226,6 @@ describe('bus: slow consumers, in-flight caps (whole daemon)', () => {
       // the broker took at most MAX_INBOUND_QOS2 of them (PUBRECs still in its buffer when it
       // closed the connection are lost), and closed the connection at the next one
       const pubrecs = q2.packets.filter((p) => p.cmd === 'pubrec').length;
-      expect(pubrecs).toBeGreaterThan(0);
       expect(pubrecs).toBeLessThanOrEqual(MAX_INBOUND_QOS2);
       // others carry on
       await steadyRate(dev1, watched, 20, `q2-${round}`);
