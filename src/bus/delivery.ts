@@ -89,8 +89,8 @@ class ClientDelivery {
   overSince = 0;
   mode = NONE;
   gone = false;
-  readonly done0: () => void;
-  readonly doneQ: () => void;
+  /** aedes's completion of a live delivery: written, and the socket drained if it had to wait. */
+  readonly done: () => void;
   orig0!: DeliverFn;
   origQ!: DeliverFn;
 
@@ -98,10 +98,9 @@ class ClientDelivery {
     readonly client: DeliveringClient,
     readonly who: () => { client_id: string | null; username?: string; address?: string },
   ) {
-    this.done0 = () => {
+    this.done = () => {
       this.queued--;
     };
-    this.doneQ = this.done0;
   }
 
   get heldCount(): number {
@@ -270,7 +269,7 @@ export class DeliveryGuard {
     st.mode = LIVE_QOS0;
     st.pendingBytes = bytes;
     try {
-      st.orig0(packet, st.done0);
+      st.orig0(packet, st.done);
     } finally {
       st.mode = NONE;
     }
@@ -283,7 +282,7 @@ export class DeliveryGuard {
     st.mode = LIVE_QOS;
     st.pendingBytes = bytes;
     try {
-      st.origQ(packet, st.doneQ);
+      st.origQ(packet, st.done);
     } finally {
       st.mode = NONE;
     }
