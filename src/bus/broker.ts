@@ -342,6 +342,8 @@ export class LocalBus implements Service {
       server.removeAllListeners();
       this.server = null;
       await this.closeBroker();
+      delivery.stop();
+      this.delivery = null;
       throw e;
     }
     server.on('error', (err) => this.o.log.error({ err: err.message }, 'mqtt server error'));
