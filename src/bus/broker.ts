@@ -36,6 +36,7 @@ import { orderPublishes, type PublishOrderStats } from './publish-order';
 import { sleep } from '../util/backoff';
 import { Sessions, type SessionStats } from './sessions';
 import { SecureListeners, loadListenerFiles, verifiedCertCn, type ListenerAddress } from './listeners';
+import { DeliveryGuard, type DeliveryStats } from './delivery';
 
 export type { Role } from './auth';
 export type { ListenerAddress, ListenerKind } from './listeners';
@@ -106,6 +107,9 @@ export interface BusStats {
   /** Logins refused because the username sent differs from the user of the client certificate. */
   certLoginsRefused: number;
 }
+
+/** BusStats with the delivery bounds' counters (delivery.ts). */
+export interface BusStats extends DeliveryStats {}
 
 export interface LocalBusOptions {
   config: MqttConfig;
@@ -289,6 +293,7 @@ export class LocalBus implements Service {
   private admission: ConnectionAdmission | null = null;
   private publishOrder: PublishOrderStats | null = null;
   private readonly sessions: Sessions;
+  private delivery: DeliveryGuard | null = null;
   private readonly conns = new Set<Duplex>();
   /** Remote address of each socket, kept past its close (for logs). */
   private readonly addresses = new WeakMap<object, string>();
@@ -354,11 +359,21 @@ export class LocalBus implements Service {
     if (config.reserved_connections >= config.max_connections) {
       this.o.log.warn({ max_connections: config.max_connections, reserved_connections: config.reserved_connections }, 'mqtt.reserved_connections >= mqtt.max_connections: only admin and technician users can connect');
     }
+    // slow consumers, delivery bounds and in-flight caps (delivery.ts)
+    const delivery = new DeliveryGuard({
+      config,
+      limiter: this.limiter,
+      now: this.now,
+      describe: (client) => ({ username: this.identities.get(client)?.username, address: this.addressOf(client) }),
+    });
+    this.delivery = delivery;
     const broker = await Aedes.createBroker({
       id: `shelfgate-${storeId}`,
       // admission.ts times the connect from accept to login; aedes's own timer is only a backstop
       connectTimeout: connectTimeoutMs + 1_000,
+      // a backstop only: delivery.ts disconnects a client over its bound after slow_consumer_timeout_s
       drainTimeout: 30_000,
+      maxInflightInbound: delivery.maxInflightInbound,
       maxTopicLevels: MAX_TOPIC_LEVELS,
       preConnect: (client, packet, cb) => {
         this.sessions.noteConnect(client, packet);
@@ -380,6 +395,8 @@ export class LocalBus implements Service {
     this.broker = broker;
     broker.on('clientError', (client, err) => this.onClientError(client, err));
     broker.on('connectionError', (client, err) => this.onClientError(client, err));
+    broker.on('ack', (_packet, client) => delivery.onAck(client));
+    delivery.start();
 
     const server = createServer({ noDelay: true }, (socket) => this.onConnection(socket));
     // hard ceiling on sockets (file descriptors); the caps of admission.ts refuse long before it
@@ -401,6 +418,8 @@ export class LocalBus implements Service {
       server.removeAllListeners();
       this.server = null;
       await this.closeBroker();
+      delivery.stop();
+      this.delivery = null;
       throw e;
     }
     server.on('error', (err) => this.o.log.error({ err: err.message }, 'mqtt server error'));
@@ -452,6 +471,8 @@ export class LocalBus implements Service {
     const secure = this.secure;
     this.secure = null;
     await this.closeBroker();
+    this.delivery?.stop();
+    this.delivery = null;
     for (const c of this.conns) {
       c.on('error', noop); // a late ECONNRESET must not become an uncaught error
       c.destroy();
@@ -502,6 +523,7 @@ export class LocalBus implements Service {
       sessions: this.sessions.stats(),
       tlsHandshakeFailures: this.secure?.stats().tlsHandshakeFailures ?? 0,
       wsRefused: this.secure?.stats().wsRefused ?? 0,
+      ...(this.delivery?.stats() ?? { slowConsumerDrops: 0, slowConsumerDisconnects: 0, inflightHeld: 0, inboundQos2Disconnects: 0 }),
     };
   }
 
@@ -558,11 +580,14 @@ export class LocalBus implements Service {
     guardSocket(socket, new MqttLengthScanner(this.o.config.max_packet_bytes), (kind) => this.onGuardViolation(kind, address));
     coalesceWrites(socket);
     this.conns.add(socket);
+    const client = this.broker.handle(socket);
+    const delivery = this.delivery;
+    delivery?.attach(client);
     socket.once('close', () => {
       this.conns.delete(socket);
       this.admission?.release(socket);
+      delivery?.detach(client);
     });
-    this.broker.handle(socket);
   }
 
   /** The caps at accept (admission.ts); false: refused and destroyed. Starts the CONNECT timeout. */
@@ -821,7 +846,7 @@ export class LocalBus implements Service {
     if (!id) return null;
     const topic = packet.topic;
     const ok = id.receive.get(topic) ?? id.receive.set(topic, canReceive(id.role, id.username, topic, this.acl));
-    if (!ok) return null;
+    if (!ok || this.delivery?.admit(client) === false) return null;
     this.counters.messagesOut++;
     return packet;
   }
@@ -829,6 +854,7 @@ export class LocalBus implements Service {
   private onClientError(client: Client, err: Error): void {
     const address = this.addressOf(client);
     if (isShelfgateError(err)) return; // our own refusals, counted and logged where they happen
+    if (this.delivery?.onClientError(client, err)) return;
     const connackCode = (err as Error & { errorCode?: number }).errorCode;
     if (connackCode !== undefined) {
       if (connackCode === 1) {

@@ -1,0 +1,264 @@
+/**
+ * The whole daemon's bus under clients that do not keep up (src/bus/delivery.ts): a subscriber
+ * that stops reading, a publisher of QoS 2 messages that never releases them (PUBREL), a QoS 1
+ * subscriber that never acknowledges. Each test asserts the bound AND that the other clients
+ * carry on; memory is read from the daemon's /proc/<pid>/status.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect as netConnect, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import mqttPacket, { type Packet } from 'mqtt-packet';
+import type { MqttClient } from 'mqtt';
+import { hashPassword } from '../../src/bus/auth';
+import { loadDefinitions } from '../../src/devices/definitions';
+import type { MtSicsDefinition } from '../../src/devices/types';
+import { MtSicsSimulator } from '../../simulators/mtsics-sim';
+import { LoadCellPhysics, mulberry32 } from '../../simulators/physics';
+import { serveTcp, type TcpServing } from '../../simulators/serve';
+import { connectClient, startDaemon, tmp, waitFor, type RunningDaemon } from '../helpers/daemon';
+
+const PW = 'slow-consumer-pw';
+const STORE = 'slow';
+const P = `shelfgate/v1/${STORE}`;
+const MAX_INFLIGHT = 8;
+const MAX_INBOUND_QOS2 = 16;
+
+/** Resident memory of a process, in MiB. */
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/** Samples a process's RSS every 50 ms until stopped; returns the highest seen. */
+function sampleRss(pid: number): { stop: () => number } {
+  let max = rssMiB(pid);
+  const t = setInterval(() => (max = Math.max(max, rssMiB(pid))), 50);
+  return {
+    stop: () => {
+      clearInterval(t);
+      return Math.max(max, rssMiB(pid));
+    },
+  };
+}
+
+/** A raw MQTT 3.1.1 connection (mqtt-packet on a net socket): the test decides what it reads and answers. */
+class RawClient {
+  readonly packets: Packet[] = [];
+  closed = false;
+  private readonly parser = mqttPacket.parser({ protocolVersion: 4 });
+
+  private constructor(readonly socket: Socket) {
+    this.parser.on('packet', (p: Packet) => this.packets.push(p));
+    socket.on('data', (d: Buffer) => this.parser.parse(d));
+    socket.on('close', () => (this.closed = true));
+    socket.on('error', () => {});
+  }
+
+  static async connect(port: number, username: string, clientId: string): Promise<RawClient> {
+    const socket = netConnect(port, '127.0.0.1');
+    await once(socket, 'connect');
+    const c = new RawClient(socket);
+    c.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive: 0, username, password: Buffer.from(PW) });
+    const connack = await waitFor(() => c.packets.find((p) => p.cmd === 'connack'), 10_000, 'CONNACK');
+    expect((connack as { returnCode: number }).returnCode).toBe(0);
+    return c;
+  }
+
+  send(p: Packet): boolean {
+    return this.socket.write(mqttPacket.generate(p));
+  }
+
+  async subscribe(topic: string, qos: 0 | 1): Promise<void> {
+    this.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos }] });
+    const suback = await waitFor(() => this.packets.find((p) => p.cmd === 'suback'), 10_000, 'SUBACK');
+    expect((suback as { granted: number[] }).granted).toEqual([qos]);
+  }
+
+  publishes(): Array<Packet & { cmd: 'publish' }> {
+    return this.packets.filter((p): p is Packet & { cmd: 'publish' } => p.cmd === 'publish');
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+describe('bus: slow consumers, in-flight caps (whole daemon)', () => {
+  const dir = tmp('sg-e2e-slow-');
+  const physics = new LoadCellPhysics({ unitWeightG: 500, items: 3, noiseSigmaG: 0.05, settleMs: 80, rng: mulberry32(5) });
+  const scale = new MtSicsSimulator({ definition: loadDefinitions().get('mettler-toledo-mt-sics') as MtSicsDefinition, physics });
+  let tcp: TcpServing;
+  let daemon: RunningDaemon;
+  const clients: MqttClient[] = [];
+  const raws: RawClient[] = [];
+
+  beforeAll(async () => {
+    tcp = await serveTcp(scale, '127.0.0.1', 0);
+    const hash = await hashPassword(PW, { N: 1024 });
+    daemon = await startDaemon(
+      {
+        store_id: STORE,
+        data_dir: join(dir, 'state'),
+        log: { level: 'info' },
+        mqtt: {
+          port: 0,
+          users: [
+            { username: 'slow', role: 'admin', password_hash: hash },
+            { username: 'watcher', role: 'service', password_hash: hash },
+            { username: 'dev1', role: 'device', password_hash: hash },
+            { username: 'flood', role: 'device', password_hash: hash },
+            { username: 'q2', role: 'device', password_hash: hash },
+            { username: 'noack', role: 'service', password_hash: hash },
+          ],
+          slow_consumer_timeout_s: 4,
+          max_inflight: MAX_INFLIGHT,
+          max_inbound_qos2: MAX_INBOUND_QOS2,
+        },
+        storage: { flush_interval_ms: 10 },
+        buses: [{ id: 'scale', path: tcp.url, model: 'mettler-toledo-mt-sics', poll_interval_ms: 200, reconnect: { initial_ms: 100, max_ms: 1000 } }],
+        shelves: [{ id: 'deli', slots: [{ id: 'counter', sensor: { bus: 'scale' }, unit_weight_g: 500 }] }],
+      },
+      dir,
+    );
+  });
+
+  afterAll(async () => {
+    for (const r of raws) r.close();
+    await Promise.all(clients.map((c) => c.endAsync(true).catch(() => {})));
+    await daemon?.stop();
+    await tcp?.close();
+  });
+
+  async function client(username: string): Promise<{ client: MqttClient; messages: Array<{ topic: string; payload: string }> }> {
+    const c = await connectClient(daemon.mqttPort, username, PW);
+    clients.push(c.client);
+    return c;
+  }
+
+  /** dev1 publishes `n` QoS 1 messages back to back; resolves with the messages per second the watcher got. */
+  async function steadyRate(dev1: MqttClient, watcher: Array<{ topic: string; payload: string }>, n: number, tag: string): Promise<number> {
+    const topic = `${P}/ext/dev1/stock`;
+    const seen = () => watcher.filter((m) => m.topic === topic && m.payload.startsWith(`${tag}:`)).length;
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) await dev1.publishAsync(topic, `${tag}:${i}`, { qos: 1 });
+    await waitFor(() => seen() === n, 20_000, `${n} ${tag} messages at the watcher`);
+    return n / (Number(process.hrtime.bigint() - t0) / 1e9);
+  }
+
+  /** `flood` pushes `mib` MiB of 64 KiB QoS 0 messages to a topic only `#` subscribers get. */
+  async function flood(c: MqttClient, mib: number): Promise<void> {
+    const payload = Buffer.alloc(64 * 1024, 0x61);
+    for (let i = 0; i < mib * 16; i++) await c.publishAsync(`${P}/ext/flood/big`, payload, { qos: 0 });
+    // a QoS 1 round trip: every QoS 0 publish before it has been read by the broker
+    await c.publishAsync(`${P}/ext/flood/end`, 'end', { qos: 1 });
+  }
+
+  it('a subscriber of # that stops reading: others get their messages at full rate, QoS 0 to it is dropped, it is disconnected, RSS stays bounded', async () => {
+    const pid = daemon.proc.pid!;
+    const { client: w, messages: watched } = await client('watcher');
+    await w.subscribeAsync(`${P}/ext/dev1/#`, { qos: 1 });
+    const { client: dev1 } = await client('dev1');
+    const { client: fl } = await client('flood');
+
+    // baseline: the same traffic without the slow subscriber
+    const rssBefore = rssMiB(pid);
+    const baseFlood = flood(fl, 64);
+    const baseRate = await steadyRate(dev1, watched, 300, 'base');
+    await baseFlood;
+
+    // a subscriber of # that reads its CONNACK and SUBACK, then nothing
+    const slow = await RawClient.connect(daemon.mqttPort, 'slow', 'slow-1');
+    raws.push(slow);
+    await slow.subscribe('#', 0);
+    slow.socket.pause();
+
+    const rss = sampleRss(pid);
+    const flooding = flood(fl, 64);
+    // its socket buffers are full and aedes's drain wait would hold every delivery from here on
+    const drop = await daemon.waitLog((l) => l.msg === 'slow consumer: QoS 0 messages to it dropped while its delivery queue is over the bound', 20_000);
+    expect(drop).toMatchObject({ client_id: 'slow-1', username: 'slow' });
+    const slowRate = await steadyRate(dev1, watched, 300, 'slow');
+    // it was still connected (and over its bound) for the whole measurement
+    expect(daemon.logs.filter((l) => l.msg === "slow consumer disconnected")).toEqual([]);
+    await flooding;
+    const gone = await daemon.waitLog((l) => l.msg === 'slow consumer disconnected', 20_000);
+    expect(gone).toMatchObject({ client_id: 'slow-1', username: 'slow' });
+    expect(gone.slow_consumer_drops as number).toBeGreaterThan(0);
+    slow.socket.resume();
+    await waitFor(() => slow.closed, 10_000, 'the slow subscriber closed');
+    const rssMax = rss.stop();
+
+    // and the others still carry on after it is gone
+    const afterRate = await steadyRate(dev1, watched, 100, 'after');
+    console.log(
+      `slow consumer: watcher ${baseRate.toFixed(0)} msg/s without, ${slowRate.toFixed(0)} msg/s with the stalled # subscriber (ratio ${(slowRate / baseRate).toFixed(2)}), ` +
+        `${afterRate.toFixed(0)} msg/s after; daemon RSS ${rssBefore.toFixed(0)} MiB before, max ${rssMax.toFixed(0)} MiB while 64 MiB were pushed`,
+    );
+    expect(slowRate / baseRate).toBeGreaterThan(0.3);
+    expect(rssMax - rssBefore).toBeLessThan(120);
+  });
+
+  it('QoS 2 publishes never released (no PUBREL): the client is disconnected past max_inbound_qos2, others carry on, RSS stays bounded', async () => {
+    const pid = daemon.proc.pid!;
+    const { client: w, messages: watched } = await client('watcher');
+    await w.subscribeAsync(`${P}/ext/dev1/#`, { qos: 1 });
+    const { client: dev1 } = await client('dev1');
+    const rssBefore = rssMiB(pid);
+    const rss = sampleRss(pid);
+    const payload = Buffer.alloc(200 * 1024, 0x62);
+    const rounds = 10;
+    for (let round = 0; round < rounds; round++) {
+      const q2 = await RawClient.connect(daemon.mqttPort, 'q2', `q2-${round}`);
+      raws.push(q2);
+      // 200 fresh QoS 2 messages (40 MB), PUBREC read and never answered with PUBREL
+      let sent = 0;
+      for (let id = 1; id <= 200 && !q2.closed; id++, sent++) {
+        if (!q2.send({ cmd: 'publish', topic: `${P}/ext/q2/x`, payload, qos: 2, messageId: id, retain: false, dup: false })) {
+          await new Promise((resolve) => {
+            q2.socket.once('drain', resolve);
+            q2.socket.once('close', resolve);
+          });
+        }
+      }
+      await waitFor(() => q2.closed, 20_000, `QoS 2 publisher ${round} disconnected`);
+      // the broker took at most MAX_INBOUND_QOS2 of them (PUBRECs still in its buffer when it
+      // closed the connection are lost), and closed the connection at the next one
+      const pubrecs = q2.packets.filter((p) => p.cmd === 'pubrec').length;
+      expect(pubrecs).toBeLessThanOrEqual(MAX_INBOUND_QOS2);
+      // others carry on
+      await steadyRate(dev1, watched, 20, `q2-${round}`);
+    }
+    const rssMax = rss.stop();
+    const refused = daemon.logs.filter((l) => l.msg === 'client holds more QoS 2 messages without PUBREL than max_inbound_qos2: disconnected');
+    expect(refused.length).toBeGreaterThanOrEqual(1);
+    expect(refused[0]).toMatchObject({ username: 'q2', max_inbound_qos2: MAX_INBOUND_QOS2 });
+    console.log(`QoS 2 without PUBREL: ${rounds} connections each tried 200 x 200 KiB; daemon RSS ${rssBefore.toFixed(0)} MiB before, max ${rssMax.toFixed(0)} MiB`);
+    expect(rssMax - rssBefore).toBeLessThan(100);
+  });
+
+  it(`outbound in flight: a QoS 1 subscriber that does not acknowledge gets max_inflight (${MAX_INFLIGHT}) messages, one more per PUBACK; others get all`, async () => {
+    const { client: w, messages: watched } = await client('watcher');
+    await w.subscribeAsync(`${P}/ext/dev1/#`, { qos: 1 });
+    const { client: dev1 } = await client('dev1');
+    const noack = await RawClient.connect(daemon.mqttPort, 'noack', 'noack-1');
+    raws.push(noack);
+    await noack.subscribe(`${P}/ext/dev1/#`, 1);
+    // 100 messages: the watcher gets every one, so every delivery to noack has been decided too
+    await steadyRate(dev1, watched, 100, 'inflight');
+    await waitFor(() => noack.publishes().length >= MAX_INFLIGHT, 10_000, 'the first deliveries');
+    // one more QoS 1 round trip through the broker after the watcher's last message
+    await steadyRate(dev1, watched, 1, 'inflight-end');
+    expect(noack.publishes().length).toBe(MAX_INFLIGHT);
+    expect(noack.closed).toBe(false);
+    // each PUBACK lets exactly one more through, in order
+    const first = noack.publishes();
+    for (const p of first.slice(0, 3)) noack.send({ cmd: 'puback', messageId: p.messageId! });
+    await waitFor(() => noack.publishes().length >= MAX_INFLIGHT + 3, 10_000, 'three more after three PUBACKs');
+    await steadyRate(dev1, watched, 1, 'inflight-end2');
+    const got = noack.publishes().map((p) => p.payload.toString());
+    expect(got.length).toBe(MAX_INFLIGHT + 3);
+    expect(got).toEqual(Array.from({ length: MAX_INFLIGHT + 3 }, (_, i) => `inflight:${i}`));
+  });
+});
