@@ -4,6 +4,7 @@
  * a forced full GC, or writes a V8 heap snapshot. Not used by the daemon in production.
  *
  *   { id, cmd: 'mem' }                  -> { id, mem: process.memoryUsage(), gc: boolean }
+ *   { id, cmd: 'stats' }                -> { id, mem: process.memoryUsage(), gc: false }  (no GC: sampling under load)
  *   { id, cmd: 'snapshot', file }       -> { id, file }   (v8.writeHeapSnapshot)
  *
  * The channel is unref'd so that it never keeps the daemon alive after its own clean stop.
@@ -12,7 +13,7 @@ import { writeHeapSnapshot } from 'node:v8';
 
 interface Request {
   id: number;
-  cmd: 'mem' | 'snapshot';
+  cmd: 'mem' | 'stats' | 'snapshot';
   file?: string;
 }
 
@@ -21,6 +22,10 @@ if (process.send) {
   process.on('message', (m: Request) => {
     if (m.cmd === 'snapshot') {
       send({ id: m.id, file: writeHeapSnapshot(m.file) });
+      return;
+    }
+    if (m.cmd === 'stats') {
+      send({ id: m.id, mem: process.memoryUsage(), gc: false });
       return;
     }
     const gc = (globalThis as { gc?: () => void }).gc;

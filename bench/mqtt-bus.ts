@@ -80,17 +80,30 @@ interface RunResult {
 }
 
 /** P publishers, each with up to `window` QoS1 messages in flight, one QoS1 subscriber; returns msgs/s delivered. */
-async function drive(port: number, brokerPid: number | undefined, messages: number, publishers: number, window = 64): Promise<RunResult> {
+interface LoadClients {
+  sub: MqttClient;
+  pubs: MqttClient[];
+}
+
+async function connectLoad(port: number, publishers: number): Promise<LoadClients> {
   const sub = await connect(port, 'sub');
   const pubs = await Promise.all(Array.from({ length: publishers }, (_, i) => connect(port, `dev${i}`)));
   await sub.subscribeAsync(`shelfgate/v1/${STORE}/ext/#`, { qos: 1 });
+  return { sub, pubs };
+}
+
+/** `clients`: already connected (and left connected); else connected for this run and ended after it. */
+async function drive(port: number, brokerPid: number | undefined, messages: number, publishers: number, window = 64, clients?: LoadClients): Promise<RunResult> {
+  const { sub, pubs } = clients ?? (await connectLoad(port, publishers));
   const total = messages;
   let received = 0;
-  const done = new Promise<void>((resolve) =>
-    sub.on('message', () => {
+  let onMessage = (): void => {};
+  const done = new Promise<void>((resolve) => {
+    onMessage = () => {
       if (++received === total) resolve();
-    }),
-  );
+    };
+    sub.on('message', onMessage);
+  });
   const payload = JSON.stringify({ shelf_id: 'g1-s1', slot_id: 's1', count: 12, weight_g: 3000.4, ts: new Date().toISOString() });
   const cpu0 = process.cpuUsage();
   const bcpu0 = processCpuMs(brokerPid);
@@ -117,7 +130,8 @@ async function drive(port: number, brokerPid: number | undefined, messages: numb
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpu = process.cpuUsage(cpu0);
   const brokerCpuMs = processCpuMs(brokerPid) - bcpu0;
-  await Promise.all([sub, ...pubs].map((c) => c.endAsync()));
+  sub.removeListener('message', onMessage);
+  if (!clients) await Promise.all([sub, ...pubs].map((c) => c.endAsync()));
   return { rate: total / secs, clientCpu: ((cpu.user + cpu.system) / 1000 / total) * 1000, brokerCpu: (brokerCpuMs / total) * 1000 };
 }
 
@@ -199,6 +213,8 @@ interface Broker {
   port: number;
   pid: number | undefined;
   mem(): Promise<BrokerMem>;
+  /** shelfgate only: V8 figures now, without a GC (sampling under load). */
+  stats?(): Promise<BrokerMem>;
   /** shelfgate only: writes a V8 heap snapshot of the broker process, returns its path. */
   heapSnapshot?(file: string): Promise<string>;
   stop(): Promise<void>;
@@ -350,6 +366,11 @@ async function startShelfgate(o: DaemonOptions): Promise<Broker> {
       const mb = (n: number) => n / 2 ** 20;
       // VmRSS from /proc like Mosquitto's (same source for both), read right after the GC
       return { rssMb: processRssMb(p.pid), heapUsedMb: mb(r.mem.heapUsed), heapTotalMb: mb(r.mem.heapTotal), externalMb: mb(r.mem.external), arrayBuffersMb: mb(r.mem.arrayBuffers) };
+    },
+    async stats() {
+      const r = await ask<{ mem: NodeJS.MemoryUsage }>({ cmd: 'stats' });
+      const mb = (n: number) => n / 2 ** 20;
+      return { rssMb: mb(r.mem.rss), heapUsedMb: mb(r.mem.heapUsed), heapTotalMb: mb(r.mem.heapTotal), externalMb: mb(r.mem.external), arrayBuffersMb: mb(r.mem.arrayBuffers) };
     },
     async heapSnapshot(f: string) {
       return (await ask<{ file: string }>({ cmd: 'snapshot', file: f })).file;
@@ -598,24 +619,38 @@ async function gatewaySection(a: Args): Promise<void> {
     await sleep(2_000);
     const rss0 = processRssMb(b.pid);
     const idle = await openIdle(b, k);
+    // the load's clients connect now (their logins are not part of the load) and stay, as a store system's would
+    const load = await connectLoad(b.port, a.publishers);
     await sleep(2_000);
     const rssIdle = processRssMb(b.pid);
-    let peak = rssIdle;
-    const sampler = setInterval(() => (peak = Math.max(peak, processRssMb(b.pid))), 250);
+    // under load, every 250 ms: RSS, and the V8 heap and external memory of the same moment (no GC)
+    let peak: BrokerMem = { rssMb: rssIdle };
+    let sampling = false;
+    const sampler = setInterval(() => {
+      if (sampling || !b.stats) return;
+      sampling = true;
+      void b
+        .stats()
+        .then((m) => {
+          if (m.rssMb > peak.rssMb) peak = m;
+        })
+        .finally(() => (sampling = false));
+    }, 250);
     const until = Date.now() + a.loadSeconds * 1000;
     let delivered = 0;
     const rates: number[] = [];
     while (Date.now() < until) {
-      const r = await drive(b.port, b.pid, 20_000, a.publishers);
+      const r = await drive(b.port, b.pid, 20_000, a.publishers, 64, load);
       delivered += 20_000;
       rates.push(r.rate);
     }
     clearInterval(sampler);
+    await Promise.all([load.sub, ...load.pubs].map((c) => c.endAsync()));
     const rssLoaded = processRssMb(b.pid);
     const gc = await b.mem();
     idle.close();
     console.log(
-      `gateway RSS: ${fmt(rss0, 1)} MB at start, ${fmt(rssIdle, 1)} MB with ${fmt(k)} idle connections, peak ${fmt(peak, 1)} MB under load (${fmt(delivered)} messages, ${range(rates)} msg/s), ${fmt(rssLoaded, 1)} MB after; after a forced GC ${fmt(gc.rssMb, 1)} MB (V8 heap ${fmt(gc.heapUsedMb ?? 0, 1)} MB)`,
+      `gateway RSS: ${fmt(rss0, 1)} MB at start, ${fmt(rssIdle, 1)} MB with ${fmt(k)} idle connections, peak ${fmt(peak.rssMb, 1)} MB under load (then V8 heap total ${fmt(peak.heapTotalMb ?? 0, 1)} MB, used ${fmt(peak.heapUsedMb ?? 0, 1)}, external ${fmt(peak.externalMb ?? 0, 1)}) (${fmt(delivered)} messages, ${range(rates)} msg/s), ${fmt(rssLoaded, 1)} MB after; after a forced GC ${fmt(gc.rssMb, 1)} MB (V8 heap ${fmt(gc.heapUsedMb ?? 0, 1)} MB)`,
     );
   } finally {
     await b.stop();

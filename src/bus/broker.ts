@@ -232,7 +232,7 @@ function noop(): void {}
 // mqtt-packet (aedes's encoder, also mqtt.js's) builds on the first packet it writes a cache of all
 // 65,536 two-byte numbers as separate Buffer objects: 6.4 MB of V8 heap for the life of the process
 // (docs/aedes-memory.md). Without it each packet id / length is written from a fresh 2-byte slice of
-// Buffer's pool; bench/mqtt-bus.ts measured no throughput difference.
+// Buffer's pool; bench/mqtt-bus.ts showed no throughput difference beyond a shared VM's noise.
 writeToStream.cacheNumbers = false;
 
 export class LocalBus implements Service {
