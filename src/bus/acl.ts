@@ -168,7 +168,8 @@ export const ACL_CACHE_MAX_TOPIC_LENGTH = 256;
  * when full, the oldest entry is dropped first.
  */
 export class AclDecisionCache<V> {
-  private readonly map = new Map<string, V>();
+  /** Made on the first decision: most connections never publish, and an idle one neither receives (bench/mqtt-bus.ts, idle). */
+  private map: Map<string, V> | null = null;
 
   constructor(
     readonly maxEntries = ACL_CACHE_MAX_ENTRIES,
@@ -176,20 +177,21 @@ export class AclDecisionCache<V> {
   ) {}
 
   get(topic: string): V | undefined {
-    return this.map.get(topic);
+    return this.map?.get(topic);
   }
 
   /** Remembers `value` for `topic` (unless the topic is too long to cache); returns `value`. */
   set(topic: string, value: V): V {
     if (topic.length > this.maxTopicLength || this.maxEntries <= 0) return value;
-    if (this.map.size >= this.maxEntries && !this.map.has(topic)) {
-      this.map.delete(this.map.keys().next().value as string);
+    const map = (this.map ??= new Map<string, V>());
+    if (map.size >= this.maxEntries && !map.has(topic)) {
+      map.delete(map.keys().next().value as string);
     }
-    this.map.set(topic, value);
+    map.set(topic, value);
     return value;
   }
 
   get size(): number {
-    return this.map.size;
+    return this.map?.size ?? 0;
   }
 }

@@ -22,6 +22,7 @@
  */
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { writeToStream } from 'mqtt-packet';
 import { Aedes, type AedesPublishPacket, type Client, type PublishPacket, type Subscription } from 'aedes';
 import type { MqttConfig, MqttUser } from '../config/schema';
 import { ErrorCode, ShelfgateError, isShelfgateError } from '../errors';
@@ -278,6 +279,11 @@ function noop(): void {}
 export function clientCertCn(client: Client): string | undefined {
   return client.conn ? verifiedCertCn(client.conn) : undefined;
 }
+// mqtt-packet (aedes's encoder, also mqtt.js's) builds on the first packet it writes a cache of all
+// 65,536 two-byte numbers as separate Buffer objects: 6.4 MB of V8 heap for the life of the process
+// (docs/aedes-memory.md). Without it each packet id / length is written from a fresh 2-byte slice of
+// Buffer's pool; bench/mqtt-bus.ts showed no throughput difference beyond a shared VM's noise.
+writeToStream.cacheNumbers = false;
 
 export class LocalBus implements Service {
   readonly name = 'bus';
