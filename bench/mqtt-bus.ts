@@ -383,6 +383,16 @@ async function startShelfgate(o: DaemonOptions): Promise<Broker> {
   };
 }
 
+/**
+ * The per-client delivery bounds both brokers run with in the throughput and gateway sections.
+ * Publishers are not slowed down by their subscribers (src/bus/delivery.ts, as in Mosquitto), so a
+ * subscriber that acknowledges 64 at a time falls behind four publishers and its queue grows; with
+ * the defaults (1,000 messages) shelfgate would rightly disconnect it as a slow consumer, and
+ * Mosquitto would drop. Both get the same queue instead: 64 in flight, 100,000 queued (Mosquitto has
+ * no byte bound by default; shelfgate's is set far above what the run queues).
+ */
+const SAME_BOUNDS_AS_MOSQUITTO = { max_inflight: 64, max_queued_messages: 100_000, max_queued_bytes: 256 * 1024 * 1024 };
+
 /** Mosquitto with a password file and the ACL equivalent to shelfgate's roles for these topics. */
 async function startMosquittoBroker(u: Users): Promise<Broker> {
   const users: Record<string, string> = {};
@@ -550,7 +560,7 @@ const range = (a: number[], digits = 0) => (a.length === 0 ? '-' : `${fmt(Math.m
 
 async function throughput(a: Args): Promise<void> {
   console.log(
-    `\n== throughput: QoS 1, ${a.publishers} publishers -> 1 subscriber; cold = first ${fmt(a.messages)} messages after start, steady = ${fmt(a.messages)} after ${fmt(a.warmup)} more untimed; auth + ACL on both, shelfgate = the daemon with its default bounds`,
+    `\n== throughput: QoS 1, ${a.publishers} publishers -> 1 subscriber; cold = first ${fmt(a.messages)} messages after start, steady = ${fmt(a.messages)} after ${fmt(a.warmup)} more untimed; auth + ACL on both; shelfgate = the daemon with its default bounds but the queue sized as Mosquitto's (SAME_BOUNDS_AS_MOSQUITTO)`,
   );
   const res = { sg: { cold: [] as number[], steady: [] as number[] }, mq: { cold: [] as number[], steady: [] as number[] } };
   const users: Users = { publishers: a.publishers, kiosks: 0 };
@@ -558,7 +568,7 @@ async function throughput(a: Args): Promise<void> {
     // alternate the order so neither broker always runs on a warmer machine
     for (const which of r % 2 === 0 ? (['sg', 'mq'] as const) : (['mq', 'sg'] as const)) {
       if (a.only && a.only !== which) continue;
-      const b = which === 'sg' ? await startShelfgate({ users, slots: 1, shoppers: false, profDir: a.prof, env: a.env }) : await startMosquittoBroker(users);
+      const b = which === 'sg' ? await startShelfgate({ users, mqtt: SAME_BOUNDS_AS_MOSQUITTO, slots: 1, shoppers: false, profDir: a.prof, env: a.env }) : await startMosquittoBroker(users);
       try {
         const cold = await drive(b.port, b.pid, a.messages, a.publishers);
         if (a.warmup > 0) await drive(b.port, b.pid, a.warmup, a.publishers);
@@ -612,9 +622,9 @@ async function idleSection(a: Args): Promise<void> {
 async function gatewaySection(a: Args): Promise<void> {
   const k = a.connections;
   console.log(
-    `\n== gateway: the daemon with a 16-slot simulated shelf bus (shoppers, 200 ms polls), ${fmt(k)} idle connections, then ${a.publishers} QoS 1 publishers -> 1 subscriber for ${a.loadSeconds} s; shelfgate: mqtt.max_connections ${k + 64}, other bounds default`,
+    `\n== gateway: the daemon with a 16-slot simulated shelf bus (shoppers, 200 ms polls), ${fmt(k)} idle connections, then ${a.publishers} QoS 1 publishers -> 1 subscriber for ${a.loadSeconds} s; shelfgate: mqtt.max_connections ${k + 64}, queue bounds as Mosquitto's, others default`,
   );
-  const b = await startShelfgate({ users: { publishers: a.publishers, kiosks: IDLE_USERS }, mqtt: { max_connections: k + 64 }, slots: 16, shoppers: true, profDir: a.prof, env: a.env });
+  const b = await startShelfgate({ users: { publishers: a.publishers, kiosks: IDLE_USERS }, mqtt: { ...SAME_BOUNDS_AS_MOSQUITTO, max_connections: k + 64 }, slots: 16, shoppers: true, profDir: a.prof, env: a.env });
   try {
     await sleep(2_000);
     const rss0 = processRssMb(b.pid);
