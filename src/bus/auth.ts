@@ -405,6 +405,10 @@ export class PasswordVerifier {
   passwordChecks = 0;
   /** Logins accepted by the cached verifier, without scrypt. */
   verifierHits = 0;
+  /** Checks that shared the scrypt of the same username and password already running. */
+  coalesced = 0;
+  /** The scrypt checks running or waiting, by username and keyed MAC of the password (bounded by the queue). */
+  private readonly checking = new Map<string, Promise<CheckResult>>();
   /** Logins refused because the queue of waiting checks was full. */
   queueFull = 0;
   /** Most checks waiting at once. */
@@ -459,6 +463,28 @@ export class PasswordVerifier {
   async check(username: string, password: Buffer | string | undefined, isCancelled: () => boolean = () => false): Promise<CheckResult> {
     const hit = this.cached(username, password);
     if (hit) return { kind: 'ok', user: hit, cached: true };
+    // The same username and password already being checked (kiosks of one user starting together,
+    // or an attacker repeating one guess in parallel): share that scrypt instead of running another.
+    // Without this, N logins of one user that arrive before the first check ends cost N scrypts.
+    const key = `${username}\u0000${this.mac(username, password).toString('base64')}`;
+    const running = this.checking.get(key);
+    if (running) {
+      const r = await running;
+      // the leader's client went away or found the queue full: that says nothing about this login
+      if (r.kind === 'busy' || r.kind === 'cancelled') return this.check(username, password, isCancelled);
+      this.coalesced++;
+      return r;
+    }
+    const p = this.checkOnce(username, password, isCancelled);
+    this.checking.set(key, p);
+    try {
+      return await p;
+    } finally {
+      this.checking.delete(key);
+    }
+  }
+
+  private async checkOnce(username: string, password: Buffer | string | undefined, isCancelled: () => boolean): Promise<CheckResult> {
     if (this.running >= this.opts.maxConcurrent) {
       if (this.queue.length >= this.opts.maxQueue) {
         this.queueFull++;

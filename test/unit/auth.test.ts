@@ -249,9 +249,11 @@ describe('PasswordVerifier', () => {
 
   it('bounds concurrent scrypt checks: waiting ones wait, beyond the queue they are refused as busy', async () => {
     const v = new PasswordVerifier(await users(), { maxConcurrent: 2, maxQueue: 3 });
-    const results = await Promise.all(Array.from({ length: 7 }, (_, i) => v.check(i % 2 ? 'k1' : 'k2', 'pw')));
-    // 2 running + 3 waiting succeed; the 6th and 7th found the queue full
-    expect(results.filter((r) => r.kind === 'ok')).toHaveLength(5);
+    // different passwords, so that no check can share another's scrypt
+    const results = await Promise.all(Array.from({ length: 7 }, (_, i) => v.check(i % 2 ? 'k1' : 'k2', i < 2 ? 'pw' : `wrong-${i}`)));
+    // 2 running + 3 waiting are checked (the two right ones succeed); the 6th and 7th found the queue full
+    expect(results.filter((r) => r.kind === 'ok')).toHaveLength(2);
+    expect(results.filter((r) => r.kind === 'bad')).toHaveLength(3);
     expect(results.filter((r) => r.kind === 'busy')).toHaveLength(2);
     expect(v.queueFull).toBe(2);
     expect(v.queuedMax).toBe(3);
@@ -259,6 +261,30 @@ describe('PasswordVerifier', () => {
     // all done: the turns were all given back
     expect(await v.check('k1', 'pw')).toMatchObject({ kind: 'ok', cached: true });
     expect(v.queued).toBe(0);
+  });
+
+  it('runs one scrypt for logins of the same user and password that arrive together', async () => {
+    const v = new PasswordVerifier(await users(), { maxConcurrent: 8, maxQueue: 64 });
+    const results = await Promise.all(Array.from({ length: 8 }, () => v.check('k1', 'pw')));
+    expect(results.every((r) => r.kind === 'ok')).toBe(true);
+    expect(v.passwordChecks).toBe(1);
+    expect(v.coalesced).toBe(7);
+    // a different (wrong) password is not answered by that scrypt
+    const [good, bad] = await Promise.all([v.check('k2', 'pw'), v.check('k2', 'nope')]);
+    expect(good).toMatchObject({ kind: 'ok' });
+    expect(bad).toEqual({ kind: 'bad' });
+    expect(v.passwordChecks).toBe(3);
+  });
+
+  it('a login sharing a check whose client went away gets its own check', async () => {
+    const v = new PasswordVerifier(await users(), { maxConcurrent: 1, maxQueue: 3 });
+    const blocker = v.check('k2', 'pw');
+    const gone = v.check('k1', 'pw', () => true); // waits behind the blocker, then finds its client gone
+    const follower = v.check('k1', 'pw'); // same user and password: shares the check above
+    expect(await gone).toEqual({ kind: 'cancelled' });
+    expect(await follower).toMatchObject({ kind: 'ok', cached: false });
+    expect(await blocker).toMatchObject({ kind: 'ok' });
+    expect(v.passwordChecks).toBe(2);
   });
 
   it('skips the scrypt of a waiting check whose client went away', async () => {
