@@ -329,3 +329,14 @@ describe('shelfgate sim oepl-ap (in process)', () => {
     expect(got).toBe('still here');
   });
 });
+
+describe('OEPL AP simulator labels', () => {
+  it('MACs and radio values come from the seed', async () => {
+    const a = await startSim({ labels: 8, seed: 7, ...STILL });
+    const b = await startSim({ labels: 8, seed: 7, ...STILL });
+    const c = await startSim({ labels: 8, seed: 8, ...STILL });
+    expect(b.macs).toEqual(a.macs);
+    expect(c.macs).not.toEqual(a.macs);
+    expect(b.macs.map((m) => b.label(m)!.rssi)).toEqual(a.macs.map((m) => a.label(m)!.rssi));
+  });
+});
