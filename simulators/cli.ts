@@ -136,9 +136,9 @@ export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<numb
     return ExitCode.OK;
   }
   const device = positionals[0];
-  if (device === undefined) return usage('which device? mt-sics or modbus-loadcell');
+  if (device === undefined) return usage('which device? mt-sics, modbus-loadcell or oepl-ap');
   if (positionals.length > 1) return usage(`unexpected argument ${JSON.stringify(positionals[1])}`);
-  if (!(device in DEFAULT_MODEL)) return usage(`unknown device ${JSON.stringify(device)} (mt-sics or modbus-loadcell)`);
+  if (!(device in DEFAULT_MODEL)) return usage(`unknown device ${JSON.stringify(device)} (mt-sics, modbus-loadcell or oepl-ap)`);
   const targets = [values.tcp, values.pty, values.port].filter((v) => v !== undefined).length;
   if (targets !== 1) return usage('give exactly one of --tcp HOST:PORT, --pty PATH, --port DEVICE');
 

@@ -110,6 +110,9 @@ export interface OeplApStats {
   /** Uploads whose content the label already showed (nothing sent). */
   identical: number;
   transfers: number;
+  /** Bytes put on the radio, and the radio time they took (virtual ms): a lower bound for any schedule. */
+  bytesOnAir: number;
+  radioMs: number;
   acks: number;
   timeouts: number;
   wsSent: number;
@@ -135,7 +138,7 @@ function md5Hash(content: string): string {
 }
 
 export class OeplApSimulator extends EventEmitter<OeplApEvents> {
-  readonly stats: OeplApStats = { uploads: 0, identical: 0, transfers: 0, acks: 0, timeouts: 0, wsSent: 0, wsLost: 0, refused409: 0 };
+  readonly stats: OeplApStats = { uploads: 0, identical: 0, transfers: 0, bytesOnAir: 0, radioMs: 0, acks: 0, timeouts: 0, wsSent: 0, wsLost: 0, refused409: 0 };
   readonly faults: OeplApFaults = { wsLoss: 0, transferLoss: 0, answer: 'normal' };
   private readonly opts: Required<Omit<OeplApOptions, 'faults' | 'transferBytes'>> & { transferBytes: number | null };
   private clock: ScaledClock | null = null;
@@ -383,6 +386,8 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
     const end = start + (item.bytes * 1000) / this.opts.rateBps;
     this.radioFreeAt = end;
     this.stats.transfers++;
+    this.stats.bytesOnAir += item.bytes;
+    this.stats.radioMs += end - start;
     const gen = this.transferGeneration;
     this.clock!.at(end, () => {
       if (gen !== this.transferGeneration || l.flying !== item) return; // abandoned by a restart
