@@ -4,7 +4,9 @@
  * Runs an OpenEPaperLink access point simulator until SIGINT/SIGTERM (or `io.signal` aborts). The
  * first line on stdout says where it listens (`oepl-ap: N labels on http://HOST:PORT ...`), so a
  * test that asked for port 0 reads the URL there; then one line per acknowledged or timed-out
- * transfer unless --quiet. Exit codes: 0 stopped cleanly, 64 usage, 69 cannot listen.
+ * transfer unless --quiet. SIGUSR2 power-cycles the AP (what it had queued is lost; down for
+ * --restart-down-s, then 409 to uploads for --boot-s), for whole-daemon tests of an AP restart.
+ * Exit codes: 0 stopped cleanly, 64 usage, 69 cannot listen.
  */
 import { parseArgs } from 'node:util';
 import { ExitCode } from '../../src/errors';
@@ -21,6 +23,7 @@ export interface OeplApCliIo {
 }
 
 export const OEPL_AP_USAGE = `usage: shelfgate sim oepl-ap --listen HOST:PORT --labels N [options]
+  (times are simulated seconds: with --fast, 1 s passes in 1 ms)
   --listen HOST:PORT     where to answer HTTP and the WebSocket /ws (port 0: any free port)
   --labels N             simulated labels, 1-100000
   --seed N               MACs, check-in phases and radio values (default 1)
@@ -31,6 +34,8 @@ export const OEPL_AP_USAGE = `usage: shelfgate sim oepl-ap --listen HOST:PORT --
   --fast                 time runs 1000 times faster (check-ins and transfers in ms) for tests
   --time-scale K         time runs K times faster (overrides --fast)
   --boot-s S             answer 409 to uploads for the first S seconds, as an AP that is booting
+                         (and after each restart)
+  --restart-down-s S     on SIGUSR2 the AP restarts: queue lost, down for S seconds (default 1)
   --ws-loss P            lose this fraction of WebSocket messages (0-1)
   --transfer-loss P      this fraction of transfers fails and is retried at the next check-in (0-1)
   --lose-labels N        N labels never check in
@@ -80,6 +85,7 @@ export async function runOeplApCli(argv: string[], io: OeplApCliIo = {}): Promis
         fast: { type: 'boolean', default: false },
         'time-scale': { type: 'string' },
         'boot-s': { type: 'string' },
+        'restart-down-s': { type: 'string' },
         'ws-loss': { type: 'string' },
         'transfer-loss': { type: 'string' },
         'lose-labels': { type: 'string' },
@@ -101,12 +107,16 @@ export async function runOeplApCli(argv: string[], io: OeplApCliIo = {}): Promis
   if (values.labels === undefined) return usage('--labels N is required');
   let sim: OeplApSimulator;
   let lose: number;
+  let bootMs: number;
+  let restartDownMs: number;
   try {
     const labels = num('labels', values.labels, 0, { int: true, min: 1, max: 100_000 });
     lose = num('lose-labels', values['lose-labels'], 0, { int: true, min: 0, max: labels });
     const answer = values.answer ?? 'normal';
     if (!['normal', 'html', 'garbage'].includes(answer)) throw new UsageError(`--answer must be normal, html or garbage, got ${JSON.stringify(answer)}`);
     const timeScale = num('time-scale', values['time-scale'], values.fast ? 1000 : 1, { min: 0.001, max: 1e6 });
+    bootMs = num('boot-s', values['boot-s'], 0, { min: 0 }) * 1000;
+    restartDownMs = num('restart-down-s', values['restart-down-s'], 1, { min: 0 }) * 1000;
     const imageBytes = values['image-bytes'] !== undefined ? num('image-bytes', values['image-bytes'], 0, { int: true, min: 1, max: 10_000_000 }) : undefined;
     sim = new OeplApSimulator({
       host: listen.host,
@@ -118,7 +128,7 @@ export async function runOeplApCli(argv: string[], io: OeplApCliIo = {}): Promis
       xferTimeoutMs: num('xfer-timeout-s', values['xfer-timeout-s'], 1200, { min: 0.001 }) * 1000,
       timeScale,
       ...(imageBytes !== undefined ? { transferBytes: imageBytes } : {}),
-      bootMs: num('boot-s', values['boot-s'], 0, { min: 0 }) * 1000,
+      bootMs,
       faults: {
         wsLoss: num('ws-loss', values['ws-loss'], 0, { min: 0, max: 1 }),
         transferLoss: num('transfer-loss', values['transfer-loss'], 0, { min: 0, max: 1 }),
@@ -147,8 +157,18 @@ export async function runOeplApCli(argv: string[], io: OeplApCliIo = {}): Promis
       sim.on('xfer-complete', (mac, bytes, ms) => out.write(`xfer complete ${mac} (${bytes} bytes, ${(ms / 1000).toFixed(1)} s after upload)\n`));
       sim.on('xfer-timeout', (mac) => out.write(`xfer timeout ${mac}\n`));
     }
-    io.onListening?.(sim);
-    await waitForStop(io.signal);
+    sim.on('up', () => out.write(`oepl-ap: up again on ${sim.url} (uploads answered 409 for ${bootMs / 1000} s)\n`));
+    const onRestart = (): void => {
+      out.write('oepl-ap: restarting: queued content lost\n');
+      sim.restart({ downMs: restartDownMs, bootMs }).catch((e: Error) => err.write(`shelfgate sim oepl-ap: restart failed: ${e.message}\n`));
+    };
+    process.on('SIGUSR2', onRestart);
+    try {
+      io.onListening?.(sim);
+      await waitForStop(io.signal);
+    } finally {
+      process.off('SIGUSR2', onRestart);
+    }
     return ExitCode.OK;
   } finally {
     sim.removeAllListeners();

@@ -120,10 +120,12 @@ export interface OeplApStats {
   refused409: number;
 }
 
-/** Events for the CLI's output and for tests: `xfer-complete` / `xfer-timeout` (mac, at), `restart`. */
+/** Events for the CLI's output and for tests. */
 export interface OeplApEvents {
   'xfer-complete': [mac: string, bytes: number, virtualMs: number];
   'xfer-timeout': [mac: string];
+  /** The AP answers again after goDown() or restart() (after a restart, uploads get 409 while it boots). */
+  up: [];
 }
 
 const PAGE_BYTES = 5000;
@@ -151,6 +153,8 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
   private radioFreeAt = 0;
   private busyUntil = 0;
   private down = false;
+  /** Between restart() and the AP coming up: the radio hears nothing either. */
+  private poweredOff = false;
   private boundPort = 0;
   private stopped = false;
   private downTimer: ClockHandle | null = null;
@@ -279,6 +283,8 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
     if (!this.down || this.stopped) return;
     await this.listen(this.boundPort);
     this.down = false;
+    this.poweredOff = false;
+    this.emit('up');
   }
 
   get isDown(): boolean {
@@ -300,6 +306,7 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
     }
     this.radioFreeAt = 0;
     this.transferGeneration++;
+    this.poweredOff = true;
     await this.goDown();
     const up = async (): Promise<void> => {
       this.busyFor(o.bootMs ?? 0);
@@ -365,6 +372,11 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
   private onCheckin(l: LabelState): void {
     if (l.lost) return;
     const now = this.clock!.now();
+    if (this.poweredOff) {
+      // Nobody hears the label; it tries again after its interval.
+      this.scheduleCheckin(l, now + this.opts.checkinMs);
+      return;
+    }
     l.lastSeen = now;
     l.nextCheckin = now + this.opts.checkinMs;
     if (l.pendingCommands.length > 0) {
@@ -566,6 +578,15 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    try {
+      this.route(req, res);
+    } catch {
+      if (!res.headersSent) this.send(res, 400, 'bad request');
+      else res.destroy();
+    }
+  }
+
+  private route(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://ap');
     const route = `${req.method} ${url.pathname}`;
     if (route === 'GET /get_db') return this.getDb(url, res);

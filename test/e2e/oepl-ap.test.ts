@@ -10,7 +10,7 @@ import { buildGetDb, buildJsonUpload, nextGetDbPos, parseCommandResponse, parseG
 import { CLI, assertBuilt, waitFor } from '../helpers/daemon';
 
 describe('shelfgate sim oepl-ap (process)', () => {
-  it('serves 50 labels whose get_db pages the codec walks, acknowledges an upload over /ws, and stops on SIGTERM', async () => {
+  it('serves 50 labels whose get_db pages the codec walks, acknowledges an upload over /ws, restarts on SIGUSR2, and stops on SIGTERM', async () => {
     assertBuilt();
     const p = spawn(process.execPath, [CLI, 'sim', 'oepl-ap', '--listen', '127.0.0.1:0', '--labels', '50', '--fast'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -54,6 +54,15 @@ describe('shelfgate sim oepl-ap (process)', () => {
       await waitFor(() => events.some((e) => e.kind === 'ack' && e.mac === mac), 20_000, `xfer complete for ${mac}`);
       await waitFor(() => out.includes(`xfer complete ${mac}`), 20_000, 'the xfer complete line on stdout');
       expect(events.some((e) => e.kind === 'unparseable')).toBe(false);
+
+      // SIGUSR2 power-cycles the AP: the WebSocket drops, it comes back, labels still show what they got
+      const closed = new Promise<void>((r) => ws!.once('close', () => r()));
+      p.kill('SIGUSR2');
+      await closed;
+      await waitFor(() => out.includes('oepl-ap: up again'), 20_000, 'the AP up again');
+      const after = parseGetDbPage(await (await fetch(`${url}/get_db?mac=${mac}`)).text()).tags[0]!;
+      expect(after.updateCount).toBe(1);
+      expect(after.pending).toBe(0);
     } finally {
       ws?.terminate();
       p.kill('SIGTERM');
