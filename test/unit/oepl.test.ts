@@ -271,3 +271,39 @@ describe('parseCommandResponse', () => {
     expect(parseCommandResponse(502, 'Bad Gateway').kind).toBe('unexpected');
   });
 });
+
+describe('robustness', () => {
+  it('every cut-off prefix of a real page is "truncated", never a crash or a partial page', () => {
+    const page = fixture('get_db-page0.json').trim();
+    for (let n = 1; n < page.length; n++) {
+      const e = parseError(page.slice(0, n));
+      expect(e.reason, `prefix of ${n} bytes`).toBe('truncated');
+    }
+  });
+
+  it('random bytes and random mutations of real frames never throw anything but OeplParseError; /ws parsing never throws', () => {
+    let seed = 12345;
+    const rnd = (): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed / 2 ** 32;
+    };
+    const sources = [fixture('get_db-page0.json'), fixture('ws-tag-push.json'), fixture('ws-xfer-complete.json')];
+    for (let i = 0; i < 2000; i++) {
+      let s: string;
+      if (i % 2 === 0) {
+        s = Array.from({ length: Math.floor(rnd() * 60) }, () => String.fromCharCode(Math.floor(rnd() * 256))).join('');
+      } else {
+        const chars = [...sources[i % sources.length]!];
+        for (let k = 0; k < 3; k++) chars[Math.floor(rnd() * chars.length)] = String.fromCharCode(Math.floor(rnd() * 128));
+        s = chars.join('');
+      }
+      try {
+        const p = parseGetDbPage(s);
+        expect(Array.isArray(p.tags)).toBe(true);
+      } catch (e) {
+        expect(e, JSON.stringify(s)).toBeInstanceOf(OeplParseError);
+      }
+      expect(() => parseWsMessage(s)).not.toThrow();
+    }
+  });
+});
