@@ -258,7 +258,7 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
 
   /** Answer 409 to uploads for `virtualMs` from now (as the AP does while it is not running). */
   busyFor(virtualMs: number): void {
-    this.busyUntil = this.now() + virtualMs;
+    this.busyUntil = this.atInput(() => this.now()) + virtualMs;
   }
 
   get busy(): boolean {
@@ -320,7 +320,7 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
   checkinNow(mac: string): void {
     const l = this.byMac.get(mac.toUpperCase());
     if (!l || l.lost || !this.clock) return;
-    this.scheduleCheckin(l, this.clock.now());
+    this.atInput(() => this.scheduleCheckin(l, this.clock!.now()));
   }
 
   // ---------------------------------------------------------------- labels and radio
@@ -561,6 +561,11 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
     });
   }
 
+  /** Runs an outside input at one virtual instant, after everything that was due (see ScaledClock.input). */
+  private atInput<T>(fn: () => T): T {
+    return this.clock ? this.clock.input(fn) : fn();
+  }
+
   private send(res: http.ServerResponse, status: number, body: string, type = 'text/plain'): void {
     if (this.faults.answer === 'html') {
       status = 200;
@@ -579,7 +584,7 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     try {
-      this.route(req, res);
+      this.atInput(() => this.route(req, res));
     } catch {
       if (!res.headersSent) this.send(res, 400, 'bad request');
       else res.destroy();
@@ -595,8 +600,7 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
       this.readForm(req)
         .then((form) => {
           if (form === null) return this.send(res, 413, 'payload too large');
-          if (route === 'POST /jsonupload') this.jsonUpload(form, res);
-          else this.tagCmd(form, res);
+          this.atInput(() => (route === 'POST /jsonupload' ? this.jsonUpload(form, res) : this.tagCmd(form, res)));
         })
         .catch(() => {
           if (!res.headersSent) this.send(res, 400, 'bad request');

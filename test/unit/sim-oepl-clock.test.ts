@@ -50,3 +50,27 @@ describe('ScaledClock', () => {
     expect(clock.size).toBe(0);
   });
 });
+
+describe('ScaledClock.input', () => {
+  it('runs the due events first, then the input at the time they ran up to, even if the real clock ticks meanwhile', async () => {
+    let real = 0;
+    const clock = new ScaledClock(1000, 0, () => real);
+    const seen: [string, number][] = [];
+    clock.at(100, () => seen.push(['due', clock.now()]));
+    clock.at(1_500, () => seen.push(['next', clock.now()]));
+    real = 1; // virtual 1,000: the first event is due, its timer may not have run yet
+    const t = clock.input(() => {
+      real = 2; // the real clock ticks (virtual 2,000) while the input is handled
+      seen.push(['input', clock.now()]);
+      return clock.now();
+    });
+    expect(t).toBe(1_000); // held at the time the due events were run up to
+    expect(seen).toEqual([
+      ['due', 100],
+      ['input', 1_000],
+    ]);
+    await waitFor(() => seen.length === 3, 5_000, 'the next event');
+    expect(seen[2]).toEqual(['next', 1_500]); // still after the input, as its time says
+    clock.stop();
+  });
+});
