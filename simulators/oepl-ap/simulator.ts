@@ -298,6 +298,7 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
    * `bootMs` (virtual ms).
    */
   async restart(o: { downMs?: number; bootMs?: number } = {}): Promise<void> {
+    if (!this.clock || this.stopped) return;
     for (const l of this.labels) {
       this.dropQueue(l);
       l.flying?.timeout.cancel();
