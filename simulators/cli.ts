@@ -1,5 +1,6 @@
 /**
  * `shelfgate sim <mt-sics|modbus-loadcell> (--tcp HOST:PORT | --pty PATH | --port DEVICE) [options]`
+ * (`shelfgate sim oepl-ap ...`, the label access point, is handed to oepl-ap/cli.ts.)
  *
  * Runs one device simulator until SIGINT/SIGTERM (or `io.signal` aborts). Prints one line telling
  * what it serves, then one line per shopper action. Exit codes: 0 stopped cleanly, 64 usage,
@@ -29,6 +30,7 @@ export interface SimCliIo {
 }
 
 export const SIM_USAGE = `usage: shelfgate sim <mt-sics|modbus-loadcell> (--tcp HOST:PORT | --pty PATH | --port DEVICE) [options]
+       shelfgate sim oepl-ap --listen HOST:PORT --labels N [options]   (see shelfgate sim oepl-ap --help)
   --tcp HOST:PORT         serve like a TCP serial server (ser2net): one client at a time
   --pty PATH              make a pty pair with socat; the gateway opens PATH
   --port DEVICE           use a real serial port (e.g. a USB-serial cable to the gateway)
@@ -87,6 +89,10 @@ export function parseAddresses(s: string): number[] {
 }
 
 export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<number> {
+  if (argv[0] === 'oepl-ap') {
+    const { runOeplApCli } = await import('./oepl-ap/cli');
+    return runOeplApCli(argv.slice(1), { ...(io.stdout ? { stdout: io.stdout } : {}), ...(io.stderr ? { stderr: io.stderr } : {}), ...(io.signal ? { signal: io.signal } : {}) });
+  }
   const out = io.stdout ?? process.stdout;
   const err = io.stderr ?? process.stderr;
   const usage = (msg: string): number => {
@@ -130,9 +136,9 @@ export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<numb
     return ExitCode.OK;
   }
   const device = positionals[0];
-  if (device === undefined) return usage('which device? mt-sics or modbus-loadcell');
+  if (device === undefined) return usage('which device? mt-sics, modbus-loadcell or oepl-ap');
   if (positionals.length > 1) return usage(`unexpected argument ${JSON.stringify(positionals[1])}`);
-  if (!(device in DEFAULT_MODEL)) return usage(`unknown device ${JSON.stringify(device)} (mt-sics or modbus-loadcell)`);
+  if (!(device in DEFAULT_MODEL)) return usage(`unknown device ${JSON.stringify(device)} (mt-sics, modbus-loadcell or oepl-ap)`);
   const targets = [values.tcp, values.pty, values.port].filter((v) => v !== undefined).length;
   if (targets !== 1) return usage('give exactly one of --tcp HOST:PORT, --pty PATH, --port DEVICE');
 
