@@ -1,0 +1,547 @@
+/**
+ * Delivery of label content: which label gets which content through which access point, when, and
+ * when it counts as shown. Pure and deterministic: no I/O, no timers; time comes from an injected
+ * clock (or the `now` argument), and the caller (the labels service, next session) feeds it the
+ * driver's events and hands what `next()` returns to the driver.
+ *
+ * Design note: why these rules and orderings.
+ *
+ * - Radio time is the scarce resource. An OpenEPaperLink access point carries about 5 kB/s and a
+ *   label takes content only when it checks in (about every 40 s), so a chain-wide change to
+ *   thousands of labels takes many minutes. What is sent first therefore matters, and what is
+ *   sent needlessly is time stolen from a label that shows a wrong price.
+ * - Coalescing: a label's plan is replaced as a whole by the newest content (one price version
+ *   gives "now" plus the promotion's start and end). Only the entry effective now is ever sent; an
+ *   older one that was never sent is dropped without costing radio time. Content whose hash equals
+ *   what the label confirmed showing is never sent (the AP would not even transfer it, and no
+ *   acknowledgement would follow).
+ * - One transfer per label at a time. OEPL's acknowledgement ("<MAC> reports xfer complete" on the
+ *   AP's WebSocket) names the label, not the content. With two contents outstanding an ack could
+ *   not say which one the label shows, and a label must never be marked confirmed on content it
+ *   does not show. So newer content waits until the transfer in flight is acknowledged, fails or
+ *   times out; that costs at most one check-in cycle for a label changed mid-transfer. A driver
+ *   that learns the shown content's hash (by reconciling against the AP's tag database) passes it
+ *   with the ack, and only a matching hash confirms.
+ * - Confirmation only on the acknowledgement. HTTP 200 from /jsonupload ("Ok, saved") means stored
+ *   at the AP, which may still lose it (restart: its queue is memory) or time out on the label;
+ *   `stored()` only restarts the ack timer.
+ * - Never early. A plan entry with a future effective time is not due before that time (the till
+ *   charges by the same rule, so a label showing tomorrow's price today is as wrong as one showing
+ *   yesterday's). It becomes due exactly at its time; nextWakeAt() includes it.
+ * - Urgency order among due labels (lower first), measured against what the label confirmed
+ *   showing:
+ *     0 PRICE_RISE: the new price is higher, or the label shows no or another currency's price.
+ *       Until it switches the till charges more than the shelf says: the overcharge that brings
+ *       complaints and fines, so it goes first.
+ *     1 PRICE_CUT: the new price is lower (a promotion that starts, a cut). The customer is charged
+ *       less than the label says: wrong, but in the customer's favour.
+ *     2 PRICE_DETAIL: same price, another was-price or unit price.
+ *     3 COSMETIC: same prices, other text (a name, a layout).
+ *   Within a class the content due longest goes first (the oldest mismatch), then by MAC so the
+ *   order is deterministic. "Effective now before effective tomorrow" follows: tomorrow's is not
+ *   due today, and tomorrow it is ordered by its class and how long it has been due.
+ * - Capacity: each AP has a byte budget refilled at its radio rate (default 5,000 B/s) with a
+ *   burst of `burstMs` of radio time. A dispatch spends the content's radio bytes. The budget
+ *   keeps the AP's own queue (which we cannot reorder and which a crash loses) short, so the
+ *   urgency order is decided here and not by whatever the AP happened to queue first. A label whose
+ *   AP has no budget left is skipped, and labels on other APs still go.
+ * - Route: a label is reached through the AP that last heard it (`heard()`, newest time wins).
+ *   When it moves to another AP, a transfer outstanding at the old one is given up (not counted as
+ *   a failed attempt) and the content is sent through the new one. An AP that went down or
+ *   restarted loses its queue: `apLost()` returns its outstanding transfers to pending, likewise
+ *   without counting them against the label.
+ * - Timeouts and back-off derive from the label's check-in interval: an ack is awaited for
+ *   `ackCheckIns` check-ins plus the radio time of the content; a failed attempt n waits
+ *   checkIn x 2^(n-1), at most checkIn x `maxBackoffCheckIns`. After `maxAttempts` failed attempts
+ *   the label is `failed` (reported) and still retried at the longest back-off; hearing from it
+ *   again after a silence of more than LOST_CHECK_INS check-ins makes it due at once.
+ *
+ * States per label (LabelRecord.state): `pending` (content to send, waiting for its turn, a route,
+ * budget or back-off), `sent` (handed to an AP, waiting for the ack), `confirmed` (it shows the
+ * content effective now), `failed` (attempts exhausted). The record is what the repository keeps,
+ * so after a restart nothing confirmed is resent and nothing unconfirmed is forgotten.
+ */
+
+/** Urgency classes, lower first (see the design note). */
+export const Urgency = { PRICE_RISE: 0, PRICE_CUT: 1, PRICE_DETAIL: 2, COSMETIC: 3 } as const;
+export type Urgency = (typeof Urgency)[keyof typeof Urgency];
+
+export type DeliveryState = 'pending' | 'sent' | 'confirmed' | 'failed';
+
+/** One content a label should show from `effectiveAt` on, as submitted. */
+export interface ContentInput {
+  /** Identity of what the label shows (content.ts: RenderedContent.hash). */
+  hash: string;
+  /** What goes to the driver (the OEPL JSON template). */
+  body: string;
+  /** Radio bytes of the transfer, for the AP budget. */
+  bytes: number;
+  /** ms epoch from which the label must show it. */
+  effectiveAt: number;
+  /** The price shown, minor units; null if it shows none. */
+  price: number | null;
+  currency: string | null;
+  /** Equal for contents that show the same prices (price, was-price, unit price, currency). */
+  priceKey: string;
+}
+
+/** A content with the per-label sequence number the scheduler gave it (the content version). */
+export interface ContentVersion extends ContentInput {
+  seq: number;
+}
+
+export interface InFlight {
+  content: ContentVersion;
+  ap: string;
+  sentAt: number;
+  /** When the AP answered that it stored the content (HTTP 200); null before. */
+  storedAt: number | null;
+  /** The transfer counts as failed if no ack arrives by then. */
+  deadline: number;
+}
+
+export interface ShownContent {
+  seq: number;
+  hash: string;
+  price: number | null;
+  currency: string | null;
+  priceKey: string;
+  /** ms epoch of the acknowledgement. */
+  at: number;
+}
+
+/** Everything the scheduler knows about one label: what the repository stores. */
+export interface LabelRecord {
+  mac: string;
+  checkInMs: number;
+  /** The AP that last heard it, and when. */
+  ap: string | null;
+  lastHeardAt: number | null;
+  /** Highest content seq given to this label. */
+  lastSeq: number;
+  /** Contents by effectiveAt, ascending; at most MAX_PLAN. The entry effective now is the target. */
+  plan: ContentVersion[];
+  shown: ShownContent | null;
+  inflight: InFlight | null;
+  state: DeliveryState;
+  /** Failed attempts since the last success or new content. */
+  attempts: number;
+  /** No attempt before this ms epoch (back-off). */
+  nextAttemptAt: number;
+  lastError: string | null;
+  /** Since when the label has not shown what it should (ms epoch), null when it does. */
+  mismatchSince: number | null;
+}
+
+/** What the driver must send now. */
+export interface Dispatch {
+  mac: string;
+  ap: string;
+  seq: number;
+  hash: string;
+  body: string;
+  bytes: number;
+  urgency: Urgency;
+  /** The attempt number (1 = first). */
+  attempt: number;
+}
+
+export interface SchedulerOptions {
+  clock: () => number;
+  /** Radio bytes per second per AP (default 5000). */
+  apBytesPerSecond?: number;
+  /** Budget burst in ms of radio time (default 10,000). */
+  burstMs?: number;
+  /** Check-ins to wait for an ack (default 3). */
+  ackCheckIns?: number;
+  /** Failed attempts before a label is `failed` (default 5). */
+  maxAttempts?: number;
+  /** Longest back-off in check-ins (default 16). */
+  maxBackoffCheckIns?: number;
+}
+
+export interface SchedulerStats {
+  dispatched: number;
+  confirmed: number;
+  ackTimeouts: number;
+  sendFailures: number;
+  transferFailures: number;
+  /** Acks that matched no transfer in flight (or another hash): never confirm anything. */
+  unmatchedAcks: number;
+  /** Events for a MAC the scheduler does not know (not counted per MAC: no map keyed by input). */
+  unknownLabels: number;
+  /** Outstanding transfers given up because the label moved or the AP was lost. */
+  rerouted: number;
+  /** Contents replaced before they were sent (coalesced). */
+  coalesced: number;
+  /** Times a due label waited because its AP's budget was spent. */
+  budgetDeferred: number;
+}
+
+/** A label not heard for more than this many check-ins was out of reach. */
+export const LOST_CHECK_INS = 2;
+
+/** Most plan entries per label (a price and its promotion's start and end need three). */
+export const MAX_PLAN = 8;
+
+interface Bucket {
+  tokens: number;
+  at: number;
+  /** The AP takes nothing before this (down, or answering 409). */
+  pausedUntil: number;
+}
+
+export class DeliveryScheduler {
+  private readonly labels = new Map<string, LabelRecord>();
+  private readonly buckets = new Map<string, Bucket>();
+  private readonly dirty = new Set<string>();
+  private readonly rate: number;
+  private readonly burst: number;
+  private readonly ackCheckIns: number;
+  private readonly maxAttempts: number;
+  private readonly maxBackoffCheckIns: number;
+  readonly stats: SchedulerStats = {
+    dispatched: 0,
+    confirmed: 0,
+    ackTimeouts: 0,
+    sendFailures: 0,
+    transferFailures: 0,
+    unmatchedAcks: 0,
+    unknownLabels: 0,
+    rerouted: 0,
+    coalesced: 0,
+    budgetDeferred: 0,
+  };
+
+  constructor(private readonly o: SchedulerOptions) {
+    this.rate = o.apBytesPerSecond ?? 5000;
+    this.burst = (this.rate * (o.burstMs ?? 10_000)) / 1000;
+    this.ackCheckIns = o.ackCheckIns ?? 3;
+    this.maxAttempts = o.maxAttempts ?? 5;
+    this.maxBackoffCheckIns = o.maxBackoffCheckIns ?? 16;
+  }
+
+  // ---- labels ----
+
+  /** Adds a label (or changes its check-in interval). */
+  setLabel(mac: string, opts: { checkInMs: number }): void {
+    if (!(opts.checkInMs > 0)) throw new RangeError(`check-in interval of ${mac} must be positive`);
+    const l = this.labels.get(mac);
+    if (l) {
+      l.checkInMs = opts.checkInMs;
+    } else {
+      this.labels.set(mac, {
+        mac,
+        checkInMs: opts.checkInMs,
+        ap: null,
+        lastHeardAt: null,
+        lastSeq: 0,
+        plan: [],
+        shown: null,
+        inflight: null,
+        state: 'pending',
+        attempts: 0,
+        nextAttemptAt: 0,
+        lastError: null,
+        mismatchSince: null,
+      });
+    }
+    this.touch(mac);
+  }
+
+  removeLabel(mac: string): void {
+    if (this.labels.delete(mac)) this.dirty.add(mac);
+  }
+
+  /** Restores records as the repository loaded them (at start, before any event). */
+  restore(records: Iterable<LabelRecord>): void {
+    for (const r of records) this.labels.set(r.mac, structuredClone(r));
+  }
+
+  record(mac: string): LabelRecord | undefined {
+    const l = this.labels.get(mac);
+    if (!l) return undefined;
+    this.refresh(l, this.o.clock());
+    return structuredClone(l);
+  }
+
+  macs(): string[] {
+    return [...this.labels.keys()];
+  }
+
+  /** MACs whose record changed since the last call (to be saved); a removed MAC is in it too. */
+  drainDirty(): string[] {
+    const out = [...this.dirty];
+    this.dirty.clear();
+    return out;
+  }
+
+  /** Labels per state, at `now`. */
+  counts(now = this.o.clock()): Record<DeliveryState, number> {
+    const c = { pending: 0, sent: 0, confirmed: 0, failed: 0 };
+    for (const l of this.labels.values()) {
+      this.refresh(l, now);
+      c[l.state]++;
+    }
+    return c;
+  }
+
+  // ---- inputs ----
+
+  /**
+   * Replaces the label's plan with `contents` (sorted by effectiveAt; one price version's
+   * timeline). Returns the seqs given. New content resets the back-off: it is due at once.
+   */
+  submit(mac: string, contents: readonly ContentInput[]): number[] {
+    const l = this.labels.get(mac);
+    if (!l) {
+      this.stats.unknownLabels++;
+      throw new RangeError(`label ${mac} is not known to the scheduler`);
+    }
+    if (contents.length === 0 || contents.length > MAX_PLAN) throw new RangeError(`a plan has 1..${MAX_PLAN} contents, got ${contents.length}`);
+    for (let i = 1; i < contents.length; i++) {
+      if (contents[i]!.effectiveAt < contents[i - 1]!.effectiveAt) throw new RangeError('contents must be sorted by effectiveAt');
+    }
+    const now = this.o.clock();
+    // Entries of the old plan that were due and never reached the label are coalesced away.
+    for (const c of l.plan) if (c.effectiveAt <= now && c.hash !== l.shown?.hash && c.hash !== l.inflight?.content.hash) this.stats.coalesced++;
+    l.plan = contents.map((c) => ({ ...c, seq: ++l.lastSeq }));
+    l.attempts = 0;
+    l.nextAttemptAt = 0;
+    l.lastError = null;
+    this.refresh(l, now);
+    this.touch(mac);
+    return l.plan.map((c) => c.seq);
+  }
+
+  /** The label checked in through `ap` at `at` (a check-in on the WebSocket or in /get_db). */
+  heard(mac: string, ap: string, at: number = this.o.clock()): void {
+    const l = this.labels.get(mac);
+    if (!l) {
+      this.stats.unknownLabels++;
+      return;
+    }
+    if (l.lastHeardAt !== null && at < l.lastHeardAt) return;
+    // Silent for more than LOST_CHECK_INS check-ins: the label was out of reach and is back.
+    const returned = l.lastHeardAt === null || at - l.lastHeardAt > LOST_CHECK_INS * l.checkInMs;
+    const moved = l.ap !== null && l.ap !== ap;
+    l.ap = ap;
+    l.lastHeardAt = at;
+    if (moved && l.inflight && l.inflight.ap !== ap) {
+      // The content waits at the old AP for a label that now listens to another one.
+      l.inflight = null;
+      l.nextAttemptAt = 0;
+      this.stats.rerouted++;
+    }
+    // A failed label that comes back after a silence is reachable again: try it at once. (One that
+    // checks in on time but never acknowledges keeps its back-off.)
+    if (returned && l.attempts >= this.maxAttempts) l.nextAttemptAt = 0;
+    this.touch(mac);
+  }
+
+  /** The AP answered 200 to the upload: stored there, NOT shown. Restarts the ack timer. */
+  stored(mac: string, seq: number, at: number = this.o.clock()): void {
+    const l = this.labels.get(mac);
+    if (!l) return void this.stats.unknownLabels++;
+    if (!l.inflight || l.inflight.content.seq !== seq) return;
+    l.inflight.storedAt = at;
+    l.inflight.deadline = at + this.ackTimeout(l, l.inflight.content.bytes);
+    this.touch(mac);
+  }
+
+  /**
+   * The label acknowledged a transfer ("xfer complete"). Without `hash` it confirms the content in
+   * flight; with `hash` (learnt from the AP's tag database) only content with that hash is confirmed.
+   * Returns whether something was confirmed.
+   */
+  acknowledged(mac: string, at: number = this.o.clock(), hash?: string): boolean {
+    const l = this.labels.get(mac);
+    if (!l) {
+      this.stats.unknownLabels++;
+      return false;
+    }
+    let c: ContentVersion | undefined;
+    if (l.inflight && (hash === undefined || hash === l.inflight.content.hash)) c = l.inflight.content;
+    else if (hash !== undefined) c = l.plan.find((p) => p.hash === hash && p.effectiveAt <= at);
+    if (!c) {
+      this.stats.unmatchedAcks++;
+      return false;
+    }
+    l.shown = { seq: c.seq, hash: c.hash, price: c.price, currency: c.currency, priceKey: c.priceKey, at };
+    l.inflight = null;
+    l.attempts = 0;
+    l.nextAttemptAt = 0;
+    l.lastError = null;
+    this.stats.confirmed++;
+    this.refresh(l, this.o.clock());
+    this.touch(mac);
+    return true;
+  }
+
+  /** The upload failed (network error, 409, garbage answer): the attempt failed. */
+  sendFailed(mac: string, seq: number, reason: string): void {
+    const l = this.labels.get(mac);
+    if (!l) return void this.stats.unknownLabels++;
+    if (!l.inflight || l.inflight.content.seq !== seq) return;
+    this.stats.sendFailures++;
+    this.fail(l, reason, this.o.clock());
+  }
+
+  /** The AP gave up on the transfer (its "xfer timeout" for the MAC): the attempt failed. */
+  transferFailed(mac: string, reason: string): void {
+    const l = this.labels.get(mac);
+    if (!l) return void this.stats.unknownLabels++;
+    if (!l.inflight) return;
+    this.stats.transferFailures++;
+    this.fail(l, reason, this.o.clock());
+  }
+
+  /**
+   * The AP restarted or is down: what it had queued is gone. Its outstanding transfers go back to
+   * pending (not counted against the labels); with `until`, nothing is sent to it before then.
+   */
+  apLost(ap: string, until?: number): void {
+    for (const l of this.labels.values()) {
+      if (l.inflight?.ap === ap) {
+        l.inflight = null;
+        l.nextAttemptAt = 0;
+        this.stats.rerouted++;
+        this.touch(l.mac);
+      }
+    }
+    if (until !== undefined) this.bucket(ap, this.o.clock()).pausedUntil = until;
+  }
+
+  // ---- output ----
+
+  /**
+   * What to send now, in urgency order, within each AP's budget. Each returned dispatch is in
+   * flight from here on: the caller reports stored / sendFailed / acknowledged for it.
+   */
+  next(now: number = this.o.clock(), limit = Infinity): Dispatch[] {
+    const due: Array<{ l: LabelRecord; c: ContentVersion; urgency: Urgency; dueAt: number }> = [];
+    for (const l of this.labels.values()) {
+      if (l.inflight && l.inflight.deadline <= now) {
+        this.stats.ackTimeouts++;
+        this.fail(l, `no acknowledgement within ${l.inflight.deadline - l.inflight.sentAt} ms`, now);
+      }
+      this.refresh(l, now);
+      if (l.inflight || l.ap === null || l.nextAttemptAt > now) continue;
+      const c = this.target(l, now);
+      if (!c || c.hash === l.shown?.hash) continue;
+      due.push({ l, c, urgency: this.urgency(l.shown, c), dueAt: Math.max(c.effectiveAt, l.nextAttemptAt) });
+    }
+    due.sort((a, b) => a.urgency - b.urgency || a.dueAt - b.dueAt || (a.l.mac < b.l.mac ? -1 : a.l.mac > b.l.mac ? 1 : 0));
+    const out: Dispatch[] = [];
+    for (const { l, c, urgency } of due) {
+      if (out.length >= limit) break;
+      const b = this.bucket(l.ap!, now);
+      if (b.pausedUntil > now) continue;
+      // Content larger than the whole burst goes when the bucket is full, or it would never go.
+      if (b.tokens < Math.min(c.bytes, this.burst)) {
+        this.stats.budgetDeferred++;
+        continue;
+      }
+      b.tokens -= c.bytes;
+      l.inflight = { content: c, ap: l.ap!, sentAt: now, storedAt: null, deadline: now + this.ackTimeout(l, c.bytes) };
+      this.stats.dispatched++;
+      this.refresh(l, now);
+      this.touch(l.mac);
+      out.push({ mac: l.mac, ap: l.ap!, seq: c.seq, hash: c.hash, body: c.body, bytes: c.bytes, urgency, attempt: l.attempts + 1 });
+    }
+    return out;
+  }
+
+  /** When next() may have something new to do: a deadline, a back-off, an effective time, budget. Null: nothing until an event. */
+  nextWakeAt(now: number = this.o.clock()): number | null {
+    let t = Infinity;
+    const blockedAps = new Map<string, number>();
+    for (const l of this.labels.values()) {
+      if (l.inflight) {
+        t = Math.min(t, l.inflight.deadline);
+      } else if (l.ap !== null) {
+        const c = this.target(l, now);
+        if (c && c.hash !== l.shown?.hash) {
+          const at = Math.max(now, l.nextAttemptAt);
+          const b = this.bucket(l.ap, now);
+          const budgetAt = b.tokens >= Math.min(c.bytes, this.burst) ? now : now + Math.ceil(((Math.min(c.bytes, this.burst) - b.tokens) * 1000) / this.rate);
+          const when = Math.max(at, b.pausedUntil, budgetAt);
+          blockedAps.set(l.ap, Math.min(blockedAps.get(l.ap) ?? Infinity, when));
+        }
+      }
+      for (const p of l.plan) if (p.effectiveAt > now) t = Math.min(t, p.effectiveAt);
+    }
+    for (const w of blockedAps.values()) t = Math.min(t, w);
+    return t === Infinity ? null : t;
+  }
+
+  // ---- internals ----
+
+  /** The plan entry effective at `now`: the newest whose effectiveAt has come. */
+  private target(l: LabelRecord, now: number): ContentVersion | undefined {
+    let c: ContentVersion | undefined;
+    for (const p of l.plan) {
+      if (p.effectiveAt <= now) c = p;
+      else break;
+    }
+    return c;
+  }
+
+  private urgency(shown: ShownContent | null, c: ContentVersion): Urgency {
+    if (!shown || shown.price === null || c.price === null || shown.currency !== c.currency) return Urgency.PRICE_RISE;
+    if (c.price > shown.price) return Urgency.PRICE_RISE;
+    if (c.price < shown.price) return Urgency.PRICE_CUT;
+    return c.priceKey !== shown.priceKey ? Urgency.PRICE_DETAIL : Urgency.COSMETIC;
+  }
+
+  private ackTimeout(l: LabelRecord, bytes: number): number {
+    return l.checkInMs * this.ackCheckIns + Math.ceil((bytes * 1000) / this.rate);
+  }
+
+  private fail(l: LabelRecord, reason: string, now: number): void {
+    l.inflight = null;
+    l.attempts++;
+    const backoff = l.checkInMs * Math.min(2 ** (l.attempts - 1), this.maxBackoffCheckIns);
+    l.nextAttemptAt = now + backoff;
+    l.lastError = reason;
+    this.refresh(l, now);
+    this.touch(l.mac);
+  }
+
+  /** Drops plan entries superseded at `now` and derives state and mismatchSince. */
+  private refresh(l: LabelRecord, now: number): void {
+    let cur = -1;
+    for (let i = 0; i < l.plan.length; i++) if (l.plan[i]!.effectiveAt <= now) cur = i;
+    if (cur > 0) {
+      // Only the newest due entry matters; the in-flight one is kept in `inflight` itself.
+      for (const p of l.plan.slice(0, cur)) if (p.hash !== l.shown?.hash && p.hash !== l.inflight?.content.hash) this.stats.coalesced++;
+      l.plan = l.plan.slice(cur);
+      this.touch(l.mac);
+    }
+    const target = cur >= 0 ? l.plan[0] : undefined;
+    const showsTarget = target !== undefined && target.hash === l.shown?.hash;
+    const state: DeliveryState = l.inflight ? 'sent' : target === undefined || showsTarget ? (l.shown || target ? 'confirmed' : 'pending') : l.attempts >= this.maxAttempts ? 'failed' : 'pending';
+    const mismatchSince = target === undefined || showsTarget ? null : (l.mismatchSince ?? target.effectiveAt);
+    if (state !== l.state || mismatchSince !== l.mismatchSince) {
+      l.state = state;
+      l.mismatchSince = mismatchSince;
+      this.touch(l.mac);
+    }
+  }
+
+  private bucket(ap: string, now: number): Bucket {
+    let b = this.buckets.get(ap);
+    if (!b) {
+      b = { tokens: this.burst, at: now, pausedUntil: 0 };
+      this.buckets.set(ap, b);
+    } else if (now > b.at) {
+      b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) * this.rate) / 1000);
+      b.at = now;
+    }
+    return b;
+  }
+
+  private touch(mac: string): void {
+    this.dirty.add(mac);
+  }
+}
