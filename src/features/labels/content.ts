@@ -12,7 +12,8 @@
  * (`fonts/bahnschrift20`, `fonts/calibrib50`, ...).
  *
  * Fitting. The gateway cannot measure glyphs the AP draws, so each font in the label type data
- * carries upper bounds of the advance per character class (digit, other, wide); a text measured
+ * carries upper bounds of the advance per character class (digit or currency sign, narrow
+ * punctuation, other, wide); a text measured
  * with them is never wider on the tag. Then:
  * - a price, a was-price or a unit price that does not fit its field is an error
  *   (LabelContentError SG_LABEL_TEXT_TOO_LONG): a price is never cut or shrunk;
@@ -221,13 +222,16 @@ export function unitPrice(priceMinor: number, net: NetContent | null | undefined
 
 // ---- measuring and fitting ----
 
-const DIGIT_CLASS = /[0-9.,\-' ]/;
-const WIDE_CLASS = /[\p{Lu}mwMW@%€&#]/u;
+const DIGIT_CLASS = /[0-9\p{Sc}]/u;
+const PUNCT_CLASS = /[.,':;!| ]/;
+const WIDE_CLASS = /[\p{Lu}mwMW@%&#]/u;
 
 /** Width in pixels of `text` in `font`, an upper bound (see FontMetrics). */
 export function measure(text: string, font: FontMetrics): number {
   let w = 0;
-  for (const ch of text) w += DIGIT_CLASS.test(ch) ? font.digitWidthPx : WIDE_CLASS.test(ch) ? font.wideWidthPx : font.charWidthPx;
+  for (const ch of text) {
+    w += DIGIT_CLASS.test(ch) ? font.digitWidthPx : PUNCT_CLASS.test(ch) ? font.punctWidthPx : WIDE_CLASS.test(ch) ? font.wideWidthPx : font.charWidthPx;
+  }
   return w;
 }
 

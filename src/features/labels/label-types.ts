@@ -42,7 +42,7 @@ const labelTypeSchema = z.strictObject({
   colours: z.array(z.enum(['white', 'black', 'red', 'yellow'])).min(2, 'needs at least two colours').max(4),
   fonts: z.record(
     z.string().min(1),
-    z.strictObject({ height_px: positivePx, digit_width_px: positivePx, char_width_px: positivePx, wide_width_px: positivePx }),
+    z.strictObject({ height_px: positivePx, digit_width_px: positivePx, punct_width_px: positivePx, char_width_px: positivePx, wide_width_px: positivePx }),
   ),
   template: z.strictObject({
     name: z.strictObject({ ...textField, max_lines: z.number().int().min(1).max(4), line_height_px: positivePx }),
@@ -85,7 +85,7 @@ export function validateLabelType(raw: unknown, file: string): { labelType?: Lab
 
   const fonts: Record<string, FontMetrics> = {};
   for (const [name, f] of Object.entries(d.fonts)) {
-    fonts[name] = { heightPx: f.height_px, digitWidthPx: f.digit_width_px, charWidthPx: f.char_width_px, wideWidthPx: f.wide_width_px };
+    fonts[name] = { heightPx: f.height_px, digitWidthPx: f.digit_width_px, punctWidthPx: f.punct_width_px, charWidthPx: f.char_width_px, wideWidthPx: f.wide_width_px };
   }
   const toField = (f: { x: number; y: number; align: Align; font: string; colour: string; max_width_px: number }): TextField => ({
     x: f.x,

@@ -10,11 +10,13 @@ export type Align = 'left' | 'center' | 'right';
 export interface FontMetrics {
   /** Line height in pixels (the text occupies y .. y + heightPx). */
   heightPx: number;
-  /** Upper bound of the advance of a digit and of the price punctuation (`.` `,` `-` space). */
+  /** Upper bound of the advance of a digit and of a currency sign (fonts draw them tabular). */
   digitWidthPx: number;
+  /** Upper bound of the advance of narrow punctuation: `.` `,` `'` `:` `;` `!` `|` and space. */
+  punctWidthPx: number;
   /** Upper bound of the advance of any other character that is not wide. */
   charWidthPx: number;
-  /** Upper bound of the advance of capitals and wide glyphs (m, w, @, %, €, ...). */
+  /** Upper bound of the advance of capitals and wide glyphs (m, w, @, %, &, #). */
   wideWidthPx: number;
 }
 
