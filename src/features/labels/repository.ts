@@ -10,7 +10,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { Migration } from '../../store/migrations';
 import type { Store } from '../../store/store';
-import type { ContentVersion, DeliveryState, LabelRecord } from './scheduler';
+import type { ContentVersion, DeliveryScheduler, DeliveryState, LabelRecord } from './scheduler';
 
 export const LABELS_SCHEMA_VERSION = 10;
 
@@ -270,4 +270,46 @@ export class LabelRepository {
     }
     return out;
   }
+}
+
+/**
+ * Queues every label the scheduler changed since the last call (its dirty set): a known label is
+ * saved with its binding, one the scheduler no longer has is removed. Resolves when all are
+ * committed or failed; a label whose write failed is marked dirty again (saved with the next call)
+ * and listed in `failed`. A label with no binding is skipped and listed in `unbound` (the caller
+ * binds before it schedules).
+ */
+export async function persistChanges(
+  scheduler: Pick<DeliveryScheduler, 'drainDirty' | 'record' | 'markDirty'>,
+  bindingOf: (mac: string) => LabelBinding | undefined,
+  repo: LabelRepository,
+): Promise<{ saved: number; removed: number; unbound: string[]; failed: Array<{ mac: string; error: Error }> }> {
+  const writes: Array<Promise<void>> = [];
+  const unbound: string[] = [];
+  const failed: Array<{ mac: string; error: Error }> = [];
+  let saved = 0;
+  let removed = 0;
+  const track = (mac: string, p: Promise<void>, done: () => void): void => {
+    writes.push(
+      p.then(done, (error: Error) => {
+        failed.push({ mac, error });
+        scheduler.markDirty(mac);
+      }),
+    );
+  };
+  for (const mac of scheduler.drainDirty()) {
+    const delivery = scheduler.record(mac);
+    if (!delivery) {
+      track(mac, repo.remove(mac), () => removed++);
+      continue;
+    }
+    const binding = bindingOf(mac);
+    if (!binding) {
+      unbound.push(mac);
+      continue;
+    }
+    track(mac, repo.save({ binding, delivery }), () => saved++);
+  }
+  await Promise.all(writes);
+  return { saved, removed, unbound, failed };
 }

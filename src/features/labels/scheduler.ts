@@ -276,6 +276,11 @@ export class DeliveryScheduler {
     return out;
   }
 
+  /** Marks a label to be saved again (its last save failed). */
+  markDirty(mac: string): void {
+    this.dirty.add(mac);
+  }
+
   /** Labels per state, at `now`. */
   counts(now = this.o.clock()): Record<DeliveryState, number> {
     const c = { pending: 0, sent: 0, confirmed: 0, failed: 0 };
