@@ -383,6 +383,35 @@ describe('radio budget per AP', () => {
   });
 });
 
+describe('labels going away, and a limit per call', () => {
+  it('a removed label is never dispatched and is reported changed (to be deleted)', () => {
+    const { s } = setup();
+    for (const mac of ['A', 'B']) {
+      s.setLabel(mac, { checkInMs: CHECK_IN });
+      s.heard(mac, 'ap1');
+      s.submit(mac, [content(mac, 100)]);
+    }
+    s.drainDirty();
+    s.removeLabel('A');
+    expect(s.drainDirty()).toEqual(['A']);
+    expect(s.record('A')).toBeUndefined();
+    expect(s.next().map((d) => d.mac)).toEqual(['B']);
+    expect(s.acknowledged('A')).toBe(false);
+  });
+
+  it('next(now, limit) hands out at most `limit`, the most urgent first, and the rest on the next call', () => {
+    const { s } = setup();
+    for (const [mac, price] of [['A', 100], ['B', 300], ['C', 200]] as const) {
+      s.setLabel(mac, { checkInMs: CHECK_IN });
+      s.heard(mac, mac === 'B' ? 'ap2' : 'ap1');
+      s.submit(mac, [content(mac, price)]);
+    }
+    // no label has shown anything yet: all are rises, in MAC order
+    expect(s.next(undefined, 2).map((d) => d.mac)).toEqual(['A', 'B']);
+    expect(s.next(undefined, 2).map((d) => d.mac)).toEqual(['C']);
+  });
+});
+
 describe('state for the repository', () => {
   it('a restored record carries on: confirmed content is not resent, a transfer in flight still awaits its ack', () => {
     const { s, clock } = setup();

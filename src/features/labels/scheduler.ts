@@ -358,7 +358,10 @@ export class DeliveryScheduler {
     return l.plan.map((c) => c.seq);
   }
 
-  /** The label checked in through `ap` at `at` (a check-in on the WebSocket or in /get_db). */
+  /**
+   * The label checked in through `ap` at `at` (a check-in on the WebSocket or in /get_db). `ap` is
+   * an AP id of the configuration: the scheduler keeps one queue and one budget per AP it is told.
+   */
   heard(mac: string, ap: string, at: number = this.o.clock()): void {
     const l = this.labels.get(mac);
     if (!l) {
