@@ -35,8 +35,8 @@ function texts(cmds: DrawCommand[]): string[] {
   return cmds.flatMap((c) => ('text' in c ? [c.text[2]] : []));
 }
 
-function textOf(cmds: DrawCommand[], font: string, y: number): string | undefined {
-  for (const c of cmds) if ('text' in c && c.text[3] === font && c.text[1] === y) return c.text[2];
+function textAt(cmds: DrawCommand[], y: number): string | undefined {
+  for (const c of cmds) if ('text' in c && c.text[1] === y) return c.text[2];
   return undefined;
 }
 
@@ -48,20 +48,25 @@ function input(over: Partial<RenderInput> & { name?: string } = {}): RenderInput
   };
 }
 
-/** Every text lies inside its field and the label: nothing overflows silently. */
+/** Every text lies inside its field and the label, in the field's font: nothing overflows silently. */
 function expectInside(cmds: DrawCommand[], type: LabelType): void {
   const fields = Object.values(type.template);
   for (const c of cmds) {
     if (!('text' in c)) continue;
-    const [x, y, s, font] = c.text;
-    const f = fields.find((fl) => fl.font === font && fl.x === x && (y === fl.y || ('lineHeightPx' in fl && (y - fl.y) % fl.lineHeightPx === 0)));
+    const [x, y, s, file, , , size] = c.text;
+    const f = fields.find((fl) => {
+      const font = type.fonts[fl.font]!;
+      return font.file === file && (font.size ?? undefined) === size && fl.x === x && (y === fl.y || ('lineHeightPx' in fl && (y - fl.y) % fl.lineHeightPx === 0));
+    });
     expect(f, `a field for ${JSON.stringify(c)}`).toBeDefined();
-    const w = measure(s, type.fonts[font]!);
+    const font = type.fonts[f!.font]!;
+    const w = measure(s, font);
     expect(w).toBeLessThanOrEqual(f!.maxWidthPx);
     const left = f!.align === 'left' ? x : f!.align === 'right' ? x - w : x - w / 2;
     expect(left).toBeGreaterThanOrEqual(0);
     expect(left + w).toBeLessThanOrEqual(type.widthPx);
-    expect(y + type.fonts[font]!.heightPx).toBeLessThanOrEqual(type.heightPx);
+    expect(y + font.heightPx).toBeLessThanOrEqual(type.heightPx);
+    if (font.glyphs) for (const ch of s) if (ch !== ' ') expect(font.glyphs, `${font.file} has ${ch}`).toContain(ch);
   }
 }
 
@@ -93,7 +98,8 @@ width_px: 200
 height_px: 100
 colours: [white, black]
 fonts:
-  f20: { height_px: 20, digit_width_px: 10, punct_width_px: 5, char_width_px: 10, wide_width_px: 14 }
+  f20: { file: fonts/f20, height_px: 20, digit_width_px: 10, punct_width_px: 5, char_width_px: 10, wide_width_px: 14 }
+  tt: { file: X.ttf, height_px: 20, digit_width_px: 10, punct_width_px: 5, char_width_px: 10, wide_width_px: 14 }
 template:
   name: { x: 0, y: 0, font: f20, colour: black, max_width_px: 200, max_lines: 2, line_height_px: 22 }
   price: { x: 199, y: 30, align: right, font: f20, colour: black, promo_colour: red, max_width_px: 100 }
@@ -117,6 +123,7 @@ template:
         "template.was_price.max_width_px: the field spans x 150..250, outside the label's 0..200",
         'template.price: overlaps template.name',
         'template.was_price: overlaps template.price',
+        'fonts.tt.size: is required for a TrueType font (.ttf)',
       ]),
     );
     // the second file's own problems are listed too (one run reports everything)
@@ -211,25 +218,40 @@ describe('the drawing (OEPL JSON template)', () => {
   it('draws name and price at the template positions, fonts and colours; the body is the JSON of the commands', () => {
     const r = renderLabel(input(), t29);
     expect(r.commands).toEqual([
-      { text: [4, 2, 'Vollmilch 3,5%', 'fonts/bahnschrift20', 1, 0] },
-      { text: [292, 50, '2,49 €', 'fonts/calibrib50', 1, 2] },
+      { text: [4, 2, 'Vollmilch 3,5%', 'fonts/bahnschrift20', 'black', 0] },
+      { text: [292, 46, '2,49 €', 'Signika-SB.ttf', 'black', 2, 40] },
     ]);
     expect(JSON.parse(r.body)).toEqual(r.commands);
     expect(r.bytes).toBe(Buffer.byteLength(r.body));
     expect(r.radioBytes).toBe((296 * 128 * 2) / 8);
     expect(r.truncated).toBe(false);
+    expect(r.substituted).toEqual([]);
     expectInside(r.commands, t29);
   });
 
   it('a promotion shows the price in the promotion colour and the was-price struck through', () => {
     const r = renderLabel(input({ display: { price: 199, currency: 'EUR', wasPrice: 249 } }), t29);
-    const price = r.commands.find((c) => 'text' in c && c.text[2] === '1,99 €') as { text: [number, number, string, string, number, number] };
-    expect(price.text[4]).toBe(t29.colours.indexOf('red'));
-    expect(textOf(r.commands, 'fonts/bahnschrift20', 56)).toBe('2,49 €');
-    const line = r.commands.find((c): c is { line: [number, number, number, number, number] } => 'line' in c)!;
-    // through the middle of the was-price, exactly as wide as it measures
-    expect(line.line).toEqual([4, 56 + 10, 4 + measure('2,49 €', t29.fonts['fonts/bahnschrift20']!), 66, 1]);
+    expect(r.commands).toContainEqual({ text: [292, 46, '1,99 €', 'Signika-SB.ttf', 'red', 2, 40] });
+    expect(r.commands).toContainEqual({ text: [4, 52, '2,49 €', 'Signika-SB.ttf', 'black', 0, 20] });
+    const line = r.commands.find((c): c is { line: [number, number, number, number, string] } => 'line' in c)!;
+    // through the middle of the was-price line, exactly as wide as it measures
+    const w = measure('2,49 €', t29.fonts.signika20!);
+    expect(line.line).toEqual([4, 52 + 12, 4 + w, 64, 'black']);
     expect(r.meta).toMatchObject({ price: 199, wasPrice: 249, currency: 'EUR' });
+    expectInside(r.commands, t29);
+  });
+
+  it('a price in a font without the currency sign is written with the currency code; the AP fonts lack €', () => {
+    const font = t29.fonts.bahnschrift20!;
+    expect(formatPrice(249, 'EUR', 'de-DE', font)).toBe('2,49 EUR');
+    expect(formatPrice(249, 'USD', 'en-US', font)).toBe('$2.49'); // it has $
+    expect(formatPrice(249, 'EUR', 'de-DE', t29.fonts.signika20)).toBe('2,49 €');
+  });
+
+  it('letters the name font lacks lose their accent or become "?", and are reported; braces (AP variables) become parentheses', () => {
+    const r = renderLabel(input({ name: 'Crème brûlée {ap_ip} 中' }), t29);
+    expect(textAt(r.commands, 2)).toBe('Creme brulée (ap_ip) ?'); // the font has é, not è or û
+    expect(r.substituted.sort()).toEqual(['è', 'û', '中'].sort());
     expectInside(r.commands, t29);
   });
 
@@ -278,7 +300,7 @@ describe('text that does not fit', () => {
   it('a long name is wrapped onto the lines of the field and cut with "..." on the last one, flagged truncated', () => {
     const name = 'Bio Vollmilch 3,8% Fett frisch aus der Region, laktosefrei und besonders lecker';
     const r = renderLabel(input({ name }), t29);
-    const lines = r.commands.filter((c) => 'text' in c && c.text[3] === 'fonts/bahnschrift20' && c.text[1] < 50).map((c) => ('text' in c ? c.text : null)!);
+    const lines = r.commands.filter((c) => 'text' in c && c.text[3] === 'fonts/bahnschrift20').map((c) => ('text' in c ? c.text : null)!);
     expect(lines.map((l) => l[1])).toEqual([2, 24]); // max_lines 2, line_height_px 22
     expect(lines[0]![2]).toBe('Bio Vollmilch 3,8% Fett');
     expect(lines[1]![2].endsWith('...')).toBe(true);
@@ -290,7 +312,8 @@ describe('text that does not fit', () => {
   it('a word longer than a line is broken between characters; a name that fits is not touched', () => {
     const word = 'Donaudampfschifffahrtsgesellschaftskapitänsmütze';
     const r = renderLabel(input({ name: word }), t154);
-    const lines = texts(r.commands).slice(0, 3);
+    const lines = r.commands.flatMap((c) => ('text' in c && c.text[3] === 'fonts/bahnschrift20' ? [c.text[2]] : []));
+    expect(lines).toHaveLength(2);
     expect(lines.join('').replace(/\.\.\.$/, '')).toBe(word.slice(0, lines.join('').replace(/\.\.\.$/, '').length));
     expectInside(r.commands, t154);
     const short = renderLabel(input({ name: '  Milch \u0007 frisch\n' }), t154);

@@ -2,14 +2,23 @@
  * Label content: from a product, the price it has at a given time and the store's locale, the
  * drawing a label of a given type shows, as an OpenEPaperLink JSON template.
  *
- * The OpenEPaperLink access point (ESP32 AP firmware, OpenEPaperLink repository; its wiki page
- * "Json template") renders such a template itself: `POST /jsonupload` with form fields `mac` and
- * `json`, the json being an array of draw commands. We use two of them:
- *   {"text": [x, y, "text", "font", colour, alignment]}  alignment 0 left, 1 centre, 2 right of x
- *   {"line": [x1, y1, x2, y2, colour]}                    (the stroke through a was-price)
- * Colours are the tag's palette indexes (0 white, 1 black, 2 red or yellow); the label type data
- * (devices/labels/*.yaml) names the palette in that order and the fonts by the AP's font file names
- * (`fonts/bahnschrift20`, `fonts/calibrib50`, ...).
+ * The OpenEPaperLink access point (ESP32 AP firmware, OpenEPaperLink repository: wiki page
+ * "Json template", drawElement/drawString in ESP32_AP-Flasher/src/contentmanager.cpp) renders such
+ * a template itself: `POST /jsonupload` with form fields `mac` and `json`, the json being an array
+ * of draw commands. We use two of them:
+ *   {"text": [x, y, "text", "font", "colour", alignment(, size)]}
+ *       alignment 0: x is the left edge, 1: the centre, 2: the right edge; y is the top of the
+ *       line. `font` is a bitmap font file (`fonts/bahnschrift20`) or a TrueType file
+ *       (`Signika-SB.ttf`) drawn at `size` pixels.
+ *   {"line": [x1, y1, x2, y2, "colour"]}  (the stroke through a was-price)
+ * Colours go by name (`white`, `black`, `red`, `yellow`): the firmware also takes numbers, but its
+ * 2 is red and 3 yellow whatever the tag has, so a name says what is meant.
+ * Two firmware facts shape the text: the AP replaces `{name}` in a text by its variable `name` (or
+ * `-`), so braces in a product name are sent as parentheses; and a bitmap font has only the glyphs
+ * it was made with (the AP's bahnschrift and calibrib files have no `€`), so each font in the label
+ * type data lists its glyphs and a price whose currency sign the font lacks is written with the
+ * currency code (`2,49 EUR`); a letter the font lacks loses its accent (`è` -> `e`) or becomes `?`,
+ * and the result lists it in `substituted`.
  *
  * Fitting. The gateway cannot measure glyphs the AP draws, so each font in the label type data
  * carries upper bounds of the advance per character class (digit or currency sign, narrow
@@ -34,7 +43,7 @@ import { createHash } from 'node:crypto';
 import type { ContentInput } from './scheduler';
 import type { FontMetrics, LabelType, TextField } from './types';
 
-export type LabelContentErrorCode = 'SG_LABEL_TEXT_TOO_LONG' | 'SG_LABEL_INPUT_INVALID';
+export type LabelContentErrorCode = 'SG_LABEL_TEXT_TOO_LONG' | 'SG_LABEL_TEXT_UNRENDERABLE' | 'SG_LABEL_INPUT_INVALID';
 
 /** Content that cannot be put on a label. `field` names the template field or input at fault. */
 export class LabelContentError extends Error {
@@ -91,7 +100,8 @@ export interface LabelProduct {
   netContent?: NetContent | null;
 }
 
-export type DrawCommand = { text: [number, number, string, string, number, number] } | { line: [number, number, number, number, number] };
+export type TextCommand = [x: number, y: number, text: string, font: string, colour: string, align: number, size?: number];
+export type DrawCommand = { text: TextCommand } | { line: [number, number, number, number, string] };
 
 /** What the label shows, for the integrity report and for ordering deliveries. */
 export interface ContentMeta {
@@ -116,6 +126,8 @@ export interface RenderedContent {
   radioBytes: number;
   /** The name was cut to fit (see the rule above). */
   truncated: boolean;
+  /** Characters of the name the font does not have, replaced (see above); empty when none. */
+  substituted: string[];
   meta: ContentMeta;
 }
 
@@ -170,12 +182,12 @@ export function priceTimeline(p: LabelPrice, now: number): Array<{ effectiveAt: 
 
 const formatters = new Map<string, Intl.NumberFormat>();
 
-function currencyFormat(locale: string, currency: string): Intl.NumberFormat {
-  const key = `${locale}|${currency}`;
+function currencyFormat(locale: string, currency: string, display: 'symbol' | 'code'): Intl.NumberFormat {
+  const key = `${locale}|${currency}|${display}`;
   let f = formatters.get(key);
   if (!f) {
     try {
-      f = new Intl.NumberFormat(locale, { style: 'currency', currency });
+      f = new Intl.NumberFormat(locale, { style: 'currency', currency, currencyDisplay: display });
     } catch (e) {
       throw new LabelContentError('SG_LABEL_INPUT_INVALID', 'locale', `cannot format ${currency} for locale ${JSON.stringify(locale)}: ${(e as Error).message}`);
     }
@@ -191,23 +203,40 @@ function decimalString(minor: number, digits: number): string {
   return `${minor < 0 ? '-' : ''}${s.slice(0, -digits)}.${s.slice(-digits)}`;
 }
 
-/** Plain text for the label: no control characters, no-break spaces as spaces, one space per run. */
+/** Plain text for the label: no control characters, no-break spaces as spaces, one space per run, no braces (AP variables). */
 export function labelText(s: string): string {
   return s
     .normalize('NFC')
     .replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u206f]/g, ' ')
     .replace(/[\s\u00a0\u202f]+/g, ' ')
+    .replace(/\{/g, '(')
+    .replace(/\}/g, ')')
     .trim();
 }
 
-/** A price in minor units formatted for `locale` (e.g. 249 EUR: de-DE "2,49 €", en-US "€2.49"). */
-export function formatPrice(minor: number, currency: string, locale: string): string {
+/** Characters of `text` that `font` has no glyph for (space always drawn). */
+export function missingGlyphs(text: string, font: FontMetrics | undefined): string[] {
+  if (!font?.glyphs) return [];
+  const out = new Set<string>();
+  for (const ch of text) if (ch !== ' ' && !font.glyphs.includes(ch)) out.add(ch);
+  return [...out];
+}
+
+/**
+ * A price in minor units formatted for `locale` (e.g. 249 EUR: de-DE "2,49 €", en-US "€2.49").
+ * With `font`, a currency sign the font lacks is written as the currency code ("2,49 EUR").
+ */
+export function formatPrice(minor: number, currency: string, locale: string, font?: FontMetrics): string {
   if (!Number.isSafeInteger(minor) || minor < 0) throw new LabelContentError('SG_LABEL_INPUT_INVALID', 'price', `price ${minor} is not a non-negative integer of minor units`);
   if (!/^[A-Z]{3}$/.test(currency)) throw new LabelContentError('SG_LABEL_INPUT_INVALID', 'currency', `currency ${JSON.stringify(currency)} is not an ISO 4217 code`);
-  const f = currencyFormat(locale, currency);
+  const f = currencyFormat(locale, currency, 'symbol');
   const digits = f.resolvedOptions().maximumFractionDigits ?? 2;
+  const decimal = decimalString(minor, digits);
   // Node 20's Intl formats a decimal string exactly (Intl.NumberFormat v3); lib ES2022 types only number.
-  return labelText((f.format as unknown as (v: string) => string)(decimalString(minor, digits)));
+  const format = (nf: Intl.NumberFormat): string => labelText((nf.format as unknown as (v: string) => string)(decimal));
+  const text = format(f);
+  if (missingGlyphs(text, font).length === 0) return text;
+  return format(currencyFormat(locale, currency, 'code'));
 }
 
 /** The unit price in minor units per kg or per litre, rounded half up; null without net content. */
@@ -224,7 +253,7 @@ export function unitPrice(priceMinor: number, net: NetContent | null | undefined
 
 const DIGIT_CLASS = /[0-9\p{Sc}]/u;
 const PUNCT_CLASS = /[.,':;!| ]/;
-const WIDE_CLASS = /[\p{Lu}mwMW@%&#]/u;
+const WIDE_CLASS = /[\p{Lu}mwMW@%&#æœŵ¼½¾]/u;
 
 /** Width in pixels of `text` in `font`, an upper bound (see FontMetrics). */
 export function measure(text: string, font: FontMetrics): number {
@@ -242,7 +271,16 @@ function fontOf(type: LabelType, f: TextField, field: string): FontMetrics {
 }
 
 function mustFit(type: LabelType, f: TextField, field: string, text: string): number {
-  const w = measure(text, fontOf(type, f, field));
+  const font = fontOf(type, f, field);
+  const missing = missingGlyphs(text, font);
+  if (missing.length) {
+    throw new LabelContentError('SG_LABEL_TEXT_UNRENDERABLE', field, `${field} "${text}": font ${font.file} of label type ${type.id} has no ${missing.join(' ')}`, {
+      text,
+      missing,
+      labelType: type.id,
+    });
+  }
+  const w = measure(text, font);
   if (w > f.maxWidthPx) {
     throw new LabelContentError('SG_LABEL_TEXT_TOO_LONG', field, `${field} "${text}" is ${w} px wide, the ${field} field of label type ${type.id} holds ${f.maxWidthPx} px`, {
       text,
@@ -287,16 +325,34 @@ export function wrapName(name: string, font: FontMetrics, maxWidth: number, maxL
   return { lines, truncated: true };
 }
 
-function colourIndex(type: LabelType, colour: string, field: string): number {
-  const i = type.colours.indexOf(colour);
-  if (i < 0) throw new LabelContentError('SG_LABEL_INPUT_INVALID', field, `label type ${type.id} has no colour ${colour}`);
-  return i;
+function colourOf(type: LabelType, colour: string, field: string): string {
+  if (!type.colours.includes(colour)) throw new LabelContentError('SG_LABEL_INPUT_INVALID', field, `label type ${type.id} has no colour ${colour}`);
+  return colour;
 }
 
 const ALIGN = { left: 0, center: 1, right: 2 } as const;
 
 function text(type: LabelType, f: TextField, field: string, s: string, colour = f.colour, y = f.y): DrawCommand {
-  return { text: [f.x, y, s, f.font, colourIndex(type, colour, field), ALIGN[f.align]] };
+  const font = fontOf(type, f, field);
+  const cmd: TextCommand = [f.x, y, s, font.file, colourOf(type, colour, field), ALIGN[f.align]];
+  if (font.size !== null) cmd.push(font.size);
+  return { text: cmd };
+}
+
+/** The name with every character the font lacks replaced: without its accent if the font has the base letter, else `?`. */
+function renderableName(name: string, font: FontMetrics): { name: string; substituted: string[] } {
+  const missing = missingGlyphs(name, font);
+  if (missing.length === 0) return { name, substituted: [] };
+  let out = '';
+  for (const ch of name) {
+    if (ch === ' ' || !missing.includes(ch)) {
+      out += ch;
+      continue;
+    }
+    const base = ch.normalize('NFD').replace(/\p{M}/gu, '');
+    out += base.length > 0 && missingGlyphs(base, font).length === 0 ? base : '?';
+  }
+  return { name: out, substituted: missing };
 }
 
 function byLanguage(map: Readonly<Record<string, string>>, locale: string): string {
@@ -312,7 +368,8 @@ export function imageBytes(type: LabelType): number {
 
 /**
  * Renders the content of one label. Throws LabelContentError: SG_LABEL_INPUT_INVALID (bad price,
- * currency, locale, net content, empty name) or SG_LABEL_TEXT_TOO_LONG (a price that does not fit).
+ * currency, locale, net content, empty name), SG_LABEL_TEXT_TOO_LONG (a price that does not fit)
+ * or SG_LABEL_TEXT_UNRENDERABLE (a price with a character its font lacks even as a currency code).
  */
 export function renderLabel(input: RenderInput, type: LabelType): RenderedContent {
   const { product, display, locale } = input;
@@ -322,29 +379,31 @@ export function renderLabel(input: RenderInput, type: LabelType): RenderedConten
   const commands: DrawCommand[] = [];
 
   const nameFont = fontOf(type, t.name, 'name');
-  const wrapped = wrapName(name, nameFont, t.name.maxWidthPx, t.name.maxLines);
+  const shown = renderableName(name, nameFont);
+  const wrapped = wrapName(shown.name, nameFont, t.name.maxWidthPx, t.name.maxLines);
   wrapped.lines.forEach((line, i) => commands.push(text(type, t.name, 'name', line, t.name.colour, t.name.y + i * t.name.lineHeightPx)));
 
   const promo = display.wasPrice !== null;
-  const priceText = formatPrice(display.price, display.currency, locale);
+  const priceText = formatPrice(display.price, display.currency, locale, fontOf(type, t.price, 'price'));
   mustFit(type, t.price, 'price', priceText);
   commands.push(text(type, t.price, 'price', priceText, promo ? t.price.promoColour : t.price.colour));
 
   if (promo) {
-    const wasText = `${byLanguage(t.wasPrice.prefix, locale)}${formatPrice(display.wasPrice!, display.currency, locale)}`;
+    const wasText = `${byLanguage(t.wasPrice.prefix, locale)}${formatPrice(display.wasPrice!, display.currency, locale, fontOf(type, t.wasPrice, 'was_price'))}`;
     const w = mustFit(type, t.wasPrice, 'was_price', wasText);
     commands.push(text(type, t.wasPrice, 'was_price', wasText));
     if (t.wasPrice.strike) {
       const font = fontOf(type, t.wasPrice, 'was_price');
       const left = t.wasPrice.align === 'left' ? t.wasPrice.x : t.wasPrice.align === 'right' ? t.wasPrice.x - w : t.wasPrice.x - Math.floor(w / 2);
       const y = t.wasPrice.y + Math.floor(font.heightPx / 2);
-      commands.push({ line: [left, y, left + w, y, colourIndex(type, t.wasPrice.colour, 'was_price')] });
+      commands.push({ line: [left, y, left + w, y, colourOf(type, t.wasPrice.colour, 'was_price')] });
     }
   }
 
   const unit = unitPrice(display.price, product.netContent);
   if (unit) {
-    const unitText = byLanguage(t.unitPrice.pattern, locale).replace('{price}', formatPrice(unit.price, display.currency, locale)).replace('{unit}', unit.unit);
+    const unitPriceText = formatPrice(unit.price, display.currency, locale, fontOf(type, t.unitPrice, 'unit_price'));
+    const unitText = byLanguage(t.unitPrice.pattern, locale).replace('{price}', unitPriceText).replace('{unit}', unit.unit);
     mustFit(type, t.unitPrice, 'unit_price', unitText);
     commands.push(text(type, t.unitPrice, 'unit_price', unitText));
   }
@@ -358,6 +417,7 @@ export function renderLabel(input: RenderInput, type: LabelType): RenderedConten
     bytes: Buffer.byteLength(body, 'utf8'),
     radioBytes: imageBytes(type),
     truncated: wrapped.truncated,
+    substituted: shown.substituted,
     meta: { gtin: product.gtin, name, price: display.price, currency: display.currency, wasPrice: display.wasPrice, unitPrice: unit },
   };
 }

@@ -41,8 +41,17 @@ const labelTypeSchema = z.strictObject({
   height_px: positivePx,
   colours: z.array(z.enum(['white', 'black', 'red', 'yellow'])).min(2, 'needs at least two colours').max(4),
   fonts: z.record(
-    z.string().min(1),
-    z.strictObject({ height_px: positivePx, digit_width_px: positivePx, punct_width_px: positivePx, char_width_px: positivePx, wide_width_px: positivePx }),
+    z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'font ids are 1-32 characters of a-z 0-9 -'),
+    z.strictObject({
+      file: z.string().regex(/^[A-Za-z0-9_./-]{1,64}$/, 'must be a font file name on the AP'),
+      size: positivePx.optional(),
+      glyphs: z.string().min(1).optional(),
+      height_px: positivePx,
+      digit_width_px: positivePx,
+      punct_width_px: positivePx,
+      char_width_px: positivePx,
+      wide_width_px: positivePx,
+    }),
   ),
   template: z.strictObject({
     name: z.strictObject({ ...textField, max_lines: z.number().int().min(1).max(4), line_height_px: positivePx }),
@@ -85,7 +94,19 @@ export function validateLabelType(raw: unknown, file: string): { labelType?: Lab
 
   const fonts: Record<string, FontMetrics> = {};
   for (const [name, f] of Object.entries(d.fonts)) {
-    fonts[name] = { heightPx: f.height_px, digitWidthPx: f.digit_width_px, punctWidthPx: f.punct_width_px, charWidthPx: f.char_width_px, wideWidthPx: f.wide_width_px };
+    const truetype = f.file.endsWith('.ttf');
+    if (truetype && f.size === undefined) issue(`fonts.${name}.size`, 'is required for a TrueType font (.ttf)');
+    if (!truetype && f.size !== undefined) issue(`fonts.${name}.size`, 'only for a TrueType font (.ttf): a bitmap font has one size');
+    fonts[name] = {
+      file: f.file,
+      size: f.size ?? null,
+      glyphs: f.glyphs ?? null,
+      heightPx: f.height_px,
+      digitWidthPx: f.digit_width_px,
+      punctWidthPx: f.punct_width_px,
+      charWidthPx: f.char_width_px,
+      wideWidthPx: f.wide_width_px,
+    };
   }
   const toField = (f: { x: number; y: number; align: Align; font: string; colour: string; max_width_px: number }): TextField => ({
     x: f.x,

@@ -8,6 +8,15 @@
 export type Align = 'left' | 'center' | 'right';
 
 export interface FontMetrics {
+  /**
+   * The font as the AP names it: a bitmap font file (`fonts/bahnschrift20`, drawn with its top at
+   * y) or a TrueType file (`Signika-SB.ttf`, drawn at `size` pixels with its ascender at y).
+   */
+  file: string;
+  /** Pixel size for a TrueType font (sent as the text command's size); null for a bitmap font. */
+  size: number | null;
+  /** Every character the font has besides space; null: not listed (any character is drawn). */
+  glyphs: string | null;
   /** Line height in pixels (the text occupies y .. y + heightPx). */
   heightPx: number;
   /** Upper bound of the advance of a digit and of a currency sign (fonts draw them tabular). */
@@ -16,7 +25,7 @@ export interface FontMetrics {
   punctWidthPx: number;
   /** Upper bound of the advance of any other character that is not wide. */
   charWidthPx: number;
-  /** Upper bound of the advance of capitals and wide glyphs (m, w, @, %, &, #). */
+  /** Upper bound of the advance of capitals and wide glyphs (m, w, @, %, &, #, æ, œ, ¼, ½, ¾). */
   wideWidthPx: number;
 }
 
@@ -70,7 +79,7 @@ export interface LabelType {
   hwTypes: readonly number[];
   widthPx: number;
   heightPx: number;
-  /** Palette names in the wire's colour index order (OEPL: 0 white, 1 black, 2 red/yellow). */
+  /** The colours the display has (`white`, `black`, `red`, `yellow`), sent by name. */
   colours: readonly string[];
   fonts: Readonly<Record<string, FontMetrics>>;
   template: LabelTemplate;
