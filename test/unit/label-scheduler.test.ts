@@ -321,6 +321,22 @@ describe('routes: the AP that last heard a label', () => {
     expect(s.acknowledged('A')).toBe(true);
   });
 
+  it('an ack reported by an AP the transfer did not go through confirms nothing (that AP may deliver older content it had queued)', () => {
+    const { s, clock } = setup();
+    s.setLabel('A', { checkInMs: CHECK_IN });
+    s.heard('A', 'ap1');
+    s.submit('A', [content('old', 100)]);
+    s.next();
+    clock.now += 1000;
+    s.heard('A', 'ap2');
+    s.submit('A', [content('new', 120)]);
+    expect(s.next().map((d) => [d.hash, d.ap])).toEqual([['new', 'ap2']]);
+    expect(s.acknowledged('A', clock.now, undefined, 'ap1')).toBe(false);
+    expect(s.record('A')).toMatchObject({ state: 'sent', shown: null });
+    expect(s.acknowledged('A', clock.now, undefined, 'ap2')).toBe(true);
+    expect(s.record('A')!.shown!.hash).toBe('new');
+  });
+
   it('an AP that restarted lost its queue: its transfers go back to pending; while it is down nothing is sent to it', () => {
     const { s, clock } = setup();
     for (const [mac, ap] of [['A', 'ap1'], ['B', 'ap2']] as const) {

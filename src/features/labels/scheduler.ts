@@ -400,17 +400,19 @@ export class DeliveryScheduler {
 
   /**
    * The label acknowledged a transfer ("xfer complete"). Without `hash` it confirms the content in
-   * flight; with `hash` (learnt from the AP's tag database) only content with that hash is confirmed.
+   * flight, and only if it came from the AP that transfer went through (`ap`, when the driver says
+   * which AP reported it: an AP the label left may still deliver the older content it had queued).
+   * With `hash` (learnt from the AP's tag database) only content with that hash is confirmed.
    * Returns whether something was confirmed.
    */
-  acknowledged(mac: string, at: number = this.o.clock(), hash?: string): boolean {
+  acknowledged(mac: string, at: number = this.o.clock(), hash?: string, ap?: string): boolean {
     const l = this.labels.get(mac);
     if (!l) {
       this.stats.unknownLabels++;
       return false;
     }
     let c: ContentVersion | undefined;
-    if (l.inflight && (hash === undefined || hash === l.inflight.content.hash)) c = l.inflight.content;
+    if (l.inflight && (hash === undefined ? ap === undefined || ap === l.inflight.ap : hash === l.inflight.content.hash)) c = l.inflight.content;
     else if (hash !== undefined) c = l.plan.find((p) => p.hash === hash && p.effectiveAt <= at);
     if (!c) {
       this.stats.unmatchedAcks++;
