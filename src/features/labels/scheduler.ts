@@ -48,7 +48,8 @@
  *   cosmetic content never overtakes a price change for the same radio); other APs still go.
  * - Route: a label is reached through the AP that last heard it (`heard()`, newest time wins).
  *   When it moves to another AP, a transfer outstanding at the old one is given up (not counted as
- *   a failed attempt) and the content is sent through the new one. An AP that went down or
+ *   a failed attempt) and the content is sent through the new one; an ack then counts only from the
+ *   AP the transfer went through, since the old one may still deliver what it had queued. An AP that went down or
  *   restarted loses its queue: `apLost()` returns its outstanding transfers to pending, likewise
  *   without counting them against the label.
  * - Timeouts and back-off derive from the label's check-in interval: an ack is awaited for
