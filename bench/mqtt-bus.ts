@@ -27,7 +27,8 @@
  * gateway     the whole gateway (a 16-slot simulated shelf bus with shoppers) with K idle
  *             connections, then the bus loaded (P QoS 1 publishers -> 1 subscriber) for
  *             --load-seconds: its RSS (goal < 150 MB), sampled every 250 ms.
- *               [--load-seconds 10]
+ *               [--load-seconds 10] [--load-rate 5000]  total QoS 1 msg/s, paced (0: flat out, with
+ *               both brokers' queues sized alike, SAME_BOUNDS_AS_MOSQUITTO)
  *
  *   [--only sg|mq]    one broker only (profiling runs)
  *   [--env K=V]       (repeatable) set in the daemon's environment, after the `Environment=` lines
@@ -133,6 +134,47 @@ async function drive(port: number, brokerPid: number | undefined, messages: numb
   sub.removeListener('message', onMessage);
   if (!clients) await Promise.all([sub, ...pubs].map((c) => c.endAsync()));
   return { rate: total / secs, clientCpu: ((cpu.user + cpu.system) / 1000 / total) * 1000, brokerCpu: (brokerCpuMs / total) * 1000 };
+}
+
+/**
+ * A steady QoS 1 load at `rate` messages/s in all (split over the publishers, sent every 10 ms, at
+ * most 256 unacknowledged per publisher) for `seconds`; resolves once the subscriber got all that
+ * was sent (bounded: 60 s). Unlike drive() it does not outrun the subscriber, so the broker's
+ * queues stay small: the memory of a busy bus, not of a subscriber falling behind.
+ */
+async function drivePaced(load: LoadClients, rate: number, seconds: number): Promise<{ sent: number; received: number; rate: number }> {
+  const payload = JSON.stringify({ shelf_id: 'g1-s1', slot_id: 's1', count: 12, weight_g: 3000.4, ts: new Date().toISOString() });
+  let received = 0;
+  const onMessage = (): void => {
+    received++;
+  };
+  load.sub.on('message', onMessage);
+  const perTick = rate / 100 / load.pubs.length;
+  const inflight = load.pubs.map(() => 0);
+  const credit = load.pubs.map(() => 0);
+  let sent = 0;
+  const t0 = Date.now();
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      if (Date.now() - t0 >= seconds * 1000) {
+        clearInterval(timer);
+        return resolve();
+      }
+      load.pubs.forEach((c, i) => {
+        credit[i]! += perTick;
+        while (credit[i]! >= 1 && inflight[i]! < 256) {
+          credit[i]! -= 1;
+          inflight[i]!++;
+          sent++;
+          c.publish(`shelfgate/v1/${STORE}/ext/dev${i}/stock`, payload, { qos: 1 }, () => inflight[i]!--);
+        }
+      });
+    }, 10);
+  });
+  const until = Date.now() + 60_000;
+  while (received < sent && Date.now() < until) await sleep(50);
+  load.sub.removeListener('message', onMessage);
+  return { sent, received, rate: received / ((Date.now() - t0) / 1000) };
 }
 
 /**
@@ -549,6 +591,8 @@ interface Args {
   connections: number;
   idleRounds: number;
   loadSeconds: number;
+  /** Gateway section: total msg/s of the paced load; 0 = flat out (drive()). */
+  loadRate: number;
   only?: string;
   prof?: string;
   heapSnapshot?: string;
@@ -622,9 +666,9 @@ async function idleSection(a: Args): Promise<void> {
 async function gatewaySection(a: Args): Promise<void> {
   const k = a.connections;
   console.log(
-    `\n== gateway: the daemon with a 16-slot simulated shelf bus (shoppers, 200 ms polls), ${fmt(k)} idle connections, then ${a.publishers} QoS 1 publishers -> 1 subscriber for ${a.loadSeconds} s; shelfgate: mqtt.max_connections ${k + 64}, queue bounds as Mosquitto's, others default`,
+    `\n== gateway: the daemon with a 16-slot simulated shelf bus (shoppers, 200 ms polls), ${fmt(k)} idle connections, then ${a.publishers} QoS 1 publishers -> 1 subscriber for ${a.loadSeconds} s, ${a.loadRate > 0 ? `paced at ${fmt(a.loadRate)} msg/s; shelfgate: mqtt.max_connections ${k + 64}, other bounds default` : `flat out; shelfgate: mqtt.max_connections ${k + 64}, queue bounds as Mosquitto's, others default`}`,
   );
-  const b = await startShelfgate({ users: { publishers: a.publishers, kiosks: IDLE_USERS }, mqtt: { ...SAME_BOUNDS_AS_MOSQUITTO, max_connections: k + 64 }, slots: 16, shoppers: true, profDir: a.prof, env: a.env });
+  const b = await startShelfgate({ users: { publishers: a.publishers, kiosks: IDLE_USERS }, mqtt: { ...(a.loadRate > 0 ? {} : SAME_BOUNDS_AS_MOSQUITTO), max_connections: k + 64 }, slots: 16, shoppers: true, profDir: a.prof, env: a.env });
   try {
     await sleep(2_000);
     const rss0 = processRssMb(b.pid);
@@ -649,10 +693,17 @@ async function gatewaySection(a: Args): Promise<void> {
     const until = Date.now() + a.loadSeconds * 1000;
     let delivered = 0;
     const rates: number[] = [];
-    while (Date.now() < until) {
-      const r = await drive(b.port, b.pid, 20_000, a.publishers, 64, load);
-      delivered += 20_000;
+    if (a.loadRate > 0) {
+      const r = await drivePaced(load, a.loadRate, a.loadSeconds);
+      if (r.received < r.sent) throw new Error(`paced load: only ${r.received}/${r.sent} delivered`);
+      delivered = r.received;
       rates.push(r.rate);
+    } else {
+      while (Date.now() < until) {
+        const r = await drive(b.port, b.pid, 20_000, a.publishers, 64, load);
+        delivered += 20_000;
+        rates.push(r.rate);
+      }
     }
     clearInterval(sampler);
     await Promise.all([load.sub, ...load.pubs].map((c) => c.endAsync()));
@@ -678,6 +729,7 @@ async function main(): Promise<void> {
       connections: { type: 'string', default: '1000' },
       'idle-rounds': { type: 'string', default: '2' },
       'load-seconds': { type: 'string', default: '10' },
+      'load-rate': { type: 'string', default: '5000' },
       prof: { type: 'string' },
       'heap-snapshot': { type: 'string' },
       only: { type: 'string' },
@@ -693,6 +745,7 @@ async function main(): Promise<void> {
     connections: Number(values.connections),
     idleRounds: Number(values['idle-rounds']),
     loadSeconds: Number(values['load-seconds']),
+    loadRate: Number(values['load-rate']),
     only: values.only,
     prof: values.prof,
     heapSnapshot: values['heap-snapshot'],
