@@ -790,6 +790,9 @@ export class LocalBus implements Service {
     how: 'scrypt' | 'cached' | 'certificate',
     done: (error: AuthError | null, success: boolean | null) => void,
   ): void {
+    // the connection went away (or the bus began stopping) while its password was checked: its
+    // 'close' has fired already, so nothing recorded now (client id owner, slots) would be released
+    if (client.closed || this.stopping) return done(authError(3, 'connection closed during login'), null);
     // a client id (live or stored session) belongs to its user: nobody else may take, hijack or wipe it
     const idRefusal = this.sessions.admit(client, user.username, address);
     if (idRefusal !== null) return done(authError(2, idRefusal), null);

@@ -1,0 +1,85 @@
+/**
+ * LocalBus in process: how the bus's parts (auth, sessions, admission, delivery) interact on
+ * paths no single part's tests cover.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { connect as netConnect } from 'node:net';
+import { once } from 'node:events';
+import mqtt, { type MqttClient } from 'mqtt';
+import mqttPacket from 'mqtt-packet';
+import { LocalBus } from '../../src/bus/broker';
+import { hashPassword } from '../../src/bus/auth';
+import * as topics from '../../src/bus/topics';
+import { coreConfigShape, type MqttConfig } from '../../src/config/schema';
+import { silentLogger } from '../../src/log';
+import { waitFor } from '../helpers/wait';
+
+const STORE = 'r1';
+const P = topics.storePrefix(STORE);
+const PW = 'pw-review';
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  while (cleanups.length > 0) {
+    try {
+      await cleanups.pop()!();
+    } catch {
+      // keep cleaning
+    }
+  }
+});
+
+async function startBus(over: Partial<MqttConfig>, slowHashFor?: string): Promise<LocalBus> {
+  const h = await hashPassword(PW, { N: 1024 });
+  // a slow hash (~64 MiB, hundreds of ms) for the user whose password check must outlive its socket
+  const slow = slowHashFor ? await hashPassword(PW, { N: 65536 }) : h;
+  const config = coreConfigShape.mqtt.parse({
+    host: '127.0.0.1',
+    port: 0,
+    users: [
+      { username: 'adm', password_hash: h, role: 'admin' },
+      { username: 'svc1', password_hash: slowHashFor === 'svc1' ? slow : h, role: 'service' },
+      { username: 'svc2', password_hash: h, role: 'service' },
+    ],
+    ...over,
+  });
+  const bus = new LocalBus({ config, storeId: STORE, log: silentLogger() });
+  await bus.start();
+  cleanups.push(() => bus.stop());
+  return bus;
+}
+
+async function client(bus: LocalBus, username: string, clientId?: string): Promise<MqttClient> {
+  const c = mqtt.connect(`mqtt://127.0.0.1:${bus.address().port}`, { protocolVersion: 4, username, password: PW, reconnectPeriod: 0, ...(clientId ? { clientId } : {}) });
+  cleanups.push(() => c.endAsync(true));
+  await new Promise<void>((resolve, reject) => {
+    c.once('connect', () => resolve());
+    c.once('error', reject);
+  });
+  return c;
+}
+
+describe('bus parts together', () => {
+  it('a socket closed while its password check runs leaves no client id entry behind: another user may use that id afterwards', async () => {
+    const bus = await startBus({}, 'svc1');
+    const tracker = (bus as unknown as { tracker: { size: number } }).tracker;
+    const socket = netConnect(bus.address().port, '127.0.0.1');
+    socket.on('error', () => {});
+    cleanups.push(() => socket.destroy());
+    await once(socket, 'connect');
+    socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'shared-id', keepalive: 0, username: 'svc1', password: Buffer.from(PW) }));
+    // the scrypt of svc1's check has started; the client goes away while it runs
+    await waitFor(() => bus.stats().passwordChecks >= 1, 10_000, 'password check started');
+    socket.destroy();
+    await waitFor(() => bus.stats().unauthenticated === 0, 10_000, 'socket close seen by the bus');
+    // the check has ended (a successful check forgets its pair in the lockout tracker) and the login went on
+    await waitFor(() => tracker.size === 0, 20_000, 'password check finished');
+    const s = bus.stats();
+    expect(s.sessions.sessions).toBe(0);
+    expect(s.connectionsRefusedGlobal).toBe(0); // not a cap refusal: nobody hit max_connections
+    // the id is free: another user takes it; the bus carries on for others
+    const other = await client(bus, 'svc2', 'shared-id');
+    expect(other.connected).toBe(true);
+    expect(bus.stats().sessions.clientIdRefused).toBe(0);
+  }, 60_000);
+});
