@@ -855,7 +855,7 @@ export class LocalBus implements Service {
     if (!id) return null;
     const topic = packet.topic;
     const ok = id.receive.get(topic) ?? id.receive.set(topic, canReceive(id.role, id.username, topic, this.acl));
-    if (!ok || this.delivery?.admit(client) === false) return null;
+    if (!ok || this.delivery?.admit(client, packet) === false) return null;
     this.counters.messagesOut++;
     return packet;
   }

@@ -82,4 +82,16 @@ describe('bus parts together', () => {
     expect(other.connected).toBe(true);
     expect(bus.stats().sessions.clientIdRefused).toBe(0);
   }, 60_000);
+
+  it('a QoS 1 message delivered as QoS 0 (an exact subscription of lower QoS) does not take an in-flight slot for ever', async () => {
+    const bus = await startBus({ max_inflight: 4 });
+    const c = await client(bus, 'adm');
+    await c.subscribeAsync({ [`${P}/t/#`]: { qos: 1 }, [`${P}/t/a`]: { qos: 0 } });
+    const got: string[] = [];
+    c.on('message', (topic, payload) => got.push(`${topic} ${payload.toString()}`));
+    for (let i = 0; i < 10; i++) await bus.publish(`${P}/t/a`, `a${i}`, { qos: 1 });
+    await bus.publish(`${P}/t/b`, 'b', { qos: 1 });
+    await waitFor(() => got.includes(`${P}/t/b b`), 20_000, 'the QoS 1 message after ten downgraded ones');
+    expect(got.filter((g) => g.startsWith(`${P}/t/a `))).toHaveLength(10);
+  }, 60_000);
 });
