@@ -57,7 +57,7 @@ export interface BusStats {
   connectionsTotal: number;
   /** TCP connections dropped by the listener's hard socket ceiling (max_connections + max_unauthenticated). */
   connectionsRejected: number;
-  /** Sockets refused at accept: their address already had max_connections_per_address open. */
+  /** Sockets refused at accept: their address already had max_connections_per_address open (on the mqtts/wss listeners, counted from the TCP accept, before TLS). */
   connectionsRefusedAddress: number;
   /** Sockets refused at accept: max_unauthenticated sockets were still logging in. */
   connectionsRefusedUnauthenticated: number;
@@ -512,7 +512,7 @@ export class LocalBus implements Service {
     return {
       ...this.counters,
       connections: this.broker?.connectedClients ?? 0,
-      connectionsRefusedAddress: adm?.refusedAddress ?? 0,
+      connectionsRefusedAddress: (adm?.refusedAddress ?? 0) + (this.secure?.stats().addressRefused ?? 0),
       connectionsRefusedUnauthenticated: adm?.refusedUnauthenticated ?? 0,
       connectionsRefusedUser: adm?.refusedUser ?? 0,
       connectionsRefusedGlobal: adm?.refusedGlobal ?? 0,

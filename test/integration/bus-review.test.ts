@@ -3,7 +3,8 @@
  * paths no single part's tests cover.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { connect as netConnect } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { connect as netConnect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import mqtt, { type MqttClient } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
@@ -12,6 +13,8 @@ import { hashPassword } from '../../src/bus/auth';
 import * as topics from '../../src/bus/topics';
 import { coreConfigShape, type MqttConfig } from '../../src/config/schema';
 import { silentLogger } from '../../src/log';
+import { tmp } from '../helpers/daemon';
+import { makeLeafCert, makeTestCa } from '../helpers/mosquitto';
 import { waitFor } from '../helpers/wait';
 
 const STORE = 'r1';
@@ -93,5 +96,37 @@ describe('bus parts together', () => {
     await bus.publish(`${P}/t/b`, 'b', { qos: 1 });
     await waitFor(() => got.includes(`${P}/t/b b`), 20_000, 'the QoS 1 message after ten downgraded ones');
     expect(got.filter((g) => g.startsWith(`${P}/t/a `))).toHaveLength(10);
+  }, 60_000);
+
+  it('sockets from one address that never finish the TLS handshake cannot fill the mqtts listener: a client from another address still connects', async () => {
+    const dir = tmp('sg-review-');
+    const ca = makeTestCa(dir, 'ca');
+    const leaf = makeLeafCert(dir, ca, 'server');
+    const bus = await startBus({
+      max_connections: 20,
+      max_connections_per_address: 4,
+      tls: { host: '127.0.0.1', port: 0, cert_file: leaf.certFile, key_file: leaf.keyFile },
+    });
+    const mqttsPort = bus.listeners().find((l) => l.kind === 'mqtts')!.port;
+    // 20 TCP sockets from 127.0.0.2 (Linux routes all of 127/8 to lo) that never start TLS
+    const silent: Socket[] = [];
+    for (let i = 0; i < 20; i++) {
+      const s = netConnect({ host: '127.0.0.1', port: mqttsPort, localAddress: '127.0.0.2' });
+      s.on('error', () => {});
+      cleanups.push(() => s.destroy());
+      silent.push(s);
+    }
+    await Promise.all(silent.map((s) => once(s, 'connect')));
+    // the listener accepts in order: by the time it sees the client below it has seen all of these
+    const c = mqtt.connect(`mqtts://127.0.0.1:${mqttsPort}`, { protocolVersion: 4, username: 'svc2', password: PW, reconnectPeriod: 0, connectTimeout: 10_000, ca: readFileSync(ca.certFile) });
+    cleanups.push(() => c.endAsync(true));
+    await new Promise<void>((resolve, reject) => {
+      c.once('connect', () => resolve());
+      c.once('error', reject);
+      c.once('close', () => reject(new Error('mqtts client closed before CONNACK')));
+    });
+    expect(bus.stats().connectionsRefusedAddress).toBeGreaterThanOrEqual(16);
+    // the silent address keeps at most its share
+    await waitFor(() => silent.filter((s) => !s.destroyed && !s.closed).length <= 4, 10_000, 'sockets beyond the share closed');
   }, 60_000);
 });
