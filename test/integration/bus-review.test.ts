@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import mqtt, { type MqttClient } from 'mqtt';
-import mqttPacket from 'mqtt-packet';
+import mqttPacket, { type Packet } from 'mqtt-packet';
 import { LocalBus } from '../../src/bus/broker';
 import { hashPassword } from '../../src/bus/auth';
 import * as topics from '../../src/bus/topics';
@@ -128,5 +128,39 @@ describe('bus parts together', () => {
     expect(bus.stats().connectionsRefusedAddress).toBeGreaterThanOrEqual(16);
     // the silent address keeps at most its share
     await waitFor(() => silent.filter((s) => !s.destroyed && !s.closed).length <= 4, 10_000, 'sockets beyond the share closed');
+  }, 60_000);
+
+  it('QoS 2 to a persistent session: two PUBRECs in a row each release their own message (none stays queued to be sent again)', async () => {
+    const bus = await startBus({});
+    const queueOf = (id: string): unknown[] | undefined =>
+      (bus as unknown as { sessions: { queues: Map<string, { items: unknown[] }> } }).sessions.queues.get(id)?.items;
+    const socket = netConnect(bus.address().port, '127.0.0.1');
+    socket.on('error', () => {});
+    cleanups.push(() => socket.destroy());
+    await once(socket, 'connect');
+    const packets: Packet[] = [];
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    parser.on('packet', (p: Packet) => packets.push(p));
+    socket.on('data', (d: Buffer) => void parser.parse(d));
+    const send = (p: Packet): boolean => socket.write(mqttPacket.generate(p));
+    send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, clientId: 'adm-q2', keepalive: 0, username: 'adm', password: Buffer.from(PW) } as Packet);
+    send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `${P}/q/#`, qos: 2 }] } as Packet);
+    await waitFor(() => packets.some((p) => p.cmd === 'suback'), 10_000, 'SUBACK');
+    const pub = await client(bus, 'adm');
+    await pub.publishAsync(`${P}/q/1`, 'one', { qos: 2 });
+    await pub.publishAsync(`${P}/q/2`, 'two', { qos: 2 });
+    const publishes = await waitFor(() => {
+      const ps = packets.filter((p): p is Packet & { cmd: 'publish'; messageId: number } => p.cmd === 'publish');
+      return ps.length >= 2 && ps;
+    }, 10_000, 'both QoS 2 messages');
+    const [id1, id2] = publishes.map((p) => p.messageId);
+    send({ cmd: 'pubrec', messageId: id1 } as Packet);
+    send({ cmd: 'pubrec', messageId: id2 } as Packet);
+    await waitFor(() => packets.filter((p) => p.cmd === 'pubrel').length >= 2, 10_000, 'both PUBRELs');
+    send({ cmd: 'pubcomp', messageId: id1 } as Packet);
+    send({ cmd: 'pubcomp', messageId: id2 } as Packet);
+    // both exchanges complete: nothing of them is left in the session to be sent again
+    await waitFor(() => (queueOf('adm-q2')?.length ?? 0) === 0, 10_000, 'session queue empty after both PUBCOMPs');
+    expect(bus.stats().connections).toBe(2); // the bus carries on for both clients
   }, 60_000);
 });
