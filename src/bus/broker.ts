@@ -721,14 +721,17 @@ export class LocalBus implements Service {
     }
     const lockedOut = (scope: string): void => {
       this.counters.lockedOutRefusals++;
-      this.limiter.warn(`locked:${address}:${username.slice(0, 64)}`, { address, username: username.slice(0, 64), scope }, 'login refused: locked out after failed logins');
+      // a locked-out address may send any username, each attempt refused at once: the key must not
+      // hold it then (one log line per username, and one limiter entry each, for free)
+      const key = scope === 'address' ? `locked:${address}` : `locked:${address}:${username.slice(0, 64)}`;
+      this.limiter.warn(key, { address, username: username.slice(0, 64), scope }, 'login refused: locked out after failed logins');
       done(authError(5, 'locked out'), null);
     };
     const lock = tracker.locked(address, username);
     if (lock) return lockedOut(lock);
     this.checkPassword(client, address, username, password)
       .then((result) => {
-        if (result.kind === 'locked') return lockedOut('pair');
+        if (result.kind === 'locked') return lockedOut(tracker.locked(address, username) ?? 'pair');
         if (result.kind === 'busy') {
           this.limiter.warn('auth-busy', { address, queued: MAX_QUEUED_AUTH }, 'too many logins waiting for a password check: connection refused');
           return done(authError(3, 'too many logins in progress'), null);

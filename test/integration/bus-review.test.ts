@@ -6,13 +6,14 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { once } from 'node:events';
-import mqtt, { type MqttClient } from 'mqtt';
+import { Writable } from 'node:stream';
+import mqtt, { MqttClient } from 'mqtt';
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import { LocalBus } from '../../src/bus/broker';
 import { hashPassword } from '../../src/bus/auth';
 import * as topics from '../../src/bus/topics';
 import { coreConfigShape, type MqttConfig } from '../../src/config/schema';
-import { silentLogger } from '../../src/log';
+import { createLogger, silentLogger, type Logger } from '../../src/log';
 import { tmp } from '../helpers/daemon';
 import { makeLeafCert, makeTestCa } from '../helpers/mosquitto';
 import { waitFor } from '../helpers/wait';
@@ -32,7 +33,7 @@ afterEach(async () => {
   }
 });
 
-async function startBus(over: Partial<MqttConfig>, slowHashFor?: string): Promise<LocalBus> {
+async function startBus(over: Partial<MqttConfig>, slowHashFor?: string, log: Logger = silentLogger()): Promise<LocalBus> {
   const h = await hashPassword(PW, { N: 1024 });
   // a slow hash (~64 MiB, hundreds of ms) for the user whose password check must outlive its socket
   const slow = slowHashFor ? await hashPassword(PW, { N: 65536 }) : h;
@@ -46,7 +47,7 @@ async function startBus(over: Partial<MqttConfig>, slowHashFor?: string): Promis
     ],
     ...over,
   });
-  const bus = new LocalBus({ config, storeId: STORE, log: silentLogger() });
+  const bus = new LocalBus({ config, storeId: STORE, log });
   await bus.start();
   cleanups.push(() => bus.stop());
   return bus;
@@ -60,6 +61,22 @@ async function client(bus: LocalBus, username: string, clientId?: string): Promi
     c.once('error', reject);
   });
   return c;
+}
+
+/** CONNACK return code of one raw CONNECT from `from` (a 127/8 address). */
+async function connackCode(bus: LocalBus, username: string, password: string, from = '127.0.0.1'): Promise<number> {
+  const socket = netConnect({ host: '127.0.0.1', port: bus.address().port, localAddress: from });
+  socket.on('error', () => {});
+  try {
+    await once(socket, 'connect');
+    const parser = mqttPacket.parser({ protocolVersion: 4 });
+    const connack = new Promise<number>((resolve) => parser.on('packet', (p: Packet) => p.cmd === 'connack' && resolve(p.returnCode ?? -1)));
+    socket.on('data', (d: Buffer) => void parser.parse(d));
+    socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: '', keepalive: 0, username, password: Buffer.from(password) } as Packet));
+    return await waitFor(() => connack, 10_000, 'CONNACK');
+  } finally {
+    socket.destroy();
+  }
 }
 
 describe('bus parts together', () => {
@@ -162,5 +179,30 @@ describe('bus parts together', () => {
     // both exchanges complete: nothing of them is left in the session to be sent again
     await waitFor(() => (queueOf('adm-q2')?.length ?? 0) === 0, 10_000, 'session queue empty after both PUBCOMPs');
     expect(bus.stats().connections).toBe(2); // the bus carries on for both clients
+  }, 60_000);
+
+  it('an address locked out for failed logins cannot flood the log (and the log limiter) by trying a new username each time; another address carries on', async () => {
+    const lines: Array<{ msg: string }> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const l of chunk.toString().split('\n')) if (l) lines.push(JSON.parse(l) as { msg: string });
+        cb();
+      },
+    });
+    const bus = await startBus({ max_auth_failures: 1 }, undefined, createLogger('info', sink));
+    // four wrong passwords from 127.0.0.3 (four usernames): the address is locked out (4 x max_auth_failures)
+    for (const u of ['adm', 'svc1', 'svc2', 'nobody']) expect(await connackCode(bus, u, 'wrong', '127.0.0.3')).toBe(4);
+    expect(bus.stats().lockouts).toBeGreaterThanOrEqual(1);
+    for (let i = 0; i < 50; i++) expect(await connackCode(bus, `guess-${i}`, 'x', '127.0.0.3')).toBe(5);
+    expect(bus.stats().lockedOutRefusals).toBe(50);
+    // another address logs in; by the time it has, every refusal above was handled (and logged, if at all)
+    const c = new MqttClient(() => netConnect({ host: '127.0.0.1', port: bus.address().port, localAddress: '127.0.0.4' }), { protocolVersion: 4, username: 'svc2', password: PW, reconnectPeriod: 0 });
+    cleanups.push(() => c.endAsync(true));
+    await new Promise<void>((resolve, reject) => {
+      c.once('connect', () => resolve());
+      c.once('error', reject);
+    });
+    const lockedLines = lines.filter((l) => l.msg === 'login refused: locked out after failed logins');
+    expect(lockedLines.length).toBeLessThanOrEqual(2);
   }, 60_000);
 });
