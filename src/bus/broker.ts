@@ -57,7 +57,7 @@ export interface BusStats {
   connectionsTotal: number;
   /** TCP connections dropped by the listener's hard socket ceiling (max_connections + max_unauthenticated). */
   connectionsRejected: number;
-  /** Sockets refused at accept: their address already had max_connections_per_address open. */
+  /** Sockets refused at accept: their address already had max_connections_per_address open (on the mqtts/wss listeners, counted from the TCP accept, before TLS). */
   connectionsRefusedAddress: number;
   /** Sockets refused at accept: max_unauthenticated sockets were still logging in. */
   connectionsRefusedUnauthenticated: number;
@@ -512,7 +512,7 @@ export class LocalBus implements Service {
     return {
       ...this.counters,
       connections: this.broker?.connectedClients ?? 0,
-      connectionsRefusedAddress: adm?.refusedAddress ?? 0,
+      connectionsRefusedAddress: (adm?.refusedAddress ?? 0) + (this.secure?.stats().addressRefused ?? 0),
       connectionsRefusedUnauthenticated: adm?.refusedUnauthenticated ?? 0,
       connectionsRefusedUser: adm?.refusedUser ?? 0,
       connectionsRefusedGlobal: adm?.refusedGlobal ?? 0,
@@ -721,14 +721,17 @@ export class LocalBus implements Service {
     }
     const lockedOut = (scope: string): void => {
       this.counters.lockedOutRefusals++;
-      this.limiter.warn(`locked:${address}:${username.slice(0, 64)}`, { address, username: username.slice(0, 64), scope }, 'login refused: locked out after failed logins');
+      // a locked-out address may send any username, each attempt refused at once: the key must not
+      // hold it then (one log line per username, and one limiter entry each, for free)
+      const key = scope === 'address' ? `locked:${address}` : `locked:${address}:${username.slice(0, 64)}`;
+      this.limiter.warn(key, { address, username: username.slice(0, 64), scope }, 'login refused: locked out after failed logins');
       done(authError(5, 'locked out'), null);
     };
     const lock = tracker.locked(address, username);
     if (lock) return lockedOut(lock);
     this.checkPassword(client, address, username, password)
       .then((result) => {
-        if (result.kind === 'locked') return lockedOut('pair');
+        if (result.kind === 'locked') return lockedOut(tracker.locked(address, username) ?? 'pair');
         if (result.kind === 'busy') {
           this.limiter.warn('auth-busy', { address, queued: MAX_QUEUED_AUTH }, 'too many logins waiting for a password check: connection refused');
           return done(authError(3, 'too many logins in progress'), null);
@@ -790,6 +793,9 @@ export class LocalBus implements Service {
     how: 'scrypt' | 'cached' | 'certificate',
     done: (error: AuthError | null, success: boolean | null) => void,
   ): void {
+    // the connection went away (or the bus began stopping) while its password was checked: its
+    // 'close' has fired already, so nothing recorded now (client id owner, slots) would be released
+    if (client.closed || this.stopping) return done(authError(3, 'connection closed during login'), null);
     // a client id (live or stored session) belongs to its user: nobody else may take, hijack or wipe it
     const idRefusal = this.sessions.admit(client, user.username, address);
     if (idRefusal !== null) return done(authError(2, idRefusal), null);
@@ -852,7 +858,7 @@ export class LocalBus implements Service {
     if (!id) return null;
     const topic = packet.topic;
     const ok = id.receive.get(topic) ?? id.receive.set(topic, canReceive(id.role, id.username, topic, this.acl));
-    if (!ok || this.delivery?.admit(client) === false) return null;
+    if (!ok || this.delivery?.admit(client, packet) === false) return null;
     this.counters.messagesOut++;
     return packet;
   }

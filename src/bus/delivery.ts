@@ -199,11 +199,13 @@ export class DeliveryGuard {
    * Called by authorizeForward for a delivery the ACL allows (false refuses it): counts what aedes
    * is about to write for a live delivery (its bytes; a QoS 1/2 one is in flight from now on).
    */
-  admit(client: Client): boolean {
+  admit(client: Client, packet: AedesPublishPacket): boolean {
     const st = this.states.get(client);
     if (!st || st.mode === NONE) return true;
     if (st.gone) return false;
-    if (st.mode === LIVE_QOS) st.inflight++;
+    // aedes sends it at QoS 0 (no PUBACK will come) when the client also holds a QoS 0
+    // subscription to exactly this topic (lib/client.js deliverQoS): not in flight then
+    if (st.mode === LIVE_QOS && !sentAtQos0(client, packet)) st.inflight++;
     st.unwritten += st.pendingBytes;
     this.dirty.add(st);
     return true;
@@ -404,6 +406,12 @@ export class DeliveryGuard {
     st.heldBytes = 0;
     this.dirty.delete(st);
   }
+}
+
+/** aedes 1.2 downgrades a delivery to the QoS of the client's subscription whose filter equals the topic, if lower. */
+function sentAtQos0(client: Client, packet: AedesPublishPacket): boolean {
+  const sub = (client as unknown as { subscriptions?: Record<string, { qos?: number } | undefined> }).subscriptions?.[packet.topic];
+  return sub !== undefined && (sub.qos ?? 0) === 0;
 }
 
 function packetBytes(packet: AedesPublishPacket): number {

@@ -32,6 +32,7 @@ import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
 import type { MqttConfig } from '../config/schema';
 import { ErrorCode, ShelfgateError } from '../errors';
 import type { LogLimiter, Logger } from '../log';
+import { normalizeAddress } from './admission';
 
 export type ListenerKind = 'mqtt' | 'mqtts' | 'wss';
 
@@ -53,6 +54,8 @@ export interface ListenerCounters {
   tlsHandshakeFailures: number;
   /** HTTP requests to the wss listener refused: other path (404), no MQTT subprotocol, or not an upgrade. */
   wsRefused: number;
+  /** TCP sockets refused at accept: their address already had max_connections_per_address open on that listener. */
+  addressRefused: number;
 }
 
 /** PEM material of one TLS listener, read at start. */
@@ -170,7 +173,7 @@ export class SecureListeners {
   private readonly o: SecureListenersOptions;
   private readonly running: Running[] = [];
   private wss: WebSocketServer | null = null;
-  private readonly counters: ListenerCounters = { tlsHandshakeFailures: 0, wsRefused: 0 };
+  private readonly counters: ListenerCounters = { tlsHandshakeFailures: 0, wsRefused: 0, addressRefused: 0 };
 
   constructor(opts: SecureListenersOptions) {
     this.o = opts;
@@ -245,13 +248,32 @@ export class SecureListeners {
     const { config, limiter, log } = this.o;
     const sockets = new Set<Socket>();
     server.maxConnections = config.max_connections;
+    // Open sockets per address, from the TCP accept on: the broker's caps (admission.ts) only see a
+    // connection once its TLS handshake (and, on wss, the upgrade) is done, so without this one
+    // address could fill this listener's max_connections with sockets that never start TLS.
+    const perAddress = new Map<string, number>();
     server.on('connection', (socket: Socket) => {
       if (this.o.hooks.stopping()) {
         socket.destroy();
         return;
       }
+      const address = normalizeAddress(socket.remoteAddress);
+      const open = perAddress.get(address) ?? 0;
+      if (open >= config.max_connections_per_address) {
+        this.counters.addressRefused++;
+        limiter.warn(`address:${kind}:${address}`, { listener: kind, address, max: config.max_connections_per_address }, 'too many sockets from this address (max_connections_per_address, TLS handshakes included): connection refused');
+        socket.on('error', noop);
+        socket.destroy();
+        return;
+      }
+      perAddress.set(address, open + 1);
       sockets.add(socket);
-      socket.once('close', () => sockets.delete(socket));
+      socket.once('close', () => {
+        sockets.delete(socket);
+        const n = (perAddress.get(address) ?? 1) - 1;
+        if (n <= 0) perAddress.delete(address);
+        else perAddress.set(address, n);
+      });
     });
     server.on('drop', () => {
       this.o.hooks.dropped();

@@ -411,6 +411,18 @@ export class Sessions {
         if (!items) return;
         for (let i = 0; i < items.length; i++) {
           const it = items[i]!;
+          if (packet.cmd === 'pubrel') {
+            // by id, and only a PUBLISH: a PUBREL has no brokerId, so the brokerId test below (as in
+            // aedes-persistence) matched an earlier queued PUBREL instead, whose id it then overwrote;
+            // the PUBLISH stayed queued (sent again after a reconnect) and that PUBREL was lost
+            if (it.cmd !== 'pubrel' && it.messageId === packet.messageId) {
+              const q = this.queues.get(client.id)!;
+              q.bytes -= it.bytes;
+              items[i] = { cmd: 'pubrel', topic: '', payload: EMPTY, qos: 1, retain: false, dup: false, messageId: packet.messageId, bytes: 0 };
+              return;
+            }
+            continue;
+          }
           if (it.brokerId === packet.brokerId) {
             if (it.brokerCounter === packet.brokerCounter) {
               it.messageId = packet.messageId;

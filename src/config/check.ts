@@ -123,7 +123,10 @@ export function readCgroupMemoryMax(cgroupFile = '/proc/self/cgroup', root = '/s
 
 /** Sockets the bus may hold at once (src/bus/admission.ts: authenticated plus still logging in). */
 export function busSocketCeiling(m: MqttConfig): number {
-  return m.max_connections + m.max_unauthenticated;
+  // the plain listener's ceiling (broker.ts), plus the mqtts and wss listeners' own (listeners.ts
+  // sets each one's maxConnections to max_connections: a TLS handshake holds a socket before the
+  // broker's caps see it)
+  return m.max_connections + m.max_unauthenticated + (m.tls ? m.max_connections : 0) + (m.wss ? m.max_connections : 0);
 }
 
 /** The worst-case memory estimate of docs/SIZING.md, in bytes, with its parts. */
@@ -226,13 +229,13 @@ export function checkDangerousSettings(cfg: Config, opts: CheckOptions = {}): Ch
     // which then fail because of bus clients.
     errors.push({
       path: 'mqtt.max_connections',
-      message: `mqtt.max_connections + mqtt.max_unauthenticated (${sockets}) plus ${FD_RESERVE} files for the gateway itself exceed this process's open-file limit (${opts.openFileLimit}, RLIMIT_NOFILE): lower them or raise the limit (LimitNOFILE= in the unit)`,
+      message: `mqtt.max_connections + mqtt.max_unauthenticated${m.tls || m.wss ? ' (+ mqtt.max_connections for each of mqtt.tls, mqtt.wss)' : ''} (${sockets}) plus ${FD_RESERVE} files for the gateway itself exceed this process's open-file limit (${opts.openFileLimit}, RLIMIT_NOFILE): lower them or raise the limit (LimitNOFILE= in the unit)`,
     });
   } else if (needFiles > UNIT_LIMITS.LimitNOFILE) {
     // A warning: a drop-in may raise LimitNOFILE; the daemon itself refuses if its real limit is too low.
     warnings.push({
       path: 'mqtt.max_connections',
-      message: `mqtt.max_connections + mqtt.max_unauthenticated (${sockets}) plus ${FD_RESERVE} files for the gateway itself exceed LimitNOFILE=${UNIT_LIMITS.LimitNOFILE} of systemd/shelfgate.service: raise it in a drop-in (systemctl edit shelfgate)`,
+      message: `mqtt.max_connections + mqtt.max_unauthenticated${m.tls || m.wss ? ' (+ mqtt.max_connections for each of mqtt.tls, mqtt.wss)' : ''} (${sockets}) plus ${FD_RESERVE} files for the gateway itself exceed LimitNOFILE=${UNIT_LIMITS.LimitNOFILE} of systemd/shelfgate.service: raise it in a drop-in (systemctl edit shelfgate)`,
     });
   }
 

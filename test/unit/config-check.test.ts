@@ -184,6 +184,13 @@ describe('config check: dangerous settings', () => {
       expect(r.errors).toEqual([{ path: 'mqtt.max_connections', message: expect.stringContaining("exceed this process's open-file limit (256") }]);
       expect(check(base({}, { max_connections: 100, max_unauthenticated: 32 }), { openFileLimit: 256 }).errors).toEqual([]);
     });
+    it('counts the sockets the mqtts and wss listeners may hold too (each up to max_connections, TLS handshakes included)', () => {
+      const files = { cert_file: '/nonexistent/c.pem', key_file: '/nonexistent/k.pem' };
+      const over = { max_connections: 100, max_unauthenticated: 32 };
+      expect(check(base({}, over), { openFileLimit: 256 }).errors).toEqual([]);
+      const r = check(base({}, { ...over, tls: { host: '127.0.0.1', port: 8883, ...files } }), { openFileLimit: 256 });
+      expect(r.errors.filter((e) => e.path === 'mqtt.max_connections')).toEqual([{ path: 'mqtt.max_connections', message: expect.stringContaining('(232) plus 64 files') }]);
+    });
     it('reads the soft limit from /proc/self/limits (null when it cannot)', () => {
       const f = join(dir, 'limits');
       writeFileSync(f, 'Limit                     Soft Limit           Hard Limit           Units     \nMax processes             63471                63471                processes \nMax open files            1024                 524288               files     \n');
