@@ -27,6 +27,8 @@ export const ErrorCode = {
   SYNC_RETRYABLE: 'SG_SYNC_RETRYABLE',
   /** Upstream refused us for good (401/403, contract violation): needs an operator. */
   SYNC_FATAL: 'SG_SYNC_FATAL',
+  /** Too much in progress for this client (e.g. requests on one MQTT connection): retry later. */
+  BUSY: 'SG_BUSY',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

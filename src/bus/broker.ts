@@ -148,7 +148,16 @@ interface Identity {
   publish: AclDecisionCache<PublishDecision>;
   /** This connection's delivery decisions (canReceive) by topic. */
   receive: AclDecisionCache<boolean>;
+  /** Its `request/<command>` publishes being handled now (bounded by MAX_REQUESTS_IN_FLIGHT). */
+  requests: number;
 }
+
+/**
+ * Requests one connection may have in progress; more are answered SG_BUSY at once. Each holds its
+ * payload (up to max_packet_bytes) until its command ends, so without a bound one client sending
+ * requests for a slow command could hold any amount of memory.
+ */
+export const MAX_REQUESTS_IN_FLIGHT = 16;
 
 const DENY = 0;
 const ALLOW = 1;
@@ -813,6 +822,7 @@ export class LocalBus implements Service {
       address,
       publish: new AclDecisionCache<PublishDecision>(),
       receive: new AclDecisionCache<boolean>(),
+      requests: 0,
     });
     done(null, true);
   }
@@ -900,11 +910,15 @@ export class LocalBus implements Service {
     if (command === null) return;
     const id = this.identities.get(client);
     if (!id) return;
+    id.requests++;
     const p = this.handleRequest(id, command, packet.payload, packet.qos > 0 ? 1 : 0).catch((e: Error) => {
       this.limiter.warn(`respond:${id.username}`, { username: id.username, command, err: e.message }, 'could not send response');
     });
     this.inflight.add(p);
-    void p.finally(() => this.inflight.delete(p));
+    void p.finally(() => {
+      id.requests--;
+      this.inflight.delete(p);
+    });
   }
 
   private async handleRequest(id: Identity, command: string, raw: Buffer | string, qos: 0 | 1): Promise<void> {
@@ -930,6 +944,10 @@ export class LocalBus implements Service {
       return fail(null, ErrorCode.REQUEST_INVALID, `request needs a "transaction" string of 1-${topics.MAX_TRANSACTION_LENGTH} characters`);
     }
     if (this.stopping) return fail(transaction, ErrorCode.STOPPED, 'gateway is stopping');
+    if (id.requests > MAX_REQUESTS_IN_FLIGHT) {
+      this.limiter.warn(`busy:${id.username}`, { username: id.username, command, max: MAX_REQUESTS_IN_FLIGHT }, 'too many requests in progress on one connection: answered SG_BUSY');
+      return fail(transaction, ErrorCode.BUSY, `more than ${MAX_REQUESTS_IN_FLIGHT} requests in progress on this connection: wait for their responses`);
+    }
 
     const { transaction: _t, ...payload } = body as Record<string, unknown>;
     let data: unknown;

@@ -9,7 +9,7 @@ import { BUILTIN_FEATURES } from '../../src/features';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { generate } from 'mqtt-packet';
-import { LocalBus, MqttLengthScanner } from '../../src/bus/broker';
+import { LocalBus, MAX_REQUESTS_IN_FLIGHT, MqttLengthScanner } from '../../src/bus/broker';
 import { hashPassword } from '../../src/bus/auth';
 import * as topics from '../../src/bus/topics';
 import { coreConfigShape, type MqttConfig } from '../../src/config/schema';
@@ -598,5 +598,58 @@ describe('MqttLengthScanner', () => {
     expect(s.feed(Buffer.from([0x30, 0xc9]))).toBeNull(); // length continues
     expect(s.feed(Buffer.from([0x01]))).toBe('oversize'); // 201 + 3 > 200
     expect(new MqttLengthScanner(200).feed(Buffer.from([0x30, 0x80, 0x80, 0x80, 0x80]))).toBe('malformed');
+  });
+});
+
+describe('LocalBus requests in progress per connection', () => {
+  it(`answers ${ErrorCode.BUSY} past MAX_REQUESTS_IN_FLIGHT requests on one connection; another connection carries on`, async () => {
+    const commands = new CommandRegistry();
+    const slow = declareCommand({ name: 'stock.get', permission: 'read', description: 'waits for the test', payload: z.object({}).passthrough() });
+    commands.declare('test', [slow]);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let started = 0;
+    commands.bind(
+      'test',
+      handle(slow, async () => {
+        started++;
+        await gate;
+        return { done: true };
+      }),
+    );
+    const b = await startBus(mqttConfig(await users()), { commands });
+    try {
+      const c = await connect(b, 'kiosk1', PW);
+      const other = await connect(b, 'svc', PW);
+      type Answer = { transaction: string; ok: boolean; error?: { code: string } };
+      const answers: Answer[] = [];
+      const otherAnswers: Answer[] = [];
+      c.on('message', (_t, p) => answers.push(JSON.parse(p.toString()) as Answer));
+      other.on('message', (_t, p) => otherAnswers.push(JSON.parse(p.toString()) as Answer));
+      expect(await subscribe(c, topics.response(STORE, 'kiosk1', 'stock.get'))).toBe(1);
+      expect(await subscribe(other, topics.response(STORE, 'svc', 'stock.get'))).toBe(1);
+
+      const n = MAX_REQUESTS_IN_FLIGHT + 4;
+      for (let i = 0; i < n; i++) c.publish(`${P}request/stock.get`, JSON.stringify({ transaction: `t${i}` }), { qos: 1 });
+      await waitFor(() => answers.length === 4, 10_000, 'the four requests over the bound answered');
+      expect(answers.map((a) => [a.transaction, a.ok, a.error?.code])).toEqual([16, 17, 18, 19].map((i) => [`t${i}`, false, ErrorCode.BUSY]));
+      expect(started).toBe(MAX_REQUESTS_IN_FLIGHT);
+
+      // the bound is per connection: another client's request still starts while those wait
+      other.publish(`${P}request/stock.get`, JSON.stringify({ transaction: 'o1' }), { qos: 1 });
+      await waitFor(() => started === MAX_REQUESTS_IN_FLIGHT + 1, 10_000, "the other connection's request started");
+
+      release();
+      await waitFor(() => answers.length === n && otherAnswers.length === 1, 10_000, 'every request answered');
+      expect(answers.filter((a) => a.ok)).toHaveLength(MAX_REQUESTS_IN_FLIGHT);
+      expect(otherAnswers[0]).toMatchObject({ transaction: 'o1', ok: true });
+      // once they are done, the first connection is served again
+      c.publish(`${P}request/stock.get`, JSON.stringify({ transaction: 'again' }), { qos: 1 });
+      await waitFor(() => answers.length === n + 1, 10_000, 'a later request answered');
+      expect(answers[n]).toMatchObject({ transaction: 'again', ok: true });
+      await Promise.all([c.endAsync(), other.endAsync()]);
+    } finally {
+      await b.stop();
+    }
   });
 });
