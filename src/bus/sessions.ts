@@ -129,6 +129,7 @@ interface InnerPersistence {
   cleanSubscriptions(client: { id: string }): Promise<unknown>;
   cleanIncoming?(client: { id: string }): Promise<unknown>;
   delWill(client: { id: string; brokerId?: string }): Promise<unknown>;
+  subscriptionsByTopic(topic: string): Promise<unknown[]>;
   [k: string]: unknown;
 }
 
@@ -140,6 +141,8 @@ export class Sessions {
   private readonly o: SessionsOptions;
   private readonly entries = new Map<string, SessionEntry>();
   private readonly queues = new Map<string, Queue>();
+  /** Client ids whose stored session holds subscriptions (none: no offline delivery to look up). */
+  private readonly withStoredSubs = new Set<string>();
   /** Filters each live connection holds (granted by authorizeSubscribe, minus unsubscribed). */
   private readonly granted = new WeakMap<Client, Set<string>>();
   /** Connections whose CONNECT had an empty client id and clean session 0. */
@@ -331,6 +334,7 @@ export class Sessions {
   private drop(id: string, why: 'expired' | 'evicted'): void {
     this.entries.delete(id);
     this.queues.delete(id);
+    this.withStoredSubs.delete(id);
     if (why === 'expired') this.counters.sessionsExpired++;
     else this.counters.sessionsEvicted++;
     const inner = this.inner;
@@ -393,11 +397,21 @@ export class Sessions {
         // store only what was granted: aedes passes the whole SUBSCRIBE packet, negated filters too
         const set = this.granted.get(client);
         const keep = set ? subs.filter((s) => set.has(s.topic)) : [];
-        if (keep.length > 0) await inner.addSubscriptions(client, keep);
+        if (keep.length > 0) {
+          this.withStoredSubs.add(client.id);
+          await inner.addSubscriptions(client, keep);
+        }
+      },
+      subscriptionsByTopic: (topic: string): Promise<unknown[]> => {
+        // aedes asks this on every QoS 1/2 publish (enqueueOffline), a second topic match after
+        // its emitter's. Only persistent sessions store subscriptions: with none, nothing to match.
+        if (this.withStoredSubs.size === 0) return Promise.resolve([]);
+        return inner.subscriptionsByTopic(topic);
       },
       cleanSubscriptions: async (client: { id: string }): Promise<unknown> => {
         // a clean-session CONNECT: the stored session's queue goes with its subscriptions
         this.queues.delete(client.id);
+        this.withStoredSubs.delete(client.id);
         return inner.cleanSubscriptions(client);
       },
       outgoingEnqueue: async (sub: { clientId: string }, packet: PacketLike): Promise<void> => {
