@@ -200,6 +200,53 @@ describe('bus: slow consumers, in-flight caps (whole daemon)', () => {
     expect(rssMax - rssBefore).toBeLessThan(120);
   });
 
+  it("the gateway's own stock messages reach a normal subscriber as fast while a # subscriber stalls", async () => {
+    const stockTopic = `${P}/shelf/deli/slot/counter/stock`;
+    const { client: w, messages: watched } = await client('watcher');
+    await w.subscribeAsync(stockTopic, { qos: 1 });
+    const { client: fl } = await client('flood');
+    const counts = () => watched.filter((m) => m.topic === stockTopic).map((m) => (JSON.parse(m.payload) as { count: number }).count);
+    // the retained stock first: the scale's current count
+    await waitFor(() => counts().length > 0, 20_000, 'the retained stock');
+
+    /** Sets the scale to `items`, waits for the stock message with that count; returns the ms it took. */
+    async function change(items: number): Promise<number> {
+      const before = counts().length;
+      const t0 = Date.now();
+      physics.setItems(items);
+      await waitFor(() => counts().slice(before).includes(items), 20_000, `stock count ${items} at the watcher`);
+      return Date.now() - t0;
+    }
+    const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+
+    const base: number[] = [];
+    for (const n of [2, 3, 2, 3]) base.push(await change(n));
+
+    const slow = await RawClient.connect(daemon.mqttPort, 'slow', 'slow-stock');
+    raws.push(slow);
+    await slow.subscribe('#', 0);
+    slow.socket.pause();
+    const logsBefore = daemon.logs.length;
+    const flooding = flood(fl, 64);
+    await daemon.waitLog((l) => l.msg === 'slow consumer: QoS 0 messages to it dropped while its delivery queue is over the bound' && l.client_id === 'slow-stock', 20_000);
+
+    const stalled: number[] = [];
+    const gotDuringStall = counts().length;
+    stalled.push(await change(2));
+    const afterFirst = daemon.logs.length;
+    for (const n of [3, 2, 3]) stalled.push(await change(n));
+    // at least the first change was measured while the slow subscriber was still connected (and over its bound)
+    const disconnectedAt = daemon.logs.findIndex((l, i) => i >= logsBefore && l.msg === 'slow consumer disconnected' && l.client_id === 'slow-stock');
+    expect(disconnectedAt === -1 || disconnectedAt >= afterFirst).toBe(true);
+    // every stock change reached the watcher, in order, none lost
+    expect(counts().slice(gotDuringStall)).toEqual([2, 3, 2, 3]);
+    await flooding;
+    console.log(`stock latency at a normal subscriber: median ${median(base)} ms without, ${median(stalled)} ms with a stalled # subscriber`);
+    // as fast: the shelf's settle and poll times dominate both; generous bound for a shared 2-core VM
+    expect(median(stalled)).toBeLessThan(Math.max(3 * median(base), 2_000));
+    slow.close();
+  });
+
   it('QoS 2 publishes never released (no PUBREL): the client is disconnected past max_inbound_qos2, others carry on, RSS stays bounded', async () => {
     const pid = daemon.proc.pid!;
     const { client: w, messages: watched } = await client('watcher');
