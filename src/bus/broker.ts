@@ -50,7 +50,8 @@ export interface PublishOptions {
   qos?: 0 | 1;
 }
 
-export interface BusStats {
+/** The bus's counters, the delivery bounds' (delivery.ts) included. */
+export interface BusStats extends DeliveryStats {
   /** Clients currently connected (past CONNACK). */
   connections: number;
   /** TCP connections accepted since start. */
@@ -108,9 +109,6 @@ export interface BusStats {
   /** Logins refused because the username sent differs from the user of the client certificate. */
   certLoginsRefused: number;
 }
-
-/** BusStats with the delivery bounds' counters (delivery.ts). */
-export interface BusStats extends DeliveryStats {}
 
 export interface LocalBusOptions {
   config: MqttConfig;
@@ -371,9 +369,6 @@ export class LocalBus implements Service {
       connectTimeoutMs,
     });
     this.admission = admission;
-    if (config.reserved_connections >= config.max_connections) {
-      this.o.log.warn({ max_connections: config.max_connections, reserved_connections: config.reserved_connections }, 'mqtt.reserved_connections >= mqtt.max_connections: only admin and technician users can connect');
-    }
     // slow consumers, delivery bounds and in-flight caps (delivery.ts)
     const delivery = new DeliveryGuard({
       config,
@@ -433,8 +428,6 @@ export class LocalBus implements Service {
       server.removeAllListeners();
       this.server = null;
       await this.closeBroker();
-      delivery.stop();
-      this.delivery = null;
       throw e;
     }
     server.on('error', (err) => this.o.log.error({ err: err.message }, 'mqtt server error'));
@@ -443,7 +436,7 @@ export class LocalBus implements Service {
       files: listenerFiles,
       log: this.o.log,
       limiter: this.limiter,
-      connectTimeoutMs: this.o.connectTimeoutMs ?? config.connect_timeout_s * 1000,
+      connectTimeoutMs,
       hooks: {
         accept: (stream, address) => this.onConnection(stream, address),
         violation: (kind, address) => this.onGuardViolation(kind, address),
@@ -486,8 +479,6 @@ export class LocalBus implements Service {
     const secure = this.secure;
     this.secure = null;
     await this.closeBroker();
-    this.delivery?.stop();
-    this.delivery = null;
     for (const c of this.conns) {
       c.on('error', noop); // a late ECONNRESET must not become an uncaught error
       c.destroy();
@@ -1004,6 +995,9 @@ export class LocalBus implements Service {
     await new Promise<void>((resolve) => broker.close(() => resolve()));
     broker.removeAllListeners();
     this.sessions.detach();
+    // the delivery guard lives as long as the broker whose clients it wraps (also on a failed start)
+    this.delivery?.stop();
+    this.delivery = null;
   }
 }
 

@@ -83,7 +83,7 @@ class ClientDelivery {
   unwritten = 0;
   /** Of `unwritten`, the bytes written before the next flush runs. */
   flushable = 0;
-  /** Bytes of the delivery being admitted (set by send0/sendQ). */
+  /** Bytes of the delivery being admitted (set by send). */
   pendingBytes = 0;
   /** When the client was first seen over the bound (0: under it). */
   overSince = 0;
@@ -173,7 +173,7 @@ export class DeliveryGuard {
       if (!packet.brokerId) return st.orig0(packet, cb); // retained on SUBSCRIBE: aedes's own per-client flow control
       if (st.gone) return cb(); // disconnected as a slow consumer, closing
       if (st.heldCount > 0) this.hold(st, packet);
-      else this.send0(st, packet);
+      else this.send(st, packet);
       cb(); // the shared emitter never waits for this client's socket
     };
     c.deliverQoS = (packet, cb) => {
@@ -181,7 +181,7 @@ export class DeliveryGuard {
       if (st.gone) return cb();
       if (packet.qos === 0) return c.deliver0(packet, cb); // as aedes does
       if (st.heldCount > 0 || st.inflight >= this.maxInflight) this.hold(st, packet);
-      else this.sendQ(st, packet);
+      else this.send(st, packet);
       cb();
     };
     this.states.set(client, st);
@@ -263,28 +263,17 @@ export class DeliveryGuard {
    * back (and leaves `queued`) only a loop turn later, so one refused in authorizeForward would
    * still count meanwhile.
    */
-  private send0(st: ClientDelivery, packet: AedesPublishPacket, bytes = packetBytes(packet)): void {
+  private send(st: ClientDelivery, packet: AedesPublishPacket, bytes = packetBytes(packet)): void {
+    const qos0 = packet.qos === 0;
     const over = this.check(st);
     if (over === 2) return; // disconnected
-    if (over === 1) return this.drop(st);
+    if (over === 1 && qos0) return this.drop(st); // QoS 1/2 is not dropped: it waits, up to the hard cap
     st.queued++;
-    st.mode = LIVE_QOS0;
+    st.mode = qos0 ? LIVE_QOS0 : LIVE_QOS;
     st.pendingBytes = bytes;
     try {
-      st.orig0(packet, st.done);
-    } finally {
-      st.mode = NONE;
-    }
-    this.scheduleFlush();
-  }
-
-  private sendQ(st: ClientDelivery, packet: AedesPublishPacket, bytes = packetBytes(packet)): void {
-    if (this.check(st) === 2) return; // disconnected (QoS 1/2 is not dropped under the hard cap)
-    st.queued++;
-    st.mode = LIVE_QOS;
-    st.pendingBytes = bytes;
-    try {
-      st.origQ(packet, st.done);
+      if (qos0) st.orig0(packet, st.done);
+      else st.origQ(packet, st.done);
     } finally {
       st.mode = NONE;
     }
@@ -339,8 +328,7 @@ export class DeliveryGuard {
       st.held[st.heldHead] = undefined as unknown as Held;
       st.heldHead++;
       st.heldBytes -= h.bytes;
-      if (h.packet.qos > 0) this.sendQ(st, h.packet, h.bytes);
-      else this.send0(st, h.packet, h.bytes);
+      this.send(st, h.packet, h.bytes);
     }
     if (st.heldHead === st.held.length) {
       st.held = [];
