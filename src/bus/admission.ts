@@ -32,6 +32,7 @@
  * configured users.
  */
 import type { Role } from './auth';
+import { Tally } from '../util/tally';
 
 export interface AdmissionLimits {
   maxConnections: number;
@@ -76,10 +77,10 @@ export function normalizeAddress(address: string | undefined): string {
 
 export class ConnectionAdmission {
   private readonly conns = new Map<object, ConnState>();
-  private readonly byAddress = new Map<string, number>();
-  private readonly byUser = new Map<string, number>();
+  private readonly byAddress = new Tally<string>();
+  private readonly byUser = new Tally<string>();
   /** Sockets still logging in, per address. */
-  private readonly unauthByAddress = new Map<string, number>();
+  private readonly unauthByAddress = new Tally<string>();
   private unauth = 0;
   private authed = 0;
   readonly counters: AdmissionCounters = { refusedAddress: 0, refusedUnauthenticated: 0, refusedUser: 0, refusedGlobal: 0, connectTimeouts: 0 };
@@ -108,12 +109,12 @@ export class ConnectionAdmission {
 
   /** Open sockets from `address` (for tests and stats). */
   fromAddress(address: string): number {
-    return this.byAddress.get(address) ?? 0;
+    return this.byAddress.get(address);
   }
 
   /** Authenticated connections of `username`. */
   ofUser(username: string): number {
-    return this.byUser.get(username) ?? 0;
+    return this.byUser.get(username);
   }
 
   /**
@@ -123,7 +124,7 @@ export class ConnectionAdmission {
    */
   accept(conn: object, address: string, onTimeout: () => void): AcceptRefusal | null {
     if (this.conns.has(conn)) return null;
-    if ((this.byAddress.get(address) ?? 0) >= this.limits.perAddress || (this.unauthByAddress.get(address) ?? 0) >= this.unauthenticatedPerAddress) {
+    if (this.byAddress.get(address) >= this.limits.perAddress || this.unauthByAddress.get(address) >= this.unauthenticatedPerAddress) {
       this.counters.refusedAddress++;
       return 'address';
     }
@@ -139,8 +140,8 @@ export class ConnectionAdmission {
     }, this.limits.connectTimeoutMs);
     state.timer.unref();
     this.conns.set(conn, state);
-    this.byAddress.set(address, (this.byAddress.get(address) ?? 0) + 1);
-    this.unauthByAddress.set(address, (this.unauthByAddress.get(address) ?? 0) + 1);
+    this.byAddress.add(address);
+    this.unauthByAddress.add(address);
     this.unauth++;
     return null;
   }
@@ -161,7 +162,7 @@ export class ConnectionAdmission {
     if (state.username !== null) return null;
     const old = replaces !== undefined && replaces !== conn ? this.conns.get(replaces) : undefined;
     const freed = old?.username === username ? 1 : 0;
-    if ((this.byUser.get(username) ?? 0) - freed >= this.limits.perUser) {
+    if (this.byUser.get(username) - freed >= this.limits.perUser) {
       this.counters.refusedUser++;
       return 'user';
     }
@@ -177,9 +178,9 @@ export class ConnectionAdmission {
     this.stopTimer(state);
     state.username = username;
     this.unauth--;
-    decrement(this.unauthByAddress, state.address);
+    this.unauthByAddress.remove(state.address);
     this.authed++;
-    this.byUser.set(username, (this.byUser.get(username) ?? 0) + 1);
+    this.byUser.add(username);
     return null;
   }
 
@@ -189,13 +190,13 @@ export class ConnectionAdmission {
     if (!state) return;
     this.conns.delete(conn);
     this.stopTimer(state);
-    decrement(this.byAddress, state.address);
+    this.byAddress.remove(state.address);
     if (state.username === null) {
       this.unauth--;
-      decrement(this.unauthByAddress, state.address);
+      this.unauthByAddress.remove(state.address);
     } else {
       this.authed--;
-      decrement(this.byUser, state.username);
+      this.byUser.remove(state.username);
     }
   }
 
@@ -214,10 +215,4 @@ export class ConnectionAdmission {
     if (state.timer) clearTimeout(state.timer);
     state.timer = null;
   }
-}
-
-function decrement(map: Map<string, number>, key: string): void {
-  const n = (map.get(key) ?? 0) - 1;
-  if (n <= 0) map.delete(key);
-  else map.set(key, n);
 }

@@ -33,6 +33,7 @@ import type { MqttConfig } from '../config/schema';
 import { ErrorCode, ShelfgateError } from '../errors';
 import type { LogLimiter, Logger } from '../log';
 import { normalizeAddress } from './admission';
+import { Tally } from '../util/tally';
 
 export type ListenerKind = 'mqtt' | 'mqtts' | 'wss';
 
@@ -251,14 +252,14 @@ export class SecureListeners {
     // Open sockets per address, from the TCP accept on: the broker's caps (admission.ts) only see a
     // connection once its TLS handshake (and, on wss, the upgrade) is done, so without this one
     // address could fill this listener's max_connections with sockets that never start TLS.
-    const perAddress = new Map<string, number>();
+    const perAddress = new Tally<string>();
     server.on('connection', (socket: Socket) => {
       if (this.o.hooks.stopping()) {
         socket.destroy();
         return;
       }
       const address = normalizeAddress(socket.remoteAddress);
-      const open = perAddress.get(address) ?? 0;
+      const open = perAddress.get(address);
       if (open >= config.max_connections_per_address) {
         this.counters.addressRefused++;
         limiter.warn(`address:${kind}:${address}`, { listener: kind, address, max: config.max_connections_per_address }, 'too many sockets from this address (max_connections_per_address, TLS handshakes included): connection refused');
@@ -266,13 +267,11 @@ export class SecureListeners {
         socket.destroy();
         return;
       }
-      perAddress.set(address, open + 1);
+      perAddress.add(address);
       sockets.add(socket);
       socket.once('close', () => {
         sockets.delete(socket);
-        const n = (perAddress.get(address) ?? 1) - 1;
-        if (n <= 0) perAddress.delete(address);
-        else perAddress.set(address, n);
+        perAddress.remove(address);
       });
     });
     server.on('drop', () => {
