@@ -194,6 +194,7 @@ export class Sessions {
     this.timer = null;
     this.entries.clear();
     this.queues.clear();
+    this.withStoredSubs.clear();
     this.broker = null;
     this.inner = null;
   }
