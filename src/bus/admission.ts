@@ -52,7 +52,7 @@ export type LoginRefusal = 'user' | 'global' | 'reserved';
 const UNAUTH_SHARE = 4;
 
 /** Roles that may take the reserved slots. */
-export const PRIVILEGED_ROLES: ReadonlySet<Role> = new Set<Role>(['admin', 'technician']);
+const PRIVILEGED_ROLES: ReadonlySet<Role> = new Set<Role>(['admin', 'technician']);
 
 interface ConnState {
   address: string;

@@ -278,14 +278,6 @@ function coalesceWrites(socket: Duplex): void {
 
 function noop(): void {}
 
-/**
- * The subject CN of the client certificate this client presented on an mqtts or wss listener with
- * `client_ca_file`, if it verified against that CA; undefined otherwise (plain listener, no or
- * unverified certificate).
- */
-export function clientCertCn(client: Client): string | undefined {
-  return client.conn ? verifiedCertCn(client.conn) : undefined;
-}
 // mqtt-packet (aedes's encoder, also mqtt.js's) builds on the first packet it writes a cache of all
 // 65,536 two-byte numbers as separate Buffer objects: 6.4 MB of V8 heap for the life of the process
 // (docs/aedes-memory.md). Without it each packet id / length is written from a fresh 2-byte slice of
@@ -751,7 +743,8 @@ export class LocalBus implements Service {
 
   /** The user whose `cert_cn` is the CN of this client's verified certificate, if any. */
   private certUserOf(client: Client): MqttUser | undefined {
-    const cn = clientCertCn(client);
+    // the CN of a client certificate verified against the listener's client_ca_file (mqtts/wss only)
+    const cn = client.conn ? verifiedCertCn(client.conn) : undefined;
     if (cn === undefined) return undefined;
     const user = this.o.config.users.find((u) => u.cert_cn === cn);
     if (!user) {

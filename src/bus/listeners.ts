@@ -48,7 +48,7 @@ export interface ListenerAddress {
  * which MQTT 3.1 clients (Paho JS with protocol version 3) offer alone. Selecting it for them departs
  * from [MQTT-6.0.0-4] (the server selects "mqtt"); a client offering "mqtt" always gets "mqtt".
  */
-export const WS_SUBPROTOCOLS = ['mqtt', 'mqttv3.1'] as const;
+const WS_SUBPROTOCOLS = ['mqtt', 'mqttv3.1'] as const;
 
 export interface ListenerCounters {
   /** TLS handshakes that failed (client does not trust our certificate, no common protocol, timeout, not TLS). */

@@ -122,7 +122,7 @@ export function readCgroupMemoryMax(cgroupFile = '/proc/self/cgroup', root = '/s
 }
 
 /** Sockets the bus may hold at once (src/bus/admission.ts: authenticated plus still logging in). */
-export function busSocketCeiling(m: MqttConfig): number {
+function busSocketCeiling(m: MqttConfig): number {
   // the plain listener's ceiling (broker.ts), plus the mqtts and wss listeners' own (listeners.ts
   // sets each one's maxConnections to max_connections: a TLS handshake holds a socket before the
   // broker's caps see it)

@@ -132,11 +132,6 @@ export function loadConfig(file: string, models: ReadonlyMap<string, DeviceDefin
   return { config, warnings: modeWarning ? [modeWarning, ...warnings] : warnings };
 }
 
-/** loadConfig without the warnings. Throws ShelfgateError(CONFIG_*) with every issue in `details`. */
-export function loadConfigFile(file: string, models: ReadonlyMap<string, DeviceDefinition>, features: readonly ConfigFeature[], opts: CheckOptions = {}): Config {
-  return loadConfig(file, models, features, opts).config;
-}
-
 export function deepFreeze<T>(o: T): T {
   if (o && typeof o === 'object' && !Object.isFrozen(o)) {
     Object.freeze(o);
