@@ -26,15 +26,16 @@ export class LogLimiter {
     private readonly now: () => number = Date.now,
   ) {}
 
-  warn(key: string, obj: object, msg: string): void {
+  /** `obj` may be a function: it is then called only when the line is written, not when suppressed (for hot paths). */
+  warn(key: string, obj: object | (() => object), msg: string): void {
     this.emit('warn', key, obj, msg);
   }
 
-  error(key: string, obj: object, msg: string): void {
+  error(key: string, obj: object | (() => object), msg: string): void {
     this.emit('error', key, obj, msg);
   }
 
-  private emit(level: 'warn' | 'error', key: string, obj: object, msg: string): void {
+  private emit(level: 'warn' | 'error', key: string, fields: object | (() => object), msg: string): void {
     const t = this.now();
     const w = this.windows.get(key);
     if (w && t < w.until) {
@@ -44,6 +45,7 @@ export class LogLimiter {
     const repeated = w?.suppressed ?? 0;
     this.windows.set(key, { until: t + this.windowMs, suppressed: 0 });
     if (this.windows.size > 10_000) this.prune(t);
+    const obj = typeof fields === 'function' ? fields() : fields;
     this.log[level](repeated > 0 ? { ...obj, repeated } : obj, msg);
   }
 

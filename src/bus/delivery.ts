@@ -215,10 +215,10 @@ export class DeliveryGuard {
     // [MQTT-3.3.5-1] says deliver to every matching subscription: over the bound a QoS 0
     // message (at most once) is not, as with Mosquitto's max_queued_messages.
     this.counters.slowConsumerDrops++;
-    const who = st.who();
+    // once per drop during a flood: the log fields are made only when the limiter writes the line
     this.o.limiter.warn(
-      `slow-drop:${who.client_id ?? ''}`,
-      { ...who, max_queued_bytes: this.maxBytes, max_queued_messages: this.maxMessages, slow_consumer_drops: this.counters.slowConsumerDrops },
+      `slow-drop:${st.client.id ?? ''}`,
+      () => ({ ...st.who(), max_queued_bytes: this.maxBytes, max_queued_messages: this.maxMessages, slow_consumer_drops: this.counters.slowConsumerDrops }),
       'slow consumer: QoS 0 messages to it dropped while its delivery queue is over the bound',
     );
   }
