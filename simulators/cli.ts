@@ -6,11 +6,10 @@
  * what it serves, then one line per shopper action. Exit codes: 0 stopped cleanly, 64 usage,
  * 69 cannot serve (port in use, socat or serial device unavailable), 78 invalid device definitions.
  */
-import { waitForStop } from '../src/util/signals';
-import { parseArgs } from 'node:util';
 import { loadDefinitions } from '../src/devices/definitions';
 import type { DeviceDefinition, ModbusDefinition, MtSicsDefinition } from '../src/devices/types';
 import { ExitCode, isShelfgateError } from '../src/errors';
+import { cliFor, parseCliArgs, parseHostPort as hostPort, parseNumber, serveUntilStopped, UsageError } from './cli-util';
 import type { DeviceSimulator } from './io';
 import { ModbusLoadCellBusSimulator, type ModbusSlaveFaults } from './modbus-loadcell-sim';
 import { MtSicsSimulator, type MtSicsFaults } from './mtsics-sim';
@@ -57,22 +56,10 @@ const DEFAULT_MODEL: Record<string, string> = {
 };
 const PROTOCOL: Record<string, DeviceDefinition['protocol']> = { 'mt-sics': 'mt-sics', 'modbus-loadcell': 'modbus-rtu' };
 
-class UsageError extends Error {}
-
 function parseHostPort(s: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:]+)):(\d{1,5})$/.exec(s);
-  if (!m || Number(m[3]) > 65535) throw new UsageError(`--tcp ${JSON.stringify(s)} is not HOST:PORT`);
-  return { host: (m[1] ?? m[2]) as string, port: Number(m[3]) };
-}
-
-function parseNumber(name: string, s: string | undefined, dflt: number, o: { int?: boolean; min?: number; max?: number } = {}): number {
-  if (s === undefined) return dflt;
-  const v = Number(s);
-  if (s.trim() === '' || !Number.isFinite(v) || (o.int && !Number.isInteger(v)) || (o.min !== undefined && v < o.min) || (o.max !== undefined && v > o.max)) {
-    const range = o.min !== undefined || o.max !== undefined ? ` in ${o.min ?? '-inf'}..${o.max ?? 'inf'}` : '';
-    throw new UsageError(`--${name} must be ${o.int ? 'an integer' : 'a number'}${range}, got ${JSON.stringify(s)}`);
-  }
-  return v;
+  const hp = hostPort(s);
+  if (!hp) throw new UsageError(`--tcp ${JSON.stringify(s)} is not HOST:PORT`);
+  return hp;
 }
 
 /** `1-16` or `1,3,5-8` -> sorted unique addresses 1-247. */
@@ -93,48 +80,34 @@ export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<numb
     const { runOeplApCli } = await import('./oepl-ap/cli');
     return runOeplApCli(argv.slice(1), { ...(io.stdout ? { stdout: io.stdout } : {}), ...(io.stderr ? { stderr: io.stderr } : {}), ...(io.signal ? { signal: io.signal } : {}) });
   }
-  const out = io.stdout ?? process.stdout;
-  const err = io.stderr ?? process.stderr;
-  const usage = (msg: string): number => {
-    err.write(`shelfgate sim: ${msg}\n${SIM_USAGE}`);
-    return ExitCode.USAGE;
-  };
-  let values;
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: true,
-      options: {
-        tcp: { type: 'string' },
-        pty: { type: 'string' },
-        port: { type: 'string' },
-        model: { type: 'string' },
-        addresses: { type: 'string' },
-        'unit-weight': { type: 'string' },
-        items: { type: 'string' },
-        tare: { type: 'string' },
-        noise: { type: 'string' },
-        decimals: { type: 'string' },
-        'stream-interval-ms': { type: 'string' },
-        shoppers: { type: 'boolean', default: false },
-        'shopper-interval': { type: 'string' },
-        seed: { type: 'string' },
-        baud: { type: 'string' },
-        'fault-silent-after': { type: 'string' },
-        'fault-garbage': { type: 'boolean', default: false },
-        'fault-crc': { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }));
-  } catch (e) {
-    return usage((e as Error).message);
-  }
-  if (values.help) {
-    out.write(SIM_USAGE);
-    return ExitCode.OK;
-  }
+  const cli = cliFor(io, 'shelfgate sim', SIM_USAGE);
+  const { out, usage } = cli;
+  const parsed = parseCliArgs(cli, argv, {
+    allowPositionals: true,
+    options: {
+      tcp: { type: 'string' },
+      pty: { type: 'string' },
+      port: { type: 'string' },
+      model: { type: 'string' },
+      addresses: { type: 'string' },
+      'unit-weight': { type: 'string' },
+      items: { type: 'string' },
+      tare: { type: 'string' },
+      noise: { type: 'string' },
+      decimals: { type: 'string' },
+      'stream-interval-ms': { type: 'string' },
+      shoppers: { type: 'boolean', default: false },
+      'shopper-interval': { type: 'string' },
+      seed: { type: 'string' },
+      baud: { type: 'string' },
+      'fault-silent-after': { type: 'string' },
+      'fault-garbage': { type: 'boolean', default: false },
+      'fault-crc': { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (typeof parsed === 'number') return parsed;
+  const { values, positionals } = parsed;
   const device = positionals[0];
   if (device === undefined) return usage('which device? mt-sics, modbus-loadcell or oepl-ap');
   if (positionals.length > 1) return usage(`unexpected argument ${JSON.stringify(positionals[1])}`);
@@ -187,8 +160,7 @@ export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<numb
     defs = loadDefinitions(io.definitionsDir);
   } catch (e) {
     if (!isShelfgateError(e)) throw e;
-    err.write(`shelfgate sim: ${e.message}\n`);
-    return ExitCode.CONFIG;
+    return cli.fail(e.message, ExitCode.CONFIG);
   }
   const modelId = values.model ?? DEFAULT_MODEL[device]!;
   const def = defs.get(modelId);
@@ -230,8 +202,7 @@ export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<numb
     else if (values.pty !== undefined) serving = await servePty(sim, values.pty);
     else serving = await servePort(sim, values.port!, sim.serial);
   } catch (e) {
-    err.write(`shelfgate sim: cannot serve ${device}: ${(e as Error).message}\n`);
-    return ExitCode.UNAVAILABLE;
+    return cli.fail(`cannot serve ${device}: ${(e as Error).message}`, ExitCode.UNAVAILABLE);
   }
   const shoppers = values.shoppers
     ? new ShopperScript({ slots, rng: forkRng(rng), meanIntervalMs: opts.shopperInterval, onAction: (a) => out.write(`${describeAction(a)}\n`) })
@@ -240,11 +211,10 @@ export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<numb
     const where = opts.tcp ? serving.url : values.pty !== undefined ? `pty ${serving.url}` : `serial ${serving.url}`;
     const notes = [`model ${def.id}`, `${opts.items} x ${opts.unitWeight} g`, `${sim.serial.baudRate} baud`];
     if (shoppers) notes.push('shoppers');
-    out.write(`${device}: ${what} on ${where} (${notes.join(', ')})\n`);
-    shoppers?.start();
-    io.onServing?.(serving, sim);
-    await waitForStop(io.signal);
-    return ExitCode.OK;
+    return await serveUntilStopped(out, `${device}: ${what} on ${where} (${notes.join(', ')})`, io.signal, () => {
+      shoppers?.start();
+      io.onServing?.(serving, sim);
+    });
   } finally {
     shoppers?.stop();
     await serving.close();

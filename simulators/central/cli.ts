@@ -6,11 +6,10 @@
  * listening. Exit codes: 0 stopped cleanly, 64 usage, 69 port unavailable, 73 database cannot be
  * created, 78 unreadable or invalid price CSV / TLS files.
  */
-import { waitForStop } from '../../src/util/signals';
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { ErrorCode, ExitCode, isShelfgateError } from '../../src/errors';
 import { createLogger, type Logger } from '../../src/log';
+import { cliFor, parseCliArgs, parseHostPort, serveUntilStopped } from '../cli-util';
 import { CentralSimulator, type CentralTlsOptions } from './simulator';
 
 export interface CentralCliIo {
@@ -28,51 +27,29 @@ const USAGE = `usage: shelfgate sim central --listen HOST:PORT [--db FILE] [--to
          [--log-level LEVEL]
 `;
 
-export function parseListen(s: string): { host: string; port: number } | null {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:]+)):(\d{1,5})$/.exec(s);
-  if (!m) return null;
-  const port = Number(m[3]);
-  if (port > 65535) return null;
-  return { host: (m[1] ?? m[2]) as string, port };
-}
-
 export async function runCentralCli(argv: string[], io: CentralCliIo = {}): Promise<number> {
-  const out = io.stdout ?? process.stdout;
-  const err = io.stderr ?? process.stderr;
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        listen: { type: 'string', default: '127.0.0.1:8080' },
-        db: { type: 'string', default: ':memory:' },
-        token: { type: 'string' },
-        'prices-csv': { type: 'string' },
-        'random-prices': { type: 'string' },
-        seed: { type: 'string', default: '1' },
-        'tls-cert': { type: 'string' },
-        'tls-key': { type: 'string' },
-        'tls-ca': { type: 'string' },
-        'require-client-cert': { type: 'boolean', default: false },
-        'log-level': { type: 'string', default: 'info' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }));
-  } catch (e) {
-    err.write(`shelfgate sim central: ${(e as Error).message}\n${USAGE}`);
-    return ExitCode.USAGE;
-  }
-  if (values.help) {
-    out.write(USAGE);
-    return ExitCode.OK;
-  }
-  const usage = (msg: string): number => {
-    err.write(`shelfgate sim central: ${msg}\n${USAGE}`);
-    return ExitCode.USAGE;
-  };
-  const listen = parseListen(values.listen);
+  const cli = cliFor(io, 'shelfgate sim central', USAGE);
+  const { out, usage } = cli;
+  const parsed = parseCliArgs(cli, argv, {
+    allowPositionals: false,
+    options: {
+      listen: { type: 'string', default: '127.0.0.1:8080' },
+      db: { type: 'string', default: ':memory:' },
+      token: { type: 'string' },
+      'prices-csv': { type: 'string' },
+      'random-prices': { type: 'string' },
+      seed: { type: 'string', default: '1' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-ca': { type: 'string' },
+      'require-client-cert': { type: 'boolean', default: false },
+      'log-level': { type: 'string', default: 'info' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (typeof parsed === 'number') return parsed;
+  const { values } = parsed;
+  const listen = parseHostPort(values.listen);
   if (!listen) return usage(`--listen ${JSON.stringify(values.listen)} is not HOST:PORT`);
   let perMin = 0;
   if (values['random-prices'] !== undefined) {
@@ -97,8 +74,7 @@ export async function runCentralCli(argv: string[], io: CentralCliIo = {}): Prom
         requestClientCert: values['require-client-cert'],
       };
     } catch (e) {
-      err.write(`shelfgate sim central: cannot read TLS files: ${(e as Error).message}\n`);
-      return ExitCode.CONFIG;
+      return cli.fail(`cannot read TLS files: ${(e as Error).message}`, ExitCode.CONFIG);
     }
   }
 
@@ -118,16 +94,13 @@ export async function runCentralCli(argv: string[], io: CentralCliIo = {}): Prom
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
-      err.write(`shelfgate sim central: cannot listen on ${values.listen}: ${code}\n`);
-      return ExitCode.UNAVAILABLE;
+      return cli.fail(`cannot listen on ${values.listen}: ${code}`, ExitCode.UNAVAILABLE);
     }
     if (code !== undefined && /^SQLITE_|^E(NOENT|ACCES|ROFS|ISDIR)/.test(code)) {
-      err.write(`shelfgate sim central: cannot open database ${values.db}: ${(e as Error).message}\n`);
-      return ExitCode.CANTCREAT;
+      return cli.fail(`cannot open database ${values.db}: ${(e as Error).message}`, ExitCode.CANTCREAT);
     }
     if ((e as Error).message?.includes('directory does not exist')) {
-      err.write(`shelfgate sim central: cannot open database ${values.db}: ${(e as Error).message}\n`);
-      return ExitCode.CANTCREAT;
+      return cli.fail(`cannot open database ${values.db}: ${(e as Error).message}`, ExitCode.CANTCREAT);
     }
     throw e;
   }
@@ -138,8 +111,7 @@ export async function runCentralCli(argv: string[], io: CentralCliIo = {}): Prom
       } catch (e) {
         if (isShelfgateError(e, ErrorCode.CONFIG_INVALID) || isShelfgateError(e, ErrorCode.CONFIG_UNREADABLE)) {
           const issues = Array.isArray(e.details) ? (e.details as { line: number; message: string }[]) : [];
-          err.write(`shelfgate sim central: ${e.message}\n${issues.map((i) => `  ${Number.isNaN(i.line) ? '' : `line ${i.line}: `}${i.message}`).join('\n')}\n`);
-          return ExitCode.CONFIG;
+          return cli.fail(`${e.message}\n${issues.map((i) => `  ${Number.isNaN(i.line) ? '' : `line ${i.line}: `}${i.message}`).join('\n')}`, ExitCode.CONFIG);
         }
         throw e;
       }
@@ -147,10 +119,7 @@ export async function runCentralCli(argv: string[], io: CentralCliIo = {}): Prom
     const notes = [values.token !== undefined ? 'token required' : 'no token'];
     if (tls?.requestClientCert) notes.push('client certificate required');
     if (perMin > 0) notes.push(`${perMin} random prices/min`);
-    out.write(`central: listening on ${sim.url} (${notes.join(', ')}); status page ${sim.url}/_sim/\n`);
-    io.onListening?.(sim);
-    await waitForStop(io.signal);
-    return ExitCode.OK;
+    return await serveUntilStopped(out, `central: listening on ${sim.url} (${notes.join(', ')}); status page ${sim.url}/_sim/`, io.signal, () => io.onListening?.(sim));
   } finally {
     await sim.stop();
   }

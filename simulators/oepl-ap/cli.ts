@@ -8,9 +8,8 @@
  * --restart-down-s, then 409 to uploads for --boot-s), for whole-daemon tests of an AP restart.
  * Exit codes: 0 stopped cleanly, 64 usage, 69 cannot listen.
  */
-import { parseArgs } from 'node:util';
 import { ExitCode } from '../../src/errors';
-import { waitForStop } from '../../src/util/signals';
+import { cliFor, parseCliArgs, parseHostPort, parseNumber as num, serveUntilStopped, UsageError } from '../cli-util';
 import { OeplApSimulator, type OeplApFaults } from './simulator';
 
 export interface OeplApCliIo {
@@ -43,66 +42,35 @@ export const OEPL_AP_USAGE = `usage: shelfgate sim oepl-ap --listen HOST:PORT --
   --quiet                no line per transfer
 `;
 
-class UsageError extends Error {}
-
-function parseListen(s: string): { host: string; port: number } | null {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:]+)):(\d{1,5})$/.exec(s);
-  if (!m || Number(m[3]) > 65535) return null;
-  return { host: (m[1] ?? m[2]) as string, port: Number(m[3]) };
-}
-
-function num(name: string, s: string | undefined, dflt: number, o: { int?: boolean; min?: number; max?: number } = {}): number {
-  if (s === undefined) return dflt;
-  const v = Number(s);
-  if (s.trim() === '' || !Number.isFinite(v) || (o.int && !Number.isInteger(v)) || (o.min !== undefined && v < o.min) || (o.max !== undefined && v > o.max)) {
-    const range = o.min !== undefined || o.max !== undefined ? ` in ${o.min ?? '-inf'}..${o.max ?? 'inf'}` : '';
-    throw new UsageError(`--${name} must be ${o.int ? 'an integer' : 'a number'}${range}, got ${JSON.stringify(s)}`);
-  }
-  return v;
-}
-
 export async function runOeplApCli(argv: string[], io: OeplApCliIo = {}): Promise<number> {
-  const out = io.stdout ?? process.stdout;
-  const err = io.stderr ?? process.stderr;
-  const usage = (msg: string): number => {
-    err.write(`shelfgate sim oepl-ap: ${msg}\n${OEPL_AP_USAGE}`);
-    return ExitCode.USAGE;
-  };
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        listen: { type: 'string' },
-        labels: { type: 'string' },
-        seed: { type: 'string' },
-        'checkin-s': { type: 'string' },
-        'rate-bps': { type: 'string' },
-        'xfer-timeout-s': { type: 'string' },
-        'image-bytes': { type: 'string' },
-        fast: { type: 'boolean', default: false },
-        'time-scale': { type: 'string' },
-        'boot-s': { type: 'string' },
-        'restart-down-s': { type: 'string' },
-        'ws-loss': { type: 'string' },
-        'transfer-loss': { type: 'string' },
-        'lose-labels': { type: 'string' },
-        answer: { type: 'string' },
-        quiet: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }));
-  } catch (e) {
-    return usage((e as Error).message);
-  }
-  if (values.help) {
-    out.write(OEPL_AP_USAGE);
-    return ExitCode.OK;
-  }
+  const cli = cliFor(io, 'shelfgate sim oepl-ap', OEPL_AP_USAGE);
+  const { out, err, usage } = cli;
+  const parsed = parseCliArgs(cli, argv, {
+    allowPositionals: false,
+    options: {
+      listen: { type: 'string' },
+      labels: { type: 'string' },
+      seed: { type: 'string' },
+      'checkin-s': { type: 'string' },
+      'rate-bps': { type: 'string' },
+      'xfer-timeout-s': { type: 'string' },
+      'image-bytes': { type: 'string' },
+      fast: { type: 'boolean', default: false },
+      'time-scale': { type: 'string' },
+      'boot-s': { type: 'string' },
+      'restart-down-s': { type: 'string' },
+      'ws-loss': { type: 'string' },
+      'transfer-loss': { type: 'string' },
+      'lose-labels': { type: 'string' },
+      answer: { type: 'string' },
+      quiet: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (typeof parsed === 'number') return parsed;
+  const { values } = parsed;
   if (values.listen === undefined) return usage('--listen HOST:PORT is required');
-  const listen = parseListen(values.listen);
+  const listen = parseHostPort(values.listen);
   if (!listen) return usage(`--listen ${JSON.stringify(values.listen)} is not HOST:PORT`);
   if (values.labels === undefined) return usage('--labels N is required');
   let sim: OeplApSimulator;
@@ -144,15 +112,13 @@ export async function runOeplApCli(argv: string[], io: OeplApCliIo = {}): Promis
     await sim.start();
   } catch (e) {
     await sim.stop();
-    err.write(`shelfgate sim oepl-ap: cannot listen on ${values.listen}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}\n`);
-    return ExitCode.UNAVAILABLE;
+    return cli.fail(`cannot listen on ${values.listen}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, ExitCode.UNAVAILABLE);
   }
   try {
     const lost = lose > 0 ? sim.loseLabels(lose) : [];
     const notes = [`checkin ${values['checkin-s'] ?? 40} s`, `${values['rate-bps'] ?? 5000} B/s`];
     if (sim.realMs(1000) !== 1000) notes.push(`time x${1000 / sim.realMs(1000)}`);
     if (lost.length > 0) notes.push(`${lost.length} lost`);
-    out.write(`oepl-ap: ${sim.macs.length} labels on ${sim.url} (ws ${sim.url.replace(/^http/, 'ws')}/ws; ${notes.join(', ')})\n`);
     if (!values.quiet) {
       sim.on('xfer-complete', (mac, bytes, ms) => out.write(`xfer complete ${mac} (${bytes} bytes, ${(ms / 1000).toFixed(1)} s after upload)\n`));
       sim.on('xfer-timeout', (mac) => out.write(`xfer timeout ${mac}\n`));
@@ -164,12 +130,11 @@ export async function runOeplApCli(argv: string[], io: OeplApCliIo = {}): Promis
     };
     process.on('SIGUSR2', onRestart);
     try {
-      io.onListening?.(sim);
-      await waitForStop(io.signal);
+      const line = `oepl-ap: ${sim.macs.length} labels on ${sim.url} (ws ${sim.url.replace(/^http/, 'ws')}/ws; ${notes.join(', ')})`;
+      return await serveUntilStopped(out, line, io.signal, () => io.onListening?.(sim));
     } finally {
       process.off('SIGUSR2', onRestart);
     }
-    return ExitCode.OK;
   } finally {
     sim.removeAllListeners();
     await sim.stop();

@@ -9,6 +9,8 @@
  * One real timer at a time is armed, for the earliest event. stop() clears it and drops every event.
  */
 
+import { Heap } from '../../src/util/heap';
+
 interface Entry {
   t: number;
   seq: number;
@@ -21,7 +23,7 @@ export interface ClockHandle {
 }
 
 export class ScaledClock {
-  private readonly heap: Entry[] = [];
+  private readonly heap = new Heap<Entry>((a, b) => a.t < b.t || (a.t === b.t && a.seq < b.seq));
   private seq = 0;
   private timer: NodeJS.Timeout | null = null;
   private armedFor = Infinity;
@@ -57,7 +59,7 @@ export class ScaledClock {
   at(t: number, fn: () => void): ClockHandle {
     const e: Entry = { t, seq: this.seq++, fn, cancelled: false };
     if (this.stopped) return { cancel: () => undefined };
-    this.push(e);
+    this.heap.push(e);
     this.arm();
     return { cancel: () => void (e.cancelled = true) };
   }
@@ -68,7 +70,7 @@ export class ScaledClock {
 
   /** Events still scheduled (cancelled ones included until they come up). */
   get size(): number {
-    return this.heap.length;
+    return this.heap.size;
   }
 
   /**
@@ -96,11 +98,11 @@ export class ScaledClock {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    this.heap.length = 0;
+    this.heap.clear();
   }
 
   private arm(): void {
-    const first = this.heap[0];
+    const first = this.heap.peek();
     if (!first || this.stopped) return;
     if (this.timer && this.armedFor <= first.t) return;
     if (this.timer) clearTimeout(this.timer);
@@ -116,9 +118,9 @@ export class ScaledClock {
     const until = this.now();
     // Bound one turn so a burst of due events cannot starve the HTTP server.
     for (let n = 0; n < 5000 && !this.stopped; n++) {
-      const first = this.heap[0];
+      const first = this.heap.peek();
       if (!first || first.t > until) break;
-      this.pop();
+      this.heap.pop();
       if (first.cancelled) continue;
       this.current = first.t;
       try {
@@ -129,42 +131,5 @@ export class ScaledClock {
     }
     this.arm();
     return until;
-  }
-
-  private less(a: Entry, b: Entry): boolean {
-    return a.t < b.t || (a.t === b.t && a.seq < b.seq);
-  }
-
-  private push(e: Entry): void {
-    const h = this.heap;
-    h.push(e);
-    let i = h.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!this.less(h[i]!, h[p]!)) break;
-      [h[i], h[p]] = [h[p]!, h[i]!];
-      i = p;
-    }
-  }
-
-  private pop(): Entry | undefined {
-    const h = this.heap;
-    const top = h[0];
-    const last = h.pop();
-    if (h.length > 0 && last) {
-      h[0] = last;
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        const r = l + 1;
-        let m = i;
-        if (l < h.length && this.less(h[l]!, h[m]!)) m = l;
-        if (r < h.length && this.less(h[r]!, h[m]!)) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m]!, h[i]!];
-        i = m;
-      }
-    }
-    return top;
   }
 }

@@ -5,21 +5,13 @@
  * src/devices/types.ts and frozen. The format is described in devices/README.md.
  */
 import { repoRoot } from '../util/paths';
-import { readdirSync, readFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
+import { loadYamlFolder, zodIssues, type DefinitionIssue } from '../util/yaml-folder';
+import { basename, join } from 'node:path';
 import { z } from 'zod';
-import { deepFreeze, formatPath } from '../config/load';
 import { ErrorCode, ShelfgateError } from '../errors';
 import type { DeviceDefinition, ModbusDefinition, ModbusField, MtSicsDefinition, RegisterType } from './types';
 
-export interface DefinitionIssue {
-  /** The YAML file, as given to the loader. */
-  file: string;
-  /** e.g. `fields.weight.register`; empty for the whole file. */
-  path: string;
-  message: string;
-}
+export type { DefinitionIssue };
 
 const id = z.string().regex(/^[a-z0-9][a-z0-9-]{0,63}$/, 'must be 1-64 characters of a-z 0-9 - (used in the config as model:)');
 const u16 = z.number().int().min(0, 'must be 0-65535').max(0xffff, 'must be 0-65535');
@@ -87,12 +79,6 @@ const definitionSchema = z.discriminatedUnion('protocol', [mtSics, modbusRtu], {
   error: (iss) => (iss.code === 'invalid_union' ? 'protocol must be "mt-sics" or "modbus-rtu"' : undefined),
 });
 
-function zodIssueMessage(issue: z.core.$ZodIssue): string {
-  if (issue.code === 'unrecognized_keys') return `unknown key(s) ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
-  if (issue.code === 'invalid_type' && (issue as { input?: unknown }).input === undefined) return 'is required';
-  return issue.message;
-}
-
 function width(type: RegisterType): number {
   return type === 'uint16' || type === 'int16' ? 1 : 2;
 }
@@ -104,7 +90,7 @@ function width(type: RegisterType): number {
 export function validateDefinition(raw: unknown, file: string): { definition?: DeviceDefinition; issues: DefinitionIssue[] } {
   const parsed = definitionSchema.safeParse(raw, { reportInput: true });
   if (!parsed.success) {
-    return { issues: parsed.error.issues.map((i) => ({ file, path: formatPath(i.path), message: zodIssueMessage(i) })) };
+    return { issues: zodIssues(file, parsed.error) };
   }
   const d = parsed.data;
   const issues: DefinitionIssue[] = [];
@@ -196,46 +182,12 @@ export function defaultDefinitionsDir(): string {
  * every file in its message, with the DefinitionIssue[] in `details`.
  */
 export function loadDefinitions(dir: string = defaultDefinitionsDir()): Map<string, DeviceDefinition> {
-  const root = resolve(dir);
-  let names: string[];
-  try {
-    names = readdirSync(root).filter((n) => /\.ya?ml$/.test(n)).sort();
-  } catch (e) {
-    const issues = [{ file: root, path: '', message: `cannot read folder: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` }];
-    throw new ShelfgateError(ErrorCode.DEVICE_DEFINITION_INVALID, `device definitions: cannot read ${root}`, issues);
-  }
-  const issues: DefinitionIssue[] = [];
-  const out = new Map<string, DeviceDefinition>();
-  const fileOf = new Map<string, string>();
-  if (names.length === 0) issues.push({ file: root, path: '', message: 'no device definition files (*.yaml)' });
-  for (const name of names) {
-    const file = join(root, name);
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (e) {
-      issues.push({ file, path: '', message: `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` });
-      continue;
-    }
-    const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-    if (doc.errors.length) {
-      for (const e of doc.errors) issues.push({ file, path: '', message: `YAML: ${e.message.split('\n')[0]}` });
-      continue;
-    }
-    const r = validateDefinition(doc.toJS(), file);
-    issues.push(...r.issues);
-    if (!r.definition) continue;
-    const prev = fileOf.get(r.definition.id);
-    if (prev) {
-      issues.push({ file, path: 'id', message: `duplicate id "${r.definition.id}" (also in ${prev})` });
-      continue;
-    }
-    fileOf.set(r.definition.id, file);
-    out.set(r.definition.id, deepFreeze(r.definition));
-  }
-  if (issues.length) {
-    const lines = issues.map((i) => `${i.file}: ${i.path ? `${i.path}: ` : ''}${i.message}`);
-    throw new ShelfgateError(ErrorCode.DEVICE_DEFINITION_INVALID, `invalid device definitions:\n${lines.join('\n')}`, issues);
-  }
-  return out;
+  return loadYamlFolder(dir, {
+    what: 'device definitions',
+    emptyMessage: 'no device definition files (*.yaml)',
+    validate: (raw, file) => {
+      const r = validateDefinition(raw, file);
+      return { value: r.definition, issues: r.issues };
+    },
+  });
 }

@@ -7,13 +7,10 @@
  * is declared, every colour is in the label's palette, every field's box (its maximum width times
  * its line height, and for the name all its lines) lies inside the label, and no two boxes overlap.
  */
-import { readdirSync, readFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
+import { basename, join } from 'node:path';
 import { z } from 'zod';
-import { deepFreeze, formatPath } from '../../config/load';
 import { defaultDefinitionsDir, type DefinitionIssue } from '../../devices/definitions';
-import { ErrorCode, ShelfgateError } from '../../errors';
+import { loadYamlFolder, zodIssues } from '../../util/yaml-folder';
 import type { Align, FontMetrics, LabelType, TextField } from './types';
 
 const px = z.number().int().min(0, 'must be >= 0 (pixels)').max(4096, 'must be <= 4096 (pixels)');
@@ -61,12 +58,6 @@ const labelTypeSchema = z.strictObject({
   }),
 });
 
-function zodIssueMessage(issue: z.core.$ZodIssue): string {
-  if (issue.code === 'unrecognized_keys') return `unknown key(s) ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
-  if (issue.code === 'invalid_type' && (issue as { input?: unknown }).input === undefined) return 'is required';
-  return issue.message;
-}
-
 /** The horizontal extent of a field anchored at x with its alignment. */
 export function fieldLeft(f: { x: number; align: Align; maxWidthPx: number }): number {
   return f.align === 'left' ? f.x : f.align === 'right' ? f.x - f.maxWidthPx : f.x - Math.floor(f.maxWidthPx / 2);
@@ -82,7 +73,7 @@ interface Box {
 
 export function validateLabelType(raw: unknown, file: string): { labelType?: LabelType; issues: DefinitionIssue[] } {
   const parsed = labelTypeSchema.safeParse(raw, { reportInput: true });
-  if (!parsed.success) return { issues: parsed.error.issues.map((i) => ({ file, path: formatPath(i.path), message: zodIssueMessage(i) })) };
+  if (!parsed.success) return { issues: zodIssues(file, parsed.error) };
   const d = parsed.data;
   const issues: DefinitionIssue[] = [];
   const issue = (path: string, message: string): void => {
@@ -179,54 +170,22 @@ export function defaultLabelTypesDir(): string {
  * Two types claiming the same hwType are refused: a label the AP reports must map to one type.
  */
 export function loadLabelTypes(dir: string = defaultLabelTypesDir()): Map<string, LabelType> {
-  const root = resolve(dir);
-  let names: string[];
-  try {
-    names = readdirSync(root).filter((n) => /\.ya?ml$/.test(n)).sort();
-  } catch (e) {
-    const issues = [{ file: root, path: '', message: `cannot read folder: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` }];
-    throw new ShelfgateError(ErrorCode.DEVICE_DEFINITION_INVALID, `label types: cannot read ${root}`, issues);
-  }
-  const issues: DefinitionIssue[] = [];
-  const out = new Map<string, LabelType>();
-  const fileOf = new Map<string, string>();
   const hwTypeOf = new Map<number, string>();
-  if (names.length === 0) issues.push({ file: root, path: '', message: 'no label type files (*.yaml)' });
-  for (const name of names) {
-    const file = join(root, name);
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (e) {
-      issues.push({ file, path: '', message: `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` });
-      continue;
-    }
-    const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-    if (doc.errors.length) {
-      for (const e of doc.errors) issues.push({ file, path: '', message: `YAML: ${e.message.split('\n')[0]}` });
-      continue;
-    }
-    const r = validateLabelType(doc.toJS(), file);
-    issues.push(...r.issues);
-    if (!r.labelType) continue;
-    const prev = fileOf.get(r.labelType.id);
-    if (prev) {
-      issues.push({ file, path: 'id', message: `duplicate id "${r.labelType.id}" (also in ${prev})` });
-      continue;
-    }
-    for (const hw of r.labelType.hwTypes) {
-      const other = hwTypeOf.get(hw);
-      if (other) issues.push({ file, path: 'hw_types', message: `hwType 0x${hw.toString(16).padStart(2, '0')} is also claimed by ${other}` });
-      else hwTypeOf.set(hw, r.labelType.id);
-    }
-    fileOf.set(r.labelType.id, file);
-    out.set(r.labelType.id, deepFreeze(r.labelType));
-  }
-  if (issues.length) {
-    const lines = issues.map((i) => `${i.file}: ${i.path ? `${i.path}: ` : ''}${i.message}`);
-    throw new ShelfgateError(ErrorCode.DEVICE_DEFINITION_INVALID, `invalid label types:\n${lines.join('\n')}`, issues);
-  }
-  return out;
+  return loadYamlFolder(dir, {
+    what: 'label types',
+    emptyMessage: 'no label type files (*.yaml)',
+    validate: (raw, file) => {
+      const r = validateLabelType(raw, file);
+      return { value: r.labelType, issues: r.issues };
+    },
+    check: (labelType, file, issues) => {
+      for (const hw of labelType.hwTypes) {
+        const other = hwTypeOf.get(hw);
+        if (other) issues.push({ file, path: 'hw_types', message: `hwType 0x${hw.toString(16).padStart(2, '0')} is also claimed by ${other}` });
+        else hwTypeOf.set(hw, labelType.id);
+      }
+    },
+  });
 }
 
 /** The label type for a hwType the AP reports, or undefined. */

@@ -69,7 +69,7 @@
  * so after a restart nothing confirmed is resent and nothing unconfirmed is forgotten.
  */
 
-import { Heap } from './heap';
+import { Heap } from '../../util/heap';
 
 /** Urgency classes, lower first (see the design note). */
 export const Urgency = { PRICE_RISE: 0, PRICE_CUT: 1, PRICE_DETAIL: 2, COSMETIC: 3 } as const;

@@ -1,4 +1,4 @@
-/** A binary min-heap under `less` (the delivery scheduler's queues and timers). */
+/** A binary min-heap under `less` (the label delivery scheduler's queues and timers, the OEPL AP simulator's clock). */
 export class Heap<T> {
   private readonly a: T[] = [];
   constructor(private readonly less: (x: T, y: T) => boolean) {}
@@ -9,6 +9,10 @@ export class Heap<T> {
 
   peek(): T | undefined {
     return this.a[0];
+  }
+
+  clear(): void {
+    this.a.length = 0;
   }
 
   push(x: T): void {
