@@ -79,6 +79,24 @@ async function uploadWithRetry(bridge: MqttBridge, batchId: string, evs: UploadE
   }
 }
 
+
+/** Uploads one event until the bridge answers SYNC_FATAL (bounded: 5 s); returns that error. */
+function firstFatalUpload(b: MqttBridge, what: string): Promise<Error> {
+  return waitFor(
+    async () => {
+      try {
+        await b.upload(randomUUID(), events(1));
+        return undefined;
+      } catch (e) {
+        return isShelfgateError(e, ErrorCode.SYNC_FATAL) ? e : undefined;
+      }
+    },
+    5_000,
+    what,
+    50,
+  );
+}
+
 describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
   let dir: string;
   let mosq: Mosquitto;
@@ -350,19 +368,7 @@ describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
     const b = bridge({ password_file: join(dir, 'wrong.pw'), client_id: 'shelfgate-wrong-pw' });
     await b.start();
     expect(await b.waitReady(1_000)).toBe(false);
-    const err = await waitFor(
-      async () => {
-        try {
-          await b.upload(randomUUID(), events(1));
-          return undefined;
-        } catch (e) {
-          return isShelfgateError(e, ErrorCode.SYNC_FATAL) ? e : undefined;
-        }
-      },
-      5_000,
-      'a fatal upload error',
-      50,
-    );
+    const err = await firstFatalUpload(b, 'a fatal upload error');
     // 0x86 bad user name or password; mosquitto 2.0 answers 0x87 not authorized; no HTTP status made up
     expect(['bad_credentials', 'not_authorized']).toContain(failureOf(err).code);
     expect(failureOf(err)).toEqual({ kind: 'fatal', code: failureOf(err).code });
@@ -378,19 +384,7 @@ describe('MQTT bridge with mosquitto (password file, ACL, persistence)', () => {
     });
     bridges.push(b);
     await b.start();
-    const err = await waitFor(
-      async () => {
-        try {
-          await b.upload(randomUUID(), events(1));
-          return undefined;
-        } catch (e) {
-          return isShelfgateError(e, ErrorCode.SYNC_FATAL) ? e : undefined;
-        }
-      },
-      5_000,
-      'a fatal error',
-      50,
-    );
+    const err = await firstFatalUpload(b, 'a fatal error');
     // mosquitto grants the subscription (and delivers nothing) but refuses the publish with PUBACK 0x87
     expect(err.message).toMatch(/refused/);
     expect(failureOf(err)).toEqual({ kind: 'fatal', code: 'not_authorized' });

@@ -61,6 +61,24 @@ function sicsSource(link: FakeLink, o: { timeoutMs?: number; missesToOffline?: n
   return { src, readings, availability };
 }
 
+
+/** A Modbus source on `link` polling as fast as it can, 100 ms answer timeout, offline after 3 misses. */
+function fastModbusSource(link: FakeLink, addresses: number[]): ModbusLoadCellSource {
+  return new ModbusLoadCellSource({
+    name: 'source:bus',
+    busId: 'bus',
+    link,
+    definition: MB_KG,
+    addresses,
+    pollIntervalMs: 0,
+    missesToOffline: 3,
+    timeoutMs: 100,
+    baudRate: 19200,
+    serialTiming: false,
+    log: silentLogger(),
+  });
+}
+
 describe('MtSicsSource: only the answer to this request is the weight', () => {
   it('a tare answer (T S) or a zero answer (Z A) during a weight poll is skipped, counted, never read as the weight', async () => {
     const link = new FakeLink();
@@ -139,19 +157,7 @@ describe('late answers: a device slower than its timeout goes offline instead of
     const link = new FakeLink();
     const sim = new ModbusLoadCellBusSimulator({ definition: MB_KG, slaves: { 1: new LoadCellPhysics({ unitWeightG: 100, items: 3, ...quiet }) }, turnaroundMs: 130 });
     stops.push(sim.attach(link.deviceIo()));
-    const src = new ModbusLoadCellSource({
-      name: 'source:bus',
-      busId: 'bus',
-      link,
-      definition: MB_KG,
-      addresses: [1],
-      pollIntervalMs: 0,
-      missesToOffline: 3,
-      timeoutMs: 100,
-      baudRate: 19200,
-      serialTiming: false,
-      log: silentLogger(),
-    });
+    const src = fastModbusSource(link, [1]);
     stops.push(() => src.stop());
     const readings: WeightReading[] = [];
     src.on('reading', (r) => readings.push(r));
@@ -173,19 +179,7 @@ describe('late answers: a device slower than its timeout goes offline instead of
     const io = link.deviceIo();
     const slow = { write: (buf: Buffer) => (buf[0] === 1 ? setTimeout(() => io.write(buf), 130) : io.write(buf)), onData: io.onData };
     stops.push(sim.attach(slow));
-    const src = new ModbusLoadCellSource({
-      name: 'source:bus',
-      busId: 'bus',
-      link,
-      definition: MB_KG,
-      addresses: [1, 2],
-      pollIntervalMs: 0,
-      missesToOffline: 3,
-      timeoutMs: 100,
-      baudRate: 19200,
-      serialTiming: false,
-      log: silentLogger(),
-    });
+    const src = fastModbusSource(link, [1, 2]);
     stops.push(() => src.stop());
     const readings: WeightReading[] = [];
     src.on('reading', (r) => readings.push(r));
