@@ -164,6 +164,28 @@ describe('servePty (socat)', () => {
 });
 
 describe('shelfgate sim (runSimCli in-process)', () => {
+  /** Runs `shelfgate sim ARGS` in-process until stop() (or the test's cleanup); resolves once it serves. */
+  async function serveSim(args: string[]): Promise<{ out: () => string; port: number; stop: () => Promise<number> }> {
+    let out = '';
+    const ac = new AbortController();
+    let port = 0;
+    const done = runSimCli(args, {
+      stdout: { write: (s: string) => (out += s) },
+      stderr: { write: () => true },
+      signal: ac.signal,
+      onServing: (s) => (port = Number(new URL(s.url).port)),
+    });
+    const stop = async (): Promise<number> => {
+      ac.abort();
+      return done;
+    };
+    cleanups.push(async () => {
+      await stop();
+    });
+    await waitFor(() => port > 0, 5_000, 'serving');
+    return { out: () => out, port, stop };
+  }
+
   it('usage errors return 64', async () => {
     let err = '';
     const io = { stdout: { write: () => true }, stderr: { write: (s: string) => (err += s) } };
@@ -181,45 +203,18 @@ describe('shelfgate sim (runSimCli in-process)', () => {
   });
 
   it('serves a modbus bus on TCP until aborted, printing what it serves', async () => {
-    let out = '';
-    const ac = new AbortController();
-    let port = 0;
-    const done = runSimCli(['modbus-loadcell', '--tcp', '127.0.0.1:0', '--addresses', '1-16', '--items', '0', '--tare', '132', '--noise', '0', '--seed', '7'], {
-      stdout: { write: (s: string) => (out += s) },
-      stderr: { write: () => true },
-      signal: ac.signal,
-      onServing: (s) => (port = Number(new URL(s.url).port)),
-    });
-    cleanups.push(async () => {
-      ac.abort();
-      await done;
-    });
-    await waitFor(() => port > 0, 5000, 'serving');
-    expect(out).toMatch(/^modbus-loadcell: 16 addresses on tcp:\/\/127\.0\.0\.1:\d+ \(model generic-modbus-loadcell/);
+    const { out, port, stop } = await serveSim(['modbus-loadcell', '--tcp', '127.0.0.1:0', '--addresses', '1-16', '--items', '0', '--tare', '132', '--noise', '0', '--seed', '7']);
+    expect(out()).toMatch(/^modbus-loadcell: 16 addresses on tcp:\/\/127\.0\.0\.1:\d+ \(model generic-modbus-loadcell/);
     const c = await Client.open(port);
     cleanups.push(() => void c.socket.destroy());
     // an empty 132 g tray: gross = 132, the reference frame
     expect(show(await c.ask(REQ_GROSS, 9))).toBe(RES_GROSS);
-    ac.abort();
-    expect(await done).toBe(0);
+    expect(await stop()).toBe(0);
   });
 
   it('serves the continuous MT-SICS model: SIR streams weight lines at --stream-interval-ms, the next command ends it', async () => {
-    let out = '';
-    const ac = new AbortController();
-    let port = 0;
-    const done = runSimCli(['mt-sics', '--model', 'mettler-toledo-mt-sics-continuous', '--tcp', '127.0.0.1:0', '--items', '2', '--unit-weight', '250', '--noise', '0', '--stream-interval-ms', '20'], {
-      stdout: { write: (s: string) => (out += s) },
-      stderr: { write: () => true },
-      signal: ac.signal,
-      onServing: (s) => (port = Number(new URL(s.url).port)),
-    });
-    cleanups.push(async () => {
-      ac.abort();
-      await done;
-    });
-    await waitFor(() => port > 0, 5_000, 'serving');
-    expect(out).toMatch(/^mt-sics: scale on tcp:\/\/127\.0\.0\.1:\d+ \(model mettler-toledo-mt-sics-continuous/);
+    const { out, port, stop } = await serveSim(['mt-sics', '--model', 'mettler-toledo-mt-sics-continuous', '--tcp', '127.0.0.1:0', '--items', '2', '--unit-weight', '250', '--noise', '0', '--stream-interval-ms', '20']);
+    expect(out()).toMatch(/^mt-sics: scale on tcp:\/\/127\.0\.0\.1:\d+ \(model mettler-toledo-mt-sics-continuous/);
     const c = await Client.open(port);
     cleanups.push(() => void c.socket.destroy());
     c.socket.write('SIR\r\n');
@@ -231,7 +226,6 @@ describe('shelfgate sim (runSimCli in-process)', () => {
     const lines = c.got.toString('latin1').split('\r\n').slice(0, -1);
     expect(lines.at(-1)).toBe('I4 A "1234567"'); // the stream ended before the answer
     expect(lines.slice(0, -1).every((l) => l === 'S S     500.00 g')).toBe(true);
-    ac.abort();
-    expect(await done).toBe(0);
+    expect(await stop()).toBe(0);
   });
 });
