@@ -4,22 +4,12 @@
  * started bus on 127.0.0.1, port 0. Stopping it is the caller's (each test file has its own cleanup).
  */
 import { LocalBus, type LocalBusOptions } from '../../src/bus/broker';
-import { hashPassword } from '../../src/bus/auth';
 import { coreConfigShape, type MqttConfig } from '../../src/config/schema';
 import { BUILTIN_FEATURES } from '../../src/features';
 import { silentLogger } from '../../src/log';
+import type { BusUser } from './users';
 
-export type BusUser = MqttConfig['users'][number];
-
-/** A password hash that is fast to make and check: N=1024 (production hashes use N=16384, shelfgate passwd). */
-export function fastHash(password: string): Promise<string> {
-  return hashPassword(password, { N: 1024 });
-}
-
-/** Users that all have the password hash `hash`, from `username: role` pairs (in that order). */
-export function usersWithHash(hash: string, roles: Record<string, BusUser['role']>): BusUser[] {
-  return Object.entries(roles).map(([username, role]) => ({ username, password_hash: hash, role }));
-}
+export { fastHash, usersWithHash, type BusUser } from './users';
 
 /** The mqtt config section for a bus on 127.0.0.1, port 0, parsed by the schema. */
 export function localMqttConfig(users: BusUser[], over: Partial<MqttConfig> = {}): MqttConfig {
