@@ -11,7 +11,6 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { generate } from 'mqtt-packet';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { hashPassword } from '../../src/bus/auth';
 import { BusClient } from '../../src/bus/request-client';
 import * as topics from '../../src/bus/topics';
 import { loadDefinitions } from '../../src/devices/definitions';
@@ -21,6 +20,7 @@ import { LoadCellPhysics, mulberry32 } from '../../simulators/physics';
 import { serveTcp, type TcpServing } from '../../simulators/serve';
 import { startDaemon, tmp, waitFor, type RunningDaemon } from '../helpers/daemon';
 import { makeLeafCert, makeTestCa, type TestCa } from '../helpers/mosquitto';
+import { fastHash } from '../helpers/users';
 
 const PW = 'e2e-password';
 const STORE = 'e2e-lan';
@@ -65,7 +65,7 @@ describe('shelfgate run with mqtts and wss listeners (private CA)', () => {
       rogueCa,
     };
     tcp = await serveTcp(scale, '127.0.0.1', 0);
-    const hash = await hashPassword(PW, { N: 1024 });
+    const hash = await fastHash(PW);
     const files = { cert_file: server.certFile, key_file: server.keyFile, client_ca_file: ca.certFile };
     daemon = await startDaemon(
       {
