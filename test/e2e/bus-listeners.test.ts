@@ -20,6 +20,7 @@ import { LoadCellPhysics, mulberry32 } from '../../simulators/physics';
 import { serveTcp, type TcpServing } from '../../simulators/serve';
 import { startDaemon, tmp, waitFor, type RunningDaemon } from '../helpers/daemon';
 import { makeLeafCert, makeTestCa, type TestCa } from '../helpers/mosquitto';
+import { subackCode } from '../helpers/suback';
 import { fastHash } from '../helpers/users';
 
 const PW = 'e2e-password';
@@ -128,17 +129,6 @@ describe('shelfgate run with mqtts and wss listeners (private CA)', () => {
     throw new Error(`${url} accepted the connection`);
   }
 
-  /** The SUBACK return code for one filter (mqtt.js reports 0x80 as an error carrying the packet). */
-  function subackCode(c: MqttClient, filter: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      c.subscribe(filter, { qos: 1 }, (err, granted) => {
-        const refused = (err as { packet?: { granted?: number[] } } | null | undefined)?.packet?.granted?.[0];
-        if (refused !== undefined) resolve(refused);
-        else if (err) reject(err);
-        else resolve(granted![0]!.qos);
-      });
-    });
-  }
 
   /** A WebSocket client on the wss listener offering "mqtt", open, recording the messages it gets. */
   async function rawWs(): Promise<WebSocket & { frames: Buffer[]; closed: Promise<number> }> {

@@ -14,6 +14,7 @@ import * as topics from '../../src/bus/topics';
 import type { MqttConfig } from '../../src/config/schema';
 import { ErrorCode, ShelfgateError } from '../../src/errors';
 import { silentLogger } from '../../src/log';
+import { subackCode as subscribe } from '../helpers/suback';
 import { waitFor } from '../helpers/wait';
 
 const STORE = 's1';
@@ -78,18 +79,6 @@ async function connectError(bus: LocalBus, username?: string, password?: string)
     return (e as { code: number | string }).code;
   }
   throw new Error('connection was accepted');
-}
-
-function subscribe(c: MqttClient, filter: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    c.subscribe(filter, { qos: 1 }, (err, granted) => {
-      // mqtt.js reports a SUBACK of 0x80 as an error carrying the packet
-      const refused = (err as { packet?: { granted?: number[] } } | null | undefined)?.packet?.granted?.[0];
-      if (refused !== undefined) resolve(refused);
-      else if (err) reject(err);
-      else resolve(granted![0]!.qos);
-    });
-  });
 }
 
 /** Resolves with the first message on `topic` satisfying `pred`, or rejects after `ms`. */
