@@ -11,7 +11,6 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { generate } from 'mqtt-packet';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { hashPassword } from '../../src/bus/auth';
 import { BusClient } from '../../src/bus/request-client';
 import * as topics from '../../src/bus/topics';
 import { loadDefinitions } from '../../src/devices/definitions';
@@ -21,6 +20,8 @@ import { LoadCellPhysics, mulberry32 } from '../../simulators/physics';
 import { serveTcp, type TcpServing } from '../../simulators/serve';
 import { startDaemon, tmp, waitFor, type RunningDaemon } from '../helpers/daemon';
 import { makeLeafCert, makeTestCa, type TestCa } from '../helpers/mosquitto';
+import { subackCode } from '../helpers/suback';
+import { fastHash } from '../helpers/users';
 
 const PW = 'e2e-password';
 const STORE = 'e2e-lan';
@@ -65,7 +66,7 @@ describe('shelfgate run with mqtts and wss listeners (private CA)', () => {
       rogueCa,
     };
     tcp = await serveTcp(scale, '127.0.0.1', 0);
-    const hash = await hashPassword(PW, { N: 1024 });
+    const hash = await fastHash(PW);
     const files = { cert_file: server.certFile, key_file: server.keyFile, client_ca_file: ca.certFile };
     daemon = await startDaemon(
       {
@@ -128,17 +129,6 @@ describe('shelfgate run with mqtts and wss listeners (private CA)', () => {
     throw new Error(`${url} accepted the connection`);
   }
 
-  /** The SUBACK return code for one filter (mqtt.js reports 0x80 as an error carrying the packet). */
-  function subackCode(c: MqttClient, filter: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      c.subscribe(filter, { qos: 1 }, (err, granted) => {
-        const refused = (err as { packet?: { granted?: number[] } } | null | undefined)?.packet?.granted?.[0];
-        if (refused !== undefined) resolve(refused);
-        else if (err) reject(err);
-        else resolve(granted![0]!.qos);
-      });
-    });
-  }
 
   /** A WebSocket client on the wss listener offering "mqtt", open, recording the messages it gets. */
   async function rawWs(): Promise<WebSocket & { frames: Buffer[]; closed: Promise<number> }> {

@@ -10,13 +10,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { hashPassword } from '../../src/bus/auth';
 import { loadDefinitions } from '../../src/devices/definitions';
 import type { MtSicsDefinition } from '../../src/devices/types';
 import { MtSicsSimulator } from '../../simulators/mtsics-sim';
 import { LoadCellPhysics, mulberry32 } from '../../simulators/physics';
 import { serveTcp, type TcpServing } from '../../simulators/serve';
 import { startDaemon, tmp, useCleanups, waitFor, type RunningDaemon } from '../helpers/daemon';
+import { fastHash, usersWithHash } from '../helpers/users';
 
 const PW = 'e2e-password';
 const STORE = 'e2e-sess';
@@ -109,7 +109,7 @@ describe('shelfgate run: client ids, persistent sessions and subscription limits
 
   beforeAll(async () => {
     tcp = await serveTcp(scale, '127.0.0.1', 0);
-    const hash = await hashPassword(PW, { N: 1024 });
+    const hash = await fastHash(PW);
     daemon = await startDaemon(
       {
         store_id: STORE,
@@ -117,12 +117,7 @@ describe('shelfgate run: client ids, persistent sessions and subscription limits
         log: { level: 'debug' },
         mqtt: {
           port: 0,
-          users: [
-            { username: 'tech', role: 'technician', password_hash: hash },
-            { username: 'svc', role: 'service', password_hash: hash },
-            { username: 'dev', role: 'device', password_hash: hash },
-            { username: 'kiosk', role: 'kiosk', password_hash: hash },
-          ],
+          users: usersWithHash(hash, { tech: 'technician', svc: 'service', dev: 'device', kiosk: 'kiosk' }),
           max_session_queue: QUEUE,
           max_subscriptions: MAX_SUBS,
           max_filter_length: MAX_FILTER,

@@ -5,19 +5,17 @@
  * carry on; memory is read from the daemon's /proc/<pid>/status.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect as netConnect, type Socket } from 'node:net';
-import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import mqttPacket, { type Packet } from 'mqtt-packet';
 import type { MqttClient } from 'mqtt';
-import { hashPassword } from '../../src/bus/auth';
 import { loadDefinitions } from '../../src/devices/definitions';
 import type { MtSicsDefinition } from '../../src/devices/types';
 import { MtSicsSimulator } from '../../simulators/mtsics-sim';
 import { LoadCellPhysics, mulberry32 } from '../../simulators/physics';
 import { serveTcp, type TcpServing } from '../../simulators/serve';
 import { connectClient, startDaemon, tmp, waitFor, type RunningDaemon } from '../helpers/daemon';
+import { RawMqttClient } from '../helpers/raw-mqtt';
+import { fastHash, usersWithHash } from '../helpers/users';
 
 const PW = 'slow-consumer-pw';
 const STORE = 'slow';
@@ -43,48 +41,6 @@ function sampleRss(pid: number): { stop: () => number } {
   };
 }
 
-/** A raw MQTT 3.1.1 connection (mqtt-packet on a net socket): the test decides what it reads and answers. */
-class RawClient {
-  readonly packets: Packet[] = [];
-  closed = false;
-  private readonly parser = mqttPacket.parser({ protocolVersion: 4 });
-
-  private constructor(readonly socket: Socket) {
-    this.parser.on('packet', (p: Packet) => this.packets.push(p));
-    socket.on('data', (d: Buffer) => this.parser.parse(d));
-    socket.on('close', () => (this.closed = true));
-    socket.on('error', () => {});
-  }
-
-  static async connect(port: number, username: string, clientId: string): Promise<RawClient> {
-    const socket = netConnect(port, '127.0.0.1');
-    await once(socket, 'connect');
-    const c = new RawClient(socket);
-    c.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive: 0, username, password: Buffer.from(PW) });
-    const connack = await waitFor(() => c.packets.find((p) => p.cmd === 'connack'), 10_000, 'CONNACK');
-    expect((connack as { returnCode: number }).returnCode).toBe(0);
-    return c;
-  }
-
-  send(p: Packet): boolean {
-    return this.socket.write(mqttPacket.generate(p));
-  }
-
-  async subscribe(topic: string, qos: 0 | 1): Promise<void> {
-    this.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos }] });
-    const suback = await waitFor(() => this.packets.find((p) => p.cmd === 'suback'), 10_000, 'SUBACK');
-    expect((suback as { granted: number[] }).granted).toEqual([qos]);
-  }
-
-  publishes(): Array<Packet & { cmd: 'publish' }> {
-    return this.packets.filter((p): p is Packet & { cmd: 'publish' } => p.cmd === 'publish');
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
-}
-
 describe('bus: slow consumers, in-flight caps (whole daemon)', () => {
   const dir = tmp('sg-e2e-slow-');
   const physics = new LoadCellPhysics({ unitWeightG: 500, items: 3, noiseSigmaG: 0.05, settleMs: 80, rng: mulberry32(5) });
@@ -92,11 +48,11 @@ describe('bus: slow consumers, in-flight caps (whole daemon)', () => {
   let tcp: TcpServing;
   let daemon: RunningDaemon;
   const clients: MqttClient[] = [];
-  const raws: RawClient[] = [];
+  const raws: RawMqttClient[] = [];
 
   beforeAll(async () => {
     tcp = await serveTcp(scale, '127.0.0.1', 0);
-    const hash = await hashPassword(PW, { N: 1024 });
+    const hash = await fastHash(PW);
     daemon = await startDaemon(
       {
         store_id: STORE,
@@ -104,14 +60,7 @@ describe('bus: slow consumers, in-flight caps (whole daemon)', () => {
         log: { level: 'info' },
         mqtt: {
           port: 0,
-          users: [
-            { username: 'slow', role: 'admin', password_hash: hash },
-            { username: 'watcher', role: 'service', password_hash: hash },
-            { username: 'dev1', role: 'device', password_hash: hash },
-            { username: 'flood', role: 'device', password_hash: hash },
-            { username: 'q2', role: 'device', password_hash: hash },
-            { username: 'noack', role: 'service', password_hash: hash },
-          ],
+          users: usersWithHash(hash, { slow: 'admin', watcher: 'service', dev1: 'device', flood: 'device', q2: 'device', noack: 'service' }),
           slow_consumer_timeout_s: 4,
           max_inflight: MAX_INFLIGHT,
           max_inbound_qos2: MAX_INBOUND_QOS2,
@@ -130,6 +79,14 @@ describe('bus: slow consumers, in-flight caps (whole daemon)', () => {
     await daemon?.stop();
     await tcp?.close();
   });
+
+  /** A raw MQTT connection (the test decides what it reads and answers), logged in: CONNACK 0. */
+  async function rawClient(username: string, clientId: string): Promise<RawMqttClient> {
+    const c = await RawMqttClient.connect(daemon.mqttPort, { username, password: PW, clientId });
+    raws.push(c);
+    expect(await c.connack()).toBe(0);
+    return c;
+  }
 
   async function client(username: string): Promise<{ client: MqttClient; messages: Array<{ topic: string; payload: string }> }> {
     const c = await connectClient(daemon.mqttPort, username, PW);
@@ -169,9 +126,8 @@ describe('bus: slow consumers, in-flight caps (whole daemon)', () => {
     await baseFlood;
 
     // a subscriber of # that reads its CONNACK and SUBACK, then nothing
-    const slow = await RawClient.connect(daemon.mqttPort, 'slow', 'slow-1');
-    raws.push(slow);
-    await slow.subscribe('#', 0);
+    const slow = await rawClient('slow', 'slow-1');
+    expect(await slow.subscribe('#', 0)).toEqual([0]);
     slow.socket.pause();
 
     const rss = sampleRss(pid);
@@ -222,9 +178,8 @@ describe('bus: slow consumers, in-flight caps (whole daemon)', () => {
     const base: number[] = [];
     for (const n of [2, 3, 2, 3]) base.push(await change(n));
 
-    const slow = await RawClient.connect(daemon.mqttPort, 'slow', 'slow-stock');
-    raws.push(slow);
-    await slow.subscribe('#', 0);
+    const slow = await rawClient('slow', 'slow-stock');
+    expect(await slow.subscribe('#', 0)).toEqual([0]);
     slow.socket.pause();
     const logsBefore = daemon.logs.length;
     const flooding = flood(fl, 64);
@@ -257,8 +212,7 @@ describe('bus: slow consumers, in-flight caps (whole daemon)', () => {
     const payload = Buffer.alloc(200 * 1024, 0x62);
     const rounds = 10;
     for (let round = 0; round < rounds; round++) {
-      const q2 = await RawClient.connect(daemon.mqttPort, 'q2', `q2-${round}`);
-      raws.push(q2);
+      const q2 = await rawClient('q2', `q2-${round}`);
       // 200 fresh QoS 2 messages (40 MB), PUBREC read and never answered with PUBREL
       let sent = 0;
       for (let id = 1; id <= 200 && !q2.closed; id++, sent++) {
@@ -289,9 +243,8 @@ describe('bus: slow consumers, in-flight caps (whole daemon)', () => {
     const { client: w, messages: watched } = await client('watcher');
     await w.subscribeAsync(`${P}/ext/dev1/#`, { qos: 1 });
     const { client: dev1 } = await client('dev1');
-    const noack = await RawClient.connect(daemon.mqttPort, 'noack', 'noack-1');
-    raws.push(noack);
-    await noack.subscribe(`${P}/ext/dev1/#`, 1);
+    const noack = await rawClient('noack', 'noack-1');
+    expect(await noack.subscribe(`${P}/ext/dev1/#`, 1)).toEqual([1]);
     // 100 messages: the watcher gets every one, so every delivery to noack has been decided too
     await steadyRate(dev1, watched, 100, 'inflight');
     await waitFor(() => noack.publishes().length >= MAX_INFLIGHT, 10_000, 'the first deliveries');

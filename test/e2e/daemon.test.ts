@@ -16,6 +16,7 @@ import { MtSicsSimulator } from '../../simulators/mtsics-sim';
 import { LoadCellPhysics, mulberry32 } from '../../simulators/physics';
 import { servePty, serveTcp, type PtyServing, type TcpServing } from '../../simulators/serve';
 import { connectClient, runCli, startDaemon, tmp, waitFor, type RunningDaemon } from '../helpers/daemon';
+import { usersWithHash } from '../helpers/users';
 
 const defs = loadDefinitions();
 const PW = 'e2e-password';
@@ -52,10 +53,7 @@ describe('shelfgate run (whole daemon)', () => {
       log: { level: 'info' },
       mqtt: {
         port: 0,
-        users: [
-          { username: 'kiosk', role: 'kiosk', password_hash: hash },
-          { username: 'tech', role: 'technician', password_hash: hash },
-        ],
+        users: usersWithHash(hash, { kiosk: 'kiosk', tech: 'technician' }),
       },
       storage: { flush_interval_ms: 10 },
       stability: { window: 3, max_spread_g: 3 },

@@ -3,15 +3,14 @@
  * (the whole-daemon behaviour is in test/e2e/bus-slow-consumer.test.ts).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { connect as netConnect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { once } from 'node:events';
 import mqtt, { type MqttClient } from 'mqtt';
-import mqttPacket, { type Packet } from 'mqtt-packet';
 import { LocalBus } from '../../src/bus/broker';
-import { hashPassword } from '../../src/bus/auth';
 import * as topics from '../../src/bus/topics';
-import { coreConfigShape, type MqttConfig } from '../../src/config/schema';
-import { silentLogger } from '../../src/log';
+import type { MqttConfig } from '../../src/config/schema';
+import { fastHash, localMqttConfig, startLocalBus, usersWithHash } from '../helpers/bus';
+import { RawMqttClient } from '../helpers/raw-mqtt';
 import { waitFor } from '../helpers/wait';
 
 const STORE = 'd1';
@@ -30,19 +29,8 @@ afterEach(async () => {
 });
 
 async function startBus(over: Partial<MqttConfig>): Promise<LocalBus> {
-  const h = await hashPassword(PW, { N: 1024 });
-  const config = coreConfigShape.mqtt.parse({
-    host: '127.0.0.1',
-    port: 0,
-    users: [
-      { username: 'adm', password_hash: h, role: 'admin' },
-      { username: 'svc', password_hash: h, role: 'service' },
-      { username: 'dev1', password_hash: h, role: 'device' },
-    ],
-    ...over,
-  });
-  const bus = new LocalBus({ config, storeId: STORE, log: silentLogger() });
-  await bus.start();
+  const users = usersWithHash(await fastHash(PW), { adm: 'admin', svc: 'service', dev1: 'device' });
+  const bus = await startLocalBus(localMqttConfig(users, over), STORE);
   cleanups.push(() => bus.stop());
   return bus;
 }
@@ -59,23 +47,11 @@ async function client(bus: LocalBus, username: string): Promise<MqttClient> {
 
 /** A subscriber on a raw socket that reads its SUBACK and then nothing. */
 async function stalledSubscriber(bus: LocalBus, filter: string, qos: 0 | 1): Promise<{ socket: Socket; closed: () => boolean }> {
-  const socket = netConnect(bus.address().port, '127.0.0.1');
-  cleanups.push(() => socket.destroy());
-  socket.on('error', () => {});
-  let closed = false;
-  socket.on('close', () => (closed = true));
-  await once(socket, 'connect');
-  const packets: Packet[] = [];
-  const parser = mqttPacket.parser({ protocolVersion: 4 });
-  parser.on('packet', (p: Packet) => packets.push(p));
-  const onData = (d: Buffer): void => void parser.parse(d);
-  socket.on('data', onData);
-  socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: `stalled-${qos}`, keepalive: 0, username: 'adm', password: Buffer.from(PW) }));
-  socket.write(mqttPacket.generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos }] }));
-  await waitFor(() => packets.some((p) => p.cmd === 'suback'), 5_000, 'SUBACK');
-  socket.off('data', onData);
-  socket.pause();
-  return { socket, closed: () => closed };
+  const raw = await RawMqttClient.connect(bus.address().port, { username: 'adm', password: PW, clientId: `stalled-${qos}` });
+  cleanups.push(() => raw.close());
+  await raw.subscribe(filter, qos, 5_000);
+  raw.stopReading();
+  return { socket: raw.socket, closed: () => raw.closed };
 }
 
 describe('bus delivery bounds (in process)', () => {
@@ -131,14 +107,11 @@ describe('bus delivery bounds (in process)', () => {
 
   it('a client over max_inbound_qos2 unreleased QoS 2 messages is disconnected and counted', async () => {
     const bus = await startBus({ max_inbound_qos2: 4 });
-    const socket = netConnect(bus.address().port, '127.0.0.1');
-    cleanups.push(() => socket.destroy());
-    socket.on('error', () => {});
-    await once(socket, 'connect');
-    const closed = once(socket, 'close');
-    socket.resume();
-    socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'q2', keepalive: 0, username: 'dev1', password: Buffer.from(PW) }));
-    for (let id = 1; id <= 5; id++) socket.write(mqttPacket.generate({ cmd: 'publish', topic: `${P}ext/dev1/q2`, payload: Buffer.from('x'), qos: 2, messageId: id, retain: false, dup: false }));
+    const raw = await RawMqttClient.open(bus.address().port);
+    cleanups.push(() => raw.close());
+    const closed = once(raw.socket, 'close');
+    raw.sendConnect({ username: 'dev1', password: PW, clientId: 'q2' });
+    for (let id = 1; id <= 5; id++) raw.send({ cmd: 'publish', topic: `${P}ext/dev1/q2`, payload: Buffer.from('x'), qos: 2, messageId: id, retain: false, dup: false });
     await closed;
     expect(bus.stats().inboundQos2Disconnects).toBe(1);
     expect(bus.stats().malformed).toBe(0);

@@ -12,7 +12,6 @@ import { performance } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
 import mqtt, { type MqttClient } from 'mqtt';
 import { generate } from 'mqtt-packet';
-import { hashPassword } from '../../src/bus/auth';
 import { LocalBus, type PublishOptions } from '../../src/bus/broker';
 import * as topics from '../../src/bus/topics';
 import { validateConfig } from '../../src/config/load';
@@ -36,6 +35,7 @@ import { SyncService } from '../../src/sync/service';
 import type { Change, ChangeAck, SyncTransport, UploadEvent, UploadResult } from '../../src/sync/types';
 import { gs1CheckDigit } from '../../src/util/gtin';
 import { connectClient, tmp, useCleanups, waitFor } from '../helpers/daemon';
+import { fastHash, usersWithHash } from '../helpers/users';
 
 const STORE = 'st1';
 const P = topics.storePrefix(STORE);
@@ -92,18 +92,13 @@ class ScriptedCentral implements SyncTransport {
 }
 
 async function gatewayConfig(dir: string): Promise<Config> {
-  const hash = await hashPassword(PW, { N: 1024 });
+  const hash = await fastHash(PW);
   const raw = {
     store_id: STORE,
     data_dir: dir,
     mqtt: {
       port: 0,
-      users: [
-        { username: 'adm', role: 'admin', password_hash: hash },
-        { username: 'svc', role: 'service', password_hash: hash },
-        { username: 'kiosk', role: 'kiosk', password_hash: hash },
-        { username: 'dev1', role: 'device', password_hash: hash },
-      ],
+      users: usersWithHash(hash, { adm: 'admin', svc: 'service', kiosk: 'kiosk', dev1: 'device' }),
     },
     storage: { flush_interval_ms: 5 },
     stability: { window: 3, max_spread_g: 3 },

@@ -8,14 +8,16 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { Writable } from 'node:stream';
 import mqtt, { MqttClient } from 'mqtt';
-import mqttPacket, { type Packet } from 'mqtt-packet';
+import type { Packet } from 'mqtt-packet';
 import { LocalBus } from '../../src/bus/broker';
 import { hashPassword } from '../../src/bus/auth';
 import * as topics from '../../src/bus/topics';
-import { coreConfigShape, type MqttConfig } from '../../src/config/schema';
+import type { MqttConfig } from '../../src/config/schema';
 import { createLogger, silentLogger, type Logger } from '../../src/log';
+import { fastHash, localMqttConfig, startLocalBus, usersWithHash } from '../helpers/bus';
 import { tmp } from '../helpers/daemon';
 import { makeLeafCert, makeTestCa } from '../helpers/mosquitto';
+import { RawMqttClient } from '../helpers/raw-mqtt';
 import { waitFor } from '../helpers/wait';
 
 const STORE = 'r1';
@@ -34,21 +36,11 @@ afterEach(async () => {
 });
 
 async function startBus(over: Partial<MqttConfig>, slowHashFor?: string, log: Logger = silentLogger()): Promise<LocalBus> {
-  const h = await hashPassword(PW, { N: 1024 });
+  const h = await fastHash(PW);
   // a slow hash (~64 MiB, hundreds of ms) for the user whose password check must outlive its socket
   const slow = slowHashFor ? await hashPassword(PW, { N: 65536 }) : h;
-  const config = coreConfigShape.mqtt.parse({
-    host: '127.0.0.1',
-    port: 0,
-    users: [
-      { username: 'adm', password_hash: h, role: 'admin' },
-      { username: 'svc1', password_hash: slowHashFor === 'svc1' ? slow : h, role: 'service' },
-      { username: 'svc2', password_hash: h, role: 'service' },
-    ],
-    ...over,
-  });
-  const bus = new LocalBus({ config, storeId: STORE, log });
-  await bus.start();
+  const users = usersWithHash(h, { adm: 'admin', svc1: 'service', svc2: 'service' }).map((u) => (u.username === slowHashFor ? { ...u, password_hash: slow } : u));
+  const bus = await startLocalBus(localMqttConfig(users, over), STORE, { log });
   cleanups.push(() => bus.stop());
   return bus;
 }
@@ -65,17 +57,12 @@ async function client(bus: LocalBus, username: string, clientId?: string): Promi
 
 /** CONNACK return code of one raw CONNECT from `from` (a 127/8 address). */
 async function connackCode(bus: LocalBus, username: string, password: string, from = '127.0.0.1'): Promise<number> {
-  const socket = netConnect({ host: '127.0.0.1', port: bus.address().port, localAddress: from });
-  socket.on('error', () => {});
+  const raw = await RawMqttClient.open(bus.address().port, from);
   try {
-    await once(socket, 'connect');
-    const parser = mqttPacket.parser({ protocolVersion: 4 });
-    const connack = new Promise<number>((resolve) => parser.on('packet', (p: Packet) => p.cmd === 'connack' && resolve(p.returnCode ?? -1)));
-    socket.on('data', (d: Buffer) => void parser.parse(d));
-    socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: '', keepalive: 0, username, password: Buffer.from(password) } as Packet));
-    return await waitFor(() => connack, 10_000, 'CONNACK');
+    raw.sendConnect({ username, password, clientId: '' });
+    return await raw.connack(10_000);
   } finally {
-    socket.destroy();
+    raw.close();
   }
 }
 
@@ -83,14 +70,12 @@ describe('bus parts together', () => {
   it('a socket closed while its password check runs leaves no client id entry behind: another user may use that id afterwards', async () => {
     const bus = await startBus({}, 'svc1');
     const tracker = (bus as unknown as { tracker: { size: number } }).tracker;
-    const socket = netConnect(bus.address().port, '127.0.0.1');
-    socket.on('error', () => {});
-    cleanups.push(() => socket.destroy());
-    await once(socket, 'connect');
-    socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId: 'shared-id', keepalive: 0, username: 'svc1', password: Buffer.from(PW) }));
+    const raw = await RawMqttClient.open(bus.address().port);
+    cleanups.push(() => raw.close());
+    raw.sendConnect({ username: 'svc1', password: PW, clientId: 'shared-id' });
     // the scrypt of svc1's check has started; the client goes away while it runs
     await waitFor(() => bus.stats().passwordChecks >= 1, 10_000, 'password check started');
-    socket.destroy();
+    raw.close();
     await waitFor(() => bus.stats().unauthenticated === 0, 10_000, 'socket close seen by the bus');
     // the check has ended (a successful check forgets its pair in the lockout tracker) and the login went on
     await waitFor(() => tracker.size === 0, 20_000, 'password check finished');
@@ -151,18 +136,10 @@ describe('bus parts together', () => {
     const bus = await startBus({});
     const queueOf = (id: string): unknown[] | undefined =>
       (bus as unknown as { sessions: { queues: Map<string, { items: unknown[] }> } }).sessions.queues.get(id)?.items;
-    const socket = netConnect(bus.address().port, '127.0.0.1');
-    socket.on('error', () => {});
-    cleanups.push(() => socket.destroy());
-    await once(socket, 'connect');
-    const packets: Packet[] = [];
-    const parser = mqttPacket.parser({ protocolVersion: 4 });
-    parser.on('packet', (p: Packet) => packets.push(p));
-    socket.on('data', (d: Buffer) => void parser.parse(d));
-    const send = (p: Packet): boolean => socket.write(mqttPacket.generate(p));
-    send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: false, clientId: 'adm-q2', keepalive: 0, username: 'adm', password: Buffer.from(PW) } as Packet);
-    send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `${P}/q/#`, qos: 2 }] } as Packet);
-    await waitFor(() => packets.some((p) => p.cmd === 'suback'), 10_000, 'SUBACK');
+    const raw = await RawMqttClient.connect(bus.address().port, { username: 'adm', password: PW, clientId: 'adm-q2', clean: false });
+    cleanups.push(() => raw.close());
+    const { packets } = raw;
+    await raw.subscribe(`${P}/q/#`, 2);
     const pub = await client(bus, 'adm');
     await pub.publishAsync(`${P}/q/1`, 'one', { qos: 2 });
     await pub.publishAsync(`${P}/q/2`, 'two', { qos: 2 });
@@ -171,11 +148,11 @@ describe('bus parts together', () => {
       return ps.length >= 2 && ps;
     }, 10_000, 'both QoS 2 messages');
     const [id1, id2] = publishes.map((p) => p.messageId);
-    send({ cmd: 'pubrec', messageId: id1 } as Packet);
-    send({ cmd: 'pubrec', messageId: id2 } as Packet);
+    raw.send({ cmd: 'pubrec', messageId: id1 } as Packet);
+    raw.send({ cmd: 'pubrec', messageId: id2 } as Packet);
     await waitFor(() => packets.filter((p) => p.cmd === 'pubrel').length >= 2, 10_000, 'both PUBRELs');
-    send({ cmd: 'pubcomp', messageId: id1 } as Packet);
-    send({ cmd: 'pubcomp', messageId: id2 } as Packet);
+    raw.send({ cmd: 'pubcomp', messageId: id1 } as Packet);
+    raw.send({ cmd: 'pubcomp', messageId: id2 } as Packet);
     // both exchanges complete: nothing of them is left in the session to be sent again
     await waitFor(() => (queueOf('adm-q2')?.length ?? 0) === 0, 10_000, 'session queue empty after both PUBCOMPs');
     expect(bus.stats().connections).toBe(2); // the bus carries on for both clients

@@ -8,11 +8,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { LocalBus } from '../../src/bus/broker';
-import { hashPassword } from '../../src/bus/auth';
 import * as topics from '../../src/bus/topics';
-import { coreConfigShape, type MqttConfig } from '../../src/config/schema';
-import { silentLogger } from '../../src/log';
-import { BUILTIN_FEATURES } from '../../src/features';
+import type { MqttConfig } from '../../src/config/schema';
+import { fastHash, localMqttConfig, startLocalBus, usersWithHash } from '../helpers/bus';
 import { waitFor } from '../helpers/wait';
 
 const STORE = 's1';
@@ -25,19 +23,8 @@ afterEach(async () => {
 });
 
 async function startBus(over: Partial<MqttConfig>, extra: { now?: () => number; sessionSweepMs?: number } = {}): Promise<LocalBus> {
-  const h = await hashPassword(PW, { N: 1024 });
-  const config = coreConfigShape.mqtt.parse({
-    host: '127.0.0.1',
-    port: 0,
-    users: [
-      { username: 'tech', password_hash: h, role: 'technician' },
-      { username: 'svc', password_hash: h, role: 'service' },
-      { username: 'dev', password_hash: h, role: 'device' },
-    ],
-    ...over,
-  });
-  const bus = new LocalBus({ config, storeId: STORE, log: silentLogger(), version: 'test', topicAreas: BUILTIN_FEATURES.flatMap((f) => f.topics ?? []), ...extra });
-  await bus.start();
+  const users = usersWithHash(await fastHash(PW), { tech: 'technician', svc: 'service', dev: 'device' });
+  const bus = await startLocalBus(localMqttConfig(users, over), STORE, { features: true, ...extra });
   cleanups.push(() => bus.stop());
   return bus;
 }

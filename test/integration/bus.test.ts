@@ -5,16 +5,16 @@
 import { connect as tcpConnect } from 'node:net';
 import { z } from 'zod';
 import { CommandRegistry, declareCommand, handle } from '../../src/core/commands';
-import { BUILTIN_FEATURES } from '../../src/features';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { generate } from 'mqtt-packet';
 import { LocalBus, MAX_REQUESTS_IN_FLIGHT, MqttLengthScanner } from '../../src/bus/broker';
-import { hashPassword } from '../../src/bus/auth';
+import { fastHash, localMqttConfig, startLocalBus, usersWithHash } from '../helpers/bus';
 import * as topics from '../../src/bus/topics';
-import { coreConfigShape, type MqttConfig } from '../../src/config/schema';
+import type { MqttConfig } from '../../src/config/schema';
 import { ErrorCode, ShelfgateError } from '../../src/errors';
 import { silentLogger } from '../../src/log';
+import { subackCode as subscribe } from '../helpers/suback';
 import { waitFor } from '../helpers/wait';
 
 const STORE = 's1';
@@ -22,36 +22,17 @@ const P = topics.storePrefix(STORE);
 const PW = 'pw-123';
 
 async function users(): Promise<MqttConfig['users']> {
-  // N=1024 keeps the tests fast; production hashes use N=16384 (shelfgate passwd)
-  const h = await hashPassword(PW, { N: 1024 });
-  return [
-    { username: 'kiosk1', password_hash: h, role: 'kiosk' },
-    { username: 'svc', password_hash: h, role: 'service' },
-    { username: 'tech', password_hash: h, role: 'technician' },
-    { username: 'adm', password_hash: h, role: 'admin' },
-    { username: 'dev1', password_hash: h, role: 'device' },
-  ];
+  return usersWithHash(await fastHash(PW), { kiosk1: 'kiosk', svc: 'service', tech: 'technician', adm: 'admin', dev1: 'device' });
 }
 
 function mqttConfig(u: MqttConfig['users'], over: Partial<MqttConfig> = {}): MqttConfig {
   // through the schema, so every bound has its production default unless the test sets it
-  return coreConfigShape.mqtt.parse({
-    host: '127.0.0.1',
-    port: 0,
-    users: u,
-    max_auth_failures: 5,
-    lockout_s: 60,
-    max_connections: 50,
-    max_packet_bytes: 4096,
-    ...over,
-  });
+  return localMqttConfig(u, { max_auth_failures: 5, lockout_s: 60, max_connections: 50, max_packet_bytes: 4096, ...over });
 }
 
-async function startBus(cfg: MqttConfig, extra: { connectTimeoutMs?: number; commands?: CommandRegistry } = {}): Promise<LocalBus> {
+function startBus(cfg: MqttConfig, extra: { connectTimeoutMs?: number; commands?: CommandRegistry } = {}): Promise<LocalBus> {
   // the topic areas of the built-in features (shelf/#): what the daemon's bus declares
-  const bus = new LocalBus({ config: cfg, storeId: STORE, log: silentLogger(), version: 'test', topicAreas: BUILTIN_FEATURES.flatMap((f) => f.topics ?? []), ...extra });
-  await bus.start();
-  return bus;
+  return startLocalBus(cfg, STORE, { features: true, ...extra });
 }
 
 const clients: MqttClient[] = [];
@@ -98,18 +79,6 @@ async function connectError(bus: LocalBus, username?: string, password?: string)
     return (e as { code: number | string }).code;
   }
   throw new Error('connection was accepted');
-}
-
-function subscribe(c: MqttClient, filter: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    c.subscribe(filter, { qos: 1 }, (err, granted) => {
-      // mqtt.js reports a SUBACK of 0x80 as an error carrying the packet
-      const refused = (err as { packet?: { granted?: number[] } } | null | undefined)?.packet?.granted?.[0];
-      if (refused !== undefined) resolve(refused);
-      else if (err) reject(err);
-      else resolve(granted![0]!.qos);
-    });
-  });
 }
 
 /** Resolves with the first message on `topic` satisfying `pred`, or rejects after `ms`. */
