@@ -92,6 +92,44 @@ async function main(argv: string[]): Promise<number> {
     });
   }
 
+  const withConn = (c: Command): Command =>
+    c
+      .option('--url <url>', 'local bus URL', 'mqtt://127.0.0.1:1883')
+      .requiredOption('--store <id>', 'store id (store_id in the gateway config)')
+      .requiredOption('-u, --username <name>', 'technician user')
+      .option('--password-env <var>', 'environment variable holding the password', 'SHELFGATE_PASSWORD')
+      .option('--json', 'print JSON for scripts');
+  withConn(program.command('labels').description('price integrity of the shelf labels: what each shows against what it should (running gateway, MQTT)'))
+    .option('--stale', 'only labels that do not show their current price, or have a problem')
+    .action(async (opts: { url: string; store: string; username: string; passwordEnv: string; stale?: boolean; json?: boolean }) => {
+      const { runLabelsCli } = await import('./features/labels/labels-cli');
+      exit = await runLabelsCli(opts);
+    });
+  const label = program.command('label').description('one shelf label, through the running gateway (MQTT, technician role)');
+  withConn(label.command('bind').description('bind a label to a slot or a product').argument('<mac>', 'label MAC (12 or 16 hex digits)'))
+    .option('--shelf <id>', 'shelf id')
+    .option('--slot <id>', 'slot id')
+    .option('--gtin <gtin>', 'product instead of a slot')
+    .option('--type <id>', 'label type from devices/labels (default: from the hardware type the AP reports)')
+    .action(async (mac: string, opts: Record<string, string> & { store: string; username: string; json?: boolean }) => {
+      const { runLabelCommandCli } = await import('./features/labels/labels-cli');
+      const body: Record<string, unknown> = { mac };
+      for (const k of ['shelf', 'slot', 'gtin', 'type']) if (opts[k] !== undefined) body[k] = opts[k];
+      exit = await runLabelCommandCli('label.bind', body, opts);
+    });
+  for (const [name, command, what] of [
+    ['unbind', 'label.unbind', 'remove a label from the registry'],
+    ['flash', 'label.flash', "flash the label's LED (find this label)"],
+    ['push', 'label.push', 'render and deliver the label content again'],
+  ] as const) {
+    withConn(label.command(name).description(what).argument('<mac>', 'label MAC (12 or 16 hex digits)')).action(
+      async (mac: string, opts: { store: string; username: string; json?: boolean }) => {
+        const { runLabelCommandCli } = await import('./features/labels/labels-cli');
+        exit = await runLabelCommandCli(command, { mac }, opts);
+      },
+    );
+  }
+
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (e) {

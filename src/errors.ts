@@ -29,6 +29,8 @@ export const ErrorCode = {
   SYNC_FATAL: 'SG_SYNC_FATAL',
   /** Too much in progress for this client (e.g. requests on one MQTT connection): retry later. */
   BUSY: 'SG_BUSY',
+  /** A device the request needs (an access point, a reader) cannot be reached now: retry later. */
+  DEVICE_UNREACHABLE: 'SG_DEVICE_UNREACHABLE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -164,6 +164,16 @@ export function syncStatus(store: string): string {
   return `${storePrefix(store)}sync/status`;
 }
 
+/**
+ * `shelfgate/v1/<store>/<area>/<level>/...`: a topic in a feature's own area (the feature declares
+ * the area's filter, e.g. `labels/#`, as a TopicArea). Every level is validated like an id.
+ */
+export function featureTopic(store: string, area: string, ...levels: string[]): string {
+  let t = `${storePrefix(store)}${validateId(area, 'topic area')}`;
+  for (const l of levels) t += `/${validateId(l, 'topic level')}`;
+  return t;
+}
+
 // ---- payloads ----
 
 export interface GatewayStatus {

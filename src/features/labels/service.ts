@@ -1,0 +1,686 @@
+/**
+ * The labels service: turns applied prices into label content and gets it onto every bound label,
+ * confirmed label by label, with the truth about every label that is not there yet.
+ *
+ * Data path: `priceApplied` / `assignmentChanged` / `productChanged` (EventBus) -> render per
+ * label (content.ts, the label type's template) -> DeliveryScheduler (pure: urgency, coalescing,
+ * budgets, back-off) -> SQLite (repository.ts) -> LabelRadio.send (one per access point) -> the
+ * radio's `ack` -> confirmed -> integrity on the bus (retained) and in the outbox (`label_integrity`).
+ *
+ * Rules this file keeps:
+ * - Durable before acting: a round of dispatches is committed (state `sent`, the content in flight)
+ *   before any of it goes to a radio. After kill -9 a transfer is either still `sent` (its ack is
+ *   awaited, or it times out and is retried) or was never handed out; nothing confirmed is resent
+ *   (the scheduler never sends content a label confirmed) and nothing unconfirmed is forgotten.
+ * - Confirmed only on the radio's acknowledgement (scheduler.acknowledged), never on `send()`
+ *   resolving (that is `stored`).
+ * - An AP that is busy (409) or unreachable does not burn the labels' attempts: its transfers go
+ *   back to pending and the AP is paused (scheduler.apLost with `until`).
+ * - A label whose content cannot be made (no product at its slot, no price, a price that does not
+ *   fit its template) keeps what it shows, is reported with the reason (`problem`), and is retried
+ *   when its data changes.
+ * - Everything a client or a radio can trigger repeatedly is logged through a LogLimiter.
+ */
+import type { LocalBus } from '../../bus/broker';
+import * as topics from '../../bus/topics';
+import { Priority } from '../../core/event-kinds';
+import type { AssignmentChanged, EventBus, PriceApplied } from '../../core/events';
+import type { Locations } from '../../core/locations';
+import { ErrorCode, ShelfgateError } from '../../errors';
+import type { Service } from '../../lifecycle';
+import { LogLimiter, type Logger } from '../../log';
+import type { Store } from '../../store/store';
+import { contentInput, LabelContentError, priceTimeline, renderLabel, type LabelPrice, type LabelProduct } from './content';
+import type { LabelsConfig } from './config';
+import { labelTypeForHwType } from './label-types';
+import { normalizeMac } from './mac';
+import type { LabelHealth, LabelRadio, RadioEvent } from './radio';
+import { RadioError } from './radio';
+import { persistChanges, type LabelBinding, type LabelRepository } from './repository';
+import { DeliveryScheduler, MAX_PLAN, type ContentInput, type Dispatch, type LabelRecord } from './scheduler';
+import type { LabelType } from './types';
+
+/** Product data for a label (name, net content); central's `product` changes fill it. */
+export interface ProductLookup {
+  get(gtin: string): LabelProduct | undefined;
+}
+
+export interface LabelsServiceOptions {
+  storeId: string;
+  config: LabelsConfig;
+  store: Store;
+  bus: Pick<LocalBus, 'publish'>;
+  events: EventBus;
+  locations: Pick<Locations, 'get'>;
+  radios: readonly LabelRadio[];
+  types: ReadonlyMap<string, LabelType>;
+  products: ProductLookup;
+  repo: LabelRepository;
+  log: Logger;
+  clock?: () => number;
+}
+
+/** What the radios told about a label, bound or not (a technician binds what the APs see). */
+interface Seen {
+  ap: string;
+  at: number;
+  health: LabelHealth;
+}
+
+/** A label's integrity: what it shows against what it should show (bus, CLI, outbox). */
+export interface LabelIntegrity {
+  mac: string;
+  type: string;
+  gtin: string | null;
+  location: string | null;
+  state: LabelRecord['state'];
+  /** The price the label confirmed showing. */
+  shows: { price: number | null; currency: string | null; since: string } | null;
+  /** The price it must show now. */
+  should_show: { price: number | null; currency: string | null; since: string } | null;
+  /** Shows the prices it should (price, was-price, unit price). */
+  matches: boolean;
+  mismatch_since: string | null;
+  /** How long after its effective time the label switched to what it shows (the last switch). */
+  switch_delay_ms: number | null;
+  attempts: number;
+  last_error: string | null;
+  /** Why no content can be made for it (no product, no price, does not fit); null when none. */
+  problem: string | null;
+  ap: string | null;
+  last_seen: string | null;
+  next_check_in: string | null;
+  battery_mv: number | null;
+  rssi: number | null;
+  lqi: number | null;
+  conditions: string[];
+}
+
+export interface LabelsSummary {
+  store_id: string;
+  labels: number;
+  /** Labels that have a price to show. */
+  priced: number;
+  /** Of those, labels that confirmed showing it. */
+  confirmed_current: number;
+  /** confirmed_current / priced (1 when nothing is priced). */
+  share: number;
+  oldest_mismatch_since: string | null;
+  oldest_mismatch_age_s: number | null;
+  by_state: Record<LabelRecord['state'], number>;
+  problems: number;
+  low_battery: number;
+  lost: number;
+  ts: string;
+}
+
+/** Most labels the radios may tell about that are not bound (a store has thousands, not millions). */
+const MAX_SEEN = 100_000;
+
+const iso = (t: number | null | undefined): string | null => (t === null || t === undefined ? null : new Date(t).toISOString());
+
+export class LabelsService implements Service {
+  readonly name = 'labels';
+  readonly stats = {
+    rendered: 0,
+    renderFailures: 0,
+    dispatched: 0,
+    stored: 0,
+    sendFailures: 0,
+    acks: 0,
+    persistFailures: 0,
+    publishFailures: 0,
+    pricesUnbound: 0,
+    radioEvents: 0,
+  };
+  readonly scheduler: DeliveryScheduler;
+  private readonly clock: () => number;
+  private readonly limiter: LogLimiter;
+  private readonly bindings = new Map<string, LabelBinding>();
+  private readonly prices = new Map<string, PriceApplied>();
+  private readonly seen = new Map<string, Seen>();
+  private readonly problems = new Map<string, string>();
+  private readonly switchDelay = new Map<string, number>();
+  private readonly radios = new Map<string, LabelRadio>();
+  private readonly unsubscribe: Array<() => void> = [];
+  /** Per label, the integrity last published (JSON) and the last outbox-relevant key. */
+  private readonly published = new Map<string, string>();
+  private readonly reported = new Map<string, string>();
+  private readonly toPublish = new Set<string>();
+  private lastSummary = '';
+  private lastSummaryAt = 0;
+  private pumpScheduled = false;
+  private pumping: Promise<void> | null = null;
+  private wakeTimer: NodeJS.Timeout | null = null;
+  private healthTimer: NodeJS.Timeout | null = null;
+  private running = false;
+  private readonly inflight = new Set<Promise<unknown>>();
+
+  constructor(private readonly o: LabelsServiceOptions) {
+    this.clock = o.clock ?? Date.now;
+    this.limiter = new LogLimiter(o.log);
+    this.scheduler = new DeliveryScheduler({
+      clock: this.clock,
+      apBytesPerSecond: o.config.radio_bytes_per_s,
+      ackCheckIns: o.config.ack_check_ins,
+      maxAttempts: o.config.max_attempts,
+    });
+    for (const r of o.radios) this.radios.set(r.id, r);
+  }
+
+  async start(): Promise<void> {
+    this.running = true;
+    const stored = this.o.repo.load();
+    const records: LabelRecord[] = [];
+    for (const [mac, s] of stored) {
+      this.bindings.set(mac, s.binding);
+      records.push(s.delivery);
+    }
+    this.scheduler.restore(records);
+    // Transfers in flight when the gateway stopped: the radio reconciles them (acks it missed).
+    for (const r of records) if (r.inflight) this.radios.get(r.inflight.ap)?.resume?.(r.mac, r.inflight.sentAt);
+    for (const r of this.o.radios) this.unsubscribe.push(r.subscribe((e) => this.onRadio(r.id, e)));
+    const { events } = this.o;
+    events.on(this, 'priceApplied', (p) => this.onPrice(p));
+    events.on(this, 'assignmentChanged', (a) => this.onAssignment(a));
+    this.healthTimer = setInterval(() => this.healthTick(), Math.max(250, Math.min(5000, this.o.config.publish_interval_ms || 1000)));
+    this.healthTimer.unref();
+    for (const mac of this.bindings.keys()) this.toPublish.add(mac);
+    this.o.log.info({ labels: this.bindings.size, access_points: this.radios.size }, 'labels service started');
+    this.schedulePump();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.o.events.removeOwner(this);
+    for (const u of this.unsubscribe.splice(0)) u();
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    if (this.healthTimer) clearInterval(this.healthTimer);
+    this.wakeTimer = null;
+    this.healthTimer = null;
+    // Let the last round commit what it started (the store is stopped after us).
+    await Promise.allSettled([...this.inflight, this.pumping ?? Promise.resolve()]);
+    await this.persist().catch(() => undefined);
+  }
+
+  // ---- bindings (technician CLI/MQTT, central's slot assignments) ----
+
+  /** Binds a label to a product or a slot. The label type comes from `type` or from the hwType the AP reported. */
+  bind(input: { mac: string; type?: string; gtin?: string; shelf?: string; slot?: string }, by: string): LabelIntegrity {
+    const mac = normalizeMac(input.mac);
+    if (!mac) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `mac ${JSON.stringify(input.mac)} is not a label MAC (12 or 16 hex digits)`);
+    const hasSlot = input.shelf !== undefined || input.slot !== undefined;
+    if (hasSlot === (input.gtin !== undefined))
+      throw new ShelfgateError(ErrorCode.REQUEST_INVALID, 'bind a label to either a product (gtin) or a slot (shelf and slot), not both and not neither');
+    let locationId: string | null = null;
+    if (hasSlot) {
+      if (!input.shelf || !input.slot) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, 'a slot binding needs both shelf and slot');
+      locationId = `${input.shelf}/${input.slot}`;
+      if (!this.o.locations.get(locationId)) throw new ShelfgateError(ErrorCode.NOT_FOUND, `unknown slot ${locationId}`);
+    }
+    const seen = this.seen.get(mac);
+    let typeId = input.type;
+    if (typeId === undefined) {
+      const hw = seen?.health.hwType ?? null;
+      const t = hw === null ? undefined : labelTypeForHwType(this.o.types, hw);
+      if (!t)
+        throw new ShelfgateError(
+          ErrorCode.REQUEST_INVALID,
+          hw === null
+            ? `label ${mac} has not been heard by any access point: give its type (known: ${[...this.o.types.keys()].join(', ')})`
+            : `label ${mac} reports hwType 0x${hw.toString(16)}, which no label type in devices/labels claims: give its type`,
+        );
+      typeId = t.id;
+    } else if (!this.o.types.has(typeId)) {
+      throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `unknown label type ${typeId} (known: ${[...this.o.types.keys()].join(', ')})`);
+    }
+    const binding: LabelBinding = { labelType: typeId, gtin: input.gtin ?? null, locationId };
+    const checkInMs = seen?.health.checkInMs ?? this.o.config.default_check_in_s * 1000;
+    this.bindings.set(mac, binding);
+    this.scheduler.setLabel(mac, { checkInMs });
+    if (seen) this.scheduler.heard(mac, seen.ap, seen.at);
+    this.o.log.info({ mac, type: typeId, gtin: binding.gtin, location: locationId, by }, 'label bound');
+    this.render(mac);
+    this.toPublish.add(mac);
+    this.schedulePump();
+    return this.integrity(mac)!;
+  }
+
+  unbind(macIn: string, by: string): { mac: string; unbound: boolean } {
+    const mac = normalizeMac(macIn);
+    if (!mac) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `mac ${JSON.stringify(macIn)} is not a label MAC`);
+    if (!this.bindings.delete(mac)) return { mac, unbound: false };
+    this.scheduler.removeLabel(mac);
+    this.problems.delete(mac);
+    this.switchDelay.delete(mac);
+    this.reported.delete(mac);
+    this.published.delete(mac);
+    this.o.log.info({ mac, by }, 'label unbound');
+    this.clearRetained(mac);
+    this.schedulePump();
+    return { mac, unbound: true };
+  }
+
+  /** Find-this-label: flashes its LED through the AP that last heard it. */
+  async flash(macIn: string, pattern: string): Promise<{ mac: string; ap: string }> {
+    const mac = normalizeMac(macIn);
+    if (!mac) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `mac ${JSON.stringify(macIn)} is not a label MAC`);
+    const ap = this.scheduler.record(mac)?.ap ?? this.seen.get(mac)?.ap;
+    if (!ap) throw new ShelfgateError(ErrorCode.NOT_FOUND, `no access point has heard label ${mac}`);
+    try {
+      await this.radios.get(ap)!.flash(mac, pattern);
+    } catch (e) {
+      if (e instanceof RadioError) throw new ShelfgateError(e.code === 'SG_AP_REQUEST_INVALID' ? ErrorCode.REQUEST_INVALID : ErrorCode.DEVICE_UNREACHABLE, `${ap}: ${e.message}`, { code: e.code });
+      throw e;
+    }
+    return { mac, ap };
+  }
+
+  /** Re-renders the label from the current data and schedules what changed. */
+  push(macIn: string): LabelIntegrity {
+    const mac = normalizeMac(macIn);
+    if (!mac || !this.bindings.has(mac)) throw new ShelfgateError(ErrorCode.NOT_FOUND, `label ${macIn} is not bound`);
+    this.render(mac, true);
+    this.schedulePump();
+    return this.integrity(mac)!;
+  }
+
+  /** Labels bound to a location (pick-to-light). */
+  labelsAt(locationId: string): string[] {
+    const out: string[] = [];
+    for (const [mac, b] of this.bindings) if (b.locationId === locationId) out.push(mac);
+    return out;
+  }
+
+  /** Flashes a label through the AP that last heard it (pick-to-light); rejects when none did. */
+  flashLabel(mac: string, pattern: string): Promise<void> {
+    return this.flash(mac, pattern).then(() => undefined);
+  }
+
+  // ---- integrity ----
+
+  integrity(mac: string): LabelIntegrity | undefined {
+    const b = this.bindings.get(mac);
+    const r = this.scheduler.record(mac);
+    if (!b || !r) return undefined;
+    const now = this.clock();
+    let target: ContentInput | undefined;
+    for (const p of r.plan) if (p.effectiveAt <= now) target = p;
+    const shown = r.shown;
+    const seen = this.seen.get(mac);
+    const matches = !!(target && shown && shown.priceKey === target.priceKey);
+    return {
+      mac,
+      type: b.labelType,
+      gtin: b.gtin ?? (b.locationId ? (this.o.locations.get(b.locationId)?.gtin ?? null) : null),
+      location: b.locationId,
+      state: r.state,
+      shows: shown ? { price: shown.price, currency: shown.currency, since: iso(shown.at)! } : null,
+      should_show: target ? { price: target.price, currency: target.currency, since: iso(target.effectiveAt)! } : null,
+      matches,
+      mismatch_since: iso(r.mismatchSince),
+      switch_delay_ms: this.switchDelay.get(mac) ?? null,
+      attempts: r.attempts,
+      last_error: r.lastError,
+      problem: this.problems.get(mac) ?? null,
+      ap: r.ap,
+      last_seen: iso(r.lastHeardAt),
+      next_check_in: iso(seen?.health.nextCheckInAt),
+      battery_mv: seen?.health.batteryMv ?? null,
+      rssi: seen?.health.rssi ?? null,
+      lqi: seen?.health.lqi ?? null,
+      conditions: this.conditions(r, seen, now),
+    };
+  }
+
+  /** Every bound label's integrity; `stale`: only those that do not show what they should, or have a problem. */
+  report(opts: { stale?: boolean } = {}): { summary: LabelsSummary; labels: LabelIntegrity[] } {
+    const labels: LabelIntegrity[] = [];
+    for (const mac of [...this.bindings.keys()].sort()) {
+      const i = this.integrity(mac);
+      if (!i) continue;
+      if (opts.stale && i.matches && !i.problem && i.conditions.length === 0) continue;
+      labels.push(i);
+    }
+    return { summary: this.summary(), labels };
+  }
+
+  summary(): LabelsSummary {
+    const now = this.clock();
+    const byState = { pending: 0, sent: 0, confirmed: 0, failed: 0 };
+    let priced = 0;
+    let current = 0;
+    let oldest: number | null = null;
+    let lowBattery = 0;
+    let lost = 0;
+    for (const mac of this.bindings.keys()) {
+      const r = this.scheduler.record(mac);
+      if (!r) continue;
+      byState[r.state]++;
+      let target: ContentInput | undefined;
+      for (const p of r.plan) if (p.effectiveAt <= now) target = p;
+      if (target) {
+        priced++;
+        if (r.shown && r.shown.priceKey === target.priceKey) current++;
+        else if (r.mismatchSince !== null && (oldest === null || r.mismatchSince < oldest)) oldest = r.mismatchSince;
+      }
+      const c = this.conditions(r, this.seen.get(mac), now);
+      if (c.includes('low_battery')) lowBattery++;
+      if (c.includes('lost')) lost++;
+    }
+    return {
+      store_id: this.o.storeId,
+      labels: this.bindings.size,
+      priced,
+      confirmed_current: current,
+      share: priced === 0 ? 1 : Math.round((current / priced) * 10_000) / 10_000,
+      oldest_mismatch_since: iso(oldest),
+      oldest_mismatch_age_s: oldest === null ? null : Math.max(0, Math.round((now - oldest) / 1000)),
+      by_state: byState,
+      problems: [...this.bindings.keys()].filter((m) => this.problems.has(m)).length,
+      low_battery: lowBattery,
+      lost,
+      ts: iso(now)!,
+    };
+  }
+
+  status(): Record<string, unknown> {
+    const s = this.summary();
+    return { labels: s.labels, share: s.share, by_state: s.by_state, access_points: [...this.radios.values()].map((r) => r.status()) };
+  }
+
+  private conditions(r: LabelRecord, seen: Seen | undefined, now: number): string[] {
+    const out: string[] = [];
+    const mv = seen?.health.batteryMv;
+    if (mv !== null && mv !== undefined && mv > 0 && mv < this.o.config.low_battery_mv) out.push('low_battery');
+    if (r.lastHeardAt === null || now - r.lastHeardAt > this.o.config.lost_after_check_ins * r.checkInMs) out.push('lost');
+    return out;
+  }
+
+  // ---- inputs ----
+
+  private onPrice(p: PriceApplied): void {
+    this.prices.set(p.gtin, p);
+    let n = 0;
+    for (const [mac, b] of this.bindings) {
+      if (this.gtinOf(b) !== p.gtin) continue;
+      this.render(mac);
+      n++;
+    }
+    if (n === 0) this.stats.pricesUnbound++;
+    if (n > 0) this.schedulePump();
+  }
+
+  private onAssignment(a: AssignmentChanged): void {
+    for (const [mac, b] of this.bindings) if (b.locationId === a.locationId) this.render(mac);
+    // Central binds labels to a slot with the slot assignment (`labels`: MACs).
+    const macs = (a as AssignmentChanged & { attributes?: { labels?: unknown } }).attributes?.labels;
+    if (a.by === 'central' && Array.isArray(macs)) {
+      for (const m of macs) {
+        try {
+          const cur = this.bindings.get(normalizeMac(String(m)) ?? '');
+          if (cur?.locationId === a.locationId) continue;
+          this.bind({ mac: String(m), type: cur?.labelType, shelf: a.shelfId, slot: a.slotId }, 'central');
+        } catch (e) {
+          this.limiter.warn(`central-bind:${a.locationId}`, { location: a.locationId, mac: String(m).slice(0, 32), err: (e as Error).message }, 'central slot assignment names a label that cannot be bound');
+        }
+      }
+    }
+    this.schedulePump();
+  }
+
+  /** A product's name or net content changed (central's `product` change). */
+  productChanged(gtin: string): void {
+    for (const [mac, b] of this.bindings) if (this.gtinOf(b) === gtin) this.render(mac);
+    this.schedulePump();
+  }
+
+  private onRadio(ap: string, e: RadioEvent): void {
+    this.stats.radioEvents++;
+    switch (e.type) {
+      case 'heard': {
+        if (!this.seen.has(e.mac) && this.seen.size >= MAX_SEEN) {
+          this.limiter.warn('seen-full', { max: MAX_SEEN }, 'radios report more labels than the gateway tracks; unbound ones are not listed');
+          if (!this.bindings.has(e.mac)) return;
+        }
+        this.seen.set(e.mac, { ap, at: e.at, health: e.health });
+        if (this.bindings.has(e.mac)) {
+          const r = this.scheduler.record(e.mac);
+          if (r && e.health.checkInMs && e.health.checkInMs > 0 && Math.abs(e.health.checkInMs - r.checkInMs) > r.checkInMs * 0.1)
+            this.scheduler.setLabel(e.mac, { checkInMs: e.health.checkInMs });
+          this.scheduler.heard(e.mac, ap, e.at);
+          this.toPublish.add(e.mac);
+        }
+        break;
+      }
+      case 'ack': {
+        if (!this.bindings.has(e.mac)) return;
+        const before = this.scheduler.record(e.mac);
+        const content = before?.inflight?.content;
+        if (this.scheduler.acknowledged(e.mac, e.at, e.hash, ap)) {
+          this.stats.acks++;
+          const shown = this.scheduler.record(e.mac)?.shown;
+          const c = content && shown && content.seq === shown.seq ? content : before?.plan.find((p) => p.seq === shown?.seq);
+          if (c) this.switchDelay.set(e.mac, Math.max(0, e.at - c.effectiveAt));
+          this.toPublish.add(e.mac);
+        }
+        break;
+      }
+      case 'transferFailed':
+        if (!this.bindings.has(e.mac)) return;
+        this.scheduler.transferFailed(e.mac, `${ap}: ${e.reason}`);
+        this.toPublish.add(e.mac);
+        break;
+      case 'lost':
+        this.o.log.warn({ ap, reason: e.reason }, 'access point lost what it had queued; its transfers go out again');
+        this.scheduler.apLost(ap, e.until);
+        break;
+      case 'status':
+        if (e.online) this.o.log.info({ ap }, 'access point online');
+        else this.limiter.warn(`ap-offline:${ap}`, { ap, err: e.error }, 'access point offline');
+        break;
+    }
+    this.schedulePump();
+  }
+
+  // ---- content ----
+
+  private gtinOf(b: LabelBinding): string | null {
+    if (b.gtin) return b.gtin;
+    return b.locationId ? (this.o.locations.get(b.locationId)?.gtin ?? null) : null;
+  }
+
+  /** Renders the label's plan from current data and hands it to the scheduler if it changed. */
+  private render(mac: string, force = false): void {
+    const b = this.bindings.get(mac);
+    if (!b) return;
+    const problem = (why: string): void => {
+      if (this.problems.get(mac) !== why) {
+        this.problems.set(mac, why);
+        this.limiter.warn(`label-problem:${mac}`, { mac, problem: why }, 'label content cannot be made');
+        this.toPublish.add(mac);
+      }
+    };
+    const gtin = this.gtinOf(b);
+    if (!gtin) return problem(b.locationId ? `slot ${b.locationId} holds no product` : 'bound to no product');
+    const price = this.prices.get(gtin);
+    if (!price) return problem(`no price for ${gtin} from central yet`);
+    const type = this.o.types.get(b.labelType);
+    if (!type) return problem(`label type ${b.labelType} is not in devices/labels`);
+    const product = this.o.products.get(gtin) ?? { gtin, name: gtin };
+    const now = this.clock();
+    let contents: ContentInput[];
+    try {
+      const lp: LabelPrice = { price: price.price, currency: price.currency, promotion: (price.promotion as LabelPrice['promotion']) ?? null };
+      contents = priceTimeline(lp, now)
+        .slice(0, MAX_PLAN)
+        .map((t) => contentInput(renderLabel({ product, display: t.display, locale: this.o.config.locale }, type), t.effectiveAt));
+    } catch (e) {
+      this.stats.renderFailures++;
+      if (e instanceof LabelContentError) return problem(`${e.code}: ${e.message}`);
+      throw e;
+    }
+    this.stats.rendered++;
+    if (this.problems.delete(mac)) this.toPublish.add(mac);
+    const r = this.scheduler.record(mac);
+    if (!force && r && samePlan(r.plan, contents, now)) return;
+    this.scheduler.submit(mac, contents);
+    this.toPublish.add(mac);
+  }
+
+  // ---- the pump: dispatch, persist, publish ----
+
+  private schedulePump(): void {
+    if (this.pumpScheduled || !this.running) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      if (!this.running) return;
+      if (this.pumping) {
+        // one round at a time: run again when this one is done
+        void this.pumping.then(() => this.schedulePump());
+        return;
+      }
+      this.pumping = this.round().finally(() => {
+        this.pumping = null;
+      });
+    });
+  }
+
+  private async round(): Promise<void> {
+    const now = this.clock();
+    const dispatches = this.scheduler.next(now);
+    // Durable before acting: the dispatches' `sent` state commits before any goes out.
+    try {
+      await this.persist();
+    } catch (e) {
+      // Not committed: hand nothing out (they go back to pending by timeout) and try again later.
+      this.limiter.error('persist', { err: (e as Error).message }, 'label delivery state could not be saved');
+      for (const d of dispatches) this.scheduler.sendFailed(d.mac, d.seq, `state not saved: ${(e as Error).message}`);
+      this.armTimer(now + 1000);
+      return;
+    }
+    for (const d of dispatches) this.dispatch(d);
+    this.publishChanged();
+    this.armTimer(this.scheduler.nextWakeAt(this.clock()));
+  }
+
+  private dispatch(d: Dispatch): void {
+    const radio = this.radios.get(d.ap);
+    this.stats.dispatched++;
+    this.toPublish.add(d.mac);
+    if (!radio) {
+      this.scheduler.sendFailed(d.mac, d.seq, `no access point ${d.ap} in the config`);
+      return;
+    }
+    const p = radio
+      .send(d.mac, d.body)
+      .then(
+        () => {
+          this.stats.stored++;
+          this.scheduler.stored(d.mac, d.seq);
+        },
+        (e: unknown) => {
+          this.stats.sendFailures++;
+          const err = e instanceof RadioError ? e : new RadioError('SG_AP_BAD_ANSWER', (e as Error)?.message ?? String(e));
+          this.limiter.warn(`send:${d.ap}:${err.code}`, { ap: d.ap, mac: d.mac, code: err.code, err: err.message }, 'label content not stored at the access point');
+          if (err.code === 'SG_AP_BUSY' || err.code === 'SG_AP_UNREACHABLE') {
+            // The AP, not the label: pause the AP and send again later without counting an attempt.
+            this.scheduler.apLost(d.ap, this.clock() + (err.retryAfterMs ?? 5000));
+          } else {
+            this.scheduler.sendFailed(d.mac, d.seq, `${err.code}: ${err.message}`);
+          }
+        },
+      )
+      .finally(() => {
+        this.inflight.delete(p);
+        this.toPublish.add(d.mac);
+        this.schedulePump();
+      });
+    this.inflight.add(p);
+  }
+
+  private persist(): Promise<void> {
+    return persistChanges(this.scheduler, (mac) => this.bindings.get(mac), this.o.repo).then((r) => {
+      if (r.failed.length) {
+        this.stats.persistFailures += r.failed.length;
+        throw r.failed[0]!.error;
+      }
+    });
+  }
+
+  private armTimer(at: number | null): void {
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeTimer = null;
+    if (at === null || !this.running) return;
+    const delay = Math.max(0, Math.min(at - this.clock(), 60_000));
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = null;
+      this.schedulePump();
+    }, delay);
+    this.wakeTimer.unref();
+  }
+
+  private healthTick(): void {
+    // Conditions (lost) change with time alone: look at every label now and then.
+    for (const mac of this.bindings.keys()) this.toPublish.add(mac);
+    this.schedulePump();
+  }
+
+  /** Publishes the integrity of labels that changed (retained), the summary, and outbox events. */
+  private publishChanged(): void {
+    const now = this.clock();
+    for (const mac of this.toPublish) {
+      const i = this.integrity(mac);
+      if (!i) continue;
+      const json = JSON.stringify(i);
+      if (this.published.get(mac) === json) continue;
+      this.published.set(mac, json);
+      this.publish(topics.featureTopic(this.o.storeId, 'labels', 'label', mac), json, true);
+      // To central: when what matters changes (matches, failed, problem, conditions), compacted per label.
+      const key = JSON.stringify([i.matches, i.state === 'failed', i.problem, i.conditions, i.shows?.price ?? null, i.should_show?.price ?? null]);
+      if (this.reported.get(mac) !== key && (i.state !== 'sent' || !i.matches)) {
+        this.reported.set(mac, key);
+        this.o.store
+          .appendEvent({ deviceId: `label:${mac}`, kind: 'label_integrity', priority: Priority.ANOMALY, payload: { store_id: this.o.storeId, ...i }, createdAt: now })
+          .catch((e: Error) => this.limiter.error('outbox', { err: e.message }, 'label integrity event could not be written'));
+      }
+    }
+    this.toPublish.clear();
+    if (now - this.lastSummaryAt >= this.o.config.publish_interval_ms) {
+      const s = this.summary();
+      const { ts: _ts, oldest_mismatch_age_s: _age, ...stable } = s;
+      const key = JSON.stringify(stable);
+      if (key !== this.lastSummary || now - this.lastSummaryAt >= 60_000) {
+        this.lastSummary = key;
+        this.lastSummaryAt = now;
+        this.publish(topics.featureTopic(this.o.storeId, 'labels', 'summary'), JSON.stringify(s), true);
+      }
+    } else if (!this.wakeTimer) {
+      this.armTimer(this.lastSummaryAt + this.o.config.publish_interval_ms);
+    }
+  }
+
+  private clearRetained(mac: string): void {
+    // An empty retained message removes the label's retained state [MQTT-3.3.1-10].
+    this.publish(topics.featureTopic(this.o.storeId, 'labels', 'label', mac), '', true);
+  }
+
+  private publish(topic: string, body: string, retain: boolean): void {
+    this.o.bus.publish(topic, body, { retain, qos: 1 }).catch((e: Error) => {
+      this.stats.publishFailures++;
+      this.limiter.warn(`publish:labels`, { topic, err: e.message }, 'label state could not be published');
+    });
+  }
+}
+
+/** Same contents as the label's plan: the entry due now by hash, later ones by hash and time. */
+function samePlan(plan: readonly ContentInput[], next: readonly ContentInput[], now: number): boolean {
+  const cur = plan.filter((p, i) => p.effectiveAt > now || plan[i + 1] === undefined || plan[i + 1]!.effectiveAt > now);
+  if (cur.length !== next.length) return false;
+  for (let i = 0; i < next.length; i++) {
+    if (cur[i]!.hash !== next[i]!.hash) return false;
+    if (i > 0 && cur[i]!.effectiveAt !== next[i]!.effectiveAt) return false;
+  }
+  return true;
+}
