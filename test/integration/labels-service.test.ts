@@ -8,7 +8,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { composeMigrations } from '../../src/core/gateway';
 import { EventBus, type PriceApplied } from '../../src/core/events';
 import { labelsSchema } from '../../src/features/labels/config';
 import { loadLabelTypes } from '../../src/features/labels/label-types';
