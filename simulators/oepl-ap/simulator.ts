@@ -81,6 +81,8 @@ export interface SimLabel {
   shownHash: string;
   updateCount: number;
   updateLast: number;
+  /** Contents uploaded for this label (`/jsonupload` answered 200), identical ones included. */
+  uploads: number;
   /** Never checks in again. */
   lost: boolean;
   /** Commands (tag_cmd, led_flash) delivered to the label, oldest first (bounded). */
@@ -350,6 +352,7 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
         shown: null,
         shownHash: NO_HASH,
         updateCount: 0,
+        uploads: 0,
         updateLast: 0,
         lost: false,
         commands: [],
@@ -643,6 +646,7 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
     if (!found.ok) return this.send(res, 400, 'Missing parameters');
     if (!found.label) return this.send(res, 400, 'mac not found in tagDB');
     this.stats.uploads++;
+    found.label.uploads++;
     this.enqueue(found.label, form.get('json')!);
     this.pushTag(found.label);
     this.send(res, 200, 'Ok, saved');
