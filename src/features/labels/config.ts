@@ -29,6 +29,13 @@ export const labelsSchema = z.strictObject({
   default_check_in_s: z.number().min(0.05).max(3600).default(40),
   /** Radio throughput of one AP, the scheduler's byte budget per second. */
   radio_bytes_per_s: z.number().int().min(100).max(1_000_000).default(5000),
+  /**
+   * Radio time, in seconds, the gateway lets queue up at one AP (the scheduler's burst). An AP can
+   * only send to a label when that label checks in, so its queue must hold enough labels to keep
+   * the radio busy through a check-in interval: about two intervals of radio time (default 80 s at
+   * 40 s check-ins). More than that hands the ordering by urgency to the AP's own first-come queue.
+   */
+  ap_queue_s: z.number().min(0.01).max(3600).default(80),
   /** Check-ins to wait for an acknowledgement before a transfer counts as failed. */
   ack_check_ins: z.number().int().min(1).max(100).default(3),
   /** Failed attempts before a label is reported `failed` (it is still retried at the longest back-off). */

@@ -162,6 +162,7 @@ export class LabelsService implements Service {
     this.scheduler = new DeliveryScheduler({
       clock: this.clock,
       apBytesPerSecond: o.config.radio_bytes_per_s,
+      burstMs: o.config.ap_queue_s * 1000,
       ackCheckIns: o.config.ack_check_ins,
       maxAttempts: o.config.max_attempts,
     });
