@@ -65,9 +65,9 @@ const LOCATIONS: Location[] = [
 ];
 const LABELS: Record<string, string[]> = { 'A/1': ['AA01'], 'A/2': ['AA02', 'AA03'], 'B/1': ['BB01'], 'C/1': ['CC01'] };
 
-async function rig(o: { path?: string; options?: ConstructorParameters<typeof PickService>[0]['options']; flashFails?: (mac: string) => boolean; seedStock?: boolean } = {}): Promise<Rig> {
+async function rig(o: { locations?: Location[]; labels?: Record<string, string[]>; options?: ConstructorParameters<typeof PickService>[0]['options']; flashFails?: (mac: string) => boolean; seedStock?: boolean } = {}): Promise<Rig> {
   const log = silentLogger();
-  const store = new Store({ path: o.path ?? join(dir, 'sg.db'), synchronous: 'full', flushIntervalMs: 2, storeId: 'st1', log, migrations: [...composeMigrations(BUILTIN_FEATURES), ...PICK_MIGRATIONS] });
+  const store = new Store({ path: join(dir, 'sg.db'), synchronous: 'full', flushIntervalMs: 2, storeId: 'st1', log, migrations: [...composeMigrations(BUILTIN_FEATURES), ...PICK_MIGRATIONS] });
   const events = new EventBus(log);
   const flashes: Rig['flashes'] = [];
   const published: Rig['published'] = [];
@@ -77,8 +77,8 @@ async function rig(o: { path?: string; options?: ConstructorParameters<typeof Pi
     store,
     events,
     locations: {
-      list: () => LOCATIONS.map((l) => ({ ...l })),
-      get: (id) => LOCATIONS.find((l) => l.id === id),
+      list: () => (o.locations ?? LOCATIONS).map((l) => ({ ...l })),
+      get: (id) => (o.locations ?? LOCATIONS).find((l) => l.id === id),
       ...(o.seedStock ? { loadStock: () => [{ locationId: 'A/1', count: 10, condition: 'ok', observedBy: 'weight', detail: {}, updatedAt: T0 }] } : {}),
     },
     bus: {
@@ -86,7 +86,7 @@ async function rig(o: { path?: string; options?: ConstructorParameters<typeof Pi
         published.push({ topic, body: String(payload), retain: opts?.retain ?? false });
       },
     },
-    labelsAt: (id) => LABELS[id] ?? [],
+    labelsAt: (id) => (o.labels ?? LABELS)[id] ?? [],
     flash: async (mac, pattern) => {
       flashes.push({ mac, pattern });
       if (o.flashFails?.(mac)) throw new Error('AP unreachable');
@@ -417,12 +417,35 @@ describe('pick-to-light', () => {
     expect(r.svc.stats.flashes).toBe(5);
   });
 
+  it('follows a slot assignment and label bindings that change while an order is open', async () => {
+    const locations = LOCATIONS.map((l) => ({ ...l }));
+    const labels: Record<string, string[]> = { 'A/1': ['AA01'], 'B/1': ['BB01'] };
+    const r = await rig({ locations, labels });
+    await r.run('order.pick', { order_id: 'm', lines: [{ gtin: MILK, qty: 1 }] });
+    expect(r.flashes.map((f) => f.mac)).toEqual(['AA01']);
+    // central moves milk from A/1 to B/1
+    locations[0]!.gtin = null;
+    locations[2]!.gtin = MILK;
+    r.events.emit('assignmentChanged', { locationId: 'B/1', shelfId: 'B', slotId: '1', gtin: MILK, unitWeightG: 1030, by: 'central' });
+    await r.svc.settled();
+    expect(r.flashes.slice(1)).toEqual([
+      { mac: 'BB01', pattern: red },
+      { mac: 'AA01', pattern: LED_PATTERN_OFF },
+    ]);
+    // a technician binds a second label to B/1
+    labels['B/1'] = ['BB01', 'BB02'];
+    r.svc.bindingsChanged();
+    await r.svc.settled();
+    expect(r.flashes.slice(3)).toEqual([{ mac: 'BB02', pattern: red }]);
+  });
+
   it('stop() removes its listener and timer and never throws', async () => {
     const r = await rig();
     await r.run('order.pick', { order_id: 's', lines: [{ gtin: MILK, qty: 1 }] });
     expect(r.events.listenerCount('stockCommitted')).toBe(1);
+    expect(r.events.listenerCount('assignmentChanged')).toBe(1);
     await r.svc.stop();
-    expect(r.events.listenerCount('stockCommitted')).toBe(0);
+    expect(r.events.listenerCount()).toBe(0);
     await expect(r.svc.stop()).resolves.toBeUndefined();
     await expect(r.run('order.pick', { order_id: 't', lines: [{ gtin: MILK, qty: 1 }] })).rejects.toMatchObject({ code: 'SG_STOPPED' });
   });

@@ -367,6 +367,8 @@ export class PickService implements Service {
       if (loc && s.observedBy === 'weight' && s.count !== null) this.lastCount.set(s.locationId, { count: s.count, gtin: normGtin(loc.gtin) });
     }
     this.d.events.on(this, 'stockCommitted', (e) => this.onStock(e));
+    // a slot that now holds (or no longer holds) an open line's product: its labels follow at once
+    this.d.events.on(this, 'assignmentChanged', () => this.syncFlashes(false));
     for (const order of this.active.values()) this.publishReport(order, this.report(order, 'open', null));
     if (this.active.size > 0) this.d.log.info({ orders: this.active.size }, 'pick orders restored: flashing resumes');
     this.syncFlashes(true);
@@ -390,6 +392,11 @@ export class PickService implements Service {
   /** Re-flashes every wanted label now (what the interval timer does). */
   reflash(): void {
     this.syncFlashes(true);
+  }
+
+  /** Label bindings changed (the labels service calls this): flashes labels newly wanted, stops those no longer wanted. */
+  bindingsChanged(): void {
+    this.syncFlashes(false);
   }
 
   /** Reports of the active orders, oldest first. */
@@ -554,7 +561,7 @@ export class PickService implements Service {
       try {
         // one batch: the report reaches the outbox exactly when the order leaves the table
         await store.together(() =>
-          Promise.all([this.d.outbox('pick_report', report, { deviceId: `orders/${order.id}`, createdAt: endedAt }), this.saveOrder({ id: order.id, row: null, ts: endedAt })]),
+          Promise.all([this.d.outbox('pick_report', { kind: 'pick_report', ...report }, { deviceId: `orders/${order.id}`, createdAt: endedAt }), this.saveOrder({ id: order.id, row: null, ts: endedAt })]),
         );
       } catch (e) {
         this.stats.persistFailures++;
