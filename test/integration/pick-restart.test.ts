@@ -16,6 +16,7 @@ import { LED_PATTERN_OFF } from '../../src/drivers/oepl';
 import { BUILTIN_FEATURES } from '../../src/features';
 import { PICK_COMMANDS, PICK_MIGRATIONS, PickService, pickPattern, storeOutbox, type PickReport } from '../../src/features/labels/pick';
 import { silentLogger } from '../../src/log';
+import { gs1CheckDigit } from '../../src/util/gtin';
 import { Store } from '../../src/store/store';
 
 const MILK = '04006381333931';
@@ -134,4 +135,27 @@ it('an open order survives a restart: flashing resumes and a later weighed pick 
   await third.svc.settled();
   expect(third.flashes).toEqual([]);
   expect(third.svc.activeReports()).toEqual([]);
+});
+
+it('ending an order writes its report and removes its row in one batch: on a full disk neither happens and the order stays active', async () => {
+  const gw = await boot([stockRow(10)]);
+  // a big order: its report needs new database pages
+  const lines = Array.from({ length: 80 }, (_, i) => {
+    const data = `4000000${String(i).padStart(5, '0')}`;
+    return { gtin: `${data}${gs1CheckDigit(data)}`, qty: 1 };
+  });
+  await gw.run('order.pick', { order_id: 'big', lines: [...lines, { gtin: MILK, qty: 1 }] });
+  const db = gw.store.connection!;
+  db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`); // the disk is full
+  await expect(gw.run('order.cancel', { order_id: 'big' })).rejects.toMatchObject({ code: 'SG_STORAGE_WRITE_FAILED', message: expect.stringMatching(/still active/) });
+  expect(gw.svc.stats.persistFailures).toBe(1);
+  expect(gw.store.peekOutbox(0, 10).filter((e) => e.kind === 'pick_report')).toEqual([]);
+  expect(gw.rows().map((r) => r.order_id)).toEqual(['big']);
+  expect((await gw.run('order.get', { order_id: 'big' })).state).toBe('open');
+  expect(gw.flashes.at(-1)).toEqual({ mac: 'AA01', pattern: pickPattern(['red'], 15) }); // flashing again
+
+  db.pragma('max_page_count = 1073741823'); // space freed: the picker cancels again
+  expect((await gw.run('order.cancel', { order_id: 'big' })).state).toBe('cancelled');
+  expect(gw.rows()).toEqual([]);
+  expect(gw.store.peekOutbox(0, 10).filter((e) => e.kind === 'pick_report')).toHaveLength(1);
 });

@@ -45,8 +45,10 @@
  *   idempotent replays); an ended order dropped from that list has its retained topic cleared.
  * - Durability: active orders live in `pick_orders` (migration 12), one row per order with its
  *   lines as JSON, written through the Store's one writer; an ended order's row is deleted in the
- *   same batch as its `pick_report` outbox event (both or neither). After a restart the orders are
- *   restored, their reports re-published and flashing resumes.
+ *   same batch as its `pick_report` outbox event (both or neither: when that batch fails, the order
+ *   stays active and the command answers STORAGE_WRITE_FAILED). After a restart the orders are
+ *   restored, their reports re-published and flashing resumes. Ended orders are not kept across a
+ *   restart (their report is in the outbox and on the bus).
  */
 import type { Statement } from 'better-sqlite3';
 import { z } from 'zod';
@@ -557,22 +559,32 @@ export class PickService implements Service {
     this.stats.ended++;
     this.d.log.info({ order_id: order.id, by: caller.username, state, short: report.lines.reduce((n, l) => n + l.short, 0) }, 'pick order ended');
     const { store } = this.d;
-    const step = order.tail.then(async () => {
+    const step = order.tail.then(async (): Promise<Error | null> => {
       try {
         // one batch: the report reaches the outbox exactly when the order leaves the table
         await store.together(() =>
           Promise.all([this.d.outbox('pick_report', { kind: 'pick_report', ...report }, { deviceId: `orders/${order.id}`, createdAt: endedAt }), this.saveOrder({ id: order.id, row: null, ts: endedAt })]),
         );
       } catch (e) {
-        this.stats.persistFailures++;
-        this.limiter.error(`persist:${order.id}`, { order_id: order.id, err: (e as Error).message }, 'could not store the end of a pick order: it is restored at the next start');
+        return e as Error;
       }
       await this.publish(this.topic(order.id), report);
+      return null;
     });
-    order.tail = step;
+    order.tail = step.then(() => undefined);
     this.track(step);
     this.syncFlashes(false);
-    await step;
+    const failed = await step;
+    if (failed) {
+      // neither the report nor the row delete was stored: the order is still active, here as on disk
+      this.stats.persistFailures++;
+      this.stats.ended--;
+      this.recent.delete(order.id);
+      this.active.set(order.id, order);
+      this.syncFlashes(false);
+      this.limiter.error(`persist:${order.id}`, { order_id: order.id, err: failed.message }, 'could not store the end of a pick order: it stays active');
+      throw new ShelfgateError(ErrorCode.STORAGE_WRITE_FAILED, `the end of pick order ${order.id} could not be stored (${failed.message}): it is still active, try again`, { order_id: order.id }, { cause: failed });
+    }
     return report;
   }
 
