@@ -377,6 +377,70 @@ export function buildLedFlash(mac: string, pattern: string): OeplRequest {
   return { method: 'GET', path: `/led_flash?${form({ mac: m, pattern: pattern.toUpperCase() })}`, headers: {} };
 }
 
+// ------------------------------------------------------------------ LED patterns
+
+/**
+ * The 12-byte LED command an OEPL label runs (`struct ledFlash` in the firmware's `oepl-proto.h`;
+ * docs/oepl.md "LED patterns"). Byte 0: mode in the low nibble (1 = flash groups; an all-zero
+ * pattern is what the AP sends to stop), the LED's on-time per flash in the high nibble. Then three
+ * groups of 3 bytes: colour (RGB 3-3-2, `rrrgggbb`), a byte with the flash count in the low nibble
+ * and the flash speed (the gap between flashes) in the high nibble, and the delay after the group.
+ * Byte 10: how often the whole sequence is repeated; byte 11 is spare.
+ */
+export interface LedFlashGroup {
+  /** RGB 3-3-2 colour byte, `rrrgggbb` (e.g. 0xE0 red, 0x1C green, 0x03 blue). */
+  colour: number;
+  /** Flash count, 0-15 (low nibble). */
+  flashes: number;
+  /** Gap between the flashes, 0-15 (high nibble; the tag's time unit, see docs/oepl.md). */
+  speed: number;
+  /** Pause after the group, 0-255 (the tag's time unit, see docs/oepl.md). */
+  delayAfter: number;
+}
+
+export interface LedPatternSpec {
+  /** On-time of one flash, 0-15 (ms on the tags we know; 15 = no off time, drains the battery). */
+  flashDuration: number;
+  /** One to three groups; missing groups are all zero (colour 0, no flashes, no delay). */
+  groups: readonly LedFlashGroup[];
+  /** Repetitions of the whole sequence, 0-255. */
+  repeats: number;
+}
+
+/** The all-zero pattern: mode 0, which stops a running LED sequence (the AP's `ledflash_stop`). */
+export const LED_PATTERN_OFF = '000000000000000000000000';
+
+/** RGB 3-3-2 colour bytes of the colours a pick-to-light palette uses. */
+export const LED_COLOURS = {
+  red: 0xe0,
+  green: 0x1c,
+  blue: 0x03,
+  yellow: 0xfc,
+  magenta: 0xe3,
+  cyan: 0x1f,
+  white: 0xff,
+} as const;
+export type LedColourName = keyof typeof LED_COLOURS;
+
+/** Builds a mode-1 LED pattern (24 uppercase hex digits for `buildLedFlash`). Throws REQUEST_INVALID on a field out of range. */
+export function buildLedPattern(spec: LedPatternSpec): string {
+  const field = (name: string, v: number, max: number): number => {
+    if (!Number.isInteger(v) || v < 0 || v > max) throw badRequest(`LED pattern: ${name} must be an integer 0-${max}, got ${String(v)}`);
+    return v;
+  };
+  if (!Array.isArray(spec.groups) || spec.groups.length < 1 || spec.groups.length > 3) throw badRequest(`LED pattern: 1 to 3 flash groups, got ${spec.groups?.length}`);
+  const bytes = new Uint8Array(12);
+  bytes[0] = 1 | (field('flashDuration', spec.flashDuration, 15) << 4);
+  spec.groups.forEach((g, i) => {
+    const o = 1 + i * 3;
+    bytes[o] = field(`groups[${i}].colour`, g.colour, 255);
+    bytes[o + 1] = field(`groups[${i}].flashes`, g.flashes, 15) | (field(`groups[${i}].speed`, g.speed, 15) << 4);
+    bytes[o + 2] = field(`groups[${i}].delayAfter`, g.delayAfter, 255);
+  });
+  bytes[10] = field('repeats', spec.repeats, 255);
+  return Buffer.from(bytes).toString('hex').toUpperCase();
+}
+
 /** `GET /get_db` (first page) or `GET /get_db?pos=N`. */
 export function buildGetDb(pos = 0): OeplRequest {
   if (!Number.isInteger(pos) || pos < 0) throw badRequest(`get_db pos must be a non-negative integer, got ${pos}`);
