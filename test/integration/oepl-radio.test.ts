@@ -211,14 +211,22 @@ describe('OeplRadio against the simulated access point', () => {
     expect(sim.label(mac)!.updateCount).toBe(0);
   });
 
-  it('reports lost with until when the AP answers 409 after a WebSocket drop (booting)', async () => {
+  it('reports lost with until, again while the AP boots, when it answers 409 after a WebSocket drop', async () => {
     const sim = await startSim();
-    const h = await startRadio(sim.url);
+    const h = await startRadio(sim.url, { busyRetryMs: 50 });
     await h.next('status', (e) => e.online);
     const from = h.events.length;
     await sim.restart({ downMs: 0, bootMs: 3_600_000 });
-    const lost = await h.next('lost', undefined, from);
-    expect(lost.type === 'lost' && lost.until).toBeGreaterThan(Date.now() - 1000);
+    const first = await h.next('lost', undefined, from);
+    expect(first.type === 'lost' && first.reason).toMatch(/409/);
+    const firstUntil = first.type === 'lost' ? first.until! : 0;
+    expect(firstUntil).toBeGreaterThan(Date.now() - 1000);
+    const again = await h.next('lost', (e) => e !== first, from);
+    expect(again.type === 'lost' && again.until).toBeGreaterThan(firstUntil);
+    // Booted: uploads work again.
+    sim.busyFor(0);
+    await h.radio.send(sim.macs[0]!, '[{"text":[5,5,"8.99",1]}]');
+    await h.next('ack', (e) => e.mac === sim.macs[0], from);
   });
 
   it('a short WebSocket drop with the AP answering at once reconciles without lost', async () => {

@@ -29,8 +29,10 @@
  *   reset, timed out) or the AP answered 409 (it is booting; a probe `POST /jsonupload` without
  *   fields is answered 409 while booting and 400 once running), the AP restarted or lost power:
  *   its queue, which lives in memory, is gone. After the walk has reconciled (acks first, so a
- *   label that got its content before the restart is confirmed), `lost` is emitted (with `until`
- *   = now + `busyRetryMs` while 409) and every outstanding send is forgotten. A short drop where
+ *   label that got its content before the restart is confirmed), `lost` is emitted and every
+ *   outstanding send is forgotten. While the probe still gets 409, `lost` carries `until` = now +
+ *   `busyRetryMs` and is repeated every `busyRetryMs` until the AP runs (so the scheduler waits
+ *   instead of spending attempts on 409s). A short drop where
  *   the AP answers at once: reconcile only, no `lost`. At start an AP that could not be reached is
  *   treated alike (its queue may be gone; resending costs less than a label waiting forever).
  * - `heard.at`: gateway clock at receipt, never an AP timestamp (the AP's clock may be off, and the
@@ -390,11 +392,12 @@ export class OeplRadio implements LabelRadio {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
   private pingTimer: NodeJS.Timeout | null = null;
+  private bootTimer: NodeJS.Timeout | null = null;
   private polling = false;
   private online: boolean | null = null;
   private lastError: string | null = null;
   /** Since the WebSocket dropped (or since start) and until the next walk succeeded. */
-  private phase = { unreachable: false, busyUntil: null as number | null, reason: null as string | null };
+  private phase = { unreachable: false, saw409: false, reason: null as string | null };
   /** True between a WebSocket drop and the end of the next successful walk. */
   private inPhase = true;
   /** The next failed connect after a drop is the first one: retry it at once. */
@@ -435,7 +438,7 @@ export class OeplRadio implements LabelRadio {
     this.running = true;
     this.backoff = new Backoff(this.o.reconnect);
     this.inPhase = true;
-    this.phase = { unreachable: false, busyUntil: null, reason: null };
+    this.phase = { unreachable: false, saw409: false, reason: null };
     this.pollTimer = setInterval(() => void this.pollRound(), this.o.pollIntervalMs);
     this.pollTimer.unref?.();
     this.connect();
@@ -449,9 +452,11 @@ export class OeplRadio implements LabelRadio {
     }
     this.running = false;
     this.generation++;
-    for (const t of [this.reconnectTimer, this.pingTimer]) if (t) clearTimeout(t);
+    for (const t of [this.reconnectTimer, this.pingTimer, this.bootTimer]) if (t) clearTimeout(t);
     if (this.pollTimer) clearInterval(this.pollTimer);
-    this.reconnectTimer = this.pingTimer = this.pollTimer = null;
+    this.reconnectTimer = this.pingTimer = this.pollTimer = this.bootTimer = null;
+    this.online = null;
+    this.synced = false;
     const ws = this.ws;
     this.ws = null;
     if (ws) {
@@ -531,7 +536,7 @@ export class OeplRadio implements LabelRadio {
       case 'ok':
         return;
       case 'busy':
-        if (this.inPhase) this.phase.busyUntil = this.clock() + this.o.busyRetryMs;
+        if (this.inPhase) this.phase.saw409 = true;
         throw this.fail(new RadioError('SG_AP_BUSY', `OEPL AP ${this.id}: ${what} answered 409 (the AP is booting)`, this.o.busyRetryMs));
       case 'unknown-mac':
         throw this.fail(new RadioError('SG_AP_UNKNOWN_LABEL', `OEPL AP ${this.id}: ${what}: the AP does not know the label`));
@@ -707,11 +712,12 @@ export class OeplRadio implements LabelRadio {
       if (gen !== this.generation || !this.running) return;
       this.ws = null;
       if (this.pingTimer) clearInterval(this.pingTimer);
-      this.pingTimer = null;
+      if (this.bootTimer) clearTimeout(this.bootTimer);
+      this.pingTimer = this.bootTimer = null;
       if (opened && this.synced) {
         // A drop: was it a restart? The next connect and walk tell (see the rule at the top).
         this.inPhase = true;
-        this.phase = { unreachable: false, busyUntil: null, reason: null };
+        this.phase = { unreachable: false, saw409: false, reason: null };
         this.retryAtOnce = true;
         this.log.info({ error }, 'OEPL: WebSocket closed, reconnecting');
       } else if (!opened) {
@@ -737,6 +743,7 @@ export class OeplRadio implements LabelRadio {
 
   /** After every (re)connect: walk get_db (heard + reconcile), probe for 409, then online and maybe lost. */
   private async sync(gen: number): Promise<void> {
+    let booting = false;
     try {
       const tags: OeplTag[] = [];
       let pos = 0;
@@ -757,7 +764,7 @@ export class OeplRadio implements LabelRadio {
       }
       if (gen !== this.generation) return;
       this.report(this.acks.walk(tags, this.clock()));
-      await this.probeBusy();
+      booting = await this.probeBooting();
     } catch (e) {
       if (gen !== this.generation || !this.running) return;
       const msg = e instanceof Error ? e.message : String(e);
@@ -770,23 +777,53 @@ export class OeplRadio implements LabelRadio {
     this.synced = true;
     this.backoff!.reset();
     this.setOnline();
-    const lostReason = this.phase.unreachable ? `unreachable (${this.phase.reason ?? 'connection failed'}): restarted or lost power` : this.phase.busyUntil !== null ? 'answered 409: booting after a restart' : null;
-    const until = this.phase.busyUntil !== null ? this.clock() + this.o.busyRetryMs : undefined;
+    const lostReason = this.phase.unreachable
+      ? `unreachable (${this.phase.reason ?? 'connection failed'}): restarted or lost power`
+      : booting || this.phase.saw409
+        ? 'answered 409: booting after a restart'
+        : null;
     this.inPhase = false;
-    this.phase = { unreachable: false, busyUntil: null, reason: null };
+    this.phase = { unreachable: false, saw409: false, reason: null };
     if (lostReason !== null) {
-      this.stats.lost++;
       this.acks.lost();
-      this.log.warn({ reason: lostReason, until }, 'OEPL: the AP lost its queue');
-      this.emit(until !== undefined ? { type: 'lost', reason: lostReason, until } : { type: 'lost', reason: lostReason });
+      this.emitLost(lostReason, booting);
     }
+    if (booting) this.scheduleBootProbe(gen);
     void this.pollRound();
   }
 
+  private emitLost(reason: string, booting: boolean): void {
+    const until = booting ? this.clock() + this.o.busyRetryMs : undefined;
+    this.stats.lost++;
+    this.log.warn({ reason, until }, 'OEPL: the AP lost its queue');
+    this.emit(until !== undefined ? { type: 'lost', reason, until } : { type: 'lost', reason });
+  }
+
+  /**
+   * While the AP boots, asks again every busyRetryMs and extends the pause with another `lost`
+   * (nothing was stored meanwhile, so nothing more is lost; the scheduler just keeps waiting
+   * instead of spending attempts on 409s). Ends once the AP runs or the socket drops.
+   */
+  private scheduleBootProbe(gen: number): void {
+    if (this.bootTimer) clearTimeout(this.bootTimer);
+    this.bootTimer = setTimeout(() => {
+      this.bootTimer = null;
+      if (!this.running || gen !== this.generation) return;
+      this.probeBooting().then(
+        (booting) => {
+          if (!booting || !this.running || gen !== this.generation) return;
+          this.emitLost('answered 409: still booting', true);
+          this.scheduleBootProbe(gen);
+        },
+        () => undefined, // unreachable: the WebSocket drop starts the reconnect and its own check
+      );
+    }, this.o.busyRetryMs);
+  }
+
   /** `POST /jsonupload` without fields: 409 while the AP boots, 400 once it runs; nothing is stored. */
-  private async probeBusy(): Promise<void> {
+  private async probeBooting(): Promise<boolean> {
     const res = await this.http({ method: 'POST', path: '/jsonupload', body: '', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
-    if (res.status === 409) this.phase.busyUntil = this.clock() + this.o.busyRetryMs;
+    return res.status === 409;
   }
 
   private setOnline(): void {
