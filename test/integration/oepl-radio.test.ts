@@ -4,7 +4,9 @@
  * wait is bounded and waits for the event that proves what the test needs.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import http from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
+import { WebSocketServer } from 'ws';
 import { OeplApSimulator, type OeplApOptions } from '../../simulators/oepl-ap/simulator';
 import { OeplRadio, type OeplRadioOptions } from '../../src/features/labels/oepl-radio';
 import { RadioError, type RadioEvent } from '../../src/features/labels/radio';
@@ -244,6 +246,50 @@ describe('OeplRadio against the simulated access point', () => {
     expect(h.radio.stats.acksFromReconcile).toBe(1);
     await waitFor(() => h.radio.stats.reconnects === 1 && h.radio.status().online, 5000, 'reconnected');
     expect(h.events.slice(from).filter((e) => e.type === 'lost' || (e.type === 'status' && !e.online))).toHaveLength(0);
+  });
+});
+
+describe('OeplRadio against a hand-written AP', () => {
+  it('walks every get_db page, counts bad records and unreadable frames, and never throws on them', async () => {
+    const rec = (mac: string, lastseen: number): string =>
+      `{"mac":"${mac}","hash":"00000000000000000000000000000000","lastseen":${lastseen},"nextupdate":0,"nextcheckin":${lastseen + 40},` +
+      `"pending":0,"alias":"","contentMode":0,"LQI":180,"RSSI":-70,"temperature":20,"batteryMv":2950,"hwType":3,"updatecount":0,"updatelast":0}`;
+    const pages: Record<string, string> = {
+      '/get_db': `{"tags":[${rec('0000A1B2C3D4E5F6', 1764700000)},{"mac":"XYZ","lastseen":"yesterday"}],"continu":2}`,
+      '/get_db?pos=2': `{"tags":[${rec('7F00112233445566', 1764699990)}]}`,
+    };
+    const wss = new WebSocketServer({ noServer: true });
+    const server = http.createServer((req, res) => {
+      const page = pages[req.url ?? ''];
+      if (req.method === 'GET' && page !== undefined) {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(page);
+      } else if (req.method === 'POST' && req.url === '/jsonupload') {
+        res.writeHead(400, { 'content-type': 'text/plain' }).end('Missing parameters');
+      } else res.writeHead(404).end();
+    });
+    server.on('upgrade', (req, socket, head) =>
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        ws.send('{"tags":[{"mac":');
+        ws.send(Buffer.from([0xde, 0xad]), { binary: true });
+        ws.send('{"tags":[{"mac":"0000A1B2C3D4E5F6","pending":"many"}]}');
+        ws.send('{"sys":{"currtime":1764700001,"heap":100000}}');
+        ws.send('{"logMsg":"0000A1B2C3D4E5F6 reports xfer complete\\r\\n"}');
+      }),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(() => {
+      for (const c of wss.clients) c.terminate();
+      wss.close();
+      server.closeAllConnections();
+      return new Promise<void>((r) => server.close(() => r()));
+    });
+    const h = await startRadio(`http://127.0.0.1:${(server.address() as { port: number }).port}`);
+    await h.next('status', (e) => e.online);
+    await h.next('ack', (e) => e.mac === '0000A1B2C3D4E5F6');
+    await waitFor(() => h.radio.stats.wsFrames === 5, 5000, 'five frames');
+    expect(h.events.filter((e) => e.type === 'heard').map((e) => e.type === 'heard' && e.mac).sort()).toEqual(['0000A1B2C3D4E5F6', '7F00112233445566']);
+    expect(h.radio.stats).toMatchObject({ invalidRecords: 2, wsUnparseable: 2, acksFromWs: 1, acksFromReconcile: 0 });
+    expect(h.radio.status()).toMatchObject({ online: true, labels: 2, lastError: null });
   });
 });
 
