@@ -147,7 +147,7 @@ describe('OeplRadio against the simulated access point', () => {
     expect((await rejection(h.radio.send('0123456789ABCDEF', '[]'))).code).toBe('SG_AP_UNKNOWN_LABEL');
     expect((await rejection(h.radio.send('not-a-mac', '[]'))).code).toBe('SG_AP_REQUEST_INVALID');
     expect((await rejection(h.radio.flash(sim.macs[0]!, 'XYZ'))).code).toBe('SG_AP_REQUEST_INVALID');
-    expect((await rejection(h.radio.flash('0123456789ABCDEF', 'AA0102030405060708090A0B'))).code).toBe('SG_AP_REQUEST_INVALID');
+    expect((await rejection(h.radio.flash('0123456789ABCDEF', 'AA0102030405060708090A0B'))).code).toBe('SG_AP_UNKNOWN_LABEL');
   });
 
   it('reports an AP that is down as offline and SG_AP_UNREACHABLE, and online with heard labels once it is back', async () => {

@@ -516,7 +516,9 @@ export class OeplRadio implements LabelRadio {
 
   async flash(mac: string, pattern: string): Promise<void> {
     const req = this.build(() => buildLedFlash(mac, pattern));
-    await this.command(req, `led_flash for ${new URLSearchParams(req.path.split('?')[1]).get('mac')}`);
+    // The firmware answers `400 parameters are missing` also for a MAC it does not know; the codec
+    // has checked both parameters, so that answer can only mean an unknown label.
+    await this.command(req, `led_flash for ${new URLSearchParams(req.path.split('?')[1]).get('mac')}`, /parameters are missing/i);
   }
 
   /** A codec builder's refusal (bad MAC, bad pattern) as SG_AP_REQUEST_INVALID. */
@@ -529,9 +531,10 @@ export class OeplRadio implements LabelRadio {
     }
   }
 
-  private async command(req: OeplRequest, what: string): Promise<void> {
+  private async command(req: OeplRequest, what: string, unknownLabel?: RegExp): Promise<void> {
     const res = await this.http(req);
-    const r = parseCommandResponse(res.status, res.body);
+    let r = parseCommandResponse(res.status, res.body);
+    if (r.kind === 'rejected' && r.status === 400 && unknownLabel?.test(r.text)) r = { kind: 'unknown-mac' };
     switch (r.kind) {
       case 'ok':
         return;
