@@ -249,47 +249,83 @@ describe('OeplRadio against the simulated access point', () => {
   });
 });
 
+/** A tag record as the firmware prints it (typed by hand, not by our codec). */
+const handRecord = (mac: string, lastseen: number): string =>
+  `{"mac":"${mac}","hash":"00000000000000000000000000000000","lastseen":${lastseen},"nextupdate":0,"nextcheckin":${lastseen + 40},` +
+  `"pending":0,"alias":"","contentMode":0,"LQI":180,"RSSI":-70,"temperature":20,"batteryMv":2950,"hwType":3,"updatecount":0,"updatelast":0}`;
+
+/**
+ * A hand-written AP: fixed get_db pages, 400 to the empty upload (running), and a WebSocket that
+ * sends `frames` on connect. `sockets` holds each WebSocket's TCP socket, to break it.
+ */
+async function handAp(o: { pages: Record<string, string>; frames?: Array<string | Buffer>; autoPong?: boolean }): Promise<{ url: string; sockets: Socket[] }> {
+  const wss = new WebSocketServer({ noServer: true, autoPong: o.autoPong ?? true });
+  const sockets: Socket[] = [];
+  const server = http.createServer((req, res) => {
+    const page = o.pages[req.url ?? ''];
+    if (req.method === 'GET' && page !== undefined) res.writeHead(200, { 'content-type': 'application/json' }).end(page);
+    else if (req.method === 'POST' && req.url === '/jsonupload') res.writeHead(400, { 'content-type': 'text/plain' }).end('Missing parameters');
+    else res.writeHead(404).end();
+  });
+  server.on('upgrade', (req, socket, head) => {
+    sockets.push(socket as Socket);
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('error', () => undefined);
+      for (const f of o.frames ?? []) ws.send(f, { binary: Buffer.isBuffer(f) });
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  cleanups.push(() => {
+    for (const c of wss.clients) c.terminate();
+    wss.close();
+    server.closeAllConnections();
+    return new Promise<void>((r) => server.close(() => r()));
+  });
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, sockets };
+}
+
 describe('OeplRadio against a hand-written AP', () => {
   it('walks every get_db page, counts bad records and unreadable frames, and never throws on them', async () => {
-    const rec = (mac: string, lastseen: number): string =>
-      `{"mac":"${mac}","hash":"00000000000000000000000000000000","lastseen":${lastseen},"nextupdate":0,"nextcheckin":${lastseen + 40},` +
-      `"pending":0,"alias":"","contentMode":0,"LQI":180,"RSSI":-70,"temperature":20,"batteryMv":2950,"hwType":3,"updatecount":0,"updatelast":0}`;
-    const pages: Record<string, string> = {
-      '/get_db': `{"tags":[${rec('0000A1B2C3D4E5F6', 1764700000)},{"mac":"XYZ","lastseen":"yesterday"}],"continu":2}`,
-      '/get_db?pos=2': `{"tags":[${rec('7F00112233445566', 1764699990)}]}`,
-    };
-    const wss = new WebSocketServer({ noServer: true });
-    const server = http.createServer((req, res) => {
-      const page = pages[req.url ?? ''];
-      if (req.method === 'GET' && page !== undefined) {
-        res.writeHead(200, { 'content-type': 'application/json' }).end(page);
-      } else if (req.method === 'POST' && req.url === '/jsonupload') {
-        res.writeHead(400, { 'content-type': 'text/plain' }).end('Missing parameters');
-      } else res.writeHead(404).end();
+    const ap = await handAp({
+      pages: {
+        '/get_db': `{"tags":[${handRecord('0000A1B2C3D4E5F6', 1764700000)},{"mac":"XYZ","lastseen":"yesterday"}],"continu":2}`,
+        '/get_db?pos=2': `{"tags":[${handRecord('7F00112233445566', 1764699990)}]}`,
+      },
+      frames: [
+        '{"tags":[{"mac":',
+        Buffer.from([0xde, 0xad]),
+        '{"tags":[{"mac":"0000A1B2C3D4E5F6","pending":"many"}]}',
+        '{"sys":{"currtime":1764700001,"heap":100000}}',
+        '{"logMsg":"0000A1B2C3D4E5F6 reports xfer complete\\r\\n"}',
+      ],
     });
-    server.on('upgrade', (req, socket, head) =>
-      wss.handleUpgrade(req, socket, head, (ws) => {
-        ws.send('{"tags":[{"mac":');
-        ws.send(Buffer.from([0xde, 0xad]), { binary: true });
-        ws.send('{"tags":[{"mac":"0000A1B2C3D4E5F6","pending":"many"}]}');
-        ws.send('{"sys":{"currtime":1764700001,"heap":100000}}');
-        ws.send('{"logMsg":"0000A1B2C3D4E5F6 reports xfer complete\\r\\n"}');
-      }),
-    );
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-    cleanups.push(() => {
-      for (const c of wss.clients) c.terminate();
-      wss.close();
-      server.closeAllConnections();
-      return new Promise<void>((r) => server.close(() => r()));
-    });
-    const h = await startRadio(`http://127.0.0.1:${(server.address() as { port: number }).port}`);
+    const h = await startRadio(ap.url);
     await h.next('status', (e) => e.online);
     await h.next('ack', (e) => e.mac === '0000A1B2C3D4E5F6');
     await waitFor(() => h.radio.stats.wsFrames === 5, 5000, 'five frames');
     expect(h.events.filter((e) => e.type === 'heard').map((e) => e.type === 'heard' && e.mac).sort()).toEqual(['0000A1B2C3D4E5F6', '7F00112233445566']);
     expect(h.radio.stats).toMatchObject({ invalidRecords: 2, wsUnparseable: 2, acksFromWs: 1, acksFromReconcile: 0 });
     expect(h.radio.status()).toMatchObject({ online: true, labels: 2, lastError: null });
+  });
+
+  it('takes a WebSocket reset by the AP as a restart (lost), even when the AP answers at once', async () => {
+    const ap = await handAp({ pages: { '/get_db': `{"tags":[${handRecord('0000A1B2C3D4E5F6', 1764700000)}]}` } });
+    const h = await startRadio(ap.url);
+    await h.next('status', (e) => e.online);
+    expect(h.events.filter((e) => e.type === 'lost')).toHaveLength(0);
+    ap.sockets[0]!.resetAndDestroy();
+    const lost = await h.next('lost');
+    expect(lost.type === 'lost' && lost.reason).toMatch(/ECONNRESET/);
+    await waitFor(() => h.radio.stats.reconnects === 1 && h.radio.status().online, 5000, 'reconnected');
+  });
+
+  it('drops a WebSocket that answers no ping and takes it as a restart', async () => {
+    const ap = await handAp({ pages: { '/get_db': '{"tags":[]}' }, autoPong: false });
+    const h = await startRadio(ap.url, { pingIntervalMs: 50 });
+    await h.next('status', (e) => e.online);
+    const lost = await h.next('lost');
+    expect(lost.type === 'lost' && lost.reason).toMatch(/ping/);
+    expect(h.radio.stats.reconnects).toBeGreaterThanOrEqual(1);
   });
 });
 

@@ -24,16 +24,17 @@
  * - Polling: every `pollIntervalMs` (30 s) and right after each (re)connect, the oldest
  *   outstanding sends (at most 32 a round) that are older than one check-in of their label are
  *   looked up with `/get_db?mac=`, so acks are learnt even when every WebSocket frame is lost.
- * - Restart/down rule: when the WebSocket drops, the driver reconnects with back-off. If, between
- *   the drop and the end of the next successful `/get_db` walk, a connection attempt failed (refused,
- *   reset, timed out) or the AP answered 409 (it is booting; a probe `POST /jsonupload` without
+ * - Restart/down rule: when the WebSocket drops, the driver reconnects with back-off. If the
+ *   socket broke (reset, timed out, no pong to a ping: an AP that lost power and came back resets
+ *   the old connection), or if, between the drop and the end of the next successful `/get_db`
+ *   walk, a connection attempt failed (refused, reset, timed out) or the AP answered 409 (it is booting; a probe `POST /jsonupload` without
  *   fields is answered 409 while booting and 400 once running), the AP restarted or lost power:
  *   its queue, which lives in memory, is gone. After the walk has reconciled (acks first, so a
  *   label that got its content before the restart is confirmed), `lost` is emitted and every
  *   outstanding send is forgotten. While the probe still gets 409, `lost` carries `until` = now +
  *   `busyRetryMs` and is repeated every `busyRetryMs` until the AP runs (so the scheduler waits
- *   instead of spending attempts on 409s). A short drop where
- *   the AP answers at once: reconcile only, no `lost`. At start an AP that could not be reached is
+ *   instead of spending attempts on 409s). A drop in order (close frame or FIN) after which the
+ *   AP answers at once: reconcile only, no `lost`. At start an AP that could not be reached is
  *   treated alike (its queue may be gone; resending costs less than a label waiting forever).
  * - `heard.at`: gateway clock at receipt, never an AP timestamp (the AP's clock may be off, and the
  *   simulator's fast mode runs it 1000 times faster). A pushed or polled record counts as a
@@ -43,8 +44,8 @@
  *   newest `lastseen` of the walk (both on the AP's clock); an older record belongs to a label that
  *   missed its check-in, and reporting it as heard now would route content to a label that is gone.
  * - Status: online once a walk after a WebSocket connect succeeded; offline when a connection
- *   attempt fails or the walk fails. A WebSocket that drops is retried once at once before the AP
- *   is reported offline. A ping every `pingIntervalMs` detects a socket that died silently.
+ *   attempt fails or the walk fails. A WebSocket that held for 10 s and drops is retried once at
+ *   once before the AP is reported offline; one that keeps dropping waits its back-off. A ping every `pingIntervalMs` detects a socket that died silently.
  */
 import http from 'node:http';
 import WebSocket from 'ws';
@@ -136,6 +137,10 @@ interface Outstanding {
 type HttpAnswer = { status: number; body: string };
 
 const MAX_BODY = 1024 * 1024;
+/** Socket errors that mean the connection broke rather than closed in order. */
+const BROKEN_SOCKET = new Set(['ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED']);
+/** A WebSocket that held this long (real ms) is retried at once when it drops. */
+const STABLE_MS = 10_000;
 const DEFAULT_CHECKIN_MS = 40_000;
 
 function truncate(s: string, n = 120): string {
@@ -675,20 +680,30 @@ export class OeplRadio implements LabelRadio {
     this.ws = ws;
     this.synced = false;
     let opened = false;
+    let openedAt = 0;
     let alive = true;
     let error: string | null = null;
-    ws.on('error', (e: Error) => {
-      error = `${(e as NodeJS.ErrnoException).code ?? 'error'}: ${e.message}`;
-    });
+    /** Why the socket died when it was not closed in order: a reset or timeout, or no pong. */
+    let broken: string | null = null;
+    const onError = (e: Error): void => {
+      const code = (e as NodeJS.ErrnoException).code;
+      error = `${code ?? 'error'}: ${e.message}`;
+      if (opened && code !== undefined && BROKEN_SOCKET.has(code)) broken ??= code;
+    };
+    ws.on('error', onError);
+    // Once open, ws closes on a socket error without passing it on: listen on the socket itself.
+    ws.on('upgrade', (res: http.IncomingMessage) => res.socket.on('error', onError));
     ws.on('open', () => {
       if (gen !== this.generation) return;
       opened = true;
+      openedAt = Date.now();
       if (this.connectedOnce) this.stats.reconnects++;
       this.connectedOnce = true;
       this.pingTimer = setInterval(() => {
         if (gen !== this.generation) return;
         if (!alive) {
           this.log.warn('OEPL: WebSocket answered no ping, dropping it');
+          broken ??= 'no answer to a ping';
           ws.terminate();
           return;
         }
@@ -718,11 +733,15 @@ export class OeplRadio implements LabelRadio {
       if (this.bootTimer) clearTimeout(this.bootTimer);
       this.pingTimer = this.bootTimer = null;
       if (opened && this.synced) {
-        // A drop: was it a restart? The next connect and walk tell (see the rule at the top).
+        // A drop: was it a restart? The next connect and walk tell (see the rule at the top). A
+        // socket that broke (reset, timeout, no pong) is evidence already: an AP that lost power
+        // and came back answers the old connection with a reset.
         this.inPhase = true;
         this.phase = { unreachable: false, saw409: false, reason: null };
-        this.retryAtOnce = true;
-        this.log.info({ error }, 'OEPL: WebSocket closed, reconnecting');
+        if (broken !== null) this.markUnreachable(`WebSocket broke: ${broken}`);
+        // Once at once after a connection that held; a flapping one waits its back-off.
+        this.retryAtOnce = Date.now() - openedAt >= STABLE_MS;
+        this.log.info({ error, broken }, 'OEPL: WebSocket closed, reconnecting');
       } else if (!opened) {
         this.markUnreachable(error ?? 'connection failed');
         this.setOffline(`OEPL AP ${this.id}: cannot connect: ${error ?? 'connection closed'}`);
