@@ -306,11 +306,6 @@ export class OeplReconciler {
     this.reconciled.clear();
   }
 
-  clear(): void {
-    this.lost();
-    this.known.clear();
-  }
-
   /**
    * Outstanding sends to look up per MAC now, oldest first, at most `max`: stored at least
    * `pollAfterMs` ago (null: one check-in of the label). Forgets those older than outstandingMaxMs.
