@@ -25,7 +25,11 @@ export interface LabelHealth {
   hwType: number | null;
   /** ms epoch (gateway clock) of the next check-in the radio expects; null: unknown. */
   nextCheckInAt: number | null;
-  /** The label's check-in interval in ms; null: unknown. */
+  /**
+   * The label's check-in interval in ms as the radio reports it (OEPL: `nextcheckin - lastseen` of
+   * the tag record, both on the AP's clock, so the difference holds even when that clock is off).
+   * Null: unknown.
+   */
   checkInMs: number | null;
 }
 
