@@ -27,7 +27,6 @@ class ScriptedRadio implements LabelRadio {
   readonly name: string;
   readonly sends: Array<{ mac: string; body: string }> = [];
   readonly flashes: Array<{ mac: string; pattern: string }> = [];
-  readonly resumed: Array<{ mac: string; sentAt: number }> = [];
   failNext: RadioError | null = null;
   private readonly listeners = new Set<(e: RadioEvent) => void>();
   constructor(readonly id: string) {
@@ -51,9 +50,6 @@ class ScriptedRadio implements LabelRadio {
   subscribe(l: (e: RadioEvent) => void): () => void {
     this.listeners.add(l);
     return () => this.listeners.delete(l);
-  }
-  resume(mac: string, sentAt: number): void {
-    this.resumed.push({ mac, sentAt });
   }
   emit(e: RadioEvent): void {
     for (const l of this.listeners) l(e);
@@ -184,7 +180,7 @@ describe('labels service', () => {
     expect(svc.report({ stale: true }).labels.map((l) => l.mac)).toEqual([MAC_A]);
   });
 
-  it('after a restart nothing confirmed is resent and a transfer in flight is handed to the radio to reconcile', async () => {
+  it('after a restart nothing confirmed is resent and a transfer in flight goes out again without costing an attempt', async () => {
     const first = await rig();
     first.radio.emit({ type: 'heard', mac: MAC_A, at: Date.now(), health: health() });
     first.radio.emit({ type: 'heard', mac: MAC_B, at: Date.now(), health: health() });
@@ -196,15 +192,18 @@ describe('labels service', () => {
     await first.stop();
 
     const second = await rig();
-    expect(second.radio.resumed.map((r) => r.mac)).toEqual([MAC_B]);
     second.events.emit('priceApplied', price(129, 1)); // sync republishes stored prices at start
     second.radio.emit({ type: 'heard', mac: MAC_A, at: Date.now(), health: health() });
     second.radio.emit({ type: 'heard', mac: MAC_B, at: Date.now(), health: health() });
+    // B was in flight at the stop: it goes out again at once, without costing an attempt; A, confirmed, does not
+    await waitFor(() => second.radio.sends.length === 1, 5000, 'the transfer in flight sent again');
+    expect(second.radio.sends[0]!.mac).toBe(MAC_B);
+    expect(second.svc.integrity(MAC_B)!.attempts).toBe(0);
     second.radio.emit({ type: 'ack', mac: MAC_B, at: Date.now() });
     await waitFor(() => second.svc.summary().share === 1, 5000, 'both confirmed');
-    // proof the service ran a round after the events: the summary was published with share 1
+    // proof the service ran a round after the ack: the summary was published with share 1
     await waitFor(() => JSON.parse(second.published.get('shelfgate/v1/st1/labels/summary') ?? '{}').share === 1, 5000, 'summary');
-    expect(second.radio.sends).toEqual([]);
+    expect(second.radio.sends.map((x) => x.mac)).toEqual([MAC_B]);
   });
 
   it('refuses bad bindings with clear errors and unbinding clears the retained state', async () => {

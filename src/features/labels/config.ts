@@ -19,6 +19,8 @@ export const accessPointSchema = z.strictObject({
   /** HTTP requests to the AP at once (an ESP32 AP serves few). */
   max_concurrent_requests: z.number().int().min(1).max(16).default(2),
   request_timeout_ms: z.number().int().min(100).max(120_000).default(10_000),
+  /** How often the gateway looks up transfers the AP has not acknowledged (`/get_db?mac=`), in case the WebSocket lost the ack. */
+  poll_interval_ms: z.number().int().min(100).max(600_000).default(30_000),
 });
 
 export const labelsSchema = z.strictObject({

@@ -16,7 +16,10 @@
  *      record of that label (WebSocket push, `/get_db` walk or per-MAC poll) with `pending == 0`
  *      and a higher `updatecount` (or, without `updatecount`, another `hash`) proves the label
  *      received the newest content stored for it: nothing is queued any more and a transfer
- *      completed after the upload. That is an ack without the (possibly lost) log line.
+ *      completed after the upload. That is an ack without the (possibly lost) log line;
+ *   3. identical content: the first per-MAC poll after the upload's 200 shows nothing pending and
+ *      no transfer since the baseline: the AP did not store the content because the label shows it
+ *      already (a resend after a lost ack or a gateway crash), so it is acknowledged.
  *   Per-MAC state exists only for outstanding sends (stored, not yet acked, failed or lost), is
  *   capped (`maxLabels`) and expires after `outstandingMaxMs` (30 min: the AP itself gives up
  *   after about 20). A new send for a MAC with one outstanding replaces it (the scheduler sends one
@@ -132,6 +135,8 @@ interface Outstanding {
   /** When the upload was answered 200; null while the request is in flight. */
   storedAt: number | null;
   startedAt: number;
+  /** A per-MAC poll issued after the 200 has answered (the identical-content rule looks at the first). */
+  polled: boolean;
 }
 
 type HttpAnswer = { status: number; body: string };
@@ -182,7 +187,7 @@ export interface ReconcileResult {
  * the top of the file).
  */
 export class OeplReconciler {
-  readonly counters = { expired: 0, labelsOverCap: 0 };
+  readonly counters = { expired: 0, labelsOverCap: 0, identical: 0 };
   private readonly known = new Map<string, Known>();
   private readonly outstanding = new Map<string, Outstanding>();
   /** MACs acked by reconciliation whose WebSocket ack may still come (value: when; bounded). */
@@ -207,7 +212,7 @@ export class OeplReconciler {
   /** Before the upload: remembers the label's record as the baseline. Returns the send's token. */
   beginSend(mac: string, at: number): object {
     const k = this.known.get(mac);
-    const entry: Outstanding = { baseline: k ? { updateCount: k.updateCount, hash: k.hash } : null, storedAt: null, startedAt: at };
+    const entry: Outstanding = { baseline: k ? { updateCount: k.updateCount, hash: k.hash } : null, storedAt: null, startedAt: at, polled: false };
     if (!this.outstanding.has(mac) && this.outstanding.size >= this.o.maxLabels) {
       // Bounded: the oldest outstanding send gives way (the scheduler resends on its own timeout).
       const oldest = this.outstanding.keys().next().value as string;
@@ -256,10 +261,19 @@ export class OeplReconciler {
       events.push({ type: 'heard', mac: tag.mac, at, health });
     }
     const e = this.outstanding.get(tag.mac);
-    if (e && e.baseline !== null && deliveredSince(e.baseline, tag)) {
+    // Identical content: the first poll after the 200 finds nothing queued and no transfer since
+    // the baseline. The AP stores content only if it differs from what the label shows, and an
+    // upload it stored is pending until a transfer or its 20-minute timeout (far beyond the poll
+    // after one check-in); so the label already shows this content (a resend after a lost ack or
+    // a gateway crash). Without this rule such a resend would never be acknowledged.
+    const firstPoll = source === 'poll' && e !== undefined && e.storedAt !== null && !e.polled;
+    if (firstPoll) e.polled = true;
+    const identical = firstPoll && e.baseline !== null && tag.pending === 0 && tag.updateCount === e.baseline.updateCount && tag.hash.toUpperCase() === e.baseline.hash.toUpperCase();
+    if (e && e.baseline !== null && (identical || deliveredSince(e.baseline, tag))) {
       this.outstanding.delete(tag.mac);
       this.reconciled.set(tag.mac, at);
       this.pruneReconciled(at);
+      if (identical) this.counters.identical++;
       events.push({ type: 'ack', mac: tag.mac, at });
       return { events, reconciledAcks: 1 };
     }
@@ -489,7 +503,7 @@ export class OeplRadio implements LabelRadio {
    * Reconciliation counters: outstanding sends forgotten unanswered (expired), labels not recorded
    * because maxLabels was reached (labelsOverCap).
    */
-  get reconcileStats(): { expired: number; labelsOverCap: number } {
+  get reconcileStats(): { expired: number; labelsOverCap: number; identical: number } {
     return { ...this.acks.counters };
   }
 

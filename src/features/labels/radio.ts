@@ -88,11 +88,5 @@ export interface LabelRadio extends Service {
   flash(mac: string, pattern: string): Promise<void>;
   /** Subscribes to the radio's events; returns the unsubscribe function. */
   subscribe(listener: (e: RadioEvent) => void): () => void;
-  /**
-   * After a restart of the gateway: content was stored for `mac` at `sentAt` (gateway clock) and no
-   * acknowledgement was seen. The radio reconciles it like a send of its own (an ack it missed is
-   * reported as `ack`), so a transfer in flight at a crash is neither lost nor confirmed falsely.
-   */
-  resume?(mac: string, sentAt: number): void;
   status(): RadioStatus;
 }

@@ -155,6 +155,7 @@ export class LabelsService implements Service {
   private healthTimer: NodeJS.Timeout | null = null;
   private running = false;
   private readonly inflight = new Set<Promise<unknown>>();
+  private readonly bindingListeners: Array<() => void> = [];
 
   constructor(private readonly o: LabelsServiceOptions) {
     this.clock = o.clock ?? Date.now;
@@ -178,8 +179,10 @@ export class LabelsService implements Service {
       records.push(s.delivery);
     }
     this.scheduler.restore(records);
-    // Transfers in flight when the gateway stopped: the radio reconciles them (acks it missed).
-    for (const r of records) if (r.inflight) this.radios.get(r.inflight.ap)?.resume?.(r.mac, r.inflight.sentAt);
+    // Transfers in flight when the gateway stopped go out again at once, without counting an
+    // attempt: the AP may have lost them, and one the label did receive comes back as identical
+    // content, which the radio acknowledges (oepl-radio.ts, rule 3) without a transfer.
+    for (const ap of new Set(records.flatMap((r) => (r.inflight ? [r.inflight.ap] : [])))) this.scheduler.apLost(ap);
     for (const r of this.o.radios) this.unsubscribe.push(r.subscribe((e) => this.onRadio(r.id, e)));
     const { events } = this.o;
     events.on(this, 'priceApplied', (p) => this.onPrice(p));
@@ -244,6 +247,7 @@ export class LabelsService implements Service {
     this.render(mac);
     this.toPublish.add(mac);
     this.schedulePump();
+    this.bindingsChanged();
     return this.integrity(mac)!;
   }
 
@@ -259,6 +263,7 @@ export class LabelsService implements Service {
     this.o.log.info({ mac, by }, 'label unbound');
     this.clearRetained(mac);
     this.schedulePump();
+    this.bindingsChanged();
     return { mac, unbound: true };
   }
 
@@ -284,6 +289,21 @@ export class LabelsService implements Service {
     this.render(mac, true);
     this.schedulePump();
     return this.integrity(mac)!;
+  }
+
+  /** Called after every bind and unbind (pick-to-light flashes the labels of the slots it wants). */
+  onBindingsChanged(fn: () => void): void {
+    this.bindingListeners.push(fn);
+  }
+
+  private bindingsChanged(): void {
+    for (const fn of this.bindingListeners) {
+      try {
+        fn();
+      } catch (e) {
+        this.limiter.error('bindings-listener', { err: (e as Error).message }, 'a listener of label bindings failed');
+      }
+    }
   }
 
   /** Labels bound to a location (pick-to-light). */
