@@ -403,16 +403,19 @@ export class CentralSimulator implements Service {
   /**
    * Publishes a change of a type this contract version does not define (as a central of a later
    * minor version would), for one store or (storeId omitted) for every store. Stores must
-   * acknowledge it `invalid` and carry on; the feed never waits for it. Throws REQUEST_INVALID.
+   * acknowledge it `invalid` and carry on; the feed never waits for it (a store whose feature owns
+   * the type applies it). `version` omitted: the next one for (store, type); given: used as it is,
+   * even an older one, so a test can check a store's version rule. Throws REQUEST_INVALID.
    */
-  publishOtherChange(input: { type: string; storeId?: string; body?: Record<string, unknown> }): OtherChange {
+  publishOtherChange(input: { type: string; storeId?: string; body?: Record<string, unknown>; version?: number }): OtherChange {
     const db = this.db();
     if (!/^[a-z][a-z0-9_]{0,31}$/.test(input.type) || input.type === 'price' || input.type === 'slot') {
       throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `type ${JSON.stringify(input.type)} must be a lower-case name other than price and slot`);
     }
     if (input.storeId !== undefined && !STORE_ID_RE.test(input.storeId)) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, 'storeId is invalid');
     const key = `${input.storeId ?? '*'}/${input.type}`;
-    const version = db.latestVersion(input.type, key) + 1;
+    if (input.version !== undefined && !(Number.isSafeInteger(input.version) && input.version >= 1)) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, 'version must be a positive integer');
+    const version = input.version ?? db.latestVersion(input.type, key) + 1;
     const change: OtherChange = {
       ...input.body,
       change_id: `${input.type}/${key}/v${version}`,
@@ -421,7 +424,14 @@ export class CentralSimulator implements Service {
       version,
       published_at: new Date(this.now()).toISOString(),
     };
-    this.published(change, db.appendChange(change, key));
+    let feedSeq: number;
+    try {
+      feedSeq = db.appendChange(change, key);
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `change ${change.change_id} was published already`);
+      throw e;
+    }
+    this.published(change, feedSeq);
     return change;
   }
 
