@@ -1,6 +1,6 @@
 /**
  * The reference central inventory service: a real HTTP(S) server implementing
- * docs/central-api.yaml, with its own SQLite database, a price/slot feed, fault injection and a
+ * docs/central-api.yaml, with its own SQLite database, a price/slot/product feed, fault injection and a
  * status page. Tests and the demo run shelfgate against it; retailers' teams can diff their
  * implementation's behaviour against it.
  *
