@@ -27,7 +27,7 @@ import { ModbusLoadCellBusSimulator } from '../simulators/modbus-loadcell-sim';
 import { MtSicsSimulator } from '../simulators/mtsics-sim';
 import { LoadCellPhysics, mulberry32 } from '../simulators/physics';
 import { serveTcp, type Serving } from '../simulators/serve';
-import { CentralSimulator } from '../simulators/central';
+import { CentralSimulator, parseNetContent } from '../simulators/central';
 import { ShopperScript, describeAction, type ShopperSlot } from '../simulators/shoppers';
 
 export interface DemoOptions {
@@ -113,6 +113,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   const productByGtin = new Map<string, string>();
   PRODUCTS.forEach(([name, unit], i) => {
     productByGtin.set(toGtin14(gtinFor(i)), name);
+    // the product's name and net content (from the name, e.g. `500 g`) for the shelf labels, then its price
+    central.publishProduct({ gtin: gtinFor(i), name, netContent: parseNetContent(/\S+\s*\S+$/.exec(name)?.[0] ?? '') });
     central.publishPrice({ gtin: gtinFor(i), price: 99 + Math.round(unit / 3) * 2, currency: 'EUR' });
   });
 

@@ -2,6 +2,10 @@
  * `shelfgate sim central --listen HOST:PORT [--db FILE] [--token T] [--prices-csv FILE]
  *   [--random-prices N/min] [--seed N] [--tls-cert F --tls-key F [--tls-ca F] [--require-client-cert]]`
  *
+ * `--prices-csv`: columns gtin,price,currency and optionally was_price,valid_from,valid_to,version,
+ * name,net_content (e.g. `500 g`); a row with a name also publishes its product (contract 1.2).
+ * `--random-prices`: prices of a demo catalogue; each GTIN's product is published before its first price.
+ *
  * Runs the reference central until SIGINT/SIGTERM (or `io.signal` aborts). Prints one line when
  * listening. Exit codes: 0 stopped cleanly, 64 usage, 69 port unavailable, 73 database cannot be
  * created, 78 unreadable or invalid price CSV / TLS files.

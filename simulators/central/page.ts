@@ -22,6 +22,10 @@ export function renderStatusPage(s: SimState): string {
     .map((c) =>
       !isKnownChange(c)
         ? `<tr><td>${h(c.published_at)}</td><td>${h(c.type)} (not in this contract)</td><td></td><td>v${c.version}</td><td>${h(c.change_id)}</td><td>${h(c.store_id ?? 'all')}</td></tr>`
+        : c.type === 'product'
+        ? `<tr><td>${h(c.published_at)}</td><td>product</td><td>${h(c.gtin)}</td><td>v${c.version}</td><td>${h(c.name)}${
+            c.net_content ? `, ${c.net_content.amount} ${h(c.net_content.unit)}` : ''
+          }</td><td>${h(c.store_id ?? 'all')}</td></tr>`
         : c.type === 'price'
         ? `<tr><td>${h(c.published_at)}</td><td>price</td><td>${h(c.gtin)}</td><td>v${c.version}</td><td>${(c.price / 100).toFixed(2)} ${h(c.currency)}${
             c.promotion ? ` (was ${(c.promotion.was_price / 100).toFixed(2)})` : ''

@@ -1,7 +1,9 @@
 /**
  * Price sources for the reference central: a CSV file (columns
- * gtin,price,currency,was_price,valid_from,valid_to,version; price and was_price in integer minor
- * units) and a seeded random generator. Both produce PriceInput values; the simulator publishes them.
+ * gtin,price,currency,was_price,valid_from,valid_to,version,name,net_content; price and was_price
+ * in integer minor units; name and net_content, e.g. `500 g`, optional) and a seeded random
+ * generator over a demo catalogue of grocery products. Both produce PriceInput values, and
+ * ProductInput values for the products they name; the simulator publishes them.
  */
 import { gs1CheckDigit, isValidGtin } from '../../src/util/gtin';
 import type { SeededRng } from './rng';
@@ -21,12 +23,46 @@ export interface PriceInput {
   storeId?: string;
 }
 
+/** Units of a product's net content (docs/central-api.yaml NetContent). */
+export const NET_UNITS = ['g', 'kg', 'ml', 'cl', 'l'] as const;
+export type NetUnit = (typeof NET_UNITS)[number];
+
+export interface NetContent {
+  amount: number;
+  unit: NetUnit;
+}
+
+/** A product's master data (central-api.yaml ProductChange). */
+export interface ProductInput {
+  /** GTIN-8/12/13/14; normalised to GTIN-14. */
+  gtin: string;
+  /** 1-200 characters. */
+  name: string;
+  /** null/omitted: unknown (no unit price). */
+  netContent?: NetContent | null;
+  /** Monotonic per GTIN; omitted: the next version after the latest published. */
+  version?: number;
+  /** Only for this store; omitted: every store. */
+  storeId?: string;
+}
+
+/**
+ * `500 g`, `0.75 l`, `0,75 l`, `1.5kg` -> {amount, unit}; null when it is not an amount > 0 in g,
+ * kg, ml, cl or l.
+ */
+export function parseNetContent(text: string): NetContent | null {
+  const m = /^(\d+(?:[.,]\d+)?)\s*(g|kg|ml|cl|l)$/i.exec(text.trim());
+  if (!m) return null;
+  const amount = Number(m[1]!.replace(',', '.'));
+  return amount > 0 && Number.isFinite(amount) ? { amount, unit: m[2]!.toLowerCase() as NetUnit } : null;
+}
+
 export interface CsvIssue {
   line: number;
   message: string;
 }
 
-const COLUMNS = ['gtin', 'price', 'currency', 'was_price', 'valid_from', 'valid_to', 'version'] as const;
+const COLUMNS = ['gtin', 'price', 'currency', 'was_price', 'valid_from', 'valid_to', 'version', 'name', 'net_content'] as const;
 
 /** Splits one CSV line (RFC 4180 quoting, no embedded newlines). */
 function splitCsvLine(line: string): string[] {
@@ -53,12 +89,15 @@ function splitCsvLine(line: string): string[] {
 
 /**
  * Parses a price CSV. The header names the columns (any order; was_price/valid_from/valid_to/version
- * may be absent). Every issue is collected with its line number; nothing is returned partially.
+ * and name/net_content may be absent). A row with a name also names its product: `products` holds
+ * the last name and net content given per GTIN (net content without a name is an issue). Every
+ * issue is collected with its line number; nothing is returned partially.
  */
-export function parsePricesCsv(text: string): { prices: PriceInput[]; issues: CsvIssue[] } {
+export function parsePricesCsv(text: string): { prices: PriceInput[]; products: ProductInput[]; issues: CsvIssue[] } {
   const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
   const issues: CsvIssue[] = [];
   const prices: PriceInput[] = [];
+  const products = new Map<string, ProductInput>();
   const header = splitCsvLine(lines[0] ?? '').map((h) => h.toLowerCase());
   for (const required of ['gtin', 'price', 'currency']) {
     if (!header.includes(required)) issues.push({ line: 1, message: `missing column ${required}` });
@@ -66,7 +105,7 @@ export function parsePricesCsv(text: string): { prices: PriceInput[]; issues: Cs
   for (const h of header) {
     if (!(COLUMNS as readonly string[]).includes(h)) issues.push({ line: 1, message: `unknown column ${JSON.stringify(h)}` });
   }
-  if (issues.length > 0) return { prices: [], issues };
+  if (issues.length > 0) return { prices: [], products: [], issues };
   const col = (cells: string[], name: (typeof COLUMNS)[number]): string => {
     const i = header.indexOf(name);
     return i < 0 ? '' : (cells[i] ?? '');
@@ -104,7 +143,18 @@ export function parsePricesCsv(text: string): { prices: PriceInput[]; issues: Cs
       else if (!(f < t)) bad('valid_from must be before valid_to');
       if (was !== null) promotion = { was_price: was, valid_from: from, valid_to: to };
     }
+    const name = col(cells, 'name');
+    const netText = col(cells, 'net_content');
+    const netContent = netText === '' ? null : parseNetContent(netText);
+    if (netText !== '' && netContent === null) bad(`net_content ${JSON.stringify(netText)} is not an amount > 0 in g, kg, ml, cl or l (e.g. "500 g")`);
+    if (name === '' && netText !== '') bad('net_content needs a name');
+    if (name !== '' && [...name].length > 200) bad('name is longer than 200 characters');
     if (issues.length > before) continue;
+    if (name !== '') {
+      const g14 = gtin.padStart(14, '0');
+      products.delete(g14); // file order: the last row of a GTIN wins
+      products.set(g14, { gtin: g14, name, netContent });
+    }
     prices.push({
       gtin: gtin.padStart(14, '0'),
       price: price as number,
@@ -113,7 +163,7 @@ export function parsePricesCsv(text: string): { prices: PriceInput[]; issues: Cs
       ...(version === undefined ? {} : { version: version as number }),
     });
   }
-  return { prices, issues };
+  return { prices, products: issues.length > 0 ? [] : [...products.values()], issues };
 }
 
 export function isRfc3339(s: string): boolean {
@@ -126,8 +176,36 @@ export function gtin14(body13: string): string {
 }
 
 /**
+ * The demo catalogue: plausible grocery products, with the net content printed on the pack where
+ * one is sold by weight or volume (null: sold by the piece, no unit price).
+ */
+const DEMO_PRODUCTS: ReadonlyArray<[name: string, net: string | null]> = [
+  ['Whole milk 3.5 %', '1 l'], ['Butter', '250 g'], ['Greek yoghurt', '500 g'], ['Gouda slices', '150 g'],
+  ['Free-range eggs, 10 pack', null], ['Wholegrain bread', '750 g'], ['Butter croissants, 4 pack', null], ['Basmati rice', '1 kg'],
+  ['Spaghetti', '500 g'], ['Tomato passata', '500 g'], ['Extra virgin olive oil', '750 ml'], ['Sunflower oil', '1 l'],
+  ['Ground coffee', '500 g'], ['Green tea, 20 bags', '35 g'], ['Orange juice', '1 l'], ['Sparkling water', '1.5 l'],
+  ['Cola', '330 ml'], ['Dark chocolate 70 %', '100 g'], ['Salted peanuts', '200 g'], ['Potato crisps', '175 g'],
+  ['Oat flakes', '500 g'], ['Crunchy muesli', '750 g'], ['Forest honey', '250 g'], ['Strawberry jam', '340 g'],
+  ['Peanut butter', '350 g'], ['Chickpeas', '400 g'], ['Tuna in olive oil', '160 g'], ['Sweetcorn', '285 g'],
+  ['Red lentils', '500 g'], ['Plain flour', '1 kg'], ['Caster sugar', '1 kg'], ['Sea salt', '500 g'],
+  ['Black pepper, ground', '50 g'], ['Tomato ketchup', '500 ml'], ['Mayonnaise', '250 ml'], ['Dijon mustard', '200 ml'],
+  ['Bananas, bunch', null], ['Apples Braeburn', '1 kg'], ['Carrots', '1 kg'], ['Cherry tomatoes', '250 g'],
+  ['Iceberg lettuce', null], ['Frozen peas', '750 g'], ['Margherita pizza, frozen', '350 g'], ['Vanilla ice cream', '900 ml'],
+  ['Dishwasher tablets, 30 pack', null], ['Washing-up liquid', '500 ml'], ['Toilet paper, 8 rolls', null], ['Kitchen roll, 2 rolls', null],
+  ['Toothpaste', '75 ml'], ['Shower gel', '250 ml'],
+];
+
+/** The demo catalogue's product `i` (any index: the list repeats with a variant name). */
+export function demoProduct(i: number): { name: string; netContent: NetContent | null } {
+  const [name, net] = DEMO_PRODUCTS[i % DEMO_PRODUCTS.length]!;
+  const round = Math.floor(i / DEMO_PRODUCTS.length);
+  return { name: round === 0 ? name : `${name} (${round + 1})`, netContent: net === null ? null : parseNetContent(net) };
+}
+
+/**
  * Random prices over a fixed pool of GTINs (seeded): each draw picks a GTIN and a price between
- * 0.49 and 49.99; about one in five carries a promotion valid for a week from now.
+ * 0.49 and 49.99; about one in five carries a promotion valid for a week from now. `product(gtin)`
+ * names each GTIN of the pool from the demo catalogue.
  */
 export class RandomPrices {
   readonly gtins: string[];
@@ -137,6 +215,12 @@ export class RandomPrices {
     private readonly currency = 'EUR',
   ) {
     this.gtins = Array.from({ length: poolSize }, (_, i) => gtin14(`0400000${String(i).padStart(6, '0')}`));
+  }
+
+  /** The product of a GTIN of the pool (from the demo catalogue); undefined for any other GTIN. */
+  product(gtin: string): ProductInput | undefined {
+    const i = this.gtins.indexOf(gtin);
+    return i < 0 ? undefined : { gtin, ...demoProduct(i) };
   }
 
   next(now: Date): PriceInput {

@@ -1,6 +1,6 @@
 /**
  * The reference central inventory service: a real HTTP(S) server implementing
- * docs/central-api.yaml, with its own SQLite database, a price/slot feed, fault injection and a
+ * docs/central-api.yaml, with its own SQLite database, a price/slot/product feed, fault injection and a
  * status page. Tests and the demo run shelfgate against it; retailers' teams can diff their
  * implementation's behaviour against it.
  *
@@ -22,7 +22,7 @@ import { BodyError, readJsonBodyRaw, sendJson, sendProblem } from './http-util';
 import { renderStatusPage } from './page';
 import type { CentralStats, SimState } from './state';
 export type { CentralStats, SimState } from './state';
-import { isRfc3339, parsePricesCsv, RandomPrices, type PriceInput } from './prices';
+import { isRfc3339, NET_UNITS, parseNetContent, parsePricesCsv, RandomPrices, type PriceInput, type ProductInput } from './prices';
 import { SeededRng } from './rng';
 import { CentralStore, type ReceivedEvent, type RejectedEvent, type StoreStats, type StoredAck } from './store';
 import { TimerSet } from '../timers';
@@ -42,6 +42,7 @@ import {
   type FeedChange,
   type OtherChange,
   type PriceChange,
+  type ProductChange,
   type SlotAssignment,
 } from './types';
 
@@ -98,6 +99,8 @@ export interface SlotInput {
   unitWeightG: number | null;
   /** Monotonic per (store, shelf, slot); omitted: the next version. */
   version?: number;
+  /** Shelf labels (OEPL MACs, 12 or 16 hex digits) that show this slot's product; omitted: none sent. */
+  labels?: string[];
 }
 
 type Reply =
@@ -110,6 +113,9 @@ type Reply =
 export type IngestOutcome =
   | { ok: true; response: BatchResponse }
   | { ok: false; status: number; code: ProblemCode; detail: string; ext?: Record<string, unknown> };
+
+/** A shelf label's MAC on a slot assignment (docs/central-api.yaml SlotAssignment.labels). */
+const MAC_RE = /^(?:[0-9A-Fa-f]{12}|[0-9A-Fa-f]{16})$/;
 
 type Route = 'events:batch' | 'changes' | 'changes:ack';
 
@@ -368,6 +374,42 @@ export class CentralSimulator implements Service {
     return change;
   }
 
+  /**
+   * Publishes a product's master data (name, net content) to every store, or to `storeId` only.
+   * `version` must be greater than every version published for this GTIN; omitted, it is the next
+   * one. Throws REQUEST_INVALID.
+   */
+  publishProduct(input: ProductInput): ProductChange {
+    const db = this.db();
+    const issues: string[] = [];
+    if (typeof input.gtin !== 'string' || !isValidGtin(input.gtin)) issues.push(`gtin ${JSON.stringify(input.gtin)} is not a valid GTIN`);
+    const chars = typeof input.name === 'string' ? [...input.name].length : 0;
+    if (typeof input.name !== 'string' || chars < 1 || chars > 200 || input.name.trim() === '' || /\p{Cc}/u.test(input.name))
+      issues.push('name must be 1-200 characters, not blank, without control characters');
+    const n = input.netContent ?? null;
+    if (n !== null && (typeof n !== 'object' || !(typeof n.amount === 'number' && Number.isFinite(n.amount) && n.amount > 0) || !(NET_UNITS as readonly string[]).includes(n.unit)))
+      issues.push(`netContent must be {amount > 0, unit: ${NET_UNITS.join('|')}} or null`);
+    if (input.storeId !== undefined && !STORE_ID_RE.test(input.storeId)) issues.push('storeId is invalid');
+    if (issues.length > 0) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, issues.join('; '), issues);
+    const gtin = input.gtin.padStart(14, '0');
+    const latest = db.latestVersion('product', gtin);
+    const version = input.version ?? latest + 1;
+    if (!Number.isSafeInteger(version) || version <= latest)
+      throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `version ${version} of product ${gtin} is not newer than ${latest}`, { latest });
+    const change: ProductChange = {
+      change_id: `product/${gtin}/v${version}`,
+      type: 'product',
+      gtin,
+      name: input.name,
+      net_content: n === null ? null : { amount: n.amount, unit: n.unit },
+      version,
+      store_id: input.storeId ?? null,
+      published_at: new Date().toISOString(),
+    };
+    this.published(change, db.appendChange(change, gtin));
+    return change;
+  }
+
   /** Publishes a slot assignment for one store. Throws REQUEST_INVALID. */
   assignSlot(input: SlotInput): SlotAssignment {
     const db = this.db();
@@ -379,6 +421,8 @@ export class CentralSimulator implements Service {
     if (input.gtin !== null && (typeof input.unitWeightG !== 'number' || !(input.unitWeightG > 0) || !Number.isFinite(input.unitWeightG)))
       issues.push('unitWeightG must be a positive number when gtin is set');
     if (input.gtin === null && input.unitWeightG !== null) issues.push('unitWeightG must be null when the slot is cleared');
+    if (input.labels !== undefined && (!Array.isArray(input.labels) || input.labels.length > 16 || !input.labels.every((m) => typeof m === 'string' && MAC_RE.test(m))))
+      issues.push('labels must be at most 16 MACs of 12 or 16 hex digits');
     if (issues.length > 0) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, issues.join('; '), issues);
     const key = `${input.storeId}/${input.shelf}/${input.slot}`;
     const latest = db.latestVersion('slot', key);
@@ -393,6 +437,7 @@ export class CentralSimulator implements Service {
       slot: input.slot,
       gtin: input.gtin === null ? null : input.gtin.padStart(14, '0'),
       unit_weight_g: input.unitWeightG,
+      ...(input.labels !== undefined ? { labels: input.labels.map((m) => m.toUpperCase()) } : {}),
       version,
       published_at: new Date().toISOString(),
     };
@@ -403,16 +448,19 @@ export class CentralSimulator implements Service {
   /**
    * Publishes a change of a type this contract version does not define (as a central of a later
    * minor version would), for one store or (storeId omitted) for every store. Stores must
-   * acknowledge it `invalid` and carry on; the feed never waits for it. Throws REQUEST_INVALID.
+   * acknowledge it `invalid` and carry on; the feed never waits for it (a store whose feature owns
+   * the type applies it). `version` omitted: the next one for (store, type); given: used as it is,
+   * even an older one, so a test can check a store's version rule. Throws REQUEST_INVALID.
    */
-  publishOtherChange(input: { type: string; storeId?: string; body?: Record<string, unknown> }): OtherChange {
+  publishOtherChange(input: { type: string; storeId?: string; body?: Record<string, unknown>; version?: number }): OtherChange {
     const db = this.db();
-    if (!/^[a-z][a-z0-9_]{0,31}$/.test(input.type) || input.type === 'price' || input.type === 'slot') {
-      throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `type ${JSON.stringify(input.type)} must be a lower-case name other than price and slot`);
+    if (!/^[a-z][a-z0-9_]{0,31}$/.test(input.type) || input.type === 'price' || input.type === 'slot' || input.type === 'product') {
+      throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `type ${JSON.stringify(input.type)} must be a lower-case name other than price, slot and product`);
     }
     if (input.storeId !== undefined && !STORE_ID_RE.test(input.storeId)) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, 'storeId is invalid');
     const key = `${input.storeId ?? '*'}/${input.type}`;
-    const version = db.latestVersion(input.type, key) + 1;
+    if (input.version !== undefined && !(Number.isSafeInteger(input.version) && input.version >= 1)) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, 'version must be a positive integer');
+    const version = input.version ?? db.latestVersion(input.type, key) + 1;
     const change: OtherChange = {
       ...input.body,
       change_id: `${input.type}/${key}/v${version}`,
@@ -421,7 +469,14 @@ export class CentralSimulator implements Service {
       version,
       published_at: new Date(this.now()).toISOString(),
     };
-    this.published(change, db.appendChange(change, key));
+    let feedSeq: number;
+    try {
+      feedSeq = db.appendChange(change, key);
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `change ${change.change_id} was published already`);
+      throw e;
+    }
+    this.published(change, feedSeq);
     return change;
   }
 
@@ -437,7 +492,7 @@ export class CentralSimulator implements Service {
     } catch (e) {
       throw new ShelfgateError(ErrorCode.CONFIG_UNREADABLE, `cannot read ${path}: ${(e as Error).message}`, undefined, { cause: e });
     }
-    const { prices, issues } = parsePricesCsv(text);
+    const { prices, products, issues } = parsePricesCsv(text);
     const db = this.db();
     const latest = new Map<string, number>();
     prices.forEach((p, i) => {
@@ -449,14 +504,28 @@ export class CentralSimulator implements Service {
     if (issues.length > 0) {
       throw new ShelfgateError(ErrorCode.CONFIG_INVALID, `${path}: ${issues.length} invalid price row(s)`, issues);
     }
+    // names first: a store shows a product's name from the first price on
+    let named = 0;
+    for (const p of products) {
+      const cur = db.latestProduct(p.gtin);
+      if (cur && cur.name === p.name && sameNet(cur.net_content, p.netContent ?? null)) continue; // unchanged: no new version
+      this.publishProduct(p);
+      named++;
+    }
     for (const p of prices) this.publishPrice(p);
-    this.log.info({ path, count: prices.length }, 'central-sim: prices loaded');
+    this.log.info({ path, count: prices.length, products: named }, 'central-sim: prices loaded');
     return prices.length;
   }
 
-  /** Publishes one random price change (seeded). */
+  /**
+   * Publishes one random price change (seeded). Before the first price of a GTIN of the demo
+   * catalogue, its product (name, net content) is published once.
+   */
   publishRandomPrice(): PriceChange {
-    return this.publishPrice(this.randomPrices.next(new Date()));
+    const price = this.randomPrices.next(new Date());
+    const product = this.randomPrices.product(price.gtin);
+    if (product && this.db().latestVersion('product', price.gtin) === 0) this.publishProduct(product);
+    return this.publishPrice(price);
   }
 
   /** Publishes `perMinute` random price changes per minute until stopRandomPrices() or stop(). */
@@ -935,13 +1004,13 @@ export class CentralSimulator implements Service {
       if (!r.ok) return problem(400, ProblemCode.INVALID_REQUEST, r.issues.join('; '), undefined, { issues: r.issues });
       return { kind: 'json', status: 200, body: this.setFaults(r.patch) };
     }
-    if ((p === '/_sim/prices' || p === '/_sim/slots') && req.method === 'POST') {
+    if ((p === '/_sim/prices' || p === '/_sim/slots' || p === '/_sim/products') && req.method === 'POST') {
       const read = await this.readBody(req);
       if (!read.ok) return read.reply;
       const items = Array.isArray(read.body) ? read.body : [read.body];
       try {
         const published = items.map((it) =>
-          p === '/_sim/prices' ? this.publishPrice(adminPrice(it)) : this.assignSlot(adminSlot(it)),
+          p === '/_sim/prices' ? this.publishPrice(adminPrice(it)) : p === '/_sim/products' ? this.publishProduct(adminProduct(it)) : this.assignSlot(adminSlot(it)),
         );
         return { kind: 'json', status: 201, body: { changes: published } };
       } catch (e) {
@@ -974,6 +1043,25 @@ function adminPrice(it: unknown): PriceInput {
   };
 }
 
+/** POST /_sim/products body: the wire field names of a ProductChange (net_content also as text, e.g. "500 g"). */
+function adminProduct(it: unknown): ProductInput {
+  const o = (typeof it === 'object' && it !== null ? it : {}) as Record<string, unknown>;
+  const net = o['net_content'];
+  const parsed = typeof net === 'string' ? parseNetContent(net) : undefined;
+  if (parsed === null) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `net_content ${JSON.stringify(net)} is not an amount > 0 in g, kg, ml, cl or l (e.g. "500 g")`);
+  return {
+    gtin: String(o['gtin'] ?? ''),
+    name: o['name'] as string,
+    netContent: parsed ?? ((net ?? null) as ProductInput['netContent']),
+    ...(o['version'] !== undefined ? { version: o['version'] as number } : {}),
+    ...(o['store_id'] !== undefined && o['store_id'] !== null ? { storeId: String(o['store_id']) } : {}),
+  };
+}
+
+function sameNet(a: { amount: number; unit: string } | null, b: { amount: number; unit: string } | null): boolean {
+  return a === null || b === null ? a === b : a.amount === b.amount && a.unit === b.unit;
+}
+
 /** POST /_sim/slots body: the wire field names of a SlotAssignment. */
 function adminSlot(it: unknown): SlotInput {
   const o = (typeof it === 'object' && it !== null ? it : {}) as Record<string, unknown>;
@@ -984,5 +1072,6 @@ function adminSlot(it: unknown): SlotInput {
     gtin: (o['gtin'] ?? null) as string | null,
     unitWeightG: (o['unit_weight_g'] ?? null) as number | null,
     ...(o['version'] !== undefined ? { version: o['version'] as number } : {}),
+    ...(o['labels'] !== undefined ? { labels: o['labels'] as string[] } : {}),
   };
 }

@@ -6,7 +6,7 @@ import type { FeedChange } from './types';
 export interface CentralStats {
   stores: Record<string, StoreStats>;
   totals: { events: number; duplicates: number; rejected: number; batches: number; retried_batches: number; out_of_order_devices: number };
-  changes: { price: number; slot: number; other: number; head: number };
+  changes: { price: number; slot: number; product: number; other: number; head: number };
   requests: {
     total: number;
     by_route: Record<string, number>;

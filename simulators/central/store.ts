@@ -7,7 +7,7 @@
  * one transaction.
  */
 import Database from 'better-sqlite3';
-import { EVENT_KINDS, EventSchema, LIMITS, type Ack, type EventErrorCode, type EventResult, type EventStatus, type FeedChange, type SeqGap } from './types';
+import { EVENT_KINDS, EventSchema, LIMITS, type Ack, type EventErrorCode, type EventResult, type EventStatus, type FeedChange, type ProductChange, type SeqGap } from './types';
 
 /** Bumped whenever SCHEMA changes: a database of another version is refused, not misread. */
 const SCHEMA_VERSION = 2;
@@ -508,10 +508,16 @@ export class CentralStore {
     );
   }
 
-  changeCounts(): { price: number; slot: number; other: number } {
-    const out = { price: 0, slot: 0, other: 0 };
+  /** The latest product change published for a GTIN-14 (any store), or null. */
+  latestProduct(gtin: string): ProductChange | null {
+    const r = this.stmt("SELECT body FROM changes WHERE type = 'product' AND key = ? ORDER BY version DESC LIMIT 1").get(gtin) as { body: string } | undefined;
+    return r ? (JSON.parse(r.body) as ProductChange) : null;
+  }
+
+  changeCounts(): { price: number; slot: number; product: number; other: number } {
+    const out = { price: 0, slot: 0, product: 0, other: 0 };
     for (const r of this.stmt('SELECT type, COUNT(*) AS n FROM changes GROUP BY type').all() as { type: string; n: number }[])
-      if (r.type === 'price' || r.type === 'slot') out[r.type] = r.n;
+      if (r.type === 'price' || r.type === 'slot' || r.type === 'product') out[r.type] = r.n;
       else out.other += r.n;
     return out;
   }

@@ -126,11 +126,28 @@ export interface SlotAssignment {
   slot: number;
   gtin: string | null;
   unit_weight_g: number | null;
+  /** Shelf labels (OEPL MACs, 12 or 16 hex digits) showing this slot's product; absent: not said. */
+  labels?: string[];
   version: number;
   published_at: string;
 }
 
-export type Change = PriceChange | SlotAssignment;
+/** A product's master data (central-api.yaml: ProductChange), versioned per GTIN. */
+export interface ProductChange {
+  change_id: string;
+  type: 'product';
+  gtin: string;
+  /** 1-200 characters. */
+  name: string;
+  /** null: unknown (a label shows no unit price). */
+  net_content: { amount: number; unit: 'g' | 'kg' | 'ml' | 'cl' | 'l' } | null;
+  version: number;
+  /** null: every store. */
+  store_id: string | null;
+  published_at: string;
+}
+
+export type Change = PriceChange | SlotAssignment | ProductChange;
 
 /**
  * A change of a type this contract version does not define (a later minor version adds it). The
@@ -149,7 +166,7 @@ export interface OtherChange {
 export type FeedChange = Change | OtherChange;
 
 export function isKnownChange(c: FeedChange): c is Change {
-  return c.type === 'price' || c.type === 'slot';
+  return c.type === 'price' || c.type === 'slot' || c.type === 'product';
 }
 
 export interface ChangesResponse {

@@ -54,6 +54,14 @@ export interface AssignmentChanged {
   gtin: string | null;
   unitWeightG: number | null;
   by: string;
+  /**
+   * Fields of the assignment the core does not interpret, handed on for the features that do
+   * (present only when the assignment carried some). For central's slot assignment: every field of
+   * the change except the contract's own (change_id, type, store_id, shelf, slot, gtin,
+   * unit_weight_g, version, published_at, cursor), e.g. `labels` (docs/central-api.yaml
+   * SlotAssignment). Not stored by the core: a feature that needs them after a restart keeps them.
+   */
+  attributes?: Readonly<Record<string, unknown>>;
 }
 
 /** Events the core emits. Features extend this interface (see above). */

@@ -12,8 +12,8 @@
  * - `migrations`: its tables, in the one `user_version` order shared by core and features;
  * - `topics`: its topic areas under `shelfgate/v1/<store>/`, with who may read them;
  * - `commands`: each with its permission and payload schema (the ACL reads the permission);
- * - `build`: makes its services, sources and commands from the validated config (no I/O: the
- *   services' start() does that).
+ * - `build`: makes its services, sources, commands and change appliers from the validated config
+ *   (no I/O: the services' start() does that).
  */
 import type { z } from 'zod';
 import type { Config } from '../config/schema';
@@ -23,6 +23,7 @@ import type { Service } from '../lifecycle';
 import type { Logger } from '../log';
 import type { Migration } from '../store/migrations';
 import type { Store } from '../store/store';
+import type { ChangeApplier } from '../sync/appliers';
 import type { LocalBus } from '../bus/broker';
 import type { TopicArea } from '../bus/acl';
 import type { CommandDecl, CommandHandler, CommandRegistry } from './commands';
@@ -54,6 +55,14 @@ export interface FeatureParts {
   sources?: Source[];
   /** A handler for every command the feature declares (bind them with `handle(decl, fn)`). */
   commands?: Array<{ decl: CommandDecl; handler: CommandHandler }>;
+  /**
+   * Appliers of the change types of central's feed the feature owns (e.g. a product master-data
+   * type): registered with the sync service beside the core's (prices, slot assignments) before it
+   * starts. The sync service applies the version rule per the applier's key, commits the applier's
+   * writes with the page's acks and cursor, and acknowledges changes of a type no applier owns
+   * `invalid` (src/sync/appliers.ts). Two appliers of one type, from any features, refuse to build.
+   */
+  appliers?: ChangeApplier[];
   /** A small status object for `gateway/status`-style reports and the technician tools. */
   status?(): Record<string, unknown>;
   /** Counters and gauges, flat `name -> number` (the operations issue exports them to Prometheus). */

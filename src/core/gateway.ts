@@ -15,6 +15,7 @@ import type { Logger } from '../log';
 import { Store } from '../store/store';
 import { MIGRATIONS, type Migration } from '../store/migrations';
 import { LocalBus } from '../bus/broker';
+import type { ChangeApplier } from '../sync/appliers';
 import { SyncService, createSyncTransport } from '../sync/service';
 import { packageVersion } from '../util/paths';
 import { CommandRegistry } from './commands';
@@ -79,6 +80,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   const built = new Map<string, FeatureParts>();
   const featureServices: Service[] = [];
   const sources: Source[] = [];
+  const appliers: ChangeApplier[] = [];
   for (const f of features) {
     kinds.register(f.name, f.eventKinds ?? []);
     commands.declare(f.name, f.commands ?? []);
@@ -88,6 +90,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     for (const c of parts.commands ?? []) commands.bind(f.name, c);
     featureServices.push(...(parts.services ?? []));
     sources.push(...(parts.sources ?? []));
+    appliers.push(...(parts.appliers ?? []));
     built.set(f.name, parts);
   }
 
@@ -104,6 +107,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     locations,
     transport: createSyncTransport(config.sync, config.store_id, log),
     log: log.child({ module: 'sync' }),
+    appliers,
   });
 
   const services: Service[] = [store, bus, locations, devices, ...featureServices, sync, ...sources];

@@ -154,9 +154,10 @@ export class Locations implements Service {
   /**
    * Changes what a location holds; committed, then `assignmentChanged` is emitted (listeners, e.g.
    * the weight channel observing it, recount synchronously). Throws NOT_FOUND for an unknown
-   * location and REQUEST_INVALID for an impossible unit weight.
+   * location and REQUEST_INVALID for an impossible unit weight. `attributes` (fields of the
+   * assignment the core does not interpret) are not stored: they ride on the event only.
    */
-  async assign(shelfId: string, slotId: string, a: AssignmentInput, by: string): Promise<Location> {
+  async assign(shelfId: string, slotId: string, a: AssignmentInput, by: string, attributes?: Readonly<Record<string, unknown>>): Promise<Location> {
     const id = locationId(shelfId, slotId);
     const loc = this.byId.get(id);
     if (!loc) throw new ShelfgateError(ErrorCode.NOT_FOUND, `no slot ${shelfId}/${slotId}`);
@@ -165,7 +166,7 @@ export class Locations implements Service {
     // One change of a location at a time: each builds on the committed result of the one before
     // (central's new GTIN and a technician's unit weight in the same batch window must both stay).
     const before = this.tails.get(id) ?? Promise.resolve();
-    const run = before.then(() => this.applyAssignment(id, shelfId, slotId, loc, a, by));
+    const run = before.then(() => this.applyAssignment(id, shelfId, slotId, loc, a, by, attributes));
     const tail = run.catch(() => undefined);
     this.tails.set(id, tail);
     void tail.then(() => {
@@ -174,7 +175,15 @@ export class Locations implements Service {
     return run;
   }
 
-  private async applyAssignment(id: string, shelfId: string, slotId: string, loc: Location, a: AssignmentInput, by: string): Promise<Location> {
+  private async applyAssignment(
+    id: string,
+    shelfId: string,
+    slotId: string,
+    loc: Location,
+    a: AssignmentInput,
+    by: string,
+    attributes: Readonly<Record<string, unknown>> | undefined,
+  ): Promise<Location> {
     const prev = this.overrides.get(id) ?? { gtin: null, unitWeightG: null, cleared: false };
     // gtin null: central cleared the slot (docs/central-api.yaml SlotAssignment); undefined: unchanged.
     const next: Overrides =
@@ -190,7 +199,7 @@ export class Locations implements Service {
     const { gtin, unitWeightG } = this.effective(id);
     loc.gtin = gtin;
     loc.unitWeightG = unitWeightG;
-    this.o.events.emit('assignmentChanged', { locationId: id, shelfId, slotId, gtin, unitWeightG, by });
+    this.o.events.emit('assignmentChanged', { locationId: id, shelfId, slotId, gtin, unitWeightG, by, ...(attributes ? { attributes } : {}) });
     return { ...loc };
   }
 }

@@ -60,6 +60,29 @@ export interface SlotChangeIn {
   gtin: string | null;
   unitWeightG: number | null;
   version: number;
+  /**
+   * The change's fields the core does not interpret (e.g. `labels`), frozen; absent when it has
+   * none. Handed to Locations.assign and on to `assignmentChanged.attributes`.
+   */
+  attributes?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * The fields of a slot assignment the core reads or the contract defines for every change
+ * (docs/central-api.yaml SlotAssignment, plus the transports' `cursor`): everything else is an
+ * attribute for the features. `store_id` and `published_at` are the contract's own, not a
+ * feature's, so they stay out too.
+ */
+const SLOT_CORE_FIELDS: ReadonlySet<string> = new Set(['change_id', 'type', 'store_id', 'shelf', 'slot', 'gtin', 'unit_weight_g', 'version', 'published_at', 'cursor']);
+
+/** The fields of a slot change outside SLOT_CORE_FIELDS, frozen, or undefined when there are none. */
+export function slotAttributes(o: Record<string, unknown>): Readonly<Record<string, unknown>> | undefined {
+  let out: Record<string, unknown> | undefined;
+  for (const [k, v] of Object.entries(o)) {
+    if (SLOT_CORE_FIELDS.has(k) || v === undefined) continue;
+    (out ??= {})[k] = v;
+  }
+  return out && Object.freeze(out);
 }
 
 export type ValidChange = { type: 'price'; c: PriceChangeIn } | { type: 'slot'; c: SlotChangeIn };
@@ -120,7 +143,8 @@ export function validateSlotAssignment(o: Record<string, unknown>, changeId: str
   } else if (w !== null) {
     return { ok: false, detail: 'unit_weight_g must be null when gtin is null' };
   }
-  return { ok: true, change: { changeId, shelf: o.shelf, slot, gtin: gtin as string | null, unitWeightG: w as number | null, version } };
+  const attributes = slotAttributes(o);
+  return { ok: true, change: { changeId, shelf: o.shelf, slot, gtin: gtin as string | null, unitWeightG: w as number | null, version, ...(attributes ? { attributes } : {}) } };
 }
 
 /** `unknown change type "<t>"` (the type as JSON): what an unknown type is acknowledged `invalid` with (docs/central-api.yaml). */

@@ -3,7 +3,8 @@
  * rule. Applying one assigns the location (core Locations, its own table and events) before the
  * page commits; the version is stored with the page. An unknown slot or values the location
  * refuses are acknowledged `invalid`; any other failure fails the page, which is fetched again
- * (the assignment is idempotent).
+ * (the assignment is idempotent). Fields of the change the core does not interpret (e.g. `labels`)
+ * ride along as the assignment's `attributes` (prices.ts slotAttributes).
  */
 import type { Locations } from '../core/locations';
 import { ErrorCode, isShelfgateError } from '../errors';
@@ -34,7 +35,7 @@ export class SlotAssignmentApplier implements ChangeApplier<SlotChangeIn> {
 
   async effect(c: SlotChangeIn): Promise<{ ok: true } | { ok: false; detail: string }> {
     try {
-      await this.locations.assign(c.shelf, c.slot, { gtin: c.gtin, unitWeightG: c.unitWeightG }, 'central');
+      await this.locations.assign(c.shelf, c.slot, { gtin: c.gtin, unitWeightG: c.unitWeightG }, 'central', c.attributes);
       return { ok: true };
     } catch (e) {
       if (isShelfgateError(e, ErrorCode.NOT_FOUND)) return { ok: false, detail: `unknown slot ${c.shelf}/${c.slot}` };

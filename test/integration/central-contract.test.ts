@@ -148,9 +148,11 @@ const EPOCH_B = 'b0b0b0b0-1111-4222-8333-444455556666';
 // ------------------------------------------------------------------ the documents
 
 describe('contract documents', () => {
-  it('is version 1.1.0 with a changelog, and agrees with the simulator on the new codes and limits', () => {
-    expect(spec.info.version).toBe('1.1.0');
+  it('is version 1.2.0 with a changelog, and agrees with the simulator on the new codes and limits', () => {
+    expect(spec.info.version).toBe('1.2.0');
+    expect(spec.info.description).toContain('## Changes in 1.2.0');
     expect(spec.info.description).toContain('## Changes in 1.1.0');
+    expect(spec.components.schemas.Change.discriminator.mapping.product).toBe('#/components/schemas/ProductChange');
     expect(spec.components.schemas.EventError.properties.code.enum).toContain('event_id_conflict');
     expect(spec.components.schemas.Problem.properties.code.enum).toContain('unknown_store');
     expect(spec.components.schemas.SeqGap.properties.reason.enum).toEqual(['dropped_buffer_full', 'compacted', 'parked']);
@@ -398,6 +400,22 @@ describe('errors, feed and limits', () => {
     const ev1 = ev(1) as Any;
     await expect(transport.upload('k1', [ev1])).rejects.toMatchObject({ code: ErrorCode.SYNC_FATAL, details: { status: 307 } });
     expect(sim.stats().requests.total).toBe(before);
+  });
+
+  it('product changes and a slot assignment with labels, as the simulator serves them, conform to Change (1.2)', async () => {
+    const sim = await startSim();
+    const named = sim.publishProduct({ gtin: '4006381333931', name: 'Whole milk 3.5 %', netContent: { amount: 1, unit: 'l' } });
+    const plain = sim.publishProduct({ gtin: '96385074', name: 'Free-range eggs, 10 pack' });
+    const slot = sim.assignSlot({ storeId: 's1', shelf: 'g1-s2', slot: 3, gtin: '4006381333931', unitWeightG: 1040, labels: ['0000021EC9AB1234', 'a1b2c3d4e5f6'] });
+    const page = await json(await fetch(`${sim.url}/v1/stores/s1/changes?limit=500`, { headers: auth }));
+    expectConforms('ChangesPage', page);
+    for (const c of page.changes) expectConforms('Change', c);
+    expect(page.changes.map((c: Any) => c.change_id)).toEqual([named.change_id, plain.change_id, slot.change_id]);
+    expect(page.changes[1]).toMatchObject({ type: 'product', gtin: '00000096385074', net_content: null, version: 1 });
+    expect(page.changes[2].labels).toEqual(['0000021EC9AB1234', 'A1B2C3D4E5F6']);
+    // a product without a name, or a label that is not a MAC, does not conform
+    expect(() => expectConforms('Change', { ...named, name: '' })).toThrow();
+    expect(() => expectConforms('Change', { ...slot, labels: ['not-a-mac'] })).toThrow();
   });
 
   it('a change of a type the store does not know: delivered in order, acknowledged invalid, and the feed goes on', async () => {

@@ -14,6 +14,7 @@ import { writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { MqttClient } from 'mqtt';
+import type { Statement } from 'better-sqlite3';
 import { hashPassword } from '../../src/bus/auth';
 import * as topics from '../../src/bus/topics';
 import { declareCommand, handle } from '../../src/core/commands';
@@ -24,6 +25,7 @@ import { validateConfig } from '../../src/config/load';
 import { loadDefinitions } from '../../src/devices/definitions';
 import { ErrorCode, ShelfgateError } from '../../src/errors';
 import type { Service } from '../../src/lifecycle';
+import type { ChangeApplier } from '../../src/sync/appliers';
 import { silentLogger } from '../../src/log';
 import { CentralSimulator } from '../../simulators/central';
 import { connectClient, tmp, useCleanups, waitFor } from '../helpers/daemon';
@@ -117,19 +119,69 @@ class DoorService implements Service {
   }
 }
 
+/**
+ * A change type of central's feed the feature owns: a door's opening time, versioned per door. Its
+ * row commits inside the feed page's transaction (Store.transaction joins it), so the version rule
+ * reads committed data.
+ */
+interface DoorHoursIn {
+  changeId: string;
+  version: number;
+  door: string;
+  opens: string;
+}
+
+class DoorHoursApplier implements ChangeApplier<DoorHoursIn> {
+  readonly type = 'door_hours';
+  /** What reached apply(), in order (the test checks an older version never does). */
+  readonly applied: DoorHoursIn[] = [];
+  private st: { get: Statement; put: Statement } | null = null;
+  constructor(private readonly ctx: FeatureContext) {
+    ctx.store.onOpen((db) => {
+      this.st = {
+        get: db.prepare('SELECT version, change_id AS changeId FROM door_hours WHERE door = ?'),
+        put: db.prepare('INSERT INTO door_hours (door, opens, version, change_id) VALUES (?, ?, ?, ?) ON CONFLICT (door) DO UPDATE SET opens = excluded.opens, version = excluded.version, change_id = excluded.change_id'),
+      };
+    });
+  }
+  validate(o: Record<string, unknown>, changeId: string, version: number) {
+    if (typeof o.door !== 'string' || typeof o.opens !== 'string' || !/^\d{2}:\d{2}$/.test(o.opens)) return { ok: false as const, detail: 'door and opens (HH:MM) are required' };
+    return { ok: true as const, change: { changeId, version, door: o.door, opens: o.opens } };
+  }
+  key(c: DoorHoursIn): string {
+    return c.door;
+  }
+  current(c: DoorHoursIn): { version: number; changeId: string } | null {
+    return (this.st!.get.get(c.door) as { version: number; changeId: string } | undefined) ?? null;
+  }
+  apply(_tx: unknown, changes: DoorHoursIn[]): DoorHoursIn[] {
+    return this.ctx.store.transaction(() => {
+      for (const c of changes) this.st!.put.run(c.door, c.opens, c.version, c.changeId);
+      this.applied.push(...changes);
+      return changes;
+    });
+  }
+}
+
 const doorsFeature = defineFeature({
   name: 'doors',
   config: doorsConfig,
   eventKinds: [{ kind: 'door_passage', priority: 2, droppable: true, description: 'someone walked through a door' }],
   // a version number of its own in the one order (a real feature takes the next free number)
-  migrations: [{ version: 100, description: 'doors: counts', up: 'CREATE TABLE door_counts (door TEXT PRIMARY KEY, count INTEGER NOT NULL)' }],
+  migrations: [
+    {
+      version: 100,
+      description: 'doors: counts, opening hours',
+      up: 'CREATE TABLE door_counts (door TEXT PRIMARY KEY, count INTEGER NOT NULL); CREATE TABLE door_hours (door TEXT PRIMARY KEY, opens TEXT NOT NULL, version INTEGER NOT NULL, change_id TEXT NOT NULL)',
+    },
+  ],
   commands: [resetCommand],
   topics: [{ filter: 'door/#', gatewayOwned: true, readers: ['kiosk'], description: 'door counts' }],
   build(ctx) {
     const beams = (ctx.config as unknown as DoorsConfig).doors.map((d) => new DoorBeam(d.id));
     for (const b of beams) ctx.devices.track(b, () => ({ kind: 'beam', model: 'test-beam', path: 'memory' }));
     const service = new DoorService(ctx, beams);
-    return { services: [service], sources: beams, commands: [handle(resetCommand, (p) => service.reset(p.door))] };
+    return { services: [service], sources: beams, commands: [handle(resetCommand, (p) => service.reset(p.door))], appliers: [new DoorHoursApplier(ctx)] };
   },
 });
 
@@ -230,5 +282,46 @@ describe('feature host', () => {
     await gw.stop();
     expect(gw.events.listenerCount()).toBe(0);
     expect(beam.listenerCount('reading') + beam.listenerCount('availability')).toBe(0);
+  });
+
+  it("a feature's change applier gets its change type from central's feed, with the version rule", async () => {
+    const dir = tmp();
+    const central = new CentralSimulator({ host: '127.0.0.1', port: 0, token: 'tok', log: silentLogger() });
+    await central.start();
+    cleanups.push(() => central.stop());
+    writeFileSync(join(dir, 'token'), 'tok');
+    const raw = {
+      store_id: STORE,
+      data_dir: dir,
+      mqtt: { port: 0 },
+      storage: { flush_interval_ms: 5 },
+      sync: { transport: 'https', https: { url: central.url, token_file: join(dir, 'token') }, backoff: { initial_ms: 50, max_ms: 500 } },
+      shelves: [{ id: 'entrance', slots: [{ id: 'mat' }] }],
+      doors: [{ id: 'front' }],
+    };
+    const { config, issues } = validateConfig(raw, loadDefinitions(), [doorsFeature]);
+    expect(issues).toEqual([]);
+    const gw = buildGateway(config!, { log: silentLogger(), definitions: loadDefinitions(), features: [doorsFeature] });
+    await gw.start();
+    cleanups.push(() => gw.stop());
+    const applier = gw.features.get('doors')!.appliers![0] as DoorHoursApplier;
+    const ackOf = (changeId: string) => waitFor(() => central.acks(STORE).find((a) => a.change_id === changeId), 10_000, `ack of ${changeId}`);
+    const row = () => gw.store.connection!.prepare('SELECT door, opens, version FROM door_hours').all();
+
+    const v2 = central.publishOtherChange({ type: 'door_hours', storeId: STORE, body: { door: 'front', opens: '09:00' }, version: 2 });
+    expect((await ackOf(v2.change_id)).status).toBe('applied');
+    expect(row()).toEqual([{ door: 'front', opens: '09:00', version: 2 }]);
+
+    // an older version of the same door: acknowledged stale, never handed to apply()
+    const v1 = central.publishOtherChange({ type: 'door_hours', storeId: STORE, body: { door: 'front', opens: '07:00' }, version: 1 });
+    expect((await ackOf(v1.change_id)).status).toBe('stale');
+    // a newer one after it is applied: the feed moved past the stale one
+    const v3 = central.publishOtherChange({ type: 'door_hours', storeId: STORE, body: { door: 'front', opens: '10:00' }, version: 3 });
+    expect((await ackOf(v3.change_id)).status).toBe('applied');
+    expect(applier.applied.map((c) => [c.version, c.opens])).toEqual([
+      [2, '09:00'],
+      [3, '10:00'],
+    ]);
+    expect(row()).toEqual([{ door: 'front', opens: '10:00', version: 3 }]);
   });
 });
