@@ -4,6 +4,7 @@
  * the core changes (docs/ARCHITECTURE.md, "How to add a feature").
  */
 import type { Feature } from '../core/feature';
+import { labelsFeature } from './labels';
 import { shelvesFeature } from './shelves';
 
-export const BUILTIN_FEATURES: readonly Feature[] = [shelvesFeature];
+export const BUILTIN_FEATURES: readonly Feature[] = [shelvesFeature, labelsFeature];

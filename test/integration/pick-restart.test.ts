@@ -14,7 +14,7 @@ import { composeMigrations } from '../../src/core/gateway';
 import type { Location, StockRow } from '../../src/core/locations';
 import { LED_PATTERN_OFF } from '../../src/drivers/oepl';
 import { BUILTIN_FEATURES } from '../../src/features';
-import { PICK_COMMANDS, PICK_MIGRATIONS, PickService, pickPattern, storeOutbox, type PickReport } from '../../src/features/labels/pick';
+import { PICK_COMMANDS, PickService, pickPattern, storeOutbox, type PickReport } from '../../src/features/labels/pick';
 import { silentLogger } from '../../src/log';
 import { gs1CheckDigit } from '../../src/util/gtin';
 import { Store } from '../../src/store/store';
@@ -45,7 +45,7 @@ afterEach(async () => {
 /** One gateway life: a Store on the file, the service, its commands; `stock` is the committed stock the locations module would load. */
 async function boot(stock: StockRow[]) {
   const log = silentLogger();
-  const store = new Store({ path: join(dir, 'sg.db'), synchronous: 'full', flushIntervalMs: 5, storeId: 'st1', log, migrations: [...composeMigrations(BUILTIN_FEATURES), ...PICK_MIGRATIONS] });
+  const store = new Store({ path: join(dir, 'sg.db'), synchronous: 'full', flushIntervalMs: 5, storeId: 'st1', log, migrations: composeMigrations(BUILTIN_FEATURES) });
   const events = new EventBus(log);
   const flashes: Array<{ mac: string; pattern: string }> = [];
   const published: Array<{ topic: string; body: string }> = [];

@@ -15,7 +15,7 @@ import { composeMigrations } from '../../src/core/gateway';
 import type { Location } from '../../src/core/locations';
 import { buildLedFlash, LED_PATTERN_OFF, parseCommandResponse } from '../../src/drivers/oepl';
 import { BUILTIN_FEATURES } from '../../src/features';
-import { PICK_COMMANDS, PICK_MIGRATIONS, PickService, pickPattern, storeOutbox, type PickReport } from '../../src/features/labels/pick';
+import { PICK_COMMANDS, PickService, pickPattern, storeOutbox, type PickReport } from '../../src/features/labels/pick';
 import { silentLogger } from '../../src/log';
 import { Store } from '../../src/store/store';
 import { OeplApSimulator } from '../../simulators/oepl-ap/simulator';
@@ -35,7 +35,7 @@ it('an order flashes its labels through the AP simulator and a weighed pick stop
   const dir = mkdtempSync(join(tmpdir(), 'sg-pick-sim-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const log = silentLogger();
-  const store = new Store({ path: join(dir, 'sg.db'), synchronous: 'full', flushIntervalMs: 5, storeId: 'st1', log, migrations: [...composeMigrations(BUILTIN_FEATURES), ...PICK_MIGRATIONS] });
+  const store = new Store({ path: join(dir, 'sg.db'), synchronous: 'full', flushIntervalMs: 5, storeId: 'st1', log, migrations: composeMigrations(BUILTIN_FEATURES) });
   const events = new EventBus(log);
   const locations: Location[] = [{ id: 'A/1', shelfId: 'A', slotId: '1', gtin: MILK, unitWeightG: 1030 }];
   const svc = new PickService({

@@ -14,7 +14,7 @@ import type { Location } from '../../src/core/locations';
 import { composeMigrations } from '../../src/core/gateway';
 import { buildLedPattern, LED_PATTERN_OFF } from '../../src/drivers/oepl';
 import { BUILTIN_FEATURES } from '../../src/features';
-import { PICK_COMMANDS, PICK_EVENT_KINDS, PICK_MIGRATIONS, PICK_TOPICS, PickService, pickPattern, storeOutbox, type PickReport } from '../../src/features/labels/pick';
+import { PICK_COMMANDS, PICK_EVENT_KINDS, PICK_TOPICS, PickService, pickPattern, storeOutbox, type PickReport } from '../../src/features/labels/pick';
 import { silentLogger } from '../../src/log';
 import { Store } from '../../src/store/store';
 
@@ -67,7 +67,7 @@ const LABELS: Record<string, string[]> = { 'A/1': ['AA01'], 'A/2': ['AA02', 'AA0
 
 async function rig(o: { locations?: Location[]; labels?: Record<string, string[]>; options?: ConstructorParameters<typeof PickService>[0]['options']; flashFails?: (mac: string) => boolean; seedStock?: boolean } = {}): Promise<Rig> {
   const log = silentLogger();
-  const store = new Store({ path: join(dir, 'sg.db'), synchronous: 'full', flushIntervalMs: 2, storeId: 'st1', log, migrations: [...composeMigrations(BUILTIN_FEATURES), ...PICK_MIGRATIONS] });
+  const store = new Store({ path: join(dir, 'sg.db'), synchronous: 'full', flushIntervalMs: 2, storeId: 'st1', log, migrations: composeMigrations(BUILTIN_FEATURES) });
   const events = new EventBus(log);
   const flashes: Rig['flashes'] = [];
   const published: Rig['published'] = [];

@@ -23,7 +23,8 @@ import type { LabelRadio } from './radio';
 import { LABELS_MIGRATIONS, LabelRepository } from './repository';
 import { PICK_COMMANDS, PICK_EVENT_KINDS, PICK_MIGRATIONS, PICK_TOPICS, PickService, storeOutbox } from './pick';
 import { buildLedPattern, LED_COLOURS } from '../../drivers/oepl';
-import { LabelsService, type ProductLookup } from './service';
+import { LabelsService } from './service';
+import { LABELS_PRODUCTS_MIGRATION, ProductApplier, ProductCatalog } from './products';
 
 /** Find-this-label: what `label.flash` sends when no pattern is given (white, three groups, about 20 s). */
 export const FIND_LABEL_PATTERN = buildLedPattern({
@@ -65,17 +66,19 @@ export function createLabelsFeature(opts: LabelsFeatureOptions = {}) {
       },
       ...PICK_EVENT_KINDS,
     ],
-    migrations: [...LABELS_MIGRATIONS, ...PICK_MIGRATIONS],
+    migrations: [...LABELS_MIGRATIONS, LABELS_PRODUCTS_MIGRATION, ...PICK_MIGRATIONS],
     topics: [{ filter: 'labels/#', gatewayOwned: true, description: 'shelf-label price integrity: retained summary and per-label state' }, ...PICK_TOPICS],
     commands: [...LABELS_COMMANDS, ...PICK_COMMANDS],
     build(ctx: FeatureContext): FeatureParts {
       const cfg = labelsSlice(ctx.config);
+      // Product data is kept whether or not this store has labels yet: labels bound later show names at once.
+      const catalog = new ProductCatalog(ctx.store);
+      const appliers = [new ProductApplier({ catalog, events: ctx.events, log: ctx.log.child({ module: 'products' }) })];
       if (!cfg) {
-        return { commands: [...LABELS_COMMANDS, ...PICK_COMMANDS].map((d) => handle(d as CommandDecl, async () => notConfigured())) };
+        return { services: [catalog], appliers, commands: [...LABELS_COMMANDS, ...PICK_COMMANDS].map((d) => handle(d as CommandDecl, async () => notConfigured())) };
       }
       const types = loadLabelTypes(opts.typesDir);
       const radios = cfg.access_points.map((ap) => makeRadio(ap, ctx.log.child({ module: 'label-radio', ap: ap.id })));
-      const products: ProductLookup = { get: () => undefined };
       const service = new LabelsService({
         storeId: ctx.storeId,
         config: cfg,
@@ -85,7 +88,7 @@ export function createLabelsFeature(opts: LabelsFeatureOptions = {}) {
         locations: ctx.locations,
         radios,
         types,
-        products,
+        products: catalog,
         repo: new LabelRepository(ctx.store),
         log: ctx.log.child({ module: 'labels' }),
       });
@@ -107,7 +110,8 @@ export function createLabelsFeature(opts: LabelsFeatureOptions = {}) {
       service.onBindingsChanged(() => pick.bindingsChanged());
       return {
         // the service subscribes to the radios in start(); the radios connect after it; orders after the labels
-        services: [service, pick, ...radios],
+        services: [catalog, service, pick, ...radios],
+        appliers,
         commands: [
           ...pick.commandHandlers(),
           handle(labelBind, async (p, caller) => service.bind(p, caller.username)),

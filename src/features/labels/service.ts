@@ -29,6 +29,7 @@ import type { Locations } from '../../core/locations';
 import { ErrorCode, ShelfgateError } from '../../errors';
 import type { Service } from '../../lifecycle';
 import { LogLimiter, type Logger } from '../../log';
+import { isValidGtin, toGtin14 } from '../../util/gtin';
 import type { Store } from '../../store/store';
 import { contentInput, LabelContentError, priceTimeline, renderLabel, type LabelPrice, type LabelProduct } from './content';
 import type { LabelsConfig } from './config';
@@ -156,6 +157,8 @@ export class LabelsService implements Service {
   private running = false;
   private readonly inflight = new Set<Promise<unknown>>();
   private readonly bindingListeners: Array<() => void> = [];
+  /** GTIN -> bound MACs (through the label's product or its slot's); rebuilt after a binding or assignment changed. */
+  private gtinIndex: Map<string, string[]> | null = null;
 
   constructor(private readonly o: LabelsServiceOptions) {
     this.clock = o.clock ?? Date.now;
@@ -178,6 +181,7 @@ export class LabelsService implements Service {
       this.bindings.set(mac, s.binding);
       records.push(s.delivery);
     }
+    this.gtinIndex = null;
     this.scheduler.restore(records);
     // Transfers in flight when the gateway stopped go out again at once, without counting an
     // attempt: the AP may have lost them, and one the label did receive comes back as identical
@@ -187,6 +191,7 @@ export class LabelsService implements Service {
     const { events } = this.o;
     events.on(this, 'priceApplied', (p) => this.onPrice(p));
     events.on(this, 'assignmentChanged', (a) => this.onAssignment(a));
+    events.on(this, 'productChanged', (p) => this.productChanged(p.gtin));
     this.healthTimer = setInterval(() => this.healthTick(), Math.max(250, Math.min(5000, this.o.config.publish_interval_ms || 1000)));
     this.healthTimer.unref();
     for (const mac of this.bindings.keys()) this.toPublish.add(mac);
@@ -213,6 +218,7 @@ export class LabelsService implements Service {
   bind(input: { mac: string; type?: string; gtin?: string; shelf?: string; slot?: string }, by: string): LabelIntegrity {
     const mac = normalizeMac(input.mac);
     if (!mac) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `mac ${JSON.stringify(input.mac)} is not a label MAC (12 or 16 hex digits)`);
+    if (input.gtin !== undefined && !isValidGtin(input.gtin)) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `gtin ${JSON.stringify(input.gtin)} is not a valid GTIN-8, -12, -13 or -14 (check digit)`);
     const hasSlot = input.shelf !== undefined || input.slot !== undefined;
     if (hasSlot === (input.gtin !== undefined))
       throw new ShelfgateError(ErrorCode.REQUEST_INVALID, 'bind a label to either a product (gtin) or a slot (shelf and slot), not both and not neither');
@@ -238,7 +244,8 @@ export class LabelsService implements Service {
     } else if (!this.o.types.has(typeId)) {
       throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `unknown label type ${typeId} (known: ${[...this.o.types.keys()].join(', ')})`);
     }
-    const binding: LabelBinding = { labelType: typeId, gtin: input.gtin ?? null, locationId };
+    const binding: LabelBinding = { labelType: typeId, gtin: input.gtin === undefined ? null : toGtin14(input.gtin), locationId };
+    this.gtinIndex = null;
     const checkInMs = seen?.health.checkInMs ?? this.o.config.default_check_in_s * 1000;
     this.bindings.set(mac, binding);
     this.scheduler.setLabel(mac, { checkInMs });
@@ -255,6 +262,7 @@ export class LabelsService implements Service {
     const mac = normalizeMac(macIn);
     if (!mac) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `mac ${JSON.stringify(macIn)} is not a label MAC`);
     if (!this.bindings.delete(mac)) return { mac, unbound: false };
+    this.gtinIndex = null;
     this.scheduler.removeLabel(mac);
     this.problems.delete(mac);
     this.switchDelay.delete(mac);
@@ -333,7 +341,7 @@ export class LabelsService implements Service {
     return {
       mac,
       type: b.labelType,
-      gtin: b.gtin ?? (b.locationId ? (this.o.locations.get(b.locationId)?.gtin ?? null) : null),
+      gtin: this.gtinOf(b),
       location: b.locationId,
       state: r.state,
       shows: shown ? { price: shown.price, currency: shown.currency, since: iso(shown.at)! } : null,
@@ -420,19 +428,30 @@ export class LabelsService implements Service {
 
   // ---- inputs ----
 
+  private macsFor(gtin: string): readonly string[] {
+    if (!this.gtinIndex) {
+      this.gtinIndex = new Map();
+      for (const [mac, b] of this.bindings) {
+        const g = this.gtinOf(b);
+        if (!g) continue;
+        const list = this.gtinIndex.get(g);
+        if (list) list.push(mac);
+        else this.gtinIndex.set(g, [mac]);
+      }
+    }
+    return this.gtinIndex.get(gtin) ?? [];
+  }
+
   private onPrice(p: PriceApplied): void {
     this.prices.set(p.gtin, p);
-    let n = 0;
-    for (const [mac, b] of this.bindings) {
-      if (this.gtinOf(b) !== p.gtin) continue;
-      this.render(mac);
-      n++;
-    }
-    if (n === 0) this.stats.pricesUnbound++;
-    if (n > 0) this.schedulePump();
+    const macs = this.macsFor(p.gtin);
+    for (const mac of macs) this.render(mac);
+    if (macs.length === 0) this.stats.pricesUnbound++;
+    else this.schedulePump();
   }
 
   private onAssignment(a: AssignmentChanged): void {
+    this.gtinIndex = null;
     for (const [mac, b] of this.bindings) if (b.locationId === a.locationId) this.render(mac);
     // Central binds labels to a slot with the slot assignment (`labels`: MACs).
     const macs = (a as AssignmentChanged & { attributes?: { labels?: unknown } }).attributes?.labels;
@@ -452,8 +471,9 @@ export class LabelsService implements Service {
 
   /** A product's name or net content changed (central's `product` change). */
   productChanged(gtin: string): void {
-    for (const [mac, b] of this.bindings) if (this.gtinOf(b) === gtin) this.render(mac);
-    this.schedulePump();
+    const macs = this.macsFor(gtin);
+    for (const mac of macs) this.render(mac);
+    if (macs.length > 0) this.schedulePump();
   }
 
   private onRadio(ap: string, e: RadioEvent): void {
@@ -506,9 +526,10 @@ export class LabelsService implements Service {
 
   // ---- content ----
 
+  /** The GTIN-14 the label shows (prices and products are keyed by GTIN-14; a slot's may be written shorter). */
   private gtinOf(b: LabelBinding): string | null {
-    if (b.gtin) return b.gtin;
-    return b.locationId ? (this.o.locations.get(b.locationId)?.gtin ?? null) : null;
+    const g = b.gtin ?? (b.locationId ? (this.o.locations.get(b.locationId)?.gtin ?? null) : null);
+    return g && isValidGtin(g) ? toGtin14(g) : g;
   }
 
   /** Renders the label's plan from current data and hands it to the scheduler if it changed. */
