@@ -272,10 +272,10 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
    * dropped. The radio side keeps its queue (a hung web server, a pulled network cable). With
    * `virtualMs`, it comes back by itself after that long.
    */
-  async goDown(virtualMs?: number): Promise<void> {
+  async goDown(virtualMs?: number, reset = false): Promise<void> {
     this.downTimer?.cancel();
     this.down = true;
-    await this.closeListener();
+    await this.closeListener(reset);
     if (virtualMs !== undefined) this.downTimer = this.clock!.after(virtualMs, () => void this.comeUp().catch(() => undefined));
   }
 
@@ -310,7 +310,7 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
     this.radioFreeAt = 0;
     this.transferGeneration++;
     this.poweredOff = true;
-    await this.goDown();
+    await this.goDown(undefined, true);
     const up = async (): Promise<void> => {
       this.busyFor(o.bootMs ?? 0);
       await this.comeUp();
@@ -543,12 +543,17 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
     });
   }
 
-  private async closeListener(): Promise<void> {
+  /**
+   * Closes the port and every connection. `reset`: as after a power cut, the connections end in a
+   * TCP reset rather than a close (a rebooted AP has no state for them and answers the gateway's
+   * next packet, at the latest its next ping, with RST; this sends it at once).
+   */
+  private async closeListener(reset = false): Promise<void> {
     const server = this.server;
     if (!server) return;
-    for (const c of this.wss?.clients ?? []) c.terminate();
+    if (!reset) for (const c of this.wss?.clients ?? []) c.terminate();
     const closed = server.listening ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
-    for (const s of this.sockets) s.destroy();
+    for (const s of this.sockets) (reset ? s.resetAndDestroy() : s.destroy());
     this.sockets.clear();
     await closed;
   }

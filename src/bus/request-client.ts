@@ -82,6 +82,8 @@ export class BusClient {
   }
 
   async close(): Promise<void> {
-    await this.client.endAsync();
+    // A connection the gateway closed (a refused publish) has nothing to flush: end it at once,
+    // or mqtt.js waits for a reconnect that never comes (reconnectPeriod 0) and close() hangs.
+    await this.client.endAsync(!this.client.connected);
   }
 }

@@ -7,7 +7,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BusClient } from '../../src/bus/request-client';
 import { loadDefinitions } from '../../src/devices/definitions';
 import type { ModbusDefinition } from '../../src/devices/types';
@@ -72,7 +72,7 @@ async function rig(opts: { aps?: Array<Partial<OeplApOptions>>; labels?: Record<
     shelves: [{ id: 'g1', slots: GTINS.map((gtin, a) => ({ id: `s${a + 1}`, sensor: { bus: 'bus', address: a + 1 }, gtin, unit_weight_g: 250 })) }],
     labels: {
       locale: 'de-DE',
-      access_points: aps.map((ap, i) => ({ id: `ap${i + 1}`, url: ap.url, request_timeout_ms: 2000 })),
+      access_points: aps.map((ap, i) => ({ id: `ap${i + 1}`, url: ap.url, request_timeout_ms: 2000, poll_interval_ms: 300 })),
       default_check_in_s: 0.3,
       publish_interval_ms: 100,
       ...opts.labels,
@@ -115,8 +115,6 @@ const shows = (ap: OeplApSimulator, mac: string, text: string): boolean => !!ap.
 
 const bind = (r: Rig, mac: string, slot: number): Promise<unknown> => r.tech.request('label.bind', { mac, shelf: 'g1', slot: `s${slot}`, type: TYPE });
 
-afterEach(() => undefined);
-
 describe('shelf labels (whole daemon)', () => {
   it('a price change from central reaches every bound label, confirmed by its ack and shown on the label', async () => {
     const r = await rig();
@@ -151,7 +149,7 @@ describe('shelf labels (whole daemon)', () => {
     expect(ap.label(mac)!.uploads).toBeLessThan(9);
   });
 
-  it('a lost label stays unconfirmed and is reported (bus, CLI --stale) while the others are confirmed', async () => {
+  it('a lost label stays unconfirmed and is reported (bus, CLI --stale) while the others are confirmed', { timeout: 90_000 }, async () => {
     const r = await rig({ labels: { max_attempts: 2, lost_after_check_ins: 3 } });
     const ap = r.aps[0]!;
     const [lost, ok] = ap.macs;
@@ -174,7 +172,7 @@ describe('shelf labels (whole daemon)', () => {
     expect(cli.stdout).toMatch(/lost/);
   });
 
-  it('an AP restart mid-delivery loses its queue; the gateway sends again and every label ends confirmed on what it shows', async () => {
+  it('an AP restart mid-delivery loses its queue; the gateway sends again and every label ends confirmed on what it shows', { timeout: 90_000 }, async () => {
     const r = await rig({ aps: [{ labels: 8, rateBps: 1500 }] });
     const ap = r.aps[0]!;
     for (const [i, mac] of ap.macs.entries()) await bind(r, mac, (i % 4) + 1);
@@ -205,7 +203,7 @@ describe('shelf labels (whole daemon)', () => {
     for (const mac of b!.macs) expect(b!.label(mac)!.uploads).toBeGreaterThan(0);
   });
 
-  it('kill -9 during delivery: after the restart nothing confirmed is sent again and every other label is confirmed', async () => {
+  it('kill -9 during delivery: after the restart nothing confirmed is sent again and every other label is confirmed', { timeout: 90_000 }, async () => {
     const r = await rig({ aps: [{ labels: 16, rateBps: 2500 }] });
     const ap = r.aps[0]!;
     for (const [i, mac] of ap.macs.entries()) await bind(r, mac, (i % 4) + 1);
@@ -231,7 +229,7 @@ describe('shelf labels (whole daemon)', () => {
       ['label.push', { mac }],
     ] as const) {
       const kiosk = await BusClient.connect({ url: `mqtt://127.0.0.1:${r.daemon.mqttPort}`, username: 'kiosk', password: PW, store: STORE });
-      await expect(kiosk.request(command, body)).rejects.toThrow(/not allowed|NOT_AUTHORIZED/);
+      await expect(kiosk.request(command, body, 3000)).rejects.toThrow(/not allowed|NOT_AUTHORIZED/);
       await kiosk.close().catch(() => undefined);
     }
     await bind(r, mac, 1);
