@@ -220,6 +220,45 @@ describe('shelf labels (whole daemon)', () => {
     for (const [i, mac] of ap.macs.entries()) expect(shows(ap, mac, `7,0${i % 4}`)).toBe(true);
   });
 
+  it('pick-to-light: an order flashes the labels of the slot that holds it, and a weighed pick completes it', { timeout: 90_000 }, async () => {
+    const r = await rig();
+    const ap = r.aps[0]!;
+    const [atSlot1, atSlot1b, atSlot2] = ap.macs;
+    await bind(r, atSlot1!, 1);
+    await bind(r, atSlot1b!, 1);
+    await bind(r, atSlot2!, 2);
+    // the shelf has settled on its stock before the order (the weighed pick is counted against it)
+    await waitFor(() => r.daemon.logs.some((l) => l.msg === 'labels service started'), 10_000, 'labels service');
+    const watch = await connectClient(r.daemon.mqttPort, 'shop', PW);
+    cleanups.push(async () => void (await watch.client.endAsync()));
+    await watch.client.subscribeAsync([`shelfgate/v1/${STORE}/orders/#`, `shelfgate/v1/${STORE}/shelf/g1/slot/s1/stock`], { qos: 1 });
+    await waitFor(() => watch.messages.some((m) => m.topic.endsWith('/slot/s1/stock') && JSON.parse(m.payload).count === 10), 20_000, 'slot s1 counted 10 items');
+    const shop = await BusClient.connect({ url: `mqtt://127.0.0.1:${r.daemon.mqttPort}`, username: 'shop', password: PW, store: STORE });
+    cleanups.push(() => shop.close());
+    const started = await shop.request<{ state: string; colour: string; lines: Array<{ gtin: string; qty: number }> }>('order.pick', { order_id: 'web-1001', lines: [{ gtin: GTINS[0], qty: 2 }] });
+    expect(started.state).toBe('open');
+    // both labels of slot 1 receive the LED command at their check-in; the label of slot 2 does not
+    await waitFor(() => [atSlot1!, atSlot1b!].every((m) => ap.label(m)!.commands.some((c) => c.cmd.startsWith('led_flash:') && !c.cmd.endsWith('0'.repeat(24)))), 20_000, 'the flash at both labels of slot 1');
+    r.physics[0]!.pick(2);
+    const done = await waitFor(
+      () => watch.messages.map((m) => (m.topic.endsWith('/orders/web-1001') ? (JSON.parse(m.payload) as { state: string; lines: Array<{ picked: number; short: number }>; first_pick_at: string | null; ended_at: string | null }) : null)).find((o) => o?.state === 'picked'),
+      20_000,
+      'the order reported picked',
+    );
+    expect(done.lines[0]).toMatchObject({ picked: 2, short: 0 });
+    expect(done.first_pick_at).not.toBeNull();
+    expect(done.ended_at).not.toBeNull();
+    // the labels are told to stop, and the label of the other slot never flashed
+    await waitFor(() => ap.label(atSlot1!)!.commands.some((c) => c.cmd === `led_flash:${'0'.repeat(24)}`), 20_000, 'the stop pattern at slot 1');
+    expect(ap.label(atSlot2!)!.commands.some((c) => c.cmd.startsWith('led_flash:'))).toBe(false);
+    // central gets the report through the outbox
+    await waitFor(() => r.central.receivedEvents(STORE).some((e) => e.kind === 'pick_report' && (e.payload as { order_id?: string }).order_id === 'web-1001'), 20_000, 'pick_report at central');
+    // a kiosk may not start an order
+    const kiosk = await BusClient.connect({ url: `mqtt://127.0.0.1:${r.daemon.mqttPort}`, username: 'kiosk', password: PW, store: STORE });
+    await expect(kiosk.request('order.pick', { order_id: 'k-1', lines: [{ gtin: GTINS[0], qty: 1 }] }, 3000)).rejects.toThrow(/not allowed|NOT_AUTHORIZED/);
+    await kiosk.close();
+  });
+
   it('the kiosk role can neither bind, flash nor push; the technician carries on', async () => {
     const r = await rig();
     const mac = r.aps[0]!.macs[0]!;
