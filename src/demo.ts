@@ -29,6 +29,9 @@ import { LoadCellPhysics, mulberry32 } from '../simulators/physics';
 import { serveTcp, type Serving } from '../simulators/serve';
 import { CentralSimulator, parseNetContent } from '../simulators/central';
 import { ShopperScript, describeAction, type ShopperSlot } from '../simulators/shoppers';
+import { OeplApSimulator } from '../simulators/oepl-ap/simulator';
+import { labelsOf } from './features/labels';
+import type { LabelIntegrity, LabelsSummary } from './features/labels/service';
 
 export interface DemoOptions {
   mqttPort?: number;
@@ -48,6 +51,8 @@ export const DEMO_USER = 'demo';
 export const DEMO_PASSWORD = 'demo';
 export const DEMO_TECH = 'tech';
 export const DEMO_TECH_PASSWORD = 'tech';
+/** Demo labels check in every 10 s so a price change shows soon (real OpenEPaperLink labels: about 40 s). */
+const DEMO_LABEL_CHECKIN_MS = 10_000;
 
 /** A small grocery range: name and unit weight in grams; GTINs are made valid (GS1 check digit). */
 const PRODUCTS: Array<[string, number]> = [
@@ -118,6 +123,11 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     central.publishPrice({ gtin: gtinFor(i), price: 99 + Math.round(unit / 3) * 2, currency: 'EUR' });
   });
 
+  // --- electronic shelf labels: one OpenEPaperLink access point (simulated), a label per slot ---
+  const labelSlots = shopperSlots.map((s) => s.id);
+  const ap = new OeplApSimulator({ host: '127.0.0.1', port: 0, labels: labelSlots.length, seed: opts.seed ?? 1, checkinMs: DEMO_LABEL_CHECKIN_MS });
+  await ap.start();
+
   const [demoHash, techHash] = await Promise.all([hashPassword(DEMO_PASSWORD), hashPassword(DEMO_TECH_PASSWORD)]);
   const raw = (port: number) => ({
     store_id: DEMO_STORE,
@@ -139,6 +149,11 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     },
     buses,
     shelves,
+    labels: {
+      locale: 'de-DE',
+      access_points: [{ id: 'ap-demo', url: ap.url, poll_interval_ms: DEMO_LABEL_CHECKIN_MS }],
+      default_check_in_s: DEMO_LABEL_CHECKIN_MS / 1000,
+    },
   });
 
   // --- the gateway: 1883 if free, else a port the OS picks ---
@@ -159,6 +174,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
       if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE' && opts.mqttPort === undefined) continue;
       out(`demo: the gateway could not start: ${(e as Error).message}`);
       await Promise.all(servings.map((s) => s.close()));
+      await ap.stop();
       return ExitCode.UNAVAILABLE;
     }
   }
@@ -168,6 +184,47 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   out(`mosquitto_sub -h 127.0.0.1 -p ${port} -u ${DEMO_USER} -P ${DEMO_PASSWORD} -V mqttv311 -t '${topics.allSlotsFilter(DEMO_STORE, 'stock')}' -v`);
   out(`central inventory service (simulated): ${central.url}/_sim/ shows the events it received and the prices it sent`);
   out(`local MQTT bus on 127.0.0.1:${port} (MQTT 3.1.1; users ${DEMO_USER}/${DEMO_PASSWORD} kiosk, ${DEMO_TECH}/${DEMO_TECH_PASSWORD} technician). Ctrl-C stops.`);
+
+  // --- bind one label per slot (as a technician does with `shelfgate label bind`) ---
+  const labels = labelsOf(gw);
+  const slotOfMac = new Map<string, string>();
+  ap.macs.forEach((mac, i) => {
+    const [where] = labelSlots[i]!.split(' ');
+    const [shelf, slot] = where!.split('/');
+    labels.bind({ mac, shelf: shelf!, slot: slot!, type: 'oepl-m2-2.9-bwr' }, 'demo');
+    slotOfMac.set(mac, labelSlots[i]!);
+  });
+  out(`shelf labels: ${ap.macs.length} labels on a simulated OpenEPaperLink access point (${ap.url}), checking in every ${DEMO_LABEL_CHECKIN_MS / 1000} s; a price from central is shown on them once each label confirms it`);
+
+  // --- a technician-role client that narrates what the labels show ---
+  const labelWatcher = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, username: DEMO_TECH, password: DEMO_TECH_PASSWORD, reconnectPeriod: 1000 });
+  labelWatcher.on('connect', () => void labelWatcher.subscribeAsync(`${topics.storePrefix(DEMO_STORE)}labels/#`, { qos: 1 }).catch(() => undefined));
+  labelWatcher.on('error', () => undefined);
+  const shownVersion = new Map<string, string>();
+  let firstWave = true;
+  labelWatcher.on('message', (topic, payload) => {
+    if (payload.length === 0) return;
+    try {
+      if (topic.endsWith('/labels/summary')) {
+        const s = JSON.parse(payload.toString()) as LabelsSummary;
+        if (firstWave && s.labels > 0 && s.priced === s.labels && s.confirmed_current === s.priced) {
+          firstWave = false;
+          out(`  labels ${s.confirmed_current}/${s.priced} labels confirmed showing their price from central`);
+        }
+        return;
+      }
+      const l = JSON.parse(payload.toString()) as LabelIntegrity;
+      if (!l.matches || !l.shows) return;
+      const key = `${l.shows.price} ${l.shows.currency} ${l.shows.since}`;
+      if (shownVersion.get(l.mac) === key) return;
+      shownVersion.set(l.mac, key);
+      if (firstWave) return;
+      const delay = l.switch_delay_ms === null ? '' : `, ${(l.switch_delay_ms / 1000).toFixed(1)} s after the price applied`;
+      out(`  label  ${slotOfMac.get(l.mac) ?? l.mac}: shows ${((l.shows.price ?? 0) / 100).toFixed(2)} ${l.shows.currency ?? ''} (confirmed by the label${delay})`);
+    } catch {
+      /* not ours */
+    }
+  });
 
   // --- a kiosk-role client that narrates stock changes ---
   const watcher = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, username: DEMO_USER, password: DEMO_PASSWORD, reconnectPeriod: 1000 });
@@ -213,6 +270,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     const st = central.stats().stores[DEMO_STORE];
     const backlog = gw.store.outboxStats();
     out(`central has received ${st?.events ?? 0} stock events from the store; ${backlog.count} waiting in the store's outbox`);
+    const ls = labels.summary();
+    out(`labels: ${ls.confirmed_current}/${ls.priced} show their current price (${(ls.share * 100).toFixed(1)} %)${ls.oldest_mismatch_age_s !== null ? `, oldest mismatch ${ls.oldest_mismatch_age_s} s` : ''}`);
   }, 15_000);
 
   await waitForStop(opts.signal);
@@ -221,7 +280,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   clearInterval(priceTimer);
   clearInterval(reportTimer);
   await watcher.endAsync().catch(() => undefined);
+  await labelWatcher.endAsync().catch(() => undefined);
   await gw.stop();
+  await ap.stop();
   await Promise.all(servings.map((s) => s.close()));
   await central.stop();
   out('demo: stopped');

@@ -30,6 +30,9 @@ describe('shelfgate demo', () => {
       }
       await waitFor(() => out.includes('  price  '), 20_000, 'a price from central on the bus');
       await waitFor(() => /central has received [1-9]\d* stock events/.test(out), 30_000, 'stock events at central');
+      // the shelf labels: every label confirms its price, then a price change from central reaches one
+      await waitFor(() => /labels (\d+)\/\1 labels confirmed showing their price/.test(out), 40_000, 'all labels confirmed');
+      await waitFor(() => /  label  \S+ .*: shows \d+\.\d\d EUR \(confirmed by the label/.test(out), 40_000, 'a price change shown on a label');
     } finally {
       p.kill('SIGINT');
     }

@@ -536,10 +536,13 @@ export class LabelsService implements Service {
   private render(mac: string, force = false): void {
     const b = this.bindings.get(mac);
     if (!b) return;
-    const problem = (why: string): void => {
+    // Missing data (no product at the slot, no price yet) is a state the report shows, not news for
+    // the log; content that cannot be made from data that is there (does not fit) is.
+    const problem = (why: string, warn = false): void => {
       if (this.problems.get(mac) !== why) {
         this.problems.set(mac, why);
-        this.limiter.warn(`label-problem:${mac}`, { mac, problem: why }, 'label content cannot be made');
+        if (warn) this.limiter.warn('label-content', { mac, problem: why }, 'label content cannot be made');
+        else this.o.log.debug({ mac, problem: why }, 'label has nothing to show yet');
         this.toPublish.add(mac);
       }
     };
@@ -548,7 +551,7 @@ export class LabelsService implements Service {
     const price = this.prices.get(gtin);
     if (!price) return problem(`no price for ${gtin} from central yet`);
     const type = this.o.types.get(b.labelType);
-    if (!type) return problem(`label type ${b.labelType} is not in devices/labels`);
+    if (!type) return problem(`label type ${b.labelType} is not in devices/labels`, true);
     const product = this.o.products.get(gtin) ?? { gtin, name: gtin };
     const now = this.clock();
     let contents: ContentInput[];
@@ -559,7 +562,7 @@ export class LabelsService implements Service {
         .map((t) => contentInput(renderLabel({ product, display: t.display, locale: this.o.config.locale }, type), t.effectiveAt));
     } catch (e) {
       this.stats.renderFailures++;
-      if (e instanceof LabelContentError) return problem(`${e.code}: ${e.message}`);
+      if (e instanceof LabelContentError) return problem(`${e.code}: ${e.message}`, true);
       throw e;
     }
     this.stats.rendered++;
