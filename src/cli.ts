@@ -100,7 +100,7 @@ async function main(argv: string[]): Promise<number> {
       .option('--password-env <var>', 'environment variable holding the password', 'SHELFGATE_PASSWORD')
       .option('--json', 'print JSON for scripts');
   withConn(program.command('labels').description('price integrity of the shelf labels: what each shows against what it should (running gateway, MQTT)'))
-    .option('--stale', 'only labels that do not show their current price, or have a problem')
+    .option('--stale', 'only labels that do not show their current price, or cannot be given content')
     .action(async (opts: { url: string; store: string; username: string; passwordEnv: string; stale?: boolean; json?: boolean }) => {
       const { runLabelsCli } = await import('./features/labels/labels-cli');
       exit = await runLabelsCli(opts);
@@ -117,6 +117,12 @@ async function main(argv: string[]): Promise<number> {
       for (const k of ['shelf', 'slot', 'gtin', 'type']) if (opts[k] !== undefined) body[k] = opts[k];
       exit = await runLabelCommandCli('label.bind', body, opts);
     });
+  withConn(label.command('command').description('a maintenance command for the label at its next check-in').argument('<mac>', 'label MAC').argument('<cmd>', 'refresh, reboot or scan')).action(
+    async (mac: string, cmd: string, opts: { store: string; username: string; json?: boolean }) => {
+      const { runLabelCommandCli } = await import('./features/labels/labels-cli');
+      exit = await runLabelCommandCli('label.command', { mac, cmd }, opts);
+    },
+  );
   for (const [name, command, what] of [
     ['unbind', 'label.unbind', 'remove a label from the registry'],
     ['flash', 'label.flash', "flash the label's LED (find this label)"],

@@ -37,6 +37,20 @@ export const labelPush = declareCommand({
   payload: z.strictObject({ mac }),
 });
 
+/**
+ * Only commands that leave the label showing what the report says it shows: `clear`, `del`,
+ * `reset` and `deepsleep` would make the integrity report lie (a cleared label shows no price), so
+ * they are not offered.
+ */
+export const LABEL_MAINTENANCE_COMMANDS = ['refresh', 'reboot', 'scan'] as const;
+
+export const labelCommand = declareCommand({
+  name: 'label.command',
+  permission: 'calibrate',
+  description: `a maintenance command for the label at its next check-in: ${LABEL_MAINTENANCE_COMMANDS.join(', ')}`,
+  payload: z.strictObject({ mac, cmd: z.enum(LABEL_MAINTENANCE_COMMANDS) }),
+});
+
 export const labelsList = declareCommand({
   name: 'labels.list',
   permission: 'read',
@@ -44,4 +58,4 @@ export const labelsList = declareCommand({
   payload: z.strictObject({ stale: z.boolean().optional() }),
 });
 
-export const LABELS_COMMANDS = [labelBind, labelUnbind, labelFlash, labelPush, labelsList];
+export const LABELS_COMMANDS = [labelBind, labelUnbind, labelFlash, labelPush, labelCommand, labelsList];

@@ -15,7 +15,7 @@ import { Priority } from '../../core/event-kinds';
 import { handle, type CommandDecl } from '../../core/commands';
 import { defineFeature, type FeatureContext, type FeatureParts } from '../../core/feature';
 import type { Logger } from '../../log';
-import { LABELS_COMMANDS, labelBind, labelFlash, labelPush, labelsList, labelUnbind } from './commands';
+import { LABELS_COMMANDS, labelBind, labelCommand, labelFlash, labelPush, labelsList, labelUnbind } from './commands';
 import { labelsConfigShape, labelsSlice, validateLabels, type LabelsConfig } from './config';
 import { loadLabelTypes } from './label-types';
 import { OeplRadio } from './oepl-radio';
@@ -118,6 +118,7 @@ export function createLabelsFeature(opts: LabelsFeatureOptions = {}) {
           handle(labelUnbind, async (p, caller) => service.unbind(p.mac, caller.username)),
           handle(labelFlash, async (p) => service.flash(p.mac, p.pattern ?? FIND_LABEL_PATTERN)),
           handle(labelPush, async (p) => service.push(p.mac)),
+          handle(labelCommand, async (p) => service.command(p.mac, p.cmd)),
           handle(labelsList, async (p) => service.report({ stale: p.stale })),
         ],
         status: () => service.status(),

@@ -57,14 +57,17 @@ import {
   buildGetDbForMac,
   buildJsonUpload,
   buildLedFlash,
+  buildTagCmd,
+  isTagCommand,
   nextGetDbPos,
+  TAG_COMMANDS,
   parseCommandResponse,
   parseGetDbPage,
   parseWsMessage,
   type OeplRequest,
   type OeplTag,
 } from '../../drivers/oepl';
-import { isShelfgateError } from '../../errors';
+import { ErrorCode, isShelfgateError, ShelfgateError } from '../../errors';
 import { LogLimiter, type Logger } from '../../log';
 import { Backoff } from '../../util/backoff';
 import { RadioError, type LabelHealth, type LabelRadio, type RadioErrorCode, type RadioEvent, type RadioStatus } from './radio';
@@ -533,6 +536,15 @@ export class OeplRadio implements LabelRadio {
     // The firmware answers `400 parameters are missing` also for a MAC it does not know; the codec
     // has checked both parameters, so that answer can only mean an unknown label.
     await this.command(req, `led_flash for ${new URLSearchParams(req.path.split('?')[1]).get('mac')}`, /parameters are missing/i);
+  }
+
+  /** A label command through `/tag_cmd` (refresh, reboot, scan, ...): queued at the AP for the label's next check-in. */
+  async tagCommand(mac: string, cmd: string): Promise<void> {
+    const req = this.build(() => {
+      if (!isTagCommand(cmd)) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `unknown label command ${JSON.stringify(cmd)} (known: ${TAG_COMMANDS.join(', ')})`);
+      return buildTagCmd(mac, cmd);
+    });
+    await this.command(req, `tag_cmd ${cmd}`, /mac not found/i);
   }
 
   /** A codec builder's refusal (bad MAC, bad pattern) as SG_AP_REQUEST_INVALID. */

@@ -86,6 +86,8 @@ export interface LabelRadio extends Service {
   send(mac: string, body: string): Promise<void>;
   /** Flashes the label's LED: `pattern` is the radio's pattern (OEPL: 24 hex digits). */
   flash(mac: string, pattern: string): Promise<void>;
+  /** A label maintenance command (OEPL `/tag_cmd`: refresh, reboot, scan), delivered at the label's next check-in. */
+  tagCommand?(mac: string, cmd: string): Promise<void>;
   /** Subscribes to the radio's events; returns the unsubscribe function. */
   subscribe(listener: (e: RadioEvent) => void): () => void;
   status(): RadioStatus;

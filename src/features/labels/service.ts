@@ -290,6 +290,23 @@ export class LabelsService implements Service {
     return { mac, ap };
   }
 
+  /** A maintenance command (refresh, reboot, scan) through the AP that last heard the label. */
+  async command(macIn: string, cmd: string): Promise<{ mac: string; ap: string; cmd: string }> {
+    const mac = normalizeMac(macIn);
+    if (!mac) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `mac ${JSON.stringify(macIn)} is not a label MAC`);
+    const ap = this.scheduler.record(mac)?.ap ?? this.seen.get(mac)?.ap;
+    if (!ap) throw new ShelfgateError(ErrorCode.NOT_FOUND, `no access point has heard label ${mac}`);
+    const radio = this.radios.get(ap)!;
+    if (!radio.tagCommand) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `access point ${ap} does not take label commands`);
+    try {
+      await radio.tagCommand(mac, cmd);
+    } catch (e) {
+      if (e instanceof RadioError) throw new ShelfgateError(e.code === 'SG_AP_REQUEST_INVALID' ? ErrorCode.REQUEST_INVALID : ErrorCode.DEVICE_UNREACHABLE, `${ap}: ${e.message}`, { code: e.code });
+      throw e;
+    }
+    return { mac, ap, cmd };
+  }
+
   /** Re-renders the label from the current data and schedules what changed. */
   push(macIn: string): LabelIntegrity {
     const mac = normalizeMac(macIn);
@@ -362,13 +379,14 @@ export class LabelsService implements Service {
     };
   }
 
-  /** Every bound label's integrity; `stale`: only those that do not show what they should, or have a problem. */
+  /** Every bound label's integrity; `stale`: only those that do not show the price they should, or cannot be given content. */
   report(opts: { stale?: boolean } = {}): { summary: LabelsSummary; labels: LabelIntegrity[] } {
     const labels: LabelIntegrity[] = [];
     for (const mac of [...this.bindings.keys()].sort()) {
       const i = this.integrity(mac);
       if (!i) continue;
-      if (opts.stale && i.matches && !i.problem && i.conditions.length === 0) continue;
+      // stale: not showing the price it should (health conditions alone do not make a label stale)
+      if (opts.stale && i.matches && !i.problem) continue;
       labels.push(i);
     }
     return { summary: this.summary(), labels };
@@ -420,6 +438,10 @@ export class LabelsService implements Service {
 
   private conditions(r: LabelRecord, seen: Seen | undefined, now: number): string[] {
     const out: string[] = [];
+    const b = this.bindings.get(r.mac);
+    const gtin = b ? this.gtinOf(b) : null;
+    // Central sent no product data: the label shows the GTIN in the name's place.
+    if (gtin && !this.o.products.get(gtin)) out.push('product_unknown');
     const mv = seen?.health.batteryMv;
     if (mv !== null && mv !== undefined && mv > 0 && mv < this.o.config.low_battery_mv) out.push('low_battery');
     if (r.lastHeardAt === null || now - r.lastHeardAt > this.o.config.lost_after_check_ins * r.checkInMs) out.push('lost');
