@@ -25,7 +25,8 @@ export const LIMITS = {
 /** How long central remembers an Idempotency-Key with its fingerprint and response (central-api.yaml: Idempotency-Key). */
 export const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
 
-export const EVENT_KINDS = ['pick', 'put', 'count', 'anomaly', 'condition', 'arrival', 'departure', 'zone_count'] as const;
+/** The kinds of contract 1.3 (central-api.yaml: EventKind); label_integrity and pick_report are new in 1.3. */
+export const EVENT_KINDS = ['pick', 'put', 'count', 'anomaly', 'condition', 'arrival', 'departure', 'zone_count', 'label_integrity', 'pick_report'] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
 export const STORE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;

@@ -44,7 +44,7 @@ interface Rig {
 
 async function rig(opts: { aps?: Array<Partial<OeplApOptions>>; labels?: Record<string, unknown> } = {}): Promise<Rig> {
   const dir = tmp('sg-labels-e2e-');
-  const central = new CentralSimulator({ host: '127.0.0.1', port: 0, token: 'tok', storeIds: [STORE], log: silentLogger(), seed: 3, extraKinds: ['label_integrity', 'pick_report'] });
+  const central = new CentralSimulator({ host: '127.0.0.1', port: 0, token: 'tok', storeIds: [STORE], log: silentLogger(), seed: 3 });
   await central.start();
   cleanups.push(() => central.stop());
   writeFileSync(join(dir, 'token'), 'tok\n', { mode: 0o600 });

@@ -1,9 +1,10 @@
 /**
- * The rules of the central contract 1.1 (docs/central-api.yaml), each exercised against the
+ * The rules of the central contract 1.3 (docs/central-api.yaml), each exercised against the
  * reference central (simulators/central) over real HTTP on 127.0.0.1 with port 0, with responses
  * validated by a real JSON Schema validator (ajv, 2020-12) against the YAML's schemas; and the
  * event payload schemas (docs/events/*.schema.json) checked against the examples and against the
- * payloads the real gateway code produces (an in-process gateway syncing to the reference central).
+ * payloads the real gateway code produces (an in-process gateway syncing to the reference central;
+ * for the shelf-label kinds of 1.3 with an OpenEPaperLink access-point simulator on a real socket).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import Ajv2020, { type ValidateFunction } from 'ajv/dist/2020';
@@ -20,6 +21,7 @@ import { loadDefinitions } from '../../src/devices/definitions';
 import type { ModbusDefinition } from '../../src/devices/types';
 import { ErrorCode } from '../../src/errors';
 import { BUILTIN_FEATURES } from '../../src/features';
+import { labelsOf } from '../../src/features/labels';
 import { silentLogger } from '../../src/log';
 import { HttpsTransport } from '../../src/sync/https';
 import { registerMock, unregisterMock } from '../../src/transport/mock';
@@ -27,6 +29,7 @@ import { CentralSimulator, type CentralSimulatorOptions } from '../../simulators
 import { EVENT_KINDS, LIMITS } from '../../simulators/central/types';
 import { mockDeviceIo } from '../../simulators/io';
 import { ModbusLoadCellBusSimulator } from '../../simulators/modbus-loadcell-sim';
+import { OeplApSimulator } from '../../simulators/oepl-ap/simulator';
 import { LoadCellPhysics, mulberry32 } from '../../simulators/physics';
 import { tmp, useCleanups, waitFor } from '../helpers/daemon';
 
@@ -148,8 +151,9 @@ const EPOCH_B = 'b0b0b0b0-1111-4222-8333-444455556666';
 // ------------------------------------------------------------------ the documents
 
 describe('contract documents', () => {
-  it('is version 1.2.0 with a changelog, and agrees with the simulator on the new codes and limits', () => {
-    expect(spec.info.version).toBe('1.2.0');
+  it('is version 1.3.0 with a changelog, and agrees with the simulator on the new codes, kinds and limits', () => {
+    expect(spec.info.version).toBe('1.3.0');
+    expect(spec.info.description).toContain('## Changes in 1.3.0');
     expect(spec.info.description).toContain('## Changes in 1.2.0');
     expect(spec.info.description).toContain('## Changes in 1.1.0');
     expect(spec.components.schemas.Change.discriminator.mapping.product).toBe('#/components/schemas/ProductChange');
@@ -157,6 +161,12 @@ describe('contract documents', () => {
     expect(spec.components.schemas.Problem.properties.code.enum).toContain('unknown_store');
     expect(spec.components.schemas.SeqGap.properties.reason.enum).toEqual(['dropped_buffer_full', 'compacted', 'parked']);
     expect(spec.info['x-limits'].max_response_bytes).toBe(LIMITS.maxResponseBytes);
+    // the 1.3 kinds: in the enum the simulator accepts, with their device id forms and priority in the prose
+    expect(spec.components.schemas.EventKind.enum).toEqual([...EVENT_KINDS]);
+    for (const k of ['label_integrity', 'pick_report']) expect(EVENT_KINDS as readonly string[]).toContain(k);
+    expect(spec.info.description).toContain('| `label:<mac>` | label_integrity');
+    expect(spec.info.description).toContain('| `orders/<order_id>` | pick_report');
+    expect(spec.info.description).toContain('| 1 | label_integrity, pick_report (1.3) | never dropped');
     for (const op of ['/v1/stores/{storeId}/events:batch', '/v1/stores/{storeId}/changes', '/v1/stores/{storeId}/changes:ack']) {
       const m = Object.values(spec.paths[op]).find((x: Any) => x && x.responses) as Any;
       expect(m.responses['404'], op).toEqual({ $ref: '#/components/responses/UnknownStore' });
@@ -555,4 +565,128 @@ describe('payloads of the real gateway', () => {
       [price.change_id, 'applied', null],
     ]);
   }, 60_000);
+
+  it('the shelf-label kinds of 1.3 (label_integrity, pick_report): accepted by the reference central as they are sent, each payload valid against its schema', async () => {
+    const MILK = '04006381333931';
+    const BREAD = '5901234123457'; // GTIN-13 in the config: the gateway sends GTIN-14
+    const SOAP = '00012345678905'; // a slot nobody weighs and no label shows
+    const GHOST = '96385074'; // no slot holds it
+    const central = await startSim({ token: undefined }); // the contract's kinds only: no extraKinds
+    const ap = new OeplApSimulator({ labels: 3, seed: 7, checkinMs: 300, rateBps: 20_000 });
+    await ap.start();
+    cleanups.push(() => ap.stop());
+    const defs = loadDefinitions();
+    mockName = `contract-labels-${process.pid}-${Date.now()}`;
+    const { config, issues } = validateConfig(
+      {
+        store_id: 'st1',
+        data_dir: tmp('sg-contract-labels-'),
+        mqtt: { port: 0, users: [] },
+        storage: { flush_interval_ms: 5 },
+        stability: { window: 3, max_spread_g: 3 },
+        buses: [{ id: 'bus1', path: `mock://${mockName}`, model: 'generic-modbus-loadcell', poll_interval_ms: 20, timeout_ms: 100, reconnect: { initial_ms: 20, max_ms: 200 } }],
+        shelves: [
+          {
+            id: 'sh1',
+            slots: [
+              { id: 'a', sensor: { bus: 'bus1', address: 1 }, gtin: MILK, unit_weight_g: 250 },
+              { id: 'b', sensor: { bus: 'bus1', address: 2 }, gtin: BREAD, unit_weight_g: 100 },
+              { id: 'c', gtin: SOAP },
+            ],
+          },
+        ],
+        sync: { transport: 'https', https: { url: central.url, request_timeout_ms: 2000 }, batch_max_events: 20, backoff: { initial_ms: 20, max_ms: 200 }, long_poll_s: 1 },
+        labels: { locale: 'de-DE', access_points: [{ id: 'ap1', url: ap.url, request_timeout_ms: 2000, poll_interval_ms: 300 }], default_check_in_s: 0.3, publish_interval_ms: 50 },
+      },
+      defs,
+      BUILTIN_FEATURES,
+    );
+    expect(issues).toEqual([]);
+    const physics = new Map([
+      [1, new LoadCellPhysics({ unitWeightG: 250, items: 10, noiseSigmaG: 0.3, settleMs: 60, rng: mulberry32(1) })],
+      [2, new LoadCellPhysics({ unitWeightG: 100, items: 5, noiseSigmaG: 0.3, settleMs: 60, rng: mulberry32(2) })],
+    ]);
+    const bus = new ModbusLoadCellBusSimulator({ definition: defs.get('generic-modbus-loadcell') as ModbusDefinition, slaves: physics, turnaroundMs: 0 });
+    bus.attach(mockDeviceIo(registerMock(mockName)));
+    gw = buildGateway(config!, { log: silentLogger(), definitions: defs, features: BUILTIN_FEATURES });
+    await gw.start();
+    const caller = { username: 'contract', role: 'admin' as const, via: 'internal' as const };
+    const run = (cmd: string, payload: unknown): Promise<Any> => gw!.commands.execute(cmd, payload, caller);
+    const got = (kind: string, pred: (p: Any) => boolean = () => true) => central.receivedEvents('st1').find((e) => e.kind === kind && pred(e.payload));
+
+    // labels: two on slots (delivered and confirmed), one bound to a product central has no price for (a problem)
+    const [onMilk, onBread, unpriced] = ap.macs as [string, string, string];
+    await run('label.bind', { mac: onMilk, shelf: 'sh1', slot: 'a', type: 'oepl-m2-2.9-bwr' });
+    await run('label.bind', { mac: onBread, shelf: 'sh1', slot: 'b', type: 'oepl-m2-2.9-bwr' });
+    await run('label.bind', { mac: unpriced.toLowerCase(), gtin: GHOST, type: 'oepl-m2-2.9-bwr' });
+    central.publishPrice({ gtin: MILK, price: 249, currency: 'EUR' });
+    central.publishPrice({ gtin: '0' + BREAD, price: 1999, currency: 'EUR', promotion: { was_price: 2299, valid_from: '2025-03-01T00:00:00Z', valid_to: '2099-03-08T00:00:00Z' } });
+    await waitFor(() => got('label_integrity', (p) => p.mac === onMilk && p.matches) && got('label_integrity', (p) => p.mac === onBread && p.matches), 30_000, 'both slot labels confirmed at central');
+    await waitFor(() => got('label_integrity', (p) => p.mac === unpriced && p.problem !== null), 10_000, 'the unpriced label reported with its problem');
+    expect(labelsOf(gw).integrity(onMilk)).toMatchObject({ matches: true, state: 'confirmed' });
+
+    // pick-to-light: one order picked by the weight shelf, one ended short (a GTIN nobody holds, a line half confirmed by hand), one cancelled
+    await waitFor(() => got('count', (p) => p.slot_id === 'a'), 10_000, 'the first count of the weighed slot');
+    await run('order.pick', { order_id: 'web-4711', lines: [{ gtin: MILK, qty: 2 }] });
+    physics.get(1)!.pick(2);
+    await waitFor(() => got('pick_report', (p) => p.order_id === 'web-4711'), 10_000, 'the picked order at central');
+    await run('order.pick', { order_id: 'web-4712', lines: [{ gtin: GHOST, qty: 1 }, { gtin: SOAP, qty: 2 }] });
+    await run('order.confirm', { order_id: 'web-4712', gtin: SOAP, qty: 1 });
+    await run('order.done', { order_id: 'web-4712' });
+    const oddId = 'Bestellung 4713 · Müller'; // an order id as an order system may write it: spaces, non-ASCII
+    await run('order.pick', { order_id: oddId, lines: [{ gtin: BREAD, qty: 1 }], colour: 'blue' });
+    await run('order.cancel', { order_id: oddId });
+    await waitFor(() => central.receivedEvents('st1').filter((e) => e.kind === 'pick_report').length === 3, 10_000, 'three pick reports at central');
+    await waitFor(() => gw!.store.outboxStats().count === 0, 10_000, 'the outbox drained');
+    // nothing of ours was rejected: the reference central knows both kinds without being told
+    expect(central.rejectedEvents('st1')).toEqual([]);
+
+    const received = central.receivedEvents('st1').filter((e) => e.kind === 'label_integrity' || e.kind === 'pick_report');
+    for (const e of received) {
+      const { epoch: _epoch, received_at: _r, batch_id: _b, ...event } = e;
+      expectConforms('Event', event);
+      expectPayloadConforms(e.kind, e.payload);
+      expect(e.priority, e.kind).toBe(1);
+      if (e.kind === 'label_integrity') expect(e.device_id).toBe(`label:${e.payload['mac'] as string}`);
+      else expect(e.device_id).toBe(`orders/${e.payload['order_id'] as string}`);
+    }
+    // what was validated covers the shapes the schemas describe
+    const integrity = received.filter((e) => e.kind === 'label_integrity').map((e) => e.payload as Any);
+    expect(integrity.find((p) => p.mac === onBread && p.matches)).toMatchObject({ location: 'sh1/b', gtin: '05901234123457', state: 'confirmed', shows: { price: 1999, currency: 'EUR' }, ap: 'ap1' });
+    expect(integrity.find((p) => p.mac === unpriced && p.problem)).toMatchObject({ location: null, gtin: '00000096385074', shows: null, should_show: null, matches: false });
+    const reports = new Map(received.filter((e) => e.kind === 'pick_report').map((e) => [e.payload['order_id'] as string, e.payload as Any]));
+    expect(reports.get('web-4711')).toMatchObject({ kind: 'pick_report', state: 'picked', first_pick_at: expect.any(String), lines: [{ gtin: MILK, picked: 2, by_weight: 2, state: 'picked', locations: ['sh1/a'], unlocated: null }] });
+    expect(reports.get('web-4712')).toMatchObject({
+      state: 'short',
+      lines: [
+        { gtin: '00000096385074', short: 1, state: 'short', locations: [], unlocated: 'no-location' },
+        { gtin: SOAP, picked: 1, by_hand: 1, short: 1, state: 'short', locations: ['sh1/c'], unlocated: 'no-label' },
+      ],
+      unlocated: ['00000096385074', SOAP],
+    });
+    expect(reports.get(oddId)).toMatchObject({ state: 'cancelled', colour: 'blue', lines: [{ state: 'cancelled', short: 0 }] });
+
+    // and the schemas are not vacuous: what the code would send wrongly is refused
+    const li = payloadValidator('label_integrity');
+    const okIntegrity = integrity.find((p) => p.mac === onMilk && p.matches);
+    for (const bad of [
+      { ...okIntegrity, mac: okIntegrity.mac.toLowerCase() },
+      { ...okIntegrity, state: 'stored' },
+      { ...okIntegrity, shows: { price: 2.49, currency: 'EUR', since: okIntegrity.shows.since } },
+      { ...okIntegrity, conditions: ['sleepy'] },
+      { ...okIntegrity, matches: undefined },
+    ])
+      expect(li(JSON.parse(JSON.stringify(bad))), JSON.stringify(bad)).toBe(false);
+    const pr = payloadValidator('pick_report');
+    const okReport = reports.get('web-4711');
+    for (const bad of [
+      { ...okReport, state: 'open' },
+      { ...okReport, ended_at: null },
+      { ...okReport, order_id: 'a/b' },
+      { ...okReport, lines: [{ ...okReport.lines[0], state: 'open' }] },
+      { ...okReport, lines: [{ ...okReport.lines[0], unlocated: 'nowhere' }] },
+      { ...okReport, colour: 'white' },
+    ])
+      expect(pr(bad), JSON.stringify(bad)).toBe(false);
+  }, 90_000);
 });
