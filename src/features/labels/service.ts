@@ -617,6 +617,7 @@ export class LabelsService implements Service {
   private async round(): Promise<void> {
     const now = this.clock();
     const dispatches = this.scheduler.next(now);
+    const snapshot = this.snapshotChanged();
     // Durable before acting: the dispatches' `sent` state commits before any goes out.
     try {
       await this.persist();
@@ -624,11 +625,14 @@ export class LabelsService implements Service {
       // Not committed: hand nothing out (they go back to pending by timeout) and try again later.
       this.limiter.error('persist', { err: (e as Error).message }, 'label delivery state could not be saved');
       for (const d of dispatches) this.scheduler.sendFailed(d.mac, d.seq, `state not saved: ${(e as Error).message}`);
+      // what was to be published waits for a round whose commit succeeds
+      for (const i of snapshot.labels) this.toPublish.add(i.mac);
+      if (snapshot.summary) this.lastSummary = '';
       this.armTimer(now + 1000);
       return;
     }
     for (const d of dispatches) this.dispatch(d);
-    this.publishChanged();
+    this.publishSnapshot(snapshot);
     this.armTimer(this.scheduler.nextWakeAt(this.clock()));
   }
 
@@ -694,12 +698,42 @@ export class LabelsService implements Service {
     this.schedulePump();
   }
 
-  /** Publishes the integrity of labels that changed (retained), the summary, and outbox events. */
-  private publishChanged(): void {
+  /**
+   * What to publish for the labels that changed: taken in the same tick as the persist round
+   * drains the scheduler's changes (persistChanges reads the records synchronously), so it is
+   * exactly the state that round commits. Published only once that commit succeeded: the bus never
+   * shows a label confirmed that SQLite does not (a kill -9 would otherwise resend it).
+   */
+  private snapshotChanged(): { labels: LabelIntegrity[]; summary: LabelsSummary | null } {
     const now = this.clock();
+    const labels: LabelIntegrity[] = [];
     for (const mac of this.toPublish) {
       const i = this.integrity(mac);
-      if (!i) continue;
+      if (i) labels.push(i);
+    }
+    this.toPublish.clear();
+    let summary: LabelsSummary | null = null;
+    if (now - this.lastSummaryAt >= this.o.config.publish_interval_ms) {
+      const s = this.summary();
+      const { ts: _ts, oldest_mismatch_age_s: _age, ...stable } = s;
+      const key = JSON.stringify(stable);
+      if (key !== this.lastSummary || now - this.lastSummaryAt >= 60_000) {
+        this.lastSummary = key;
+        this.lastSummaryAt = now;
+        summary = s;
+      }
+    } else if (!this.wakeTimer) {
+      this.armTimer(this.lastSummaryAt + this.o.config.publish_interval_ms);
+    }
+    return { labels, summary };
+  }
+
+  /** Publishes a committed snapshot: per-label integrity (retained), the summary, and outbox events. */
+  private publishSnapshot(snap: { labels: LabelIntegrity[]; summary: LabelsSummary | null }): void {
+    const now = this.clock();
+    for (const i of snap.labels) {
+      const mac = i.mac;
+      if (!this.bindings.has(mac)) continue; // unbound meanwhile: its retained state was cleared
       const json = JSON.stringify(i);
       if (this.published.get(mac) === json) continue;
       this.published.set(mac, json);
@@ -713,19 +747,7 @@ export class LabelsService implements Service {
           .catch((e: Error) => this.limiter.error('outbox', { err: e.message }, 'label integrity event could not be written'));
       }
     }
-    this.toPublish.clear();
-    if (now - this.lastSummaryAt >= this.o.config.publish_interval_ms) {
-      const s = this.summary();
-      const { ts: _ts, oldest_mismatch_age_s: _age, ...stable } = s;
-      const key = JSON.stringify(stable);
-      if (key !== this.lastSummary || now - this.lastSummaryAt >= 60_000) {
-        this.lastSummary = key;
-        this.lastSummaryAt = now;
-        this.publish(topics.featureTopic(this.o.storeId, 'labels', 'summary'), JSON.stringify(s), true);
-      }
-    } else if (!this.wakeTimer) {
-      this.armTimer(this.lastSummaryAt + this.o.config.publish_interval_ms);
-    }
+    if (snap.summary) this.publish(topics.featureTopic(this.o.storeId, 'labels', 'summary'), JSON.stringify(snap.summary), true);
   }
 
   private clearRetained(mac: string): void {
