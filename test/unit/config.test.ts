@@ -126,3 +126,35 @@ describe('config validation', () => {
     expect(issues.length).toBe(1);
   });
 });
+
+describe('labels config', () => {
+  it('is optional, and when present every problem is named by its path', () => {
+    expect(validateConfig(base(), models, BUILTIN_FEATURES).issues).toEqual([]);
+    const raw = base();
+    raw.labels = {
+      locale: 'xx-notalocale-123456789',
+      access_points: [
+        { id: 'ap1', url: 'http://10.0.0.5' },
+        { id: 'ap1', url: 'ftp://10.0.0.6' },
+      ],
+      radio_bytes_per_s: 5,
+      colour: 'red',
+    };
+    const lines = formatIssues(validateConfig(raw, models, BUILTIN_FEATURES).issues);
+    expect(lines).toMatch(/labels\.access_points\[1\]\.url: must be an http:\/\/ or https:\/\/ URL/);
+    expect(lines).toMatch(/labels\.radio_bytes_per_s/);
+    expect(lines).toMatch(/labels.*colour|Unrecognized key.*colour/);
+  });
+
+  it('cross-checks a valid shape: duplicate access point ids and an unknown locale', () => {
+    const raw = base();
+    raw.labels = { locale: 'qq-QQ', access_points: [{ id: 'ap1', url: 'http://10.0.0.5' }, { id: 'ap1', url: 'http://10.0.0.6' }] };
+    const lines = formatIssues(validateConfig(raw, models, BUILTIN_FEATURES).issues);
+    expect(lines).toMatch(/labels\.access_points\[1\]\.id: duplicate access point id "ap1"/);
+    expect(lines).toMatch(/labels\.locale: .*qq-QQ/);
+    raw.labels = { locale: 'de-DE', access_points: [{ id: 'ap1', url: 'http://10.0.0.5' }] };
+    const { config, issues } = validateConfig(raw, models, BUILTIN_FEATURES);
+    expect(issues).toEqual([]);
+    expect((config as unknown as { labels: { ap_queue_s: number; access_points: Array<{ poll_interval_ms: number }> } }).labels).toMatchObject({ ap_queue_s: 80, access_points: [{ poll_interval_ms: 30_000 }] });
+  });
+});
