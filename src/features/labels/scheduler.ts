@@ -305,6 +305,17 @@ export class DeliveryScheduler {
     return structuredClone(l);
   }
 
+  /**
+   * The label's record as the scheduler holds it, brought up to `now` but not copied: for reports
+   * over thousands of labels (record() clones, with every content body). Callers must not change it.
+   */
+  peek(mac: string): Readonly<LabelRecord> | undefined {
+    const l = this.labels.get(mac);
+    if (!l) return undefined;
+    this.refresh(l, this.o.clock());
+    return l;
+  }
+
   macs(): string[] {
     return [...this.labels.keys()];
   }
@@ -314,6 +325,11 @@ export class DeliveryScheduler {
     const out = [...this.dirty];
     this.dirty.clear();
     return out;
+  }
+
+  /** MACs changed since the last drainDirty(), without draining them (what the next save covers). */
+  pendingDirty(): ReadonlySet<string> {
+    return this.dirty;
   }
 
   /** Marks a label to be saved again (its last save failed). */

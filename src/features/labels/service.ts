@@ -157,6 +157,8 @@ export class LabelsService implements Service {
   private running = false;
   private readonly inflight = new Set<Promise<unknown>>();
   private readonly bindingListeners: Array<() => void> = [];
+  /** Labels whose `lost` condition was last seen set (healthTick publishes the ones that flip). */
+  private readonly lostNow = new Set<string>();
   /** GTIN -> bound MACs (through the label's product or its slot's); rebuilt after a binding or assignment changed. */
   private gtinIndex: Map<string, string[]> | null = null;
 
@@ -266,6 +268,7 @@ export class LabelsService implements Service {
     this.scheduler.removeLabel(mac);
     this.problems.delete(mac);
     this.switchDelay.delete(mac);
+    this.lostNow.delete(mac);
     this.reported.delete(mac);
     this.published.delete(mac);
     this.o.log.info({ mac, by }, 'label unbound');
@@ -279,7 +282,7 @@ export class LabelsService implements Service {
   async flash(macIn: string, pattern: string): Promise<{ mac: string; ap: string }> {
     const mac = normalizeMac(macIn);
     if (!mac) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `mac ${JSON.stringify(macIn)} is not a label MAC`);
-    const ap = this.scheduler.record(mac)?.ap ?? this.seen.get(mac)?.ap;
+    const ap = this.scheduler.peek(mac)?.ap ?? this.seen.get(mac)?.ap;
     if (!ap) throw new ShelfgateError(ErrorCode.NOT_FOUND, `no access point has heard label ${mac}`);
     try {
       await this.radios.get(ap)!.flash(mac, pattern);
@@ -294,7 +297,7 @@ export class LabelsService implements Service {
   async command(macIn: string, cmd: string): Promise<{ mac: string; ap: string; cmd: string }> {
     const mac = normalizeMac(macIn);
     if (!mac) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `mac ${JSON.stringify(macIn)} is not a label MAC`);
-    const ap = this.scheduler.record(mac)?.ap ?? this.seen.get(mac)?.ap;
+    const ap = this.scheduler.peek(mac)?.ap ?? this.seen.get(mac)?.ap;
     if (!ap) throw new ShelfgateError(ErrorCode.NOT_FOUND, `no access point has heard label ${mac}`);
     const radio = this.radios.get(ap)!;
     if (!radio.tagCommand) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `access point ${ap} does not take label commands`);
@@ -347,7 +350,7 @@ export class LabelsService implements Service {
 
   integrity(mac: string): LabelIntegrity | undefined {
     const b = this.bindings.get(mac);
-    const r = this.scheduler.record(mac);
+    const r = this.scheduler.peek(mac);
     if (!b || !r) return undefined;
     const now = this.clock();
     let target: ContentInput | undefined;
@@ -401,7 +404,7 @@ export class LabelsService implements Service {
     let lowBattery = 0;
     let lost = 0;
     for (const mac of this.bindings.keys()) {
-      const r = this.scheduler.record(mac);
+      const r = this.scheduler.peek(mac);
       if (!r) continue;
       byState[r.state]++;
       let target: ContentInput | undefined;
@@ -436,7 +439,7 @@ export class LabelsService implements Service {
     return { labels: s.labels, share: s.share, by_state: s.by_state, access_points: [...this.radios.values()].map((r) => r.status()) };
   }
 
-  private conditions(r: LabelRecord, seen: Seen | undefined, now: number): string[] {
+  private conditions(r: Readonly<LabelRecord>, seen: Seen | undefined, now: number): string[] {
     const out: string[] = [];
     const b = this.bindings.get(r.mac);
     const gtin = b ? this.gtinOf(b) : null;
@@ -508,7 +511,7 @@ export class LabelsService implements Service {
         }
         this.seen.set(e.mac, { ap, at: e.at, health: e.health });
         if (this.bindings.has(e.mac)) {
-          const r = this.scheduler.record(e.mac);
+          const r = this.scheduler.peek(e.mac);
           if (r && e.health.checkInMs && e.health.checkInMs > 0 && Math.abs(e.health.checkInMs - r.checkInMs) > r.checkInMs * 0.1)
             this.scheduler.setLabel(e.mac, { checkInMs: e.health.checkInMs });
           this.scheduler.heard(e.mac, ap, e.at);
@@ -522,7 +525,7 @@ export class LabelsService implements Service {
         const content = before?.inflight?.content;
         if (this.scheduler.acknowledged(e.mac, e.at, e.hash, ap)) {
           this.stats.acks++;
-          const shown = this.scheduler.record(e.mac)?.shown;
+          const shown = this.scheduler.peek(e.mac)?.shown;
           const c = content && shown && content.seq === shown.seq ? content : before?.plan.find((p) => p.seq === shown?.seq);
           if (c) this.switchDelay.set(e.mac, Math.max(0, e.at - c.effectiveAt));
           this.toPublish.add(e.mac);
@@ -589,7 +592,7 @@ export class LabelsService implements Service {
     }
     this.stats.rendered++;
     if (this.problems.delete(mac)) this.toPublish.add(mac);
-    const r = this.scheduler.record(mac);
+    const r = this.scheduler.peek(mac);
     if (!force && r && samePlan(r.plan, contents, now)) return;
     this.scheduler.submit(mac, contents);
     this.toPublish.add(mac);
@@ -693,8 +696,19 @@ export class LabelsService implements Service {
   }
 
   private healthTick(): void {
-    // Conditions (lost) change with time alone: look at every label now and then.
-    for (const mac of this.bindings.keys()) this.toPublish.add(mac);
+    // `lost` and the summary change with time alone; publish only the labels whose lost state flipped.
+    const now = this.clock();
+    const limit = this.o.config.lost_after_check_ins;
+    for (const mac of this.bindings.keys()) {
+      const r = this.scheduler.peek(mac);
+      if (!r) continue;
+      const lost = r.lastHeardAt === null || now - r.lastHeardAt > limit * r.checkInMs;
+      if (lost !== this.lostNow.has(mac)) {
+        if (lost) this.lostNow.add(mac);
+        else this.lostNow.delete(mac);
+        this.toPublish.add(mac);
+      }
+    }
     this.schedulePump();
   }
 
@@ -707,6 +721,8 @@ export class LabelsService implements Service {
   private snapshotChanged(): { labels: LabelIntegrity[]; summary: LabelsSummary | null } {
     const now = this.clock();
     const labels: LabelIntegrity[] = [];
+    // Everything the scheduler changed (a timeout, a failure, a check-in) is in this round's save.
+    for (const mac of this.scheduler.pendingDirty()) this.toPublish.add(mac);
     for (const mac of this.toPublish) {
       const i = this.integrity(mac);
       if (i) labels.push(i);
