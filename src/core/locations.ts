@@ -23,6 +23,8 @@ export interface Location {
   slotId: string;
   gtin: string | null;
   unitWeightG: number | null;
+  /** The fields of the last assignment that carried any that the core does not interpret (central's slot assignment), committed with it; null/absent: none. */
+  attributes?: Readonly<Record<string, unknown>> | null;
 }
 
 /** A committed stock observation (the row of `stock`). */
@@ -52,6 +54,7 @@ interface Overrides {
   gtin: string | null;
   unitWeightG: number | null;
   cleared: boolean;
+  attributes: Readonly<Record<string, unknown>> | null;
 }
 
 export interface LocationsOptions {
@@ -77,7 +80,7 @@ export class Locations implements Service {
   constructor(private readonly o: LocationsOptions) {
     o.store.onOpen((db: Database) => {
       this.reads = {
-        locations: db.prepare('SELECT id, gtin, unit_weight_g, cleared FROM locations'),
+        locations: db.prepare('SELECT id, gtin, unit_weight_g, cleared, attributes FROM locations'),
         stock: db.prepare('SELECT location_id, count, condition, observed_by, detail, updated_at FROM stock'),
       };
     });
@@ -85,12 +88,12 @@ export class Locations implements Service {
       name: 'locations.assign',
       prepare: (db) => {
         const upsert = db.prepare(
-          `INSERT INTO locations (id, shelf_id, slot_id, gtin, unit_weight_g, cleared, assigned_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+          `INSERT INTO locations (id, shelf_id, slot_id, gtin, unit_weight_g, cleared, assigned_by, updated_at, attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (id) DO UPDATE SET gtin = excluded.gtin, unit_weight_g = excluded.unit_weight_g, cleared = excluded.cleared,
-             assigned_by = excluded.assigned_by, updated_at = excluded.updated_at`,
+             assigned_by = excluded.assigned_by, updated_at = excluded.updated_at, attributes = excluded.attributes`,
         );
         return (a) => {
-          upsert.run(a.id, a.shelfId, a.slotId, a.gtin, a.unitWeightG, a.cleared ? 1 : 0, a.by, a.ts);
+          upsert.run(a.id, a.shelfId, a.slotId, a.gtin, a.unitWeightG, a.cleared ? 1 : 0, a.by, a.ts, a.attributes ? JSON.stringify(a.attributes) : null);
         };
       },
     });
@@ -113,8 +116,8 @@ export class Locations implements Service {
   async start(): Promise<void> {
     this.byId.clear();
     this.overrides.clear();
-    for (const r of this.reads!.locations.all() as Array<{ id: string; gtin: string | null; unit_weight_g: number | null; cleared: number }>)
-      this.overrides.set(r.id, { gtin: r.gtin, unitWeightG: r.unit_weight_g, cleared: r.cleared === 1 });
+    for (const r of this.reads!.locations.all() as Array<{ id: string; gtin: string | null; unit_weight_g: number | null; cleared: number; attributes: string | null }>)
+      this.overrides.set(r.id, { gtin: r.gtin, unitWeightG: r.unit_weight_g, cleared: r.cleared === 1, attributes: parseAttributes(r.attributes) });
     for (const shelf of this.o.shelves) {
       for (const slot of shelf.slots) {
         const id = locationId(shelf.id, slot.id);
@@ -125,11 +128,12 @@ export class Locations implements Service {
   }
 
   /** Overrides win over the config file; a slot central cleared holds nothing. */
-  private effective(id: string): { gtin: string | null; unitWeightG: number | null } {
+  private effective(id: string): { gtin: string | null; unitWeightG: number | null; attributes: Readonly<Record<string, unknown>> | null } {
     const def = this.defaults.get(id)!;
     const o = this.overrides.get(id);
-    if (o?.cleared) return { gtin: null, unitWeightG: null };
-    return { gtin: o?.gtin ?? def.gtin, unitWeightG: o?.unitWeightG ?? def.unitWeightG };
+    const attributes = o?.attributes ?? null;
+    if (o?.cleared) return { gtin: null, unitWeightG: null, attributes };
+    return { gtin: o?.gtin ?? def.gtin, unitWeightG: o?.unitWeightG ?? def.unitWeightG, attributes };
   }
 
   async stop(): Promise<void> {}
@@ -155,7 +159,8 @@ export class Locations implements Service {
    * Changes what a location holds; committed, then `assignmentChanged` is emitted (listeners, e.g.
    * the weight channel observing it, recount synchronously). Throws NOT_FOUND for an unknown
    * location and REQUEST_INVALID for an impossible unit weight. `attributes` (fields of the
-   * assignment the core does not interpret) are not stored: they ride on the event only.
+   * assignment the core does not interpret) are committed with the location and ride on the
+   * event; an assignment without any keeps the ones stored.
    */
   async assign(shelfId: string, slotId: string, a: AssignmentInput, by: string, attributes?: Readonly<Record<string, unknown>>): Promise<Location> {
     const id = locationId(shelfId, slotId);
@@ -184,22 +189,35 @@ export class Locations implements Service {
     by: string,
     attributes: Readonly<Record<string, unknown>> | undefined,
   ): Promise<Location> {
-    const prev = this.overrides.get(id) ?? { gtin: null, unitWeightG: null, cleared: false };
+    const prev = this.overrides.get(id) ?? { gtin: null, unitWeightG: null, cleared: false, attributes: null };
+    const keptAttributes = attributes ?? prev.attributes;
     // gtin null: central cleared the slot (docs/central-api.yaml SlotAssignment); undefined: unchanged.
     const next: Overrides =
       a.gtin === null
-        ? { gtin: null, unitWeightG: null, cleared: true }
+        ? { gtin: null, unitWeightG: null, cleared: true, attributes: keptAttributes }
         : {
             gtin: a.gtin === undefined ? prev.gtin : a.gtin,
             unitWeightG: a.unitWeightG === undefined ? prev.unitWeightG : a.unitWeightG,
             cleared: a.gtin === undefined ? prev.cleared : false,
+            attributes: keptAttributes,
           };
     await this.writeAssignment({ id, shelfId, slotId, ...next, by, ts: Date.now() });
     this.overrides.set(id, next);
     const { gtin, unitWeightG } = this.effective(id);
     loc.gtin = gtin;
     loc.unitWeightG = unitWeightG;
+    loc.attributes = keptAttributes;
     this.o.events.emit('assignmentChanged', { locationId: id, shelfId, slotId, gtin, unitWeightG, by, ...(attributes ? { attributes } : {}) });
     return { ...loc };
+  }
+}
+
+function parseAttributes(json: string | null): Readonly<Record<string, unknown>> | null {
+  if (json === null) return null;
+  try {
+    const v = JSON.parse(json) as unknown;
+    return v && typeof v === 'object' && !Array.isArray(v) ? Object.freeze(v as Record<string, unknown>) : null;
+  } catch {
+    return null;
   }
 }

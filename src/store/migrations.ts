@@ -190,6 +190,14 @@ export const MIGRATIONS: readonly Migration[] = [
       db.prepare("INSERT INTO meta (key, value) VALUES ('store.epoch', ?) ON CONFLICT (key) DO NOTHING").run(sent && sent.seq > 0 ? '' : randomUUID());
     },
   },
+  {
+    version: 6,
+    description: "locations: the fields of central's last slot assignment the core does not interpret (e.g. label MACs)",
+    // Kept with the location, committed with it, so a feature reading them (the labels feature binds
+    // the slot's labels) can rebuild what central asked for after a crash: the slot's version is
+    // already stored and central will not send the assignment again.
+    up: `ALTER TABLE locations ADD COLUMN attributes TEXT;`,
+  },
 ];
 
 export interface MigrationResult {

@@ -69,7 +69,11 @@ async function rig(opts: { aps?: Array<Partial<OeplApOptions>>; labels?: Record<
     stability: { window: 3, max_spread_g: 3 },
     sync: { transport: 'https', https: { url: central.url, token_file: join(dir, 'token'), request_timeout_ms: 2000 }, long_poll_s: 1, backoff: { initial_ms: 50, max_ms: 500 } },
     buses: [{ id: 'bus', path: tcp.url, model: 'generic-modbus-loadcell', poll_interval_ms: 30, timeout_ms: 200 }],
-    shelves: [{ id: 'g1', slots: GTINS.map((gtin, a) => ({ id: `s${a + 1}`, sensor: { bus: 'bus', address: a + 1 }, gtin, unit_weight_g: 250 })) }],
+    shelves: [
+      { id: 'g1', slots: GTINS.map((gtin, a) => ({ id: `s${a + 1}`, sensor: { bus: 'bus', address: a + 1 }, gtin, unit_weight_g: 250 })) },
+      // a slot central assigns (its slot numbers are numeric); nothing weighs it
+      { id: 'c1', slots: [{ id: '1' }] },
+    ],
     labels: {
       locale: 'de-DE',
       access_points: aps.map((ap, i) => ({ id: `ap${i + 1}`, url: ap.url, request_timeout_ms: 2000, poll_interval_ms: 300 })),
@@ -257,6 +261,28 @@ describe('shelf labels (whole daemon)', () => {
     const kiosk = await BusClient.connect({ url: `mqtt://127.0.0.1:${r.daemon.mqttPort}`, username: 'kiosk', password: PW, store: STORE });
     await expect(kiosk.request('order.pick', { order_id: 'k-1', lines: [{ gtin: GTINS[0], qty: 1 }] }, 3000)).rejects.toThrow(/not allowed|NOT_AUTHORIZED/);
     await kiosk.close();
+  });
+
+  it('central binds labels through its slot assignment, also across a restart, and its next list unbinds what it left out', { timeout: 90_000 }, async () => {
+    const r = await rig();
+    const ap = r.aps[0]!;
+    // the label types come from the hardware type the AP reports: two labels whose type devices/labels knows
+    const known = ap.macs.filter((m) => [0, 1, 2].includes(ap.label(m)!.hwType)).slice(0, 2);
+    expect(known).toHaveLength(2);
+    r.central.publishPrice({ gtin: GTINS[3]!, price: 1234, currency: 'EUR' });
+    r.central.assignSlot({ storeId: STORE, shelf: 'c1', slot: 1, gtin: GTINS[3]!, unitWeightG: 300, labels: known });
+    await waitFor(() => known.every((m) => r.labels.get(m)?.matches && r.labels.get(m)!.location === 'c1/1'), 20_000, 'central-bound labels confirmed');
+    for (const m of known) expect(shows(ap, m, '12,34')).toBe(true);
+    // the binding is committed with the slot: a restart keeps it without central sending it again
+    await r.daemon.stop('SIGKILL');
+    await r.restart();
+    const list = await r.tech.request<{ labels: LabelIntegrity[] }>('labels.list', {});
+    expect(list.labels.filter((l) => l.location === 'c1/1').map((l) => l.mac).sort()).toEqual([...known].sort());
+    // central's next assignment names only one label: the other is unbound and its retained state cleared
+    r.central.assignSlot({ storeId: STORE, shelf: 'c1', slot: 1, gtin: GTINS[3]!, unitWeightG: 300, labels: known.slice(0, 1) });
+    await waitFor(() => !r.labels.has(known[1]!), 20_000, 'the label central left out unbound');
+    const after = await r.tech.request<{ labels: LabelIntegrity[] }>('labels.list', {});
+    expect(after.labels.filter((l) => l.location === 'c1/1').map((l) => l.mac)).toEqual(known.slice(0, 1));
   });
 
   it('the kiosk role can neither bind, flash nor push; the technician carries on', async () => {

@@ -95,7 +95,7 @@ async function rig(opts: { radio?: ScriptedRadio } = {}): Promise<Rig> {
     store,
     bus: { publish: async (topic: string, body: string | Buffer) => void published.set(topic, String(body)) },
     events,
-    locations: { get: (id: string) => (id === 'g1/s1' ? { id, shelfId: 'g1', slotId: 's1', gtin: GTIN, unitWeightG: 500, updatedAt: 0 } : undefined) } as never,
+    locations: { get: (id: string) => (id === 'g1/s1' ? { id, shelfId: 'g1', slotId: 's1', gtin: GTIN, unitWeightG: 500 } : undefined), list: () => [] },
     radios: [radio],
     types: loadLabelTypes(),
     products: { get: (g: string) => (g === GTIN ? { gtin: g, name: 'Vollmilch 3,5 %', netContent: { amount: 1, unit: 'l' as const } } : undefined) },

@@ -89,7 +89,7 @@ describe('opening and migrations', () => {
     expect(indexes.sort()).toEqual(['outbox_device_seq', 'outbox_priority_seq']);
     const cols = (t: string) => (db.prepare(`PRAGMA table_info(${t})`).all() as { name: string }[]).map((c) => c.name);
     expect(cols('devices')).toEqual(['id', 'kind', 'model', 'path', 'online', 'reason', 'last_seen', 'updated_at']);
-    expect(cols('locations')).toEqual(['id', 'shelf_id', 'slot_id', 'gtin', 'unit_weight_g', 'cleared', 'assigned_by', 'updated_at']);
+    expect(cols('locations')).toEqual(['id', 'shelf_id', 'slot_id', 'gtin', 'unit_weight_g', 'cleared', 'assigned_by', 'updated_at', 'attributes']);
     expect(cols('stock')).toEqual(['location_id', 'count', 'condition', 'observed_by', 'detail', 'updated_at']);
     expect(cols('weight_calibration')).toEqual(['location_id', 'tare_g', 'tolerance_g', 'calib_version']);
     expect(cols('outbox')).toEqual(['seq', 'event_id', 'store_id', 'device_id', 'kind', 'priority', 'payload', 'bytes', 'created_at']);
@@ -116,9 +116,9 @@ describe('opening and migrations', () => {
     expect(s.connection!.pragma('user_version', { simple: true })).toBe(LATEST);
     // a learned unit weight keeps the config's gtin; central's assignment keeps both of its values
     expect(locations.list()).toEqual([
-      { id: 'sh1/a', shelfId: 'sh1', slotId: 'a', gtin: '4006381333931', unitWeightG: 250.5 },
-      { id: 'sh1/b', shelfId: 'sh1', slotId: 'b', gtin: '05901234123457', unitWeightG: 100 },
-      { id: 'sh1/c', shelfId: 'sh1', slotId: 'c', gtin: null, unitWeightG: null },
+      { id: 'sh1/a', shelfId: 'sh1', slotId: 'a', gtin: '4006381333931', unitWeightG: 250.5, attributes: null },
+      { id: 'sh1/b', shelfId: 'sh1', slotId: 'b', gtin: '05901234123457', unitWeightG: 100, attributes: null },
+      { id: 'sh1/c', shelfId: 'sh1', slotId: 'c', gtin: null, unitWeightG: null, attributes: null },
     ]);
     expect(locations.loadStock()).toEqual([
       { locationId: 'sh1/a', count: 7, condition: 'ok', observedBy: 'weight', detail: { weight_g: 1750.4 }, updatedAt: 1700000000000 },
@@ -140,9 +140,9 @@ describe('opening and migrations', () => {
   });
 
   it('the migration ledger: a feature added later gets its lower-numbered migration; an unknown applied version is refused', async () => {
-    // first a gateway of the core alone: versions 1, 2, 3, 5 (the shelves feature's 4 is not there)
+    // first a gateway of the core alone: versions 1, 2, 3, 5, 6 (the shelves feature's 4 is not there)
     let s = await started({ migrations: composeMigrations([]) });
-    expect(s.connection!.pragma('user_version', { simple: true })).toBe(5);
+    expect(s.connection!.pragma('user_version', { simple: true })).toBe(6);
     expect(s.connection!.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE name = 'weight_calibration'").get()).toEqual({ n: 0 });
     await s.stop();
     // then with the shelves feature: its migration 4 runs although user_version is already 5
@@ -463,8 +463,8 @@ describe('state survives close and reopen', () => {
     await s.start();
     await m.locations.start();
     expect(m.locations.list()).toEqual([
-      { id: 'sh/a', shelfId: 'sh', slotId: 'a', gtin: '4006381333931', unitWeightG: 100.25 },
-      { id: 'sh/b', shelfId: 'sh', slotId: 'b', gtin: null, unitWeightG: null },
+      { id: 'sh/a', shelfId: 'sh', slotId: 'a', gtin: '4006381333931', unitWeightG: 100.25, attributes: null },
+      { id: 'sh/b', shelfId: 'sh', slotId: 'b', gtin: null, unitWeightG: null, attributes: null },
     ]);
     expect([...m.calibration.load().values()]).toEqual([
       { locationId: 'sh/a', tareG: 1.5, toleranceG: null, calibVersion: 1 },
@@ -505,6 +505,23 @@ describe('state survives close and reopen', () => {
     await s.start();
     await locations.start();
     expect(locations.get('sh/a')).toMatchObject({ gtin: null, unitWeightG: null });
+  });
+
+  it("central's uninterpreted assignment fields are committed with the slot; an assignment without any keeps them", async () => {
+    const shelves = [{ id: 'sh', slots: [{ id: 'a' }] }];
+    let s = makeStore();
+    let locations = new Locations({ shelves, store: s, events: new EventBus(silentLogger()), log: silentLogger() });
+    await s.start();
+    await locations.start();
+    await locations.assign('sh', 'a', { gtin: '4006381333931', unitWeightG: 250 }, 'central', { labels: ['0000021F4A3B2C01'] });
+    await locations.assign('sh', 'a', { unitWeightG: 251 }, 'tech');
+    await s.stop();
+    s = makeStore();
+    locations = new Locations({ shelves, store: s, events: new EventBus(silentLogger()), log: silentLogger() });
+    await s.start();
+    await locations.start();
+    expect(locations.get('sh/a')).toMatchObject({ gtin: '4006381333931', unitWeightG: 251, attributes: { labels: ['0000021F4A3B2C01'] } });
+    await s.stop();
   });
 });
 

@@ -5,7 +5,7 @@
  * forgotten. Its SQL lives only here; writes go through the Store's one writer (defineWrite),
  * coalesced per MAC within a batch: the last state of a label in a batch is what is committed.
  *
- * Schema version 10 (the core has 1, 2, 3, 5; shelves 4).
+ * Schema version 10 (the core has 1, 2, 3, 5, 6; shelves 4; the labels feature also 11 and 12).
  */
 import type { Statement } from 'better-sqlite3';
 import type { Migration } from '../../store/migrations';

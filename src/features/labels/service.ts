@@ -52,7 +52,7 @@ export interface LabelsServiceOptions {
   store: Store;
   bus: Pick<LocalBus, 'publish'>;
   events: EventBus;
-  locations: Pick<Locations, 'get'>;
+  locations: Pick<Locations, 'get' | 'list'>;
   radios: readonly LabelRadio[];
   types: ReadonlyMap<string, LabelType>;
   products: ProductLookup;
@@ -157,6 +157,8 @@ export class LabelsService implements Service {
   private running = false;
   private readonly inflight = new Set<Promise<unknown>>();
   private readonly bindingListeners: Array<() => void> = [];
+  /** What central asked for: MAC -> location, from the slots' committed assignments (`labels`). */
+  private readonly centralWanted = new Map<string, string>();
   /** Labels whose `lost` condition was last seen set (healthTick publishes the ones that flip). */
   private readonly lostNow = new Set<string>();
   /** GTIN -> bound MACs (through the label's product or its slot's); rebuilt after a binding or assignment changed. */
@@ -194,6 +196,9 @@ export class LabelsService implements Service {
     events.on(this, 'priceApplied', (p) => this.onPrice(p));
     events.on(this, 'assignmentChanged', (a) => this.onAssignment(a));
     events.on(this, 'productChanged', (p) => this.productChanged(p.gtin));
+    // Central's label bindings are committed with the slots (locations.attributes): bind what is missing.
+    for (const loc of this.o.locations.list()) this.setCentralLabels(loc.id, loc.attributes?.labels, false);
+    this.reconcileCentral();
     this.healthTimer = setInterval(() => this.healthTick(), Math.max(250, Math.min(5000, this.o.config.publish_interval_ms || 1000)));
     this.healthTimer.unref();
     for (const mac of this.bindings.keys()) this.toPublish.add(mac);
@@ -479,19 +484,55 @@ export class LabelsService implements Service {
     this.gtinIndex = null;
     for (const [mac, b] of this.bindings) if (b.locationId === a.locationId) this.render(mac);
     // Central binds labels to a slot with the slot assignment (`labels`: MACs).
-    const macs = (a as AssignmentChanged & { attributes?: { labels?: unknown } }).attributes?.labels;
-    if (a.by === 'central' && Array.isArray(macs)) {
-      for (const m of macs) {
-        try {
-          const cur = this.bindings.get(normalizeMac(String(m)) ?? '');
-          if (cur?.locationId === a.locationId) continue;
-          this.bind({ mac: String(m), type: cur?.labelType, shelf: a.shelfId, slot: a.slotId }, 'central');
-        } catch (e) {
-          this.limiter.warn(`central-bind:${a.locationId}`, { location: a.locationId, mac: String(m).slice(0, 32), err: (e as Error).message }, 'central slot assignment names a label that cannot be bound');
-        }
-      }
+    if (a.by === 'central' && a.attributes && 'labels' in a.attributes) {
+      this.setCentralLabels(a.locationId, a.attributes.labels, true);
+      this.reconcileCentral();
     }
     this.schedulePump();
+  }
+
+  /**
+   * Central's list of labels for a slot (from its slot assignment, committed with the location).
+   * The list is the slot's whole set: a label bound to this slot that is no longer in it is unbound
+   * (central owns the planogram). `announce`: a new assignment (log it), not the state at start.
+   */
+  private setCentralLabels(locationId: string, labels: unknown, announce: boolean): void {
+    if (labels === undefined) return;
+    if (!Array.isArray(labels)) {
+      this.limiter.warn('central-labels', { location: locationId }, 'central slot assignment: labels is not a list; ignored');
+      return;
+    }
+    const wanted = new Set<string>();
+    for (const m of labels) {
+      const mac = typeof m === 'string' ? normalizeMac(m) : null;
+      if (!mac) {
+        this.limiter.warn('central-labels', { location: locationId, mac: String(m).slice(0, 32) }, 'central slot assignment names a label MAC that is not 12 or 16 hex digits; ignored');
+        continue;
+      }
+      wanted.add(mac);
+    }
+    for (const [mac, loc] of this.centralWanted) if (loc === locationId && !wanted.has(mac)) this.centralWanted.delete(mac);
+    for (const mac of wanted) this.centralWanted.set(mac, locationId);
+    for (const [mac, b] of this.bindings) if (b.locationId === locationId && !wanted.has(mac)) this.unbind(mac, 'central');
+    if (announce) this.o.log.info({ location: locationId, labels: [...wanted] }, 'central assigned labels to a slot');
+  }
+
+  /** Binds the labels central wants where they are not bound yet (a label not heard yet waits: its type comes from the AP). */
+  private reconcileCentral(only?: string): void {
+    const entries = only === undefined ? this.centralWanted : new Map(this.centralWanted.has(only) ? [[only, this.centralWanted.get(only)!]] : []);
+    for (const [mac, locationId] of entries) {
+      const cur = this.bindings.get(mac);
+      if (cur?.locationId === locationId) continue;
+      const loc = this.o.locations.get(locationId);
+      if (!loc) continue;
+      const hw = this.seen.get(mac)?.health.hwType ?? null;
+      if (!cur && (hw === null || !labelTypeForHwType(this.o.types, hw))) continue; // waits for an AP to report its type
+      try {
+        this.bind({ mac, type: cur?.labelType, shelf: loc.shelfId, slot: loc.slotId }, 'central');
+      } catch (e) {
+        this.limiter.warn(`central-bind`, { location: locationId, mac, err: (e as Error).message }, 'a label central assigned cannot be bound');
+      }
+    }
   }
 
   /** A product's name or net content changed (central's `product` change). */
@@ -510,6 +551,7 @@ export class LabelsService implements Service {
           if (!this.bindings.has(e.mac)) return;
         }
         this.seen.set(e.mac, { ap, at: e.at, health: e.health });
+        if (!this.bindings.has(e.mac) && this.centralWanted.has(e.mac)) this.reconcileCentral(e.mac);
         if (this.bindings.has(e.mac)) {
           const r = this.scheduler.peek(e.mac);
           if (r && e.health.checkInMs && e.health.checkInMs > 0 && Math.abs(e.health.checkInMs - r.checkInMs) > r.checkInMs * 0.1)
