@@ -26,6 +26,7 @@ import {
   encodeM100Frame,
   encodeTagNotification,
   encodeErrorResponse,
+  m100Checksum,
   M100_FRAMING_BB7E,
   M100Cmd,
   M100Decoder,
@@ -253,7 +254,13 @@ export class R200Simulator implements DeviceSimulator {
     let sent = 0;
     for (const s of this.population.round(this.zone)) {
       const corrupt = this.faults.corruptCrc !== undefined && this.rng() < this.faults.corruptCrc;
-      const frame = encodeTagNotification({ rssi: s.rssi, epc: s.tag.epc, cmd, ...(corrupt ? { crc: 0x0000 } : {}) }, this.framing);
+      const frame = encodeTagNotification({ rssi: s.rssi, epc: s.tag.epc, cmd }, this.framing);
+      if (corrupt) {
+        // flip the tag CRC and fix up the frame checksum: only the tag CRC check can catch it
+        const at = frame.length - 4;
+        frame.writeUInt16BE(frame.readUInt16BE(at) ^ 0xffff, at);
+        frame[frame.length - 2] = m100Checksum(frame, 1, frame.length - 2);
+      }
       if (!this.takeBudget(frame.length)) {
         this.counters.overLinkRate++;
         continue;

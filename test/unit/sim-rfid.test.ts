@@ -165,3 +165,23 @@ describe('R200 simulator', () => {
     expect(() => parseHexLines('BB 0')).toThrow(/line 1/);
   });
 });
+
+describe('R200 simulator faults', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('--fault-crc sends frames whose checksum is right and whose tag CRC is wrong', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    const sim = new R200Simulator({ population: new TagPopulation({ tags: 5, gtins: 1, zones: 1, missProbability: 0 }), faults: { corruptCrc: 1 } });
+    const io = memoryIo();
+    sim.attach(io);
+    io.send(hex('BB 00 27 00 03 22 00 0A 56 7E'));
+    vi.advanceTimersByTime(1_000);
+    const d = new M100Decoder();
+    expect(d.push(io.received())).toEqual([]);
+    expect(d.stats.bad.tagCrc).toBe(sim.stats.notifications);
+    expect(d.stats.bad.tagCrc).toBeGreaterThan(0);
+    expect(d.stats.bad.checksum).toBe(0);
+  });
+});
