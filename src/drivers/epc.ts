@@ -128,9 +128,7 @@ const POW10 = [1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 
 const HEX = '0123456789ABCDEF';
 
 function toHex(b: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < b.length; i++) s += HEX[b[i]! >> 4]! + HEX[b[i]! & 15]!;
-  return s;
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex').toUpperCase();
 }
 
 function raw(hex: string, reason: EpcRawReason, detail: string): RawEpc {
@@ -140,7 +138,13 @@ function raw(hex: string, reason: EpcRawReason, detail: string): RawEpc {
 /** `len` bits (at most 53) from bit `pos` (0 = most significant bit of byte 0), big-endian. */
 function bits(b: Uint8Array, pos: number, len: number): number {
   let v = 0;
-  for (let i = 0; i < len; i++, pos++) v = v * 2 + ((b[pos >> 3]! >> (7 - (pos & 7))) & 1);
+  while (len > 0) {
+    const off = pos & 7;
+    const take = Math.min(8 - off, len);
+    v = v * (1 << take) + ((b[pos >> 3]! >> (8 - off - take)) & ((1 << take) - 1));
+    pos += take;
+    len -= take;
+  }
   return v;
 }
 

@@ -303,3 +303,30 @@ describe('bounds and bad input', () => {
     }
   });
 });
+
+describe('entering where two zones overlap', () => {
+  it('arrives in the stronger zone even when the weaker one counts to N first', () => {
+    const { read, take, s } = setup();
+    for (const t of [0, 300, 600]) {
+      read(t, { reader: 'r2', rssi: -70 }); // g1/s3, weak, read first in every cycle
+      read(t + 10, { reader: 'r1', rssi: -50 }); // backroom, strong
+    }
+    s.tick(700);
+    expect(take().filter((e) => e.type !== 'count')).toMatchObject([{ type: 'arrival', zone: 'backroom', from: null, at: 610 }]);
+    expect(s.counters.handovers).toBe(0);
+  });
+
+  it('waits for the stronger zone at most its window: a strong stray does not keep the tag out', () => {
+    const { read, take, s } = setup();
+    read(0, { reader: 'r1', rssi: -40 }); // one strong read in backroom, never again
+    for (const t of [100, 400, 700]) read(t, { reader: 'r2', rssi: -70 });
+    expect(take()).toEqual([]); // held back: backroom may still count to N
+    for (let t = 1000; t <= 2500; t += 300) read(t, { reader: 'r2', rssi: -70 });
+    const ev = take();
+    expect(ev).toMatchObject([{ type: 'arrival', zone: 'g1/s3', from: null, firstSeen: 100 }]);
+    expect(ev[0]!.at).toBeGreaterThan(2000);
+    expect(ev[0]!.at).toBeLessThanOrEqual(2200);
+    s.tick(3000);
+    expect(s.counters.strays).toBe(1);
+  });
+});

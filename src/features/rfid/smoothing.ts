@@ -24,7 +24,9 @@
  *   the tag has been in its zone for at least `minDwellMs`. Both conditions together stop
  *   flapping: noise smaller than the margin never moves it, and a burst of noise larger than the
  *   margin cannot move it back and forth faster than the dwell. When the owning zone stops seeing
- *   the tag (departure) and another zone has it present, it arrives there at once.
+ *   the tag (departure) and another zone has it present, it arrives there at once. A first arrival
+ *   waits (at most one window) while another zone sees the tag stronger by the margin but has not
+ *   counted to N yet, so a tag entering an overlap does not arrive in the weaker zone first.
  * - Hand-over is reported as a departure from the old zone (`reason: 'moved'`, `to`) followed by an
  *   arrival in the new one (`from`), not as a separate `moved` event: every consumer that keeps
  *   counts or presence per zone handles it with the two events it already understands, and
@@ -308,8 +310,9 @@ export class RfidSmoother {
       this.sighting(o, at);
     }
     if (!o.present) return;
-    if (!tag.owner) this.arrive(tag, o, at, null);
-    else if (tag.owner !== o && at - tag.ownerSince >= this.minDwellMs && this.rssi(o) >= this.rssi(tag.owner) + this.margin) {
+    if (!tag.owner) {
+      if (!this.blocked(tag, o, at)) this.arrive(tag, o, at, null);
+    } else if (tag.owner !== o && at - tag.ownerSince >= this.minDwellMs && this.rssi(o) >= this.rssi(tag.owner) + this.margin) {
       const old = tag.owner;
       this.counters.handovers++;
       this.depart(tag, old, at, 'moved', o.zone.id);
@@ -362,6 +365,22 @@ export class RfidSmoother {
     return o.avg + this.alpha * (o.peak - o.avg);
   }
 
+  /**
+   * A first arrival waits while another zone sees the tag clearly stronger (by the hand-over
+   * margin) but has not yet had its N sightings: otherwise a tag entering where two zones overlap
+   * would arrive in whichever zone happened to count to N first and be handed over a few seconds
+   * later (a spurious arrival and departure). The wait is bounded by the other zone's window,
+   * counted from its first sighting: after that the tag arrives here with its next sighting (or
+   * at once when the other zone's candidate is forgotten as a stray).
+   */
+  private blocked(tag: Tag, o: Obs, now: number): boolean {
+    const r = this.rssi(o);
+    for (const x of tag.obs) {
+      if (x !== o && !x.present && now - x.firstSeen <= x.zone.windowMs && this.rssi(x) >= r + this.margin) return true;
+    }
+    return false;
+  }
+
   private sighting(o: Obs, at: number): void {
     const n = o.times.length;
     o.times[o.head] = at;
@@ -375,12 +394,15 @@ export class RfidSmoother {
   private expireObs(tag: Tag, o: Obs, now: number): void {
     const i = tag.obs.indexOf(o);
     if (i >= 0) tag.obs.splice(i, 1);
-    if (tag.owner === o) {
-      this.depart(tag, o, now, 'unseen', null);
+    const wasOwner = tag.owner === o;
+    if (wasOwner) this.depart(tag, o, now, 'unseen', null);
+    else if (!o.present) this.counters.strays++;
+    if (!tag.owner) {
+      // the tag may be present (or have become unblocked) in another zone: it arrives there now
       let best: Obs | null = null;
       for (const x of tag.obs) if (x.present && !this.stale(x, now) && (!best || this.rssi(x) > this.rssi(best))) best = x;
-      if (best) this.arrive(tag, best, now, o.zone.id);
-    } else if (!o.present) this.counters.strays++;
+      if (best && !this.blocked(tag, best, now)) this.arrive(tag, best, now, wasOwner ? o.zone.id : null);
+    }
     if (tag.obs.length === 0) this.tags.delete(tag.epc);
   }
 
