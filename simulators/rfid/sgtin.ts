@@ -5,6 +5,8 @@
  * reference (whose first digit is the indicator digit), from 12 prefix digits (partition 0) down
  * to 6 (partition 6). Only the simulators encode EPCs; the gateway decodes them elsewhere.
  */
+import { gs1CheckDigit } from '../../src/util/gtin';
+
 
 /** [company prefix bits, digits, item reference bits, digits] per partition 0-6 (TDS table for SGTIN). */
 const PARTITIONS: readonly (readonly [number, number, number, number])[] = [
@@ -50,12 +52,8 @@ export function encodeSgtin96(s: Sgtin96): Buffer {
   return Buffer.from(v.toString(16).padStart(24, '0'), 'hex');
 }
 
-/** GS1 check digit of a string of data digits (weights 3,1,3,1... from the right). */
-export function gs1CheckDigit(digits: string): number {
-  let sum = 0;
-  for (let i = digits.length - 1, w = 3; i >= 0; i--, w = 4 - w) sum += Number(digits[i]) * w;
-  return (10 - (sum % 10)) % 10;
-}
+/** GS1 check digit of a string of data digits (the gateway's own, src/util/gtin.ts). */
+export { gs1CheckDigit };
 
 /** GTIN-14 of an SGTIN: indicator + company prefix + rest of the item reference + check digit. */
 export function sgtinGtin14(companyPrefix: string, itemReference: string): string {
