@@ -163,6 +163,9 @@ class SessionEnd extends Error {
   }
 }
 
+/** stop() waits at most this long for the reader to confirm CLOSE_CONNECTION. */
+const CLOSE_WAIT_MS = 1_000;
+
 const REPORT_CONTENT = { antennaId: true, peakRssi: true, firstSeen: true, lastSeen: true, seenCount: true, rospecId: true } as const;
 
 export class LlrpReader extends EventEmitter implements Service {
@@ -178,6 +181,8 @@ export class LlrpReader extends EventEmitter implements Service {
   private online = false;
   /** Ends the current session (set while one runs). */
   private endSession: ((err: SessionEnd | null) => void) | null = null;
+  /** Resolves stop()'s wait for CLOSE_CONNECTION_RESPONSE. */
+  private closeAck: (() => void) | null = null;
 
   constructor(opts: LlrpReaderOptions) {
     super();
@@ -223,11 +228,18 @@ export class LlrpReader extends EventEmitter implements Service {
     this.abort = null;
     const link = this.link;
     if (link && this.online) {
+      // CLOSE_CONNECTION, then wait (bounded) for its response or the reader closing: a reader
+      // told nothing keeps its session for a while and may refuse our next connection.
+      const bound = new AbortController();
+      const acked = new Promise<void>((resolve) => (this.closeAck = resolve));
       try {
-        link.send(encodeCloseConnection(this.nextId++), () => undefined);
+        link.send(encodeCloseConnection(this.nextId++), () => this.closeAck?.());
       } catch {
-        // the link is going anyway
+        this.closeAck?.();
       }
+      await Promise.race([acked, sleep(CLOSE_WAIT_MS, bound.signal)]);
+      bound.abort();
+      this.closeAck = null;
     }
     ac.abort();
     this.endSession?.(null);
@@ -308,6 +320,7 @@ export class LlrpReader extends EventEmitter implements Service {
     let endResolve!: (err: SessionEnd | null) => void;
     const endPromise = new Promise<SessionEnd | null>((r) => (endResolve = r));
     const end = (err: SessionEnd | null): void => {
+      this.closeAck?.();
       if (ended) return;
       ended = true;
       endResolve(err);
@@ -335,6 +348,10 @@ export class LlrpReader extends EventEmitter implements Service {
         return;
       }
       if (waiter && waiter(m)) return;
+      if (m.kind === 'response' && m.type === MsgType.CLOSE_CONNECTION_RESPONSE) {
+        this.closeAck?.();
+        return;
+      }
       if (m.kind === 'ro_access_report') {
         this.stats.reports++;
         const ts = this.opts.now();
