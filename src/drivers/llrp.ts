@@ -509,7 +509,7 @@ function decodeReaderEvents(body: Buffer, stats: LlrpDecodeStats, out: Extract<L
   }
 }
 
-function decodeCapabilities(params: Param[], stats: LlrpDecodeStats): LlrpCapabilities | undefined {
+function decodeCapabilities(params: Param[]): LlrpCapabilities | undefined {
   for (const p of params) {
     if (p.tv || p.type !== ParamType.GeneralDeviceCapabilities) continue;
     const v = p.body;
@@ -524,7 +524,6 @@ function decodeCapabilities(params: Param[], stats: LlrpDecodeStats): LlrpCapabi
       firmware: readUtf8(v, 12, 'ReaderFirmwareVersion').text,
     };
   }
-  void stats;
   return undefined;
 }
 
@@ -696,7 +695,7 @@ export function decodeMessage(frame: Buffer, stats: LlrpDecodeStats = newDecodeS
       }
       const msg: LlrpMessage = { kind: 'response', type, id, status: decodeStatus(st.body, stats) };
       if (type === MsgType.GET_READER_CAPABILITIES_RESPONSE) {
-        const caps = decodeCapabilities(params, stats);
+        const caps = decodeCapabilities(params);
         if (caps) msg.capabilities = caps;
       }
       return msg;
