@@ -182,6 +182,23 @@ describe('LlrpReader against a scripted reader', () => {
     expect(reader.stats.keepalives).toBe(1);
   });
 
+  it('an ERROR_MESSAGE while streaming is reported with its code and description; reader events are passed on', async () => {
+    const { fake, reader, faults } = await setup();
+    const events: unknown[] = [];
+    reader.on('reader_event', (e) => events.push(e));
+    const online = waitForEvent(reader, 'online', 10_000);
+    await reader.start();
+    await online;
+    // ERROR_MESSAGE id 42: LLRPStatus 110 M_UnsupportedVersion "v2?"
+    fake.conn(0).write(hex(`04 64 00000015 0000002A 011F 000B 006E 0003 ${Buffer.from('v2?').toString('hex')}`));
+    // READER_EVENT_NOTIFICATION: timestamp, antenna 3 disconnected
+    fake.conn(0).write(hex('04 3F 00000021 00000009 00F6 0017 0080 000C 0006 44F6 D5CE B000 00FF 0007 00 0003'));
+    await waitFor(() => events.length === 1 && faults.length === 1, 10_000, 'the fault and the event');
+    expect(faults[0]).toMatchObject({ code: 'error_message', status: { code: 110, description: 'v2?' } });
+    expect(events).toEqual([{ type: 'antenna', connected: false, antennaId: 3 }]);
+    expect(reader.isOnline).toBe(true); // an error about one message does not end a running session
+  });
+
   it('a refused ADD_ROSPEC is reported with its status code and description, and the setup is retried after the back-off', async () => {
     const { fake, reader, faults } = await setup((n) => (n === 0 ? { refuse: { type: 20, code: 100, description: 'bad antenna' } } : {}));
     const online = waitForEvent(reader, 'online', 15_000);
