@@ -267,6 +267,17 @@ describe('LlrpReader against a scripted reader', () => {
     expect(reader.stats.framing.rejects.length_too_large).toBe(1);
   });
 
+  it('a reader that cannot be reached is a counted open_failed fault, retried until stop()', async () => {
+    // an injected opener that fails like a refused TCP connect (a closed real port could be reused by a concurrent test)
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5084'), { code: 'ECONNREFUSED' });
+    const { faults } = await setup(undefined, { opener: () => Promise.reject(refused) });
+    await reader!.start();
+    await waitFor(() => reader!.stats.openFailures >= 2, 10_000, 'two failed connects');
+    expect(faults[0]).toMatchObject({ code: 'open_failed' });
+    expect(reader!.isOnline).toBe(false);
+    await reader!.stop();
+  });
+
   it('stop() sends CLOSE_CONNECTION, closes the socket and leaves no listener behind', async () => {
     const { fake, reader } = await setup();
     const online = waitForEvent(reader, 'online', 10_000);

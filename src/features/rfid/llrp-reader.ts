@@ -290,16 +290,26 @@ export class LlrpReader extends EventEmitter implements Service {
   /** One connection: open, set up, stream until it ends. Resolves (never rejects on protocol errors). */
   private async connectOnce(signal: AbortSignal): Promise<void> {
     let link: Link;
+    const opening = Promise.resolve().then(() => this.opts.opener());
+    let onAbort = (): void => {};
+    const aborted = new Promise<null>((resolve) => {
+      onAbort = () => resolve(null);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
     try {
-      link = await this.opts.opener();
+      const opened = await Promise.race([opening, aborted]);
+      if (opened === null) {
+        // stop() does not wait for a connect in flight; close the link if it still arrives
+        opening.then((l) => l.close(), () => undefined).catch(() => undefined);
+        return;
+      }
+      link = opened;
     } catch (err) {
       this.stats.openFailures++;
       this.fault({ code: 'open_failed', message: `cannot connect: ${(err as Error).message}` });
       return;
-    }
-    if (signal.aborted) {
-      await link.close().catch(() => undefined);
-      return;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
     }
     this.stats.connects++;
     this.link = link;
