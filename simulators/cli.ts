@@ -31,6 +31,7 @@ export interface SimCliIo {
 export const SIM_USAGE = `usage: shelfgate sim <mt-sics|modbus-loadcell> (--tcp HOST:PORT | --pty PATH | --port DEVICE) [options]
        shelfgate sim oepl-ap --listen HOST:PORT --labels N [options]   (see shelfgate sim oepl-ap --help)
        shelfgate sim r200 (--tcp HOST:PORT | --pty PATH | --port DEVICE) [options]   (see shelfgate sim r200 --help)
+       shelfgate sim llrp --listen HOST:PORT [options]   (an LLRP fixed reader; see shelfgate sim llrp --help)
   --tcp HOST:PORT         serve like a TCP serial server (ser2net): one client at a time
   --pty PATH              make a pty pair with socat; the gateway opens PATH
   --port DEVICE           use a real serial port (e.g. a USB-serial cable to the gateway)
@@ -81,6 +82,10 @@ export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<numb
     const { runOeplApCli } = await import('./oepl-ap/cli');
     return runOeplApCli(argv.slice(1), { ...(io.stdout ? { stdout: io.stdout } : {}), ...(io.stderr ? { stderr: io.stderr } : {}), ...(io.signal ? { signal: io.signal } : {}) });
   }
+  if (argv[0] === 'llrp') {
+    const { runLlrpCli } = await import('./rfid/llrp-cli');
+    return runLlrpCli(argv.slice(1), { ...(io.stdout ? { stdout: io.stdout } : {}), ...(io.stderr ? { stderr: io.stderr } : {}), ...(io.signal ? { signal: io.signal } : {}) });
+  }
   if (argv[0] === 'r200') {
     const { runR200Cli } = await import('./rfid/r200-cli');
     return runR200Cli(argv.slice(1), { ...(io.stdout ? { stdout: io.stdout } : {}), ...(io.stderr ? { stderr: io.stderr } : {}), ...(io.signal ? { signal: io.signal } : {}) });
@@ -114,9 +119,9 @@ export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<numb
   if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
   const device = positionals[0];
-  if (device === undefined) return usage('which device? mt-sics, modbus-loadcell, oepl-ap or r200');
+  if (device === undefined) return usage('which device? mt-sics, modbus-loadcell, oepl-ap, r200 or llrp');
   if (positionals.length > 1) return usage(`unexpected argument ${JSON.stringify(positionals[1])}`);
-  if (!(device in DEFAULT_MODEL)) return usage(`unknown device ${JSON.stringify(device)} (mt-sics, modbus-loadcell, oepl-ap or r200)`);
+  if (!(device in DEFAULT_MODEL)) return usage(`unknown device ${JSON.stringify(device)} (mt-sics, modbus-loadcell, oepl-ap, r200 or llrp)`);
   const targets = [values.tcp, values.pty, values.port].filter((v) => v !== undefined).length;
   if (targets !== 1) return usage('give exactly one of --tcp HOST:PORT, --pty PATH, --port DEVICE');
 
