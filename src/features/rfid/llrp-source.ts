@@ -66,6 +66,7 @@ const NO_SERIAL = { baudRate: 115200, dataBits: 8, parity: 'none', stopBits: 1 }
 /** `host`, `host:port`, `[v6]:port` or `tcp://...` -> an Opener; SG_TRANSPORT_PATH_INVALID when it is none of those. */
 export function llrpOpener(address: string): Opener {
   let a = address.trim();
+  if (a === '' || /\s/.test(a)) throw new ShelfgateError(ErrorCode.TRANSPORT_PATH_INVALID, `invalid LLRP reader address ${JSON.stringify(address)}: expected host, host:port or tcp://host:port`, { path: address });
   if (!a.startsWith('tcp://')) {
     const hasPort = /^\[[^\]]+\]:\d+$/.test(a) || /^[^:[\]]+:\d+$/.test(a);
     a = `tcp://${hasPort ? a : `${a}:${LLRP_PORT}`}`;
