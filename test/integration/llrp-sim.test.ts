@@ -5,7 +5,10 @@
  * ROSpec reported and retried, a second client refused while the first stays served, a vendor
  * Custom parameter skipped and counted, garbage bytes ending in a reconnect; and the CLI.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { DeviceAvailability, Source } from '../../src/core/sources/types';
 import type { LlrpFault, LlrpZoneConfig } from '../../src/features/rfid/llrp-reader';
@@ -208,6 +211,33 @@ describe('shelfgate sim llrp', () => {
     await src.stop();
     ac.abort();
     expect(await run).toBe(0);
+  });
+
+  it('--replay sends the frames of the file while a ROSpec is active; --script moves tags and says so', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'shelfgate-llrp-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    // the LLRP 1.0.1 example report (EPC-96 3074257BF7194E4000001A85 on antenna 2), and a comment line
+    writeFileSync(join(dir, 'replay.hex'), '# one RO_ACCESS_REPORT\n043D0000002C00000007 00F00022 8D3074257BF7194E4000001A85 810002 86CC 82000644F6D5D0924088 0003\n');
+    writeFileSync(join(dir, 'moves.txt'), '50 move 3 from 0 to out\n');
+    let out = '';
+    const ac = new AbortController();
+    const run = runSimCli(['llrp', '--listen', '127.0.0.1:0', '--replay', join(dir, 'replay.hex'), '--script', join(dir, 'moves.txt'), '--round-ms', '20'], {
+      stdout: { write: (s: string) => (out += s) },
+      signal: ac.signal,
+    });
+    cleanups.push(async () => {
+      ac.abort();
+      await run;
+    });
+    const m = await waitFor(() => /on tcp:\/\/127\.0\.0\.1:(\d+) /.exec(out), 10_000, 'the listen line');
+    await waitFor(() => out.includes('moved 3 tag(s) from 0 to out'), 10_000, 'the scripted move');
+    const src = new LlrpSource({ name: 'replay', address: `127.0.0.1:${m[1]}`, zones: [{ rospecId: 1, antennas: [1], trigger: { type: 'immediate' } }], log: silentLogger() });
+    const reads: LlrpRead[] = [];
+    src.on('reading', (r) => reads.push(r));
+    cleanups.push(() => src.stop());
+    await src.start();
+    await waitFor(() => reads.length >= 3, 10_000, 'replayed reads');
+    expect(new Set(reads.map((r) => `${r.epcHex} ${r.antenna} ${r.rssi} ${r.seenCount}`))).toEqual(new Set(['3074257BF7194E4000001A85 2 -52 3']));
   });
 
   it('usage errors exit 64, a missing script exits 66', async () => {
