@@ -1,6 +1,7 @@
 /**
  * `shelfgate sim <mt-sics|modbus-loadcell> (--tcp HOST:PORT | --pty PATH | --port DEVICE) [options]`
  * (`shelfgate sim oepl-ap ...`, the label access point, is handed to oepl-ap/cli.ts.)
+ * (`shelfgate sim llrp ...`, an LLRP fixed RFID reader, is handed to rfid/llrp-cli.ts.)
  *
  * Runs one device simulator until SIGINT/SIGTERM (or `io.signal` aborts). Prints one line telling
  * what it serves, then one line per shopper action. Exit codes: 0 stopped cleanly, 64 usage,
