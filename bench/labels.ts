@@ -396,7 +396,7 @@ async function radio(labels: number, aps: number, k: number): Promise<void> {
     console.log(`\nrealistic radio: ${fmt(labels)} labels on ${aps} APs, ${fmt(bytes)} B per label at ${fmt(rate)} B/s, 40 s check-ins, time x${k} (virtual seconds; the gateway's confirmation times)`);
     console.log(table(rows));
     console.log(
-      `real ${fmt(wallS, 1)} s; daemon CPU ${fmt(cpu / 1000, 1)} s (${fmt((cpu / 1000 / wallS) * 100, 0)} % of a core); bench process (simulators, central) ${fmt(benchCpu / 1000, 1)} s (${fmt((benchCpu / 1000 / wallS) * 100, 0)} %); load average 1 min ${loads.map((l) => fmt(l, 2)).join(', ')}`,
+      `real ${fmt(wallS, 1)} s; daemon CPU ${fmt(cpu / 1000, 1)} s (${fmt((cpu / 1000 / wallS) * 100, 0)} % of a core); bench process (simulators, central) ${fmt(benchCpu / 1000, 1)} s (${fmt((benchCpu / 1000 / wallS) * 100, 0)} %); load average (1 min, every 5 s) ${loads.length ? `${fmt(Math.min(...loads), 2)}-${fmt(Math.max(...loads), 2)}` : 'n/a'}`,
     );
     console.log(`goal: the 99% time within 10 % of the ideal: ${m99 <= i99 * 1.1 ? 'met' : 'NOT met'} overall`);
   } finally {
@@ -422,7 +422,7 @@ async function main(): Promise<void> {
     options: {
       labels: { type: 'string', default: '10000' },
       aps: { type: 'string', default: '10' },
-      'time-scale': { type: 'string', default: '10' },
+      'time-scale': { type: 'string', default: '10' }, // 10: 190 s real for the radio phase; see docs/BENCHMARKS.md 7.2 for why not more
       phase: { type: 'string', default: 'both' },
     },
   });
