@@ -454,3 +454,30 @@ describe('state for the repository', () => {
     expect(again.submit('DONE', [content('done-2', 101)])).toEqual([3]);
   });
 });
+
+describe('room at the driver', () => {
+  it('an AP without room takes no more this round and is not paused; the others go on; the rest follow when room comes back', () => {
+    const { s } = setup({ apBytesPerSecond: 1_000_000, burstMs: 3_600_000 });
+    for (let i = 0; i < 10; i++) {
+      for (const ap of ['ap1', 'ap2']) {
+        const mac = `${ap}-${i}`;
+        s.setLabel(mac, { checkInMs: CHECK_IN });
+        s.heard(mac, ap);
+        s.submit(mac, [content(`h-${mac}`, 100)]);
+      }
+    }
+    const room = new Map([
+      ['ap1', 3],
+      ['ap2', 0],
+    ]);
+    const first = s.next(T0, Infinity, (ap) => room.get(ap)!);
+    expect(first.map((d) => d.ap)).toEqual(['ap1', 'ap1', 'ap1']);
+    expect(s.counts().pending).toBe(17);
+    // nothing was failed or paused: with room, every other label goes at once
+    room.set('ap1', 100).set('ap2', 100);
+    const rest = s.next(T0, Infinity, (ap) => room.get(ap)!);
+    expect(rest).toHaveLength(17);
+    expect(rest.every((d) => d.attempt === 1)).toBe(true);
+    expect(s.stats.sendFailures).toBe(0);
+  });
+});

@@ -486,8 +486,10 @@ export class DeliveryScheduler {
   /**
    * What to send now, in urgency order, within each AP's budget. Each returned dispatch is in
    * flight from here on: the caller reports stored / sendFailed / acknowledged for it.
+   * `room(ap)`: how many more uploads the caller can take for that AP now (its driver's request
+   * queue); an AP without room takes nothing this time, as one without budget, and is not paused.
    */
-  next(now: number = this.o.clock(), limit = Infinity): Dispatch[] {
+  next(now: number = this.o.clock(), limit = Infinity, room?: (ap: string) => number): Dispatch[] {
     // Labels whose time has come: an ack deadline, the end of a back-off, an effective time.
     for (let t = this.timers.peek(); t && t.at <= now; t = this.timers.peek()) {
       this.timers.pop();
@@ -503,6 +505,8 @@ export class DeliveryScheduler {
     }
     const out: Dispatch[] = [];
     const blocked = new Set<string>();
+    const left = new Map<string, number>();
+    if (room) for (const ap of this.queues.keys()) if (room(ap) <= 0) blocked.add(ap);
     while (out.length < limit) {
       // The most urgent label among the APs that can take its content now.
       let best: { e: QueueEntry; c: ContentVersion; q: Heap<QueueEntry> } | null = null;
@@ -530,6 +534,11 @@ export class DeliveryScheduler {
       this.evaluate(l, now);
       this.touch(l.mac);
       out.push({ mac: l.mac, ap: e.ap, seq: c.seq, hash: c.hash, body: c.body, bytes: c.bytes, urgency: e.urgency, attempt: l.attempts + 1 });
+      if (room) {
+        const n = (left.get(e.ap) ?? room(e.ap)) - 1;
+        left.set(e.ap, n);
+        if (n <= 0) blocked.add(e.ap);
+      }
     }
     return out;
   }

@@ -115,6 +115,15 @@ export interface LabelsSummary {
   ts: string;
 }
 
+/**
+ * Uploads outstanding at one radio at most. The OEPL driver runs 2 requests at once and queues 256,
+ * failing any beyond with SG_AP_BUSY (taken as "AP busy": the AP is paused for seconds and every
+ * transfer outstanding there goes back to pending). An unbounded radio budget (or a large
+ * ap_queue_s) handed thousands to one AP in a round; 64 keeps the driver's two request slots busy
+ * and leaves queue room for flashes and lookups.
+ */
+export const MAX_UPLOADS_PER_AP = 64;
+
 /** Most labels the radios may tell about that are not bound (a store has thousands, not millions). */
 const MAX_SEEN = 100_000;
 
@@ -156,6 +165,8 @@ export class LabelsService implements Service {
   private healthTimer: NodeJS.Timeout | null = null;
   private running = false;
   private readonly inflight = new Set<Promise<unknown>>();
+  /** Uploads handed to each radio and not yet answered (keyed by configured AP id: bounded). */
+  private readonly uploading = new Map<string, number>();
   private readonly bindingListeners: Array<() => void> = [];
   /** What central asked for: MAC -> location, from the slots' committed assignments (`labels`). */
   private readonly centralWanted = new Map<string, string>();
@@ -661,7 +672,9 @@ export class LabelsService implements Service {
 
   private async round(): Promise<void> {
     const now = this.clock();
-    const dispatches = this.scheduler.next(now);
+    // At most MAX_UPLOADS_PER_AP uploads outstanding per AP: the driver queues few requests and
+    // fails the rest with SG_AP_BUSY, which would pause the AP and send its whole batch again.
+    const dispatches = this.scheduler.next(now, Infinity, (ap) => MAX_UPLOADS_PER_AP - (this.uploading.get(ap) ?? 0));
     const snapshot = this.snapshotChanged();
     // Durable before acting: the dispatches' `sent` state commits before any goes out.
     try {
@@ -689,6 +702,7 @@ export class LabelsService implements Service {
       this.scheduler.sendFailed(d.mac, d.seq, `no access point ${d.ap} in the config`);
       return;
     }
+    this.uploading.set(d.ap, (this.uploading.get(d.ap) ?? 0) + 1);
     const p = radio
       .send(d.mac, d.body)
       .then(
@@ -710,6 +724,9 @@ export class LabelsService implements Service {
       )
       .finally(() => {
         this.inflight.delete(p);
+        const n = (this.uploading.get(d.ap) ?? 1) - 1;
+        if (n > 0) this.uploading.set(d.ap, n);
+        else this.uploading.delete(d.ap);
         this.toPublish.add(d.mac);
         this.schedulePump();
       });
