@@ -481,3 +481,23 @@ describe('room at the driver', () => {
     expect(s.stats.sendFailures).toBe(0);
   });
 });
+
+describe('check-ins', () => {
+  it('a check-in on time at the same AP is not a change to save; a move, a return after silence and a first check-in are', () => {
+    const { s, clock } = setup();
+    confirmedLabel(s, 'A', 'ap1', 100);
+    s.drainDirty();
+    clock.now += CHECK_IN;
+    expect(s.heard('A', 'ap1')).toBe(false);
+    expect(s.drainDirty()).toEqual([]);
+    expect(s.peek('A')!.lastHeardAt).toBe(clock.now); // kept in memory all the same
+    clock.now += CHECK_IN;
+    expect(s.heard('A', 'ap2')).toBe(true); // moved
+    expect(s.drainDirty()).toEqual(['A']);
+    clock.now += 10 * CHECK_IN;
+    expect(s.heard('A', 'ap2')).toBe(true); // back after a silence
+    s.setLabel('B', { checkInMs: CHECK_IN });
+    s.drainDirty();
+    expect(s.heard('B', 'ap1')).toBe(true); // first heard: a route
+  });
+});

@@ -124,6 +124,9 @@ export interface LabelsSummary {
  */
 export const MAX_UPLOADS_PER_AP = 64;
 
+/** How often a label's retained state is refreshed when nothing but its check-in changed. */
+const HEALTH_REFRESH_MS = 5 * 60_000;
+
 /** Most labels the radios may tell about that are not bound (a store has thousands, not millions). */
 const MAX_SEEN = 100_000;
 
@@ -172,6 +175,8 @@ export class LabelsService implements Service {
   private readonly centralWanted = new Map<string, string>();
   /** Labels whose `lost` condition was last seen set (healthTick publishes the ones that flip). */
   private readonly lostNow = new Set<string>();
+  /** When each label's retained state was last published. */
+  private readonly publishedAt = new Map<string, number>();
   /** GTIN -> bound MACs (through the label's product or its slot's); rebuilt after a binding or assignment changed. */
   private gtinIndex: Map<string, string[]> | null = null;
 
@@ -210,7 +215,7 @@ export class LabelsService implements Service {
     // Central's label bindings are committed with the slots (locations.attributes): bind what is missing.
     for (const loc of this.o.locations.list()) this.setCentralLabels(loc.id, loc.attributes?.labels, false);
     this.reconcileCentral();
-    this.healthTimer = setInterval(() => this.healthTick(), Math.max(250, Math.min(5000, this.o.config.publish_interval_ms || 1000)));
+    this.healthTimer = setInterval(() => this.healthTick(), Math.max(250, Math.min(5000, (this.o.config.publish_interval_ms || 1000) * 5)));
     this.healthTimer.unref();
     for (const mac of this.bindings.keys()) this.toPublish.add(mac);
     this.o.log.info({ labels: this.bindings.size, access_points: this.radios.size }, 'labels service started');
@@ -285,6 +290,7 @@ export class LabelsService implements Service {
     this.problems.delete(mac);
     this.switchDelay.delete(mac);
     this.lostNow.delete(mac);
+    this.publishedAt.delete(mac);
     this.reported.delete(mac);
     this.published.delete(mac);
     this.o.log.info({ mac, by }, 'label unbound');
@@ -561,15 +567,26 @@ export class LabelsService implements Service {
           this.limiter.warn('seen-full', { max: MAX_SEEN }, 'radios report more labels than the gateway tracks; unbound ones are not listed');
           if (!this.bindings.has(e.mac)) return;
         }
+        const prev = this.seen.get(e.mac);
         this.seen.set(e.mac, { ap, at: e.at, health: e.health });
-        if (!this.bindings.has(e.mac) && this.centralWanted.has(e.mac)) this.reconcileCentral(e.mac);
-        if (this.bindings.has(e.mac)) {
-          const r = this.scheduler.peek(e.mac);
-          if (r && e.health.checkInMs && e.health.checkInMs > 0 && Math.abs(e.health.checkInMs - r.checkInMs) > r.checkInMs * 0.1)
-            this.scheduler.setLabel(e.mac, { checkInMs: e.health.checkInMs });
-          this.scheduler.heard(e.mac, ap, e.at);
-          this.toPublish.add(e.mac);
+        if (!this.bindings.has(e.mac) && this.centralWanted.has(e.mac)) {
+          this.reconcileCentral(e.mac);
+          break;
         }
+        if (!this.bindings.has(e.mac)) return;
+        const r = this.scheduler.peek(e.mac);
+        let changed = false;
+        if (r && e.health.checkInMs && e.health.checkInMs > 0 && Math.abs(e.health.checkInMs - r.checkInMs) > r.checkInMs * 0.1) {
+          this.scheduler.setLabel(e.mac, { checkInMs: e.health.checkInMs });
+          changed = true;
+        }
+        changed = this.scheduler.heard(e.mac, ap, e.at) || changed;
+        // A check-in on time changes nothing but `last_seen`: no round, no write, no publish (the
+        // health tick refreshes the retained state now and then). A battery that crossed its
+        // threshold is a condition change and is published.
+        const lowBefore = isLow(prev?.health.batteryMv, this.o.config.low_battery_mv);
+        if (!changed && lowBefore === isLow(e.health.batteryMv, this.o.config.low_battery_mv)) return;
+        this.toPublish.add(e.mac);
         break;
       }
       case 'ack': {
@@ -766,9 +783,12 @@ export class LabelsService implements Service {
         if (lost) this.lostNow.add(mac);
         else this.lostNow.delete(mac);
         this.toPublish.add(mac);
+      } else if (now - (this.publishedAt.get(mac) ?? 0) >= HEALTH_REFRESH_MS) {
+        // last_seen, battery and signal on the bus are refreshed at most this often (not per check-in)
+        this.toPublish.add(mac);
       }
     }
-    this.schedulePump();
+    if (this.toPublish.size > 0) this.schedulePump();
   }
 
   /**
@@ -812,6 +832,7 @@ export class LabelsService implements Service {
       const json = JSON.stringify(i);
       if (this.published.get(mac) === json) continue;
       this.published.set(mac, json);
+      this.publishedAt.set(mac, now);
       this.publish(topics.featureTopic(this.o.storeId, 'labels', 'label', mac), json, true);
       // To central: when what matters changes (matches, failed, problem, conditions), compacted per label.
       const key = JSON.stringify([i.matches, i.state === 'failed', i.problem, i.conditions, i.shows?.price ?? null, i.should_show?.price ?? null]);
@@ -847,4 +868,8 @@ function samePlan(plan: readonly ContentInput[], next: readonly ContentInput[], 
     if (i > 0 && cur[i]!.effectiveAt !== next[i]!.effectiveAt) return false;
   }
   return true;
+}
+
+function isLow(mv: number | null | undefined, threshold: number): boolean {
+  return mv !== null && mv !== undefined && mv > 0 && mv < threshold;
 }
