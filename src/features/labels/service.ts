@@ -158,7 +158,7 @@ export class LabelsService implements Service {
   private readonly unsubscribe: Array<() => void> = [];
   /** Per label, the integrity last published (JSON) and the last outbox-relevant key. */
   private readonly published = new Map<string, string>();
-  private readonly reported = new Map<string, string>();
+  private readonly reported = new Map<string, { key: string; conditions: string }>();
   private readonly toPublish = new Set<string>();
   private lastSummary = '';
   private lastSummaryAt = 0;
@@ -834,10 +834,16 @@ export class LabelsService implements Service {
       this.published.set(mac, json);
       this.publishedAt.set(mac, now);
       this.publish(topics.featureTopic(this.o.storeId, 'labels', 'label', mac), json, true);
-      // To central: when what matters changes (matches, failed, problem, conditions), compacted per label.
-      const key = JSON.stringify([i.matches, i.state === 'failed', i.problem, i.conditions, i.shows?.price ?? null, i.should_show?.price ?? null]);
-      if (this.reported.get(mac) !== key && (i.state !== 'sent' || !i.matches)) {
-        this.reported.set(mac, key);
+      // To central (compacted per label): a label that now shows its price (with switch_delay_ms),
+      // failed, cannot be given content, or whose conditions changed. Not the mismatch while a new
+      // price is on its way: central sent that price, and a chain-wide change would otherwise cost
+      // two events per label instead of one.
+      const conditions = i.conditions.join(',');
+      const key = JSON.stringify([i.matches ? [i.shows?.price ?? null, i.shows?.currency ?? null, i.shows?.since ?? null] : null, i.state === 'failed', i.problem, conditions]);
+      const prev = this.reported.get(mac);
+      const inTransit = !i.matches && (i.state === 'pending' || i.state === 'sent') && !i.problem;
+      if (prev?.key !== key && !(inTransit && prev !== undefined && prev.conditions === conditions)) {
+        this.reported.set(mac, { key, conditions });
         this.o.store
           .appendEvent({ deviceId: `label:${mac}`, kind: 'label_integrity', priority: Priority.ANOMALY, payload: { store_id: this.o.storeId, ...i }, createdAt: now })
           .catch((e: Error) => this.limiter.error('outbox', { err: e.message }, 'label integrity event could not be written'));
