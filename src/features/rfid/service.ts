@@ -22,6 +22,8 @@
  * - The retained count message of a (zone, GTIN) that drops to 0 is cleared (an empty retained
  *   payload), so the retained set stays bounded by what is present; zone_count 0 still goes to central.
  * - The EPC cache (decoded GTIN and serial) holds at most `maxTags` EPCs, oldest first out.
+ * - A zone whose readers are all offline is held (RfidSmoother.setHeld): its tags do not depart
+ *   while nobody can read them; the reader's offline state is on the bus as device availability.
  * - Raw reads (optional) are rate-limited per second across readers; reads beyond are counted, not queued.
  */
 import { performance } from 'node:perf_hooks';
@@ -34,7 +36,7 @@ import { handle } from '../../core/commands';
 import { Priority } from '../../core/event-kinds';
 import type { EventBus } from '../../core/events';
 import type { Locations } from '../../core/locations';
-import type { Source } from '../../core/sources/types';
+import type { DeviceAvailability, Source } from '../../core/sources/types';
 import { decodeEpc, epcGtin } from '../../drivers/epc';
 import type { Store } from '../../store/store';
 import { toGtin14 } from '../../util/gtin';
@@ -148,6 +150,9 @@ export class RfidService implements Service {
   private running = false;
   private readonly inflight = new Set<Promise<void>>();
   private readonly onReading = (r: TagRead): void => this.handleRead(r);
+  /** Readers reported offline by their source. */
+  private readonly offline = new Set<string>();
+  private readonly onAvailability = (a: DeviceAvailability): void => this.readerAvailability(a.sensor, a.online);
 
   constructor(private readonly o: RfidServiceOptions) {
     this.limiter = new LogLimiter(o.log);
@@ -185,7 +190,10 @@ export class RfidService implements Service {
     this.o.events.on(this, 'assignmentChanged', (a) => {
       for (const z of this.zones.values()) if (z.cfg.location === a.locationId && a.gtin) this.recountLocation(z, toGtin14(a.gtin));
     });
-    for (const s of this.o.sources) s.on('reading', this.onReading);
+    for (const s of this.o.sources) {
+      s.on('reading', this.onReading);
+      s.on('availability', this.onAvailability);
+    }
     this.tickTimer = setInterval(() => this.smoother.tick(Date.now()), this.o.config.tick_ms);
     this.tickTimer.unref();
     this.settleTimer = setTimeout(() => this.settled(), this.settleMs);
@@ -195,7 +203,10 @@ export class RfidService implements Service {
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
-    for (const s of this.o.sources) s.off('reading', this.onReading);
+    for (const s of this.o.sources) {
+      s.off('reading', this.onReading);
+      s.off('availability', this.onAvailability);
+    }
     this.o.events.removeOwner(this);
     if (this.tickTimer) clearInterval(this.tickTimer);
     if (this.settleTimer) clearTimeout(this.settleTimer);
@@ -272,6 +283,19 @@ export class RfidService implements Service {
   }
 
   // ------------------------------------------------------------------ reads
+
+  /** A zone all of whose readers are offline is held: its tags do not depart while nobody can see them. */
+  private readerAvailability(reader: string, online: boolean): void {
+    if (online ? !this.offline.delete(reader) : this.offline.has(reader)) return;
+    if (!online) this.offline.add(reader);
+    const now = Date.now();
+    for (const z of this.zones.values()) {
+      if (!z.cfg.antennas.some((a) => a.reader === reader)) continue;
+      const blind = z.cfg.antennas.every((a) => this.offline.has(a.reader));
+      this.smoother.setHeld(z.id, blind, now);
+      this.o.log.info({ zone: z.id, reader, held: blind }, blind ? 'rfid zone blind: its readers are offline, its tags are kept' : 'rfid zone reading again');
+    }
+  }
 
   /** Feeds one read (the sources call this; exposed for tests and benchmarks). */
   handleRead(r: TagRead): void {
