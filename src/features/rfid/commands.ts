@@ -14,4 +14,11 @@ export const rfidZones = declareCommand({
   }),
 });
 
-export const RFID_COMMANDS = [rfidZones];
+export const rfidReaders = declareCommand({
+  name: 'rfid.readers',
+  permission: 'read',
+  description: 'RFID readers: online or not, and their frame counters (reads, checksum/CRC errors, invalid frames, noise bytes, device errors)',
+  payload: z.object({}),
+});
+
+export const RFID_COMMANDS = [rfidZones, rfidReaders];

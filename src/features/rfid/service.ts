@@ -41,7 +41,7 @@ import { decodeEpc, epcGtin } from '../../drivers/epc';
 import type { Store } from '../../store/store';
 import { toGtin14 } from '../../util/gtin';
 import { LatencyRecorder } from '../../util/latency';
-import { rfidZones } from './commands';
+import { rfidReaders, rfidZones } from './commands';
 import type { RfidConfig, RfidZoneConfig } from './config';
 import type { TagRead } from './m100-source';
 import type { ZoneCountRepository } from './repository';
@@ -241,8 +241,13 @@ export class RfidService implements Service {
     });
   }
 
+  /** Every reader: online or not, and its source's frame counters. */
+  readersReport() {
+    return this.o.sources.flatMap((s) => s.devices.map((id) => ({ reader_id: id, online: s.isOnline(id), ...s.stats })));
+  }
+
   commandHandlers() {
-    return [handle(rfidZones, async (p) => this.zonesReport(p))];
+    return [handle(rfidZones, async (p) => this.zonesReport(p)), handle(rfidReaders, async () => this.readersReport())];
   }
 
   status(): Record<string, unknown> {
