@@ -131,8 +131,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   const rfid = {
     readers: rfidReaders,
     zones: [
-      { id: 'backroom', location: 'backroom/stock', antennas: [{ reader: 'r200-back' }], depart_after_ms: 5000 },
-      { id: 'floor', location: 'apparel/rail1', antennas: [{ reader: 'r200-floor' }], depart_after_ms: 5000 },
+      { id: 'backroom', location: 'backroom/stock', antennas: [{ reader: 'r200-back' }], depart_after_ms: 8000 },
+      { id: 'floor', location: 'apparel/rail1', antennas: [{ reader: 'r200-floor' }], depart_after_ms: 8000 },
     ],
   };
 

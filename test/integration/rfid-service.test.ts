@@ -93,8 +93,8 @@ async function rig(dir: string, rfid: Record<string, unknown> = {}): Promise<Rig
     ],
     rfid: {
       readers: [
-        { id: 'r1', kind: 'm100', path: 'mock://r1' },
-        { id: 'r2', kind: 'm100', path: 'mock://r2' },
+        { id: 'r1', kind: 'm100', path: 'mock://r1', probe_ms: 50 },
+        { id: 'r2', kind: 'm100', path: 'mock://r2', probe_ms: 50 },
       ],
       zones: [
         { id: 'floor', location: 'g1/a', antennas: [{ reader: 'r1' }], arrive_after: 2, window_ms: 1000, read_cycle_ms: 0, depart_after_ms: 400 },

@@ -32,7 +32,7 @@ const okRfid = () => ({
   ],
   zones: [
     { id: 'backroom', location: 'back/room', antennas: [{ reader: 'r1' }] },
-    { id: 'floor', location: 'g1/floor', antennas: [{ reader: 'r2', antenna: 1 }], arrive_after: 2, depart_after_ms: 5000 },
+    { id: 'floor', location: 'g1/floor', antennas: [{ reader: 'r2', antenna: 1 }], arrive_after: 2, depart_after_ms: 8000 },
   ],
 });
 
@@ -73,6 +73,12 @@ describe('rfid config', () => {
         { path: 'rfid.zones[2].antennas[2].antenna', message: 'an M100 module has one antenna port: 1' },
       ]),
     );
+  });
+
+  it('a zone must not empty faster than its readers are known to be offline', () => {
+    const r = okRfid();
+    (r.readers[0] as Record<string, unknown>).offline_after_ms = 12_000;
+    expect(issuesOf(base(r))).toEqual([{ path: 'rfid.zones[0].depart_after_ms', message: expect.stringContaining('offline time (12000 ms)') }]);
   });
 
   it('schema errors: unknown keys, unknown reader kind, bad path, empty lists', () => {

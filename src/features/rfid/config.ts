@@ -127,6 +127,10 @@ export function validateRfid(config: Config): ConfigIssue[] {
     if (zones.has(z.id)) issues.push({ path: `${at}.id`, message: `duplicate zone id "${z.id}"` });
     zones.add(z.id);
     if (!locations.has(z.location)) issues.push({ path: `${at}.location`, message: `unknown location "${z.location}" (a shelf/slot of shelves[]; add a slot without sensor for a back room)` });
+    // a reader is known dead only after its offline time: a zone that empties sooner reports every tag gone first
+    const offlineMs = Math.max(0, ...z.antennas.map((a) => cfg.readers.find((r) => r.id === a.reader)).map((r) => (r ? (r.offline_after_ms ?? 3 * r.probe_ms) : 0)));
+    if (z.depart_after_ms <= offlineMs)
+      issues.push({ path: `${at}.depart_after_ms`, message: `must be longer than its readers' offline time (${offlineMs} ms): a silent reader would empty the zone before it is known to be offline` });
     z.antennas.forEach((a, j) => {
       const ap = `${at}.antennas[${j}]`;
       const kind = readers.get(a.reader);
