@@ -68,6 +68,7 @@ class FakeReader extends EventEmitter {
 
 interface Rig {
   store: Store;
+  locations: Locations;
   svc: RfidService;
   r1: FakeReader;
   r2: FakeReader;
@@ -140,6 +141,7 @@ async function rig(dir: string, rfid: Record<string, unknown> = {}): Promise<Rig
   stops.push(stopAll);
   return {
     store,
+    locations,
     svc,
     r1,
     r2,
@@ -268,6 +270,20 @@ describe('RfidService', () => {
     r.r2.emit('availability', { sensor: 'r2', online: true, ts: Date.now() });
     // back, and the tag really gone: it departs depart_after_ms later
     await waitFor(() => r.outbox('departure').some((d) => d.payload.epc === tag), 5000, 'departure after the reader came back');
+  });
+
+  it('when the location is assigned another GTIN, its stock becomes the zone count of that GTIN', async () => {
+    const r = await rig(tmp('sg-rfid-assign-'));
+    await waitFor(() => !r.svc.settling, 5000, 'settled');
+    for (let i = 0; i < 2; i++) for (const e of [epc(ITEM_B, 1), epc(ITEM_B, 2), epc(ITEM_A, 3)]) r.r1.read(e);
+    await waitFor(() => r.stock.length === 1, 5000, 'stock of A');
+    expect(r.stock[0]).toMatchObject({ locationId: 'g1/a', gtin: GTIN_A, count: 1 });
+    const counts = r.outbox('zone_count').length;
+    await r.locations.assign('g1', 'a', { gtin: GTIN_B }, 'test');
+    await waitFor(() => r.stock.length === 2, 5000, 'stock of B');
+    expect(r.stock[1]).toMatchObject({ locationId: 'g1/a', gtin: GTIN_B, count: 2, observedBy: 'rfid' });
+    // carried by a zone_count of B (its count unchanged: previous_count = count)
+    expect(r.outbox('zone_count').slice(counts).map((c) => [c.payload.gtin, c.payload.count, c.payload.previous_count])).toEqual([[GTIN_B, 2, 2]]);
   });
 
   it('raw reads: published up to max_per_s, the rest dropped and counted', async () => {
