@@ -5,7 +5,9 @@
  * simulated shoppers picking, putting back and leaving foreign objects. Prints a `mosquitto_sub`
  * line to watch live stock, then one line per shopper action and per stock change. A reference
  * central inventory service runs beside it: stock events flow up through the outbox, price changes
- * come back down and appear on the bus. Ctrl-C stops.
+ * come back down and appear on the bus. RFID: 40 tagged items moving at random between a back
+ * room and a sales-floor rail, each zone watched by a simulated R200 module on TCP; a few moves are
+ * printed one by one, and the 15 s report sums up the zones. Ctrl-C stops.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -30,7 +32,10 @@ import { serveTcp, type Serving } from '../simulators/serve';
 import { CentralSimulator, parseNetContent } from '../simulators/central';
 import { ShopperScript, describeAction, type ShopperSlot } from '../simulators/shoppers';
 import { OeplApSimulator } from '../simulators/oepl-ap/simulator';
+import { TagPopulation } from '../simulators/rfid/population';
+import { R200Simulator } from '../simulators/rfid/r200-sim';
 import { labelsOf } from './features/labels';
+import { rfidOf } from './features/rfid';
 import type { LabelIntegrity, LabelsSummary } from './features/labels/service';
 
 export interface DemoOptions {
@@ -111,6 +116,26 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   buses.push({ id: 'deli-scale', path: scaleServing.url, model: scaleDef.id, poll_interval_ms: 300 });
   shelves.push({ id: 'deli', slots: [{ id: 'counter', sensor: { bus: 'deli-scale' } }] });
 
+  // --- RFID: tagged apparel in the back room (zone 0) and on a sales-floor rail (zone 1), each
+  // watched by a simulated R200 module on a TCP serial server (an M100 module has one antenna) ---
+  const tags = new TagPopulation({ tags: 40, gtins: 4, zones: 2, seed: opts.seed ?? 1, missProbability: 0.1, outShare: 0.2 });
+  const rfidReaders: object[] = [];
+  for (const [zone, name] of [[0, 'r200-back'], [1, 'r200-floor']] as const) {
+    const serving = await serveTcp(new R200Simulator({ population: tags, zone, roundMs: 50, rng: mulberry32(zone + 21) }), '127.0.0.1', 0);
+    servings.push(serving);
+    rfidReaders.push({ id: name, kind: 'm100', path: serving.url });
+  }
+  // location-only slots (no scale): the back room, and the rail whose product is the first tagged GTIN
+  shelves.push({ id: 'backroom', slots: [{ id: 'stock' }] });
+  shelves.push({ id: 'apparel', slots: [{ id: 'rail1', gtin: tags.gtins[0] }] });
+  const rfid = {
+    readers: rfidReaders,
+    zones: [
+      { id: 'backroom', location: 'backroom/stock', antennas: [{ reader: 'r200-back' }], depart_after_ms: 8000 },
+      { id: 'floor', location: 'apparel/rail1', antennas: [{ reader: 'r200-floor' }], depart_after_ms: 8000 },
+    ],
+  };
+
   // --- the retailer's central inventory service (reference simulator, HTTP on loopback) ---
   const central = new CentralSimulator({ host: '127.0.0.1', port: 0, token: 'demo-central-token', storeIds: [DEMO_STORE], log: silentLogger(), seed: opts.seed ?? 1 });
   await central.start();
@@ -149,6 +174,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     },
     buses,
     shelves,
+    rfid,
     labels: {
       locale: 'de-DE',
       access_points: [{ id: 'ap-demo', url: ap.url, poll_interval_ms: DEMO_LABEL_CHECKIN_MS }],
@@ -226,10 +252,17 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     }
   });
 
+  out(`rfid: ${tags.tags.length} tagged items of ${tags.gtins.length} products moving between the back room and the sales floor (2 simulated R200 modules); watch ${topics.storePrefix(DEMO_STORE)}rfid/#`);
+
   // --- a kiosk-role client that narrates stock changes ---
+  const rfidSeen = { arrival: 0, departure: 0 };
+  const rfidSince = Date.now();
+  let rfidLines = 0;
   const watcher = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, username: DEMO_USER, password: DEMO_PASSWORD, reconnectPeriod: 1000 });
   watcher.on('connect', () =>
-    void watcher.subscribeAsync([topics.allSlotsFilter(DEMO_STORE, 'event'), topics.allPricesFilter(DEMO_STORE)], { qos: 1 }).catch(() => undefined),
+    void watcher
+      .subscribeAsync([topics.allSlotsFilter(DEMO_STORE, 'event'), topics.allPricesFilter(DEMO_STORE), `${topics.storePrefix(DEMO_STORE)}rfid/zone/+/event`], { qos: 1 })
+      .catch(() => undefined),
   );
   watcher.on('error', () => undefined);
   watcher.on('message', (_topic, payload) => {
@@ -238,6 +271,16 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
       if (topics.topicMatches(topics.allPricesFilter(DEMO_STORE), _topic)) {
         const promo = e.promotion as { was_price?: number } | null | undefined;
         out(`  price  ${productByGtin.get(String(e.gtin)) ?? String(e.gtin)}: ${(Number(e.price) / 100).toFixed(2)} ${String(e.currency)}${promo?.was_price ? ` (was ${(promo.was_price / 100).toFixed(2)})` : ''}, version ${String(e.version)}, from central`);
+        return;
+      }
+      if (e.kind === 'arrival' || e.kind === 'departure') {
+        // the first arrivals are the initial inventory; after that, a few moves individually (the 15 s report sums up)
+        rfidSeen[e.kind]++;
+        if (Date.now() - rfidSince > 15_000 && rfidLines < 8) {
+          rfidLines++;
+          const what = `${String(e.gtin ?? 'unknown product')} serial ${String(e.serial ?? '?')}`;
+          out(`  rfid   ${String(e.zone_id)}: ${e.kind === 'arrival' ? `arrived ${what}${e.from_zone ? ` (from ${String(e.from_zone)})` : ''}` : `departed ${what}${e.to_zone ? ` (to ${String(e.to_zone)})` : ''}`}`);
+        }
         return;
       }
       const where = `${String(e.shelf_id)}/${String(e.slot_id)}`;
@@ -258,6 +301,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     onAction: (a) => out(describeAction(a)),
   });
   setTimeout(() => shoppers.start(100), 3000).unref(); // let the first counts settle
+  // tagged items carried between the back room, the floor and out of the store, one every few seconds
+  const tagTimer = setInterval(() => tags.randomMoves(1), 4_000);
 
   // central: a price change now and then (sometimes a promotion), and a report of what arrived
   const priceTimer = setInterval(() => {
@@ -271,6 +316,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     const backlog = gw.store.outboxStats();
     out(`central has received ${st?.events ?? 0} stock events from the store; ${backlog.count} waiting in the store's outbox`);
     const ls = labels.summary();
+    const zones = rfidOf(gw).zonesReport({ tags: false }) as Array<{ zone_id: string; tags_present: number }>;
+    out(`rfid: ${zones.map((z) => `${z.zone_id} ${z.tags_present} tags`).join(', ')}; ${rfidSeen.arrival} arrivals, ${rfidSeen.departure} departures so far`);
     out(`labels: ${ls.confirmed_current}/${ls.priced} show their current price (${(ls.share * 100).toFixed(1)} %)${ls.oldest_mismatch_age_s !== null ? `, oldest mismatch ${ls.oldest_mismatch_age_s} s` : ''}`);
   }, 15_000);
 
@@ -279,6 +326,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   shoppers.stop();
   clearInterval(priceTimer);
   clearInterval(reportTimer);
+  clearInterval(tagTimer);
   await watcher.endAsync().catch(() => undefined);
   await labelWatcher.endAsync().catch(() => undefined);
   await gw.stop();

@@ -5,6 +5,7 @@
  */
 import type { Feature } from '../core/feature';
 import { labelsFeature } from './labels';
+import { rfidFeature } from './rfid';
 import { shelvesFeature } from './shelves';
 
-export const BUILTIN_FEATURES: readonly Feature[] = [shelvesFeature, labelsFeature];
+export const BUILTIN_FEATURES: readonly Feature[] = [shelvesFeature, labelsFeature, rfidFeature];

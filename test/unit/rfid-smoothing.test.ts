@@ -145,6 +145,26 @@ describe('departure', () => {
   });
 });
 
+describe('a blind zone (its readers offline)', () => {
+  it('keeps its tags while held, and gives them a full departAfterMs from the release', () => {
+    const { read, take, s } = setup();
+    for (const t of [0, 300, 600, 900]) read(t);
+    take();
+    s.setHeld('backroom', true, 1000);
+    s.tick(60_000);
+    expect(take()).toEqual([{ type: 'count', zone: 'backroom', gtin: GTIN_A, count: 1, at: 60_000 }]);
+    expect(s.zoneOf(EPC1)).toBe('backroom');
+    s.setHeld('backroom', false, 60_000);
+    s.tick(60_000 + 4999);
+    expect(take()).toEqual([]);
+    s.tick(60_000 + 5000);
+    expect(take()).toEqual([
+      { type: 'departure', epc: EPC1, zone: 'backroom', gtin: GTIN_A, lastSeen: 60_000, reason: 'unseen', to: null, at: 65_000 },
+      { type: 'count', zone: 'backroom', gtin: GTIN_A, count: 0, at: 65_000 },
+    ]);
+  });
+});
+
 describe('two zones: hand-over with hysteresis', () => {
   /** Reads the tag in both zones every 100 ms from t0 to t1 with the given mean RSSI and ±3 dB noise. */
   function both(read: (at: number, o?: Partial<TagRead>) => void, s: RfidSmoother, rnd: () => number, t0: number, t1: number, meanA: number, meanB: number) {

@@ -35,6 +35,9 @@
  *   changes are collected and emitted at `tick(now)`, one event per (zone, GTIN) whose count
  *   differs from the last emitted one: a pallet of 500 arrivals is one count event per GTIN, not
  *   500 (the outbox compacts count changes anyway; this keeps the bus quiet too).
+ * - Blind zones: the caller holds a zone whose readers are offline (`setHeld`): its present tags
+ *   do not depart while it cannot read them, and on release get a full departAfterMs to be seen
+ *   again. A dead reader is a device condition, not every tag leaving at once.
  * - Bounded memory: at most `maxTags` tags are tracked (present or candidate). A read of a new tag
  *   beyond the cap is dropped and counted (`tagsOverCap`); tracked tags are never evicted to make
  *   room, since that would report departures of tags that are still there. A candidate that never
@@ -145,6 +148,8 @@ interface Zone {
   windowMs: number;
   departAfterMs: number;
   readCycleMs: number;
+  /** Blind (its readers are offline): its tags do not depart for being unseen. */
+  held: boolean;
 }
 
 /** One tag as seen by one zone. */
@@ -229,7 +234,7 @@ export class RfidSmoother {
       num(`${at}.departAfterMs`, z.departAfterMs, z.departAfterMs > 0);
       const readCycleMs = z.readCycleMs ?? DEFAULTS.readCycleMs;
       num(`${at}.readCycleMs`, readCycleMs, readCycleMs >= 0);
-      const zone: Zone = { id: z.id, index: i, arriveAfter: z.arriveAfter, windowMs: z.windowMs, departAfterMs: z.departAfterMs, readCycleMs };
+      const zone: Zone = { id: z.id, index: i, arriveAfter: z.arriveAfter, windowMs: z.windowMs, departAfterMs: z.departAfterMs, readCycleMs, held: false };
       this.zones.push(zone);
       this.counts.push(new Map());
       for (const a of z.antennas) {
@@ -259,6 +264,19 @@ export class RfidSmoother {
     const z = this.zones.find((x) => x.id === zone);
     if (z) for (const [g, e] of this.counts[z.index]!) if (e.count > 0) out.set(g, e.count);
     return out;
+  }
+
+  /**
+   * Holds a zone whose readers cannot read (offline): while held, its present tags do not depart
+   * for being unseen (not seeing them proves nothing). On release, every tag of the zone counts as
+   * seen at `now`, so it departs only if it stays unseen for the zone's departAfterMs from then.
+   */
+  setHeld(zone: string, held: boolean, now: number): void {
+    const z = this.zones.find((x) => x.id === zone);
+    if (!z || z.held === held) return;
+    z.held = held;
+    if (held) return;
+    for (const tag of this.tags.values()) for (const o of tag.obs) if (o.zone === z && o.present && o.lastSeen < now) o.lastSeen = now;
   }
 
   /** Feeds one read. Emits arrivals (and hand-overs) at once; departures and counts wait for tick(). */
@@ -355,6 +373,7 @@ export class RfidSmoother {
 
   /** Present: unseen for departAfterMs (departure). Candidate: its window has passed without an arrival. */
   private stale(o: Obs, now: number): boolean {
+    if (o.present && o.zone.held) return false;
     return o.present ? now - o.lastSeen >= o.zone.departAfterMs : now - o.lastSeen > Math.max(o.zone.windowMs, o.zone.readCycleMs);
   }
 

@@ -1,0 +1,73 @@
+/**
+ * The RFID feature's own table: the last committed count per (zone, GTIN). It gives zone_count
+ * its `previous_count` (null only for the first count of a GTIN in a zone since the database was
+ * created, as the contract says) and lets a restarted gateway compare what it counts again with
+ * what it reported before, instead of reporting every zone as emptied and refilled. One row per
+ * (zone, GTIN) ever counted there; a row is kept at count 0. Its SQL lives only here.
+ */
+import type { Statement } from 'better-sqlite3';
+import type { Migration } from '../../store/migrations';
+import type { Store } from '../../store/store';
+
+export const RFID_SCHEMA_VERSION = 13;
+
+export const RFID_MIGRATIONS: readonly Migration[] = [
+  {
+    version: RFID_SCHEMA_VERSION,
+    description: 'rfid: last committed tag count per zone and GTIN',
+    up: `
+      CREATE TABLE rfid_zone_counts (
+        zone_id    TEXT NOT NULL,
+        gtin       TEXT NOT NULL,
+        count      INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (zone_id, gtin)
+      ) WITHOUT ROWID;
+    `,
+  },
+];
+
+export interface ZoneCountRow {
+  zoneId: string;
+  gtin: string;
+  count: number;
+  updatedAt: number;
+}
+
+export class ZoneCountRepository {
+  private selectAll: Statement | null = null;
+  private selectOne: Statement | null = null;
+  /** Queues a count (committed with the writer's next batch, coalesced per zone and GTIN). */
+  readonly save: (r: ZoneCountRow) => Promise<void>;
+
+  constructor(store: Store) {
+    store.onOpen((db) => {
+      this.selectAll = db.prepare('SELECT zone_id, gtin, count, updated_at FROM rfid_zone_counts');
+      this.selectOne = db.prepare('SELECT count FROM rfid_zone_counts WHERE zone_id = ? AND gtin = ?');
+    });
+    this.save = store.defineWrite<ZoneCountRow>({
+      name: 'rfid.saveZoneCount',
+      prepare: (db) => {
+        const upsert = db.prepare(
+          `INSERT INTO rfid_zone_counts (zone_id, gtin, count, updated_at) VALUES (?, ?, ?, ?)
+           ON CONFLICT (zone_id, gtin) DO UPDATE SET count = excluded.count, updated_at = excluded.updated_at`,
+        );
+        return (r) => {
+          upsert.run(r.zoneId, r.gtin, r.count, r.updatedAt);
+        };
+      },
+      coalesce: { key: (r) => `${r.zoneId}\u0000${r.gtin}` },
+    });
+  }
+
+  /** Every committed count (rows at 0 included). */
+  load(): ZoneCountRow[] {
+    return (this.selectAll!.all() as Array<{ zone_id: string; gtin: string; count: number; updated_at: number }>).map((r) => ({ zoneId: r.zone_id, gtin: r.gtin, count: r.count, updatedAt: r.updated_at }));
+  }
+
+  /** The committed count of one GTIN in one zone, or null if it was never counted there. */
+  get(zoneId: string, gtin: string): number | null {
+    const r = this.selectOne!.get(zoneId, gtin) as { count: number } | undefined;
+    return r ? r.count : null;
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * One tag-read source per configured reader, by reader kind. Every kind yields the same reading
+ * (`TagRead` of ./m100-source.ts: reader id, 1-based antenna, EPC hex, RSSI) and reports the
+ * availability of one device, the reader id, so the service and the device registry never look at
+ * the kind.
+ *
+ * Adding a kind (LLRP): its config schema in ./config.ts `readerSchema`, and one `case` below that
+ * builds its source (and the Services it needs started before it, e.g. its own connection).
+ */
+import type { Source } from '../../core/sources/types';
+import { M100_FRAMING_AADD, M100_FRAMING_BB7E } from '../../drivers/m100';
+import type { Service } from '../../lifecycle';
+import type { Logger } from '../../log';
+import { openerFor } from '../../transport/opener';
+import { ReconnectingLink } from '../../transport/reconnecting';
+import type { RfidReaderConfig } from './config';
+import { M100_SERIAL, M100Source, type TagRead } from './m100-source';
+
+export interface BuiltReader {
+  source: Source<TagRead>;
+  /** Started before the sources (links, connections); stopped after them. */
+  services: Service[];
+  /** For the device registry: what kind of device the reader is. */
+  info: { kind: string; model: string; path: string };
+}
+
+export function createRfidSource(r: RfidReaderConfig, log: Logger): BuiltReader {
+  switch (r.kind) {
+    case 'm100': {
+      const link = new ReconnectingLink({
+        name: r.id,
+        opener: openerFor(r.path, { ...M100_SERIAL, baudRate: r.baud_rate }),
+        backoff: { initialMs: r.reconnect.initial_ms, maxMs: r.reconnect.max_ms },
+        log: log.child({ module: 'link', reader: r.id }),
+      });
+      const source = new M100Source({
+        name: `source:${r.id}`,
+        reader: r.id,
+        link,
+        log: log.child({ module: 'm100', reader: r.id }),
+        framing: r.framing === 'aadd' ? M100_FRAMING_AADD : M100_FRAMING_BB7E,
+        ...(r.tx_power_dbm !== undefined ? { txPowerDbm: r.tx_power_dbm } : {}),
+        probeMs: r.probe_ms,
+        rearmMs: Math.max(r.probe_ms + 1, Math.round(r.probe_ms * 1.5)),
+        silenceMs: r.offline_after_ms ?? 3 * r.probe_ms,
+      });
+      return { source, services: [link], info: { kind: 'm100', model: 'magicrf-m100', path: r.path } };
+    }
+    // case 'llrp': the LLRP reader client (src/features/rfid/llrp-reader.ts) goes here.
+  }
+}
