@@ -83,7 +83,7 @@ interface Rig {
   stop(): Promise<void>;
 }
 
-async function rig(opts: { radio?: ScriptedRadio } = {}): Promise<Rig> {
+async function rig(opts: { radio?: ScriptedRadio; publishIntervalMs?: number } = {}): Promise<Rig> {
   const store = new Store({ path: join(dir, 'sg.db'), synchronous: 'full', flushIntervalMs: 2, storeId: 'st1', log: silentLogger(), migrations: [...MIGRATIONS, ...LABELS_MIGRATIONS].sort((a, b) => a.version - b.version) });
   await store.start();
   const events = new EventBus(silentLogger());
@@ -91,7 +91,7 @@ async function rig(opts: { radio?: ScriptedRadio } = {}): Promise<Rig> {
   const published = new Map<string, string>();
   const svc = new LabelsService({
     storeId: 'st1',
-    config: labelsSchema.parse({ locale: 'de-DE', access_points: [{ id: 'ap1', url: 'http://127.0.0.1:9' }], publish_interval_ms: 0 }),
+    config: labelsSchema.parse({ locale: 'de-DE', access_points: [{ id: 'ap1', url: 'http://127.0.0.1:9' }], publish_interval_ms: opts.publishIntervalMs ?? 0 }),
     store,
     bus: { publish: async (topic: string, body: string | Buffer) => void published.set(topic, String(body)) },
     events,
@@ -219,6 +219,17 @@ describe('labels service', () => {
     await waitFor(() => published.has(topic), 5000, 'published');
     expect(svc.unbind(MAC_A, 't')).toEqual({ mac: MAC_A, unbound: true });
     await waitFor(() => published.get(topic) === '', 5000, 'retained state cleared');
+  });
+
+  it('a summary change that falls inside the publish interval is published when the interval is up', async () => {
+    const { svc, radio, events, published } = await rig({ publishIntervalMs: 300 });
+    radio.emit({ type: 'heard', mac: MAC_A, at: Date.now(), health: health() });
+    svc.bind({ mac: MAC_A, shelf: 'g1', slot: 's1' }, 'tech');
+    events.emit('priceApplied', price(129, 1));
+    await waitFor(() => radio.sends.length === 1, 5000, 'sent');
+    // the ack lands right after a summary went out; no other event follows it
+    radio.emit({ type: 'ack', mac: MAC_A, at: Date.now() });
+    await waitFor(() => JSON.parse(published.get('shelfgate/v1/st1/labels/summary') ?? '{}').share === 1, 5000, 'the summary at share 1');
   });
 
   it('stop() removes every listener it added', async () => {

@@ -166,6 +166,7 @@ export class LabelsService implements Service {
   private pumping: Promise<void> | null = null;
   private wakeTimer: NodeJS.Timeout | null = null;
   private healthTimer: NodeJS.Timeout | null = null;
+  private summaryTimer: NodeJS.Timeout | null = null;
   private running = false;
   private readonly inflight = new Set<Promise<unknown>>();
   /** Uploads handed to each radio and not yet answered (keyed by configured AP id: bounded). */
@@ -228,8 +229,10 @@ export class LabelsService implements Service {
     for (const u of this.unsubscribe.splice(0)) u();
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     if (this.healthTimer) clearInterval(this.healthTimer);
+    if (this.summaryTimer) clearTimeout(this.summaryTimer);
     this.wakeTimer = null;
     this.healthTimer = null;
+    this.summaryTimer = null;
     // Let the last round commit what it started (the store is stopped after us).
     await Promise.allSettled([...this.inflight, this.pumping ?? Promise.resolve()]);
     await this.persist().catch(() => undefined);
@@ -817,8 +820,14 @@ export class LabelsService implements Service {
         this.lastSummaryAt = now;
         summary = s;
       }
-    } else if (!this.wakeTimer) {
-      this.armTimer(this.lastSummaryAt + this.o.config.publish_interval_ms);
+    } else if (!this.summaryTimer) {
+      // Too soon for another summary: look again when the interval is up (its own timer: the wake
+      // timer may be set far ahead, for the next deadline, and a change must not wait for it).
+      this.summaryTimer = setTimeout(() => {
+        this.summaryTimer = null;
+        this.schedulePump();
+      }, Math.max(0, this.lastSummaryAt + this.o.config.publish_interval_ms - now));
+      this.summaryTimer.unref();
     }
     return { labels, summary };
   }
