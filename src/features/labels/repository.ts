@@ -121,12 +121,15 @@ interface ContentRow {
   price_key: string;
 }
 
-type WriteInput = { mac: string; label: StoredLabel | null; at: number };
+/** `contentKey`: the plan's and the transfer's seqs; content rows are rewritten only when it differs from what was committed. */
+type WriteInput = { mac: string; label: StoredLabel | null; at: number; contentKey?: string; writeContent?: boolean };
 
 export class LabelRepository {
   private selectLabels: Statement | null = null;
   private selectContent: Statement | null = null;
   private readonly write: (input: WriteInput) => Promise<void>;
+  /** Per label, the content seqs its last committed save wrote. */
+  private readonly committedContent = new Map<string, string>();
 
   constructor(
     store: Store,
@@ -163,7 +166,8 @@ export class LabelRepository {
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         );
         const remove = db.prepare('DELETE FROM labels WHERE mac = ?');
-        return ({ mac, label, at }) => {
+        return (input) => {
+          const { mac, label, at } = input;
           if (!label) {
             remove.run(mac); // label_content goes with it (ON DELETE CASCADE)
             return;
@@ -196,6 +200,9 @@ export class LabelRepository {
             mismatch_since: d.mismatchSince,
             updated_at: at,
           });
+          // The content rows (bodies of a kilobyte and more) change only with the plan or the
+          // transfer in flight, not with a check-in, a stored answer or an attempt count.
+          if (input.writeContent === false) return;
           clearContent.run(mac);
           const put = (c: ContentVersion, inPlan: boolean): void => {
             insertContent.run(mac, c.seq, inPlan ? 1 : 0, c.effectiveAt, c.hash, c.body, c.bytes, c.price, c.currency, c.priceKey);
@@ -209,13 +216,29 @@ export class LabelRepository {
     });
   }
 
-  /** Queues the label's binding and delivery state; resolves once committed. */
+  /**
+   * Queues the label's binding and delivery state; resolves once committed. The object is the
+   * repository's from here on (the caller passes a copy it does not change: scheduler.record()).
+   */
   save(label: StoredLabel): Promise<void> {
-    return this.write({ mac: label.delivery.mac, label: structuredClone(label), at: this.clock() });
+    const mac = label.delivery.mac;
+    const d = label.delivery;
+    const contentKey = `${d.plan.map((c) => c.seq).join(',')}|${d.inflight?.content.seq ?? ''}`;
+    // Skip the content rows when the last committed save of this label had the same ones. The memo
+    // is set only after a commit and dropped on a failure, so it never claims rows that are not there.
+    const writeContent = this.committedContent.get(mac) !== contentKey;
+    return this.write({ mac, label, at: this.clock(), contentKey, writeContent }).then(
+      () => void this.committedContent.set(mac, contentKey),
+      (e: unknown) => {
+        this.committedContent.delete(mac);
+        throw e;
+      },
+    );
   }
 
   /** Queues the removal of a label and its content; resolves once committed. */
   remove(mac: string): Promise<void> {
+    this.committedContent.delete(mac);
     return this.write({ mac, label: null, at: this.clock() });
   }
 
