@@ -45,6 +45,7 @@ import { Readable } from 'node:stream';
 import type { Aedes, Client, ConnectPacket } from 'aedes';
 import type { MqttConfig } from '../config/schema';
 import type { LogLimiter, Logger } from '../log';
+import { topicMatches } from './topics';
 
 export interface SessionStats {
   /** Client ids with a live connection or a stored persistent session. */
@@ -392,6 +393,23 @@ export class Sessions {
     }
   }
 
+  /** Retained messages by topic (see storeRetained in wrap()). */
+  private readonly retained = new Map<string, { topic: string; payload: Buffer }>();
+
+  /** The retained messages matching any of `patterns`, each pattern's in store order (as aedes-persistence yields them). */
+  private *retainedFor(patterns: readonly string[]): Generator<{ topic: string; payload: Buffer }> {
+    for (const p of patterns) {
+      const wild = p.search(/[+#]/);
+      if (wild === -1) {
+        const m = this.retained.get(p);
+        if (m) yield m;
+        continue;
+      }
+      const prefix = p.slice(0, wild);
+      for (const [topic, m] of this.retained) if (topic.startsWith(prefix) && topicMatches(p, topic)) yield m;
+    }
+  }
+
   private wrap(inner: InnerPersistence): InnerPersistence {
     const overrides: Record<string, unknown> = {
       addSubscriptions: async (client: Client, subs: Array<{ topic: string }>): Promise<void> => {
@@ -469,6 +487,18 @@ export class Sessions {
         return undefined;
       },
       outgoingStream: (client: { id: string }): Readable => Readable.from([...(this.queues.get(client.id)?.items ?? [])]),
+      // Retained messages: aedes-persistence answers every SUBSCRIBE by testing each retained topic
+      // against the filter with a fresh qlobber (split into words per topic), so with 20,000
+      // retained messages (a label and a price per product) one subscribe cost ~10 ms of broker
+      // CPU and a request/response client paid it per request. Kept here instead: a filter
+      // without wildcards is one map lookup; one with wildcards scans only the topics under its
+      // literal prefix (a sorted walk is not needed: the prefix test is a cheap startsWith).
+      storeRetained: async (packet: { topic: string; payload: Buffer }): Promise<void> => {
+        if (packet.payload.length === 0) this.retained.delete(packet.topic);
+        else this.retained.set(packet.topic, Object.assign({}, packet));
+      },
+      createRetainedStreamCombi: (patterns: string[]): Readable => Readable.from(this.retainedFor(patterns)),
+      createRetainedStream: (pattern: string): Readable => Readable.from(this.retainedFor([pattern])),
     };
     // everything else goes to aedes's persistence; methods bound once (this sits on the publish path)
     const bound = new Map<PropertyKey, unknown>();
