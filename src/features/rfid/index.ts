@@ -56,7 +56,7 @@ export const rfidFeature = defineFeature({
     const links: Service[] = [];
     const sources: Array<Source<TagRead>> = [];
     for (const r of cfg.readers) {
-      const built = createRfidSource(r, ctx.log);
+      const built = createRfidSource(r, ctx.log, cfg.zones);
       ctx.devices.track(built.source, () => built.info);
       links.push(...built.services);
       sources.push(built.source);
