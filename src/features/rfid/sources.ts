@@ -57,7 +57,7 @@ export function createRfidSource(r: RfidReaderConfig, log: Logger, zones: readon
         reader: r.id,
         address: llrpEndpoint(r.address),
         zones: llrpZonePlans(r, zones).map((p) => ({ rospecId: p.rospecId, antennas: p.antennas, trigger: p.trigger })),
-        log: log.child({ module: 'llrp', reader: r.id }),
+        log: log.child({ module: 'llrp' }), // the session puts `reader` on its lines itself
         keepaliveMs: r.keepalive_ms,
         missedKeepalives: r.missed_keepalives,
         backoff: { initialMs: r.reconnect.initial_ms, maxMs: r.reconnect.max_ms },
