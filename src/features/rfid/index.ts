@@ -1,5 +1,5 @@
 /**
- * The RFID feature: serial M100/R200 modules (and, next, fixed LLRP readers) read tags in zones;
+ * The RFID feature: serial M100/R200 modules and fixed LLRP readers read tags in zones;
  * EPCs are decoded to GTINs (SGTIN-96/198, docs/epc.md), reads are smoothed into arrivals,
  * departures and counts per GTIN per zone (docs/rfid-smoothing.md), and every change is a durable
  * outbox event; a zone's count of its location's GTIN is that location's stock.
