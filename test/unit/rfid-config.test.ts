@@ -120,7 +120,7 @@ describe('rfid config: LLRP readers', () => {
     const c = rfidSlice(config!)!;
     expect(llrpZonePlans(c.readers[1] as never, c.zones)).toEqual([
       { zone: 'fit-a', rospecId: 2, antennas: [1], trigger: { type: 'periodic', periodMs: 1000, durationMs: 400, offsetMs: 0 } },
-      { zone: 'fit-b', rospecId: 3, antennas: [2], trigger: { type: 'periodic', periodMs: 1000, durationMs: 400, offsetMs: 400 } },
+      { zone: 'fit-b', rospecId: 3, antennas: [2], trigger: { type: 'periodic', periodMs: 1000, durationMs: 400, offsetMs: 500 } },
     ]);
   });
 

@@ -13,7 +13,8 @@
  *   per reader). A reader has one radio and runs one ROSpec at a time (LLRP 1.0.1: ROSpecs are
  *   scheduled by priority, and a reader does not run two at once). So `immediate` (one ROSpec
  *   running all the time) allows one zone per reader. `periodic` splits each period into one slot
- *   of `duration_ms` per zone: the reader's k-th zone starts at offset k x duration_ms. A per-zone
+ *   of `duration_ms` per zone: the reader's k-th of n zones starts at offset k x period_ms / n
+ *   (spare time becomes gaps between slots, so one ROSpec ends before the next starts). A per-zone
  *   trigger would let two zones of one reader ask for overlapping air time, which the reader cannot
  *   give; per reader, the slots are laid out here and checked to fit the period.
  * - A zone observes a location id of the config's shelves (`shelf/slot`), the same location a
@@ -160,17 +161,20 @@ export interface LlrpZonePlan {
   trigger: { type: 'immediate' } | { type: 'periodic'; periodMs: number; durationMs: number; offsetMs: number };
 }
 
-/** The ROSpecs of LLRP reader `r`: one per zone using it, in zones[] order; periodic slots laid one after another. */
+/** The ROSpecs of LLRP reader `r`: one per zone using it, in zones[] order; periodic slots spread evenly over the period. */
 export function llrpZonePlans(r: Extract<RfidReaderConfig, { kind: 'llrp' }>, zones: readonly RfidZoneConfig[]): LlrpZonePlan[] {
   const plans: LlrpZonePlan[] = [];
   zones.forEach((z, i) => {
     const antennas = [...new Set(z.antennas.filter((a) => a.reader === r.id).map((a) => a.antenna))];
     if (antennas.length === 0) return;
-    const t = r.trigger;
-    const trigger: LlrpZonePlan['trigger'] =
-      t === 'immediate' ? { type: 'immediate' } : { type: 'periodic', periodMs: t.periodic.period_ms, durationMs: t.periodic.duration_ms, offsetMs: plans.length * t.periodic.duration_ms };
-    plans.push({ zone: z.id, rospecId: i + 1, antennas, trigger });
+    plans.push({ zone: z.id, rospecId: i + 1, antennas, trigger: { type: 'immediate' } });
   });
+  const t = r.trigger;
+  if (t !== 'immediate') {
+    // slots spread evenly over the period: any spare time is a gap between two zones' ROSpecs, so one ends before the next starts
+    const slot = Math.floor(t.periodic.period_ms / Math.max(1, plans.length));
+    plans.forEach((p, k) => (p.trigger = { type: 'periodic', periodMs: t.periodic.period_ms, durationMs: t.periodic.duration_ms, offsetMs: k * slot }));
+  }
   return plans;
 }
 
