@@ -6,8 +6,10 @@
  * line to watch live stock, then one line per shopper action and per stock change. A reference
  * central inventory service runs beside it: stock events flow up through the outbox, price changes
  * come back down and appear on the bus. RFID: 40 tagged items moving at random between a back
- * room and a sales-floor rail, each zone watched by a simulated R200 module on TCP; a few moves are
- * printed one by one, and the 15 s report sums up the zones. Ctrl-C stops.
+ * room, a sales-floor rail and a fitting room; the back room and the rail are each watched by a
+ * simulated R200 module on TCP, the fitting room by a simulated fixed LLRP reader (two antennas,
+ * in process on loopback); a few moves are printed one by one, and the 15 s report sums up the
+ * zones. Ctrl-C stops.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,6 +35,7 @@ import { CentralSimulator, parseNetContent } from '../simulators/central';
 import { ShopperScript, describeAction, type ShopperSlot } from '../simulators/shoppers';
 import { OeplApSimulator } from '../simulators/oepl-ap/simulator';
 import { TagPopulation } from '../simulators/rfid/population';
+import { LlrpReaderSimulator } from '../simulators/rfid/llrp-sim';
 import { R200Simulator } from '../simulators/rfid/r200-sim';
 import { labelsOf } from './features/labels';
 import { rfidOf } from './features/rfid';
@@ -117,22 +120,29 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   shelves.push({ id: 'deli', slots: [{ id: 'counter', sensor: { bus: 'deli-scale' } }] });
 
   // --- RFID: tagged apparel in the back room (zone 0) and on a sales-floor rail (zone 1), each
-  // watched by a simulated R200 module on a TCP serial server (an M100 module has one antenna) ---
-  const tags = new TagPopulation({ tags: 40, gtins: 4, zones: 2, seed: opts.seed ?? 1, missProbability: 0.1, outShare: 0.2 });
+  // watched by a simulated R200 module on a TCP serial server (an M100 module has one antenna), and
+  // in a fitting room (zone 2) watched by both antennas of a simulated fixed LLRP reader ---
+  const tags = new TagPopulation({ tags: 40, gtins: 4, zones: 3, seed: opts.seed ?? 1, missProbability: 0.1, outShare: 0.2 });
   const rfidReaders: object[] = [];
   for (const [zone, name] of [[0, 'r200-back'], [1, 'r200-floor']] as const) {
     const serving = await serveTcp(new R200Simulator({ population: tags, zone, roundMs: 50, rng: mulberry32(zone + 21) }), '127.0.0.1', 0);
     servings.push(serving);
     rfidReaders.push({ id: name, kind: 'm100', path: serving.url });
   }
+  const llrpSim = new LlrpReaderSimulator({ population: tags, antennas: 2, antennaZones: [2, 2], roundMs: 100, rng: mulberry32(23) });
+  await llrpSim.start();
+  servings.push({ url: llrpSim.url, close: () => llrpSim.stop() });
+  rfidReaders.push({ id: 'llrp-fitting', kind: 'llrp', address: `127.0.0.1:${llrpSim.port}`, antenna_ports: 2 });
   // location-only slots (no scale): the back room, and the rail whose product is the first tagged GTIN
   shelves.push({ id: 'backroom', slots: [{ id: 'stock' }] });
   shelves.push({ id: 'apparel', slots: [{ id: 'rail1', gtin: tags.gtins[0] }] });
+  shelves.push({ id: 'fitting', slots: [{ id: 'room1' }] });
   const rfid = {
     readers: rfidReaders,
     zones: [
       { id: 'backroom', location: 'backroom/stock', antennas: [{ reader: 'r200-back' }], depart_after_ms: 8000 },
       { id: 'floor', location: 'apparel/rail1', antennas: [{ reader: 'r200-floor' }], depart_after_ms: 8000 },
+      { id: 'fitting-room', location: 'fitting/room1', antennas: [{ reader: 'llrp-fitting', antenna: 1 }, { reader: 'llrp-fitting', antenna: 2 }], depart_after_ms: 8000 },
     ],
   };
 
@@ -252,7 +262,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     }
   });
 
-  out(`rfid: ${tags.tags.length} tagged items of ${tags.gtins.length} products moving between the back room and the sales floor (2 simulated R200 modules); watch ${topics.storePrefix(DEMO_STORE)}rfid/#`);
+  out(`rfid: ${tags.tags.length} tagged items of ${tags.gtins.length} products moving between the back room, the sales floor and a fitting room (2 simulated R200 modules, 1 simulated LLRP reader); watch ${topics.storePrefix(DEMO_STORE)}rfid/#`);
 
   // --- a kiosk-role client that narrates stock changes ---
   const rfidSeen = { arrival: 0, departure: 0 };

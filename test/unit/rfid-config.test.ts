@@ -91,3 +91,81 @@ describe('rfid config', () => {
     expect(issuesOf(base({ readers: [], zones: [] })).map((i) => i.path)).toEqual(expect.arrayContaining(['rfid.readers', 'rfid.zones']));
   });
 });
+
+describe('rfid config: LLRP readers', () => {
+  const llrp = (extra: Record<string, unknown> = {}) => ({ id: 'fx', kind: 'llrp', address: '10.0.0.20', ...extra });
+  const withLlrp = (reader: Record<string, unknown>, zones: unknown[]) => base({ readers: [{ id: 'r1', kind: 'm100', path: '/dev/ttyUSB0' }, reader], zones });
+
+  it('fills the defaults; one immediate zone gets ROSpec = its zone position, with its antennas', async () => {
+    const { config, issues } = validateConfig(withLlrp(llrp(), [{ id: 'backroom', location: 'back/room', antennas: [{ reader: 'fx', antenna: 3 }, { reader: 'fx', antenna: 4 }] }]), defs, BUILTIN_FEATURES);
+    expect(issues).toEqual([]);
+    const r = rfidSlice(config!)!.readers[1]!;
+    expect(r).toEqual({ id: 'fx', kind: 'llrp', address: '10.0.0.20', keepalive_ms: 2000, missed_keepalives: 3, trigger: 'immediate', reconnect: { initial_ms: 500, max_ms: 30_000 } });
+    const { llrpZonePlans, llrpEndpoint } = await import('../../src/features/rfid/config');
+    expect(llrpZonePlans(r as never, rfidSlice(config!)!.zones)).toEqual([{ zone: 'backroom', rospecId: 1, antennas: [3, 4], trigger: { type: 'immediate' } }]);
+    expect(llrpEndpoint('10.0.0.20')).toBe('tcp://10.0.0.20:5084');
+    expect(llrpEndpoint('tcp://Reader-1.local:5085')).toBe('tcp://reader-1.local:5085');
+    expect(llrpEndpoint('[fe80::1]')).toBe('tcp://[fe80::1]:5084');
+  });
+
+  it('periodic: each zone of the reader gets its own slot of the period', async () => {
+    const zones = [
+      { id: 'backroom', location: 'back/room', antennas: [{ reader: 'r1' }] },
+      { id: 'fit-a', location: 'g1/floor', antennas: [{ reader: 'fx', antenna: 1 }], window_ms: 3000 },
+      { id: 'fit-b', location: 'g1/s1', antennas: [{ reader: 'fx', antenna: 2 }], window_ms: 3000 },
+    ];
+    const { config, issues } = validateConfig(withLlrp(llrp({ trigger: { periodic: { period_ms: 1000, duration_ms: 400 } } }), zones), defs, BUILTIN_FEATURES);
+    expect(issues).toEqual([]);
+    const { llrpZonePlans } = await import('../../src/features/rfid/config');
+    const c = rfidSlice(config!)!;
+    expect(llrpZonePlans(c.readers[1] as never, c.zones)).toEqual([
+      { zone: 'fit-a', rospecId: 2, antennas: [1], trigger: { type: 'periodic', periodMs: 1000, durationMs: 400, offsetMs: 0 } },
+      { zone: 'fit-b', rospecId: 3, antennas: [2], trigger: { type: 'periodic', periodMs: 1000, durationMs: 400, offsetMs: 500 } },
+    ]);
+  });
+
+  it('cross-checks with paths: same endpoint, antenna range, M100 antenna rule kept, triggers, offline time, unused reader', () => {
+    const cfg = {
+      readers: [
+        { id: 'r1', kind: 'm100', path: 'tcp://10.0.0.20:5084' },
+        { id: 'fx', kind: 'llrp', address: '10.0.0.20', antenna_ports: 4 },
+        { id: 'fy', kind: 'llrp', address: 'tcp://10.0.0.21:5084' },
+        { id: 'fz', kind: 'llrp', address: '10.0.0.21:5084' },
+        { id: 'fp', kind: 'llrp', address: '10.0.0.22', keepalive_ms: 5000, trigger: { periodic: { period_ms: 2000, duration_ms: 1500 } } },
+        { id: 'fq', kind: 'llrp', address: '10.0.0.23:99999' },
+      ],
+      zones: [
+        { id: 'a', location: 'back/room', antennas: [{ reader: 'fx', antenna: 5 }, { reader: 'r1', antenna: 2 }] },
+        { id: 'b', location: 'g1/floor', antennas: [{ reader: 'fy', antenna: 1 }] },
+        { id: 'c', location: 'g1/s1', antennas: [{ reader: 'fy', antenna: 2 }] },
+        { id: 'd', location: 'g1/s1', antennas: [{ reader: 'fp', antenna: 1 }], arrive_after: 3, window_ms: 4000, depart_after_ms: 1000, read_cycle_ms: 2000 },
+        { id: 'e', location: 'g1/s1', antennas: [{ reader: 'fp', antenna: 2 }, { reader: 'fq', antenna: 1 }], window_ms: 5000, depart_after_ms: 20_000 },
+      ],
+    };
+    expect(issuesOf(base(cfg))).toEqual(
+      expect.arrayContaining([
+        { path: 'rfid.readers[1].address', message: 'the same device as reader "r1"' },
+        { path: 'rfid.readers[3].address', message: 'the same device as reader "fy"' },
+        { path: 'rfid.readers[5].address', message: 'port 99999 is not 1..65535' },
+        { path: 'rfid.zones[0].antennas[0].antenna', message: 'reader "fx" has antenna ports 1..4' },
+        { path: 'rfid.zones[0].antennas[1].antenna', message: 'an M100 module has one antenna port: 1' },
+        { path: 'rfid.readers[2].trigger', message: expect.stringContaining('2 zones use this reader') },
+        { path: 'rfid.readers[3]', message: expect.stringContaining('no zone uses LLRP reader "fz"') },
+        { path: 'rfid.readers[4].trigger.periodic', message: expect.stringContaining('do not fit period_ms 2000') },
+        { path: 'rfid.zones[3].depart_after_ms', message: expect.stringContaining('offline time (15000 ms)') },
+        { path: 'rfid.zones[3].depart_after_ms', message: expect.stringContaining('trigger period (2000 ms)') },
+        { path: 'rfid.zones[3].window_ms', message: expect.stringContaining('(4000 ms)') },
+        { path: 'rfid.zones[3].read_cycle_ms', message: expect.stringContaining('trigger period (2000 ms)') },
+      ]),
+    );
+    expect(issuesOf(base(cfg)).filter((i) => i.path.startsWith('rfid.zones[4]'))).toEqual([]);
+  });
+
+  it('schema errors: a bad address, a trigger that is neither immediate nor periodic, m100 keys on an LLRP reader', () => {
+    const z = [{ id: 'a', location: 'back/room', antennas: [{ reader: 'fx', antenna: 1 }] }];
+    expect(issuesOf(withLlrp(llrp({ address: 'http://x/y' }), z)).map((i) => i.path)).toContain('rfid.readers[1].address');
+    expect(issuesOf(withLlrp(llrp({ trigger: 'periodic' }), z)).map((i) => i.path)).toContain('rfid.readers[1].trigger');
+    expect(issuesOf(withLlrp(llrp({ trigger: { periodic: { period_ms: 1000 } } }), z)).map((i) => i.path)).toContain('rfid.readers[1].trigger');
+    expect(issuesOf(withLlrp(llrp({ path: '/dev/ttyUSB1' }), z)).map((i) => i.path)).toContain('rfid.readers[1]');
+  });
+});

@@ -1,5 +1,5 @@
 /**
- * The RFID feature: serial M100/R200 modules (and, next, fixed LLRP readers) read tags in zones;
+ * The RFID feature: serial M100/R200 modules and fixed LLRP readers read tags in zones;
  * EPCs are decoded to GTINs (SGTIN-96/198, docs/epc.md), reads are smoothed into arrivals,
  * departures and counts per GTIN per zone (docs/rfid-smoothing.md), and every change is a durable
  * outbox event; a zone's count of its location's GTIN is that location's stock.
@@ -56,7 +56,7 @@ export const rfidFeature = defineFeature({
     const links: Service[] = [];
     const sources: Array<Source<TagRead>> = [];
     for (const r of cfg.readers) {
-      const built = createRfidSource(r, ctx.log);
+      const built = createRfidSource(r, ctx.log, cfg.zones);
       ctx.devices.track(built.source, () => built.info);
       links.push(...built.services);
       sources.push(built.source);

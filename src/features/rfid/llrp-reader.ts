@@ -275,7 +275,9 @@ export class LlrpReader extends EventEmitter implements Service {
   private setOffline(reason: string): void {
     if (!this.online) return;
     this.online = false;
-    this.opts.log.warn({ reader: this.name, reason }, 'LLRP reader offline');
+    // stopping on purpose is not a fault: info, so a clean shutdown prints no warning
+    if (reason === 'stopped') this.opts.log.info({ reader: this.name, reason }, 'LLRP reader offline');
+    else this.opts.log.warn({ reader: this.name, reason }, 'LLRP reader offline');
     this.safeEmit('offline', reason);
   }
 

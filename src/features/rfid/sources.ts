@@ -4,8 +4,11 @@
  * availability of one device, the reader id, so the service and the device registry never look at
  * the kind.
  *
- * Adding a kind (LLRP): its config schema in ./config.ts `readerSchema`, and one `case` below that
+ * Adding a kind: its config schema in ./config.ts `readerSchema`, and one `case` below that
  * builds its source (and the Services it needs started before it, e.g. its own connection).
+ *
+ * An LLRP reader is one LlrpSource (its session connects and reconnects by itself: no link
+ * Service) with one ROSpec per zone that uses it, laid out by llrpZonePlans() in ./config.ts.
  */
 import type { Source } from '../../core/sources/types';
 import { M100_FRAMING_AADD, M100_FRAMING_BB7E } from '../../drivers/m100';
@@ -13,7 +16,8 @@ import type { Service } from '../../lifecycle';
 import type { Logger } from '../../log';
 import { openerFor } from '../../transport/opener';
 import { ReconnectingLink } from '../../transport/reconnecting';
-import type { RfidReaderConfig } from './config';
+import { llrpEndpoint, llrpZonePlans, type RfidReaderConfig, type RfidZoneConfig } from './config';
+import { LlrpSource } from './llrp-source';
 import { M100_SERIAL, M100Source, type TagRead } from './m100-source';
 
 export interface BuiltReader {
@@ -24,7 +28,8 @@ export interface BuiltReader {
   info: { kind: string; model: string; path: string };
 }
 
-export function createRfidSource(r: RfidReaderConfig, log: Logger): BuiltReader {
+/** `zones`: the config's zones (an LLRP reader's ROSpecs come from the zones that use it). */
+export function createRfidSource(r: RfidReaderConfig, log: Logger, zones: readonly RfidZoneConfig[] = []): BuiltReader {
   switch (r.kind) {
     case 'm100': {
       const link = new ReconnectingLink({
@@ -46,6 +51,18 @@ export function createRfidSource(r: RfidReaderConfig, log: Logger): BuiltReader 
       });
       return { source, services: [link], info: { kind: 'm100', model: 'magicrf-m100', path: r.path } };
     }
-    // case 'llrp': the LLRP reader client (src/features/rfid/llrp-reader.ts) goes here.
+    case 'llrp': {
+      const source = new LlrpSource({
+        name: `source:${r.id}`,
+        reader: r.id,
+        address: llrpEndpoint(r.address),
+        zones: llrpZonePlans(r, zones).map((p) => ({ rospecId: p.rospecId, antennas: p.antennas, trigger: p.trigger })),
+        log: log.child({ module: 'llrp' }), // the session puts `reader` on its lines itself
+        keepaliveMs: r.keepalive_ms,
+        missedKeepalives: r.missed_keepalives,
+        backoff: { initialMs: r.reconnect.initial_ms, maxMs: r.reconnect.max_ms },
+      });
+      return { source, services: [], info: { kind: 'llrp', model: 'llrp-1.0.1', path: r.address } };
+    }
   }
 }
