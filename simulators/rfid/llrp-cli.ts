@@ -8,14 +8,13 @@
  * move. SIGUSR2 reboots the reader (--reboot-down-ms). Exit codes: 0 stopped cleanly, 64 usage,
  * 66 cannot read --script/--replay, 69 cannot listen.
  */
-import { readFileSync } from 'node:fs';
 import { ExitCode } from '../../src/errors';
 import { cliFor, parseCliArgs, parseHostPort, parseNumber as num, serveUntilStopped, UsageError } from '../cli-util';
 import { forkRng, mulberry32 } from '../physics';
 import { TimerSet } from '../timers';
 import { LlrpReaderSimulator } from './llrp-sim';
-import { parsePopulationScript, TagPopulation, type ScriptMove } from './population';
-import { parseHexLines } from './r200-sim';
+import { type ScriptMove } from './population';
+import { populationFromCli } from './population-cli';
 
 export interface LlrpCliIo {
   stdout?: { write(s: string): unknown };
@@ -93,21 +92,10 @@ export async function runLlrpCli(argv: string[], io: LlrpCliIo = {}): Promise<nu
     moveInterval = values['move-interval'] !== undefined ? num('move-interval', values['move-interval'], 0, { min: 1 }) : null;
     rebootDownMs = num('reboot-down-ms', values['reboot-down-ms'], 2000, { min: 0, max: 3_600_000 });
     const rng = mulberry32(seed);
-    const population = new TagPopulation({
-      tags: num('tags', values.tags, 200, { int: true, min: 1, max: 1_000_000 }),
-      gtins: num('gtins', values.gtins, 20, { int: true, min: 1, max: 99_999 }),
-      zones,
-      seed,
-      missProbability: num('miss', values.miss, 0.1, { min: 0, max: 1 }),
-      rssiSigmaDb: num('rssi-sigma', values['rssi-sigma'], 2, { min: 0 }),
-    });
-    let replay: Buffer[] | undefined;
-    try {
-      if (values.script !== undefined) script = parsePopulationScript(readFileSync(values.script, 'utf8'));
-      if (values.replay !== undefined) replay = parseHexLines(readFileSync(values.replay, 'utf8'));
-    } catch (e) {
-      return cli.fail((e as Error).message, 66); // EX_NOINPUT
-    }
+    const tagged = populationFromCli(values, zones, seed);
+    if ('unreadable' in tagged) return cli.fail(tagged.unreadable, 66); // EX_NOINPUT
+    const { population, replay } = tagged;
+    script = tagged.script;
     sim = new LlrpReaderSimulator({
       population,
       host: listen.host,

@@ -7,7 +7,6 @@
  * --move-interval, one line per random move. Exit codes: 0 stopped cleanly, 64 usage, 66 cannot
  * read --script/--replay, 69 cannot serve.
  */
-import { readFileSync } from 'node:fs';
 import { ExitCode } from '../../src/errors';
 import { M100_FRAMING_AADD, M100_FRAMING_BB7E } from '../../src/drivers/m100';
 import { M100_SERIAL } from '../../src/features/rfid/m100-source';
@@ -15,8 +14,9 @@ import { cliFor, parseCliArgs, parseHostPort, parseNumber as num, serveUntilStop
 import { forkRng, mulberry32 } from '../physics';
 import { servePort, servePty, serveTcp, type Serving } from '../serve';
 import { TimerSet } from '../timers';
-import { parsePopulationScript, TagPopulation, type ScriptMove } from './population';
-import { parseHexLines, R200Simulator } from './r200-sim';
+import { type ScriptMove } from './population';
+import { populationFromCli } from './population-cli';
+import { R200Simulator } from './r200-sim';
 
 export interface R200CliIo {
   stdout?: { write(s: string): unknown };
@@ -96,21 +96,10 @@ export async function runR200Cli(argv: string[], io: R200CliIo = {}): Promise<nu
     if (notify !== '22' && notify !== '27') throw new UsageError(`--notify-cmd must be 22 or 27, got ${JSON.stringify(notify)}`);
     moveInterval = values['move-interval'] !== undefined ? num('move-interval', values['move-interval'], 0, { min: 1 }) : null;
     const rng = mulberry32(seed);
-    const population = new TagPopulation({
-      tags: num('tags', values.tags, 200, { int: true, min: 1, max: 1_000_000 }),
-      gtins: num('gtins', values.gtins, 20, { int: true, min: 1, max: 99_999 }),
-      zones,
-      seed,
-      missProbability: num('miss', values.miss, 0.1, { min: 0, max: 1 }),
-      rssiSigmaDb: num('rssi-sigma', values['rssi-sigma'], 2, { min: 0 }),
-    });
-    let replay: Buffer[] | undefined;
-    try {
-      if (values.script !== undefined) script = parsePopulationScript(readFileSync(values.script, 'utf8'));
-      if (values.replay !== undefined) replay = parseHexLines(readFileSync(values.replay, 'utf8'));
-    } catch (e) {
-      return cli.fail((e as Error).message, 66); // EX_NOINPUT
-    }
+    const tagged = populationFromCli(values, zones, seed);
+    if ('unreadable' in tagged) return cli.fail(tagged.unreadable, 66); // EX_NOINPUT
+    const { population, replay } = tagged;
+    script = tagged.script;
     sim = new R200Simulator({
       population,
       zone: num('zone', values.zone, 0, { int: true, min: 0, max: zones - 1 }),
