@@ -2,6 +2,7 @@
  * Issue #10's benchmark: four LLRP readers and four serial modules through the whole gateway.
  *
  *   npm run build && node dist/bench/rfid.js [--steps 10000,15000,20000,25000,30000] [--step-s 4] [--settle-round-ms 500]
+ *   (BENCH_DAEMON_NODE_ARGS='--max-old-space-size=96': Node flags for the daemon alone)
  *
  * Parts: the real daemon (`node dist/src/cli.js run --config`, as the e2e tests start it); in this
  * process the reference central (plain HTTP), a Modbus scale (the config needs a weight bus), 4
@@ -85,11 +86,12 @@ const quantile = (xs: number[], q: number): number => {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? NaN;
 };
 
-/** The real daemon; resolves at its `gateway ready` line with its MQTT port. */
+/** The real daemon (Node flags for it alone in BENCH_DAEMON_NODE_ARGS, e.g. a heap limit); resolves at its `gateway ready` line with its MQTT port. */
 async function startDaemon(config: object, dir: string): Promise<{ proc: ChildProcess; mqttPort: number }> {
   const file = join(dir, 'shelfgate.yaml');
   writeFileSync(file, stringify(config), { mode: 0o600 });
-  const proc = spawn(process.execPath, [resolvePath(__dirname, '../src/cli.js'), 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: '' } });
+  const nodeArgs = (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const proc = spawn(process.execPath, [...nodeArgs, resolvePath(__dirname, '../src/cli.js'), 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: '' } });
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const mqttPort = await new Promise<number>((resolve, reject) => {
@@ -130,6 +132,7 @@ async function main(): Promise<void> {
   const stepS = Number(values['step-s']);
   console.log(`machine: ${machine()}`);
   console.log(`date: ${new Date().toISOString()}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  if (process.env.BENCH_DAEMON_NODE_ARGS) console.log(`daemon node flags: ${process.env.BENCH_DAEMON_NODE_ARGS}`);
   console.log(`command: node dist/bench/rfid.js --steps ${steps.join(',')} --step-s ${stepS} --settle-round-ms ${SETTLE_ROUND_MS}`);
 
   const dir = mkdtempSync(join(tmpdir(), 'sg-bench-rfid-'));
