@@ -1,7 +1,9 @@
 /** Small helpers shared by the benchmarks: machine description, child processes, RSS, number format. */
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve as resolvePath } from 'node:path';
+import { stringify } from 'yaml';
 import type { LoadCellPhysics } from '../simulators/physics';
 
 export function machine(): string {
@@ -66,4 +68,48 @@ export function startShoppers(physics: readonly LoadCellPhysics[], rng: () => nu
       else p.put(20);
     }
   }, 50);
+}
+
+export interface BenchDaemon {
+  proc: ChildProcess;
+  mqttPort: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * The real daemon, `node dist/src/cli.js run --config <dir>/shelfgate.yaml` (Node flags for it
+ * alone in BENCH_DAEMON_NODE_ARGS, e.g. a heap limit); resolves at its `gateway ready` line with
+ * its MQTT port. Its stdout is drained, not parsed, after that.
+ */
+export async function startBenchDaemon(config: object, dir: string, timeoutMs = 60_000): Promise<BenchDaemon> {
+  const file = join(dir, 'shelfgate.yaml');
+  writeFileSync(file, stringify(config), { mode: 0o600 });
+  const nodeArgs = (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const proc = spawn(process.execPath, [...nodeArgs, resolvePath(__dirname, '../src/cli.js'), 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: '' } });
+  let stderr = '';
+  proc.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  const mqttPort = await new Promise<number>((resolve, reject) => {
+    let buf = '';
+    let ready = false;
+    const timer = setTimeout(() => reject(new Error(`daemon not ready within ${timeoutMs} ms: ${buf.slice(-2000)} ${stderr}`)), timeoutMs);
+    proc.stdout!.on('data', (d: Buffer) => {
+      if (ready) return;
+      buf += d.toString();
+      let i: number;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (!line.includes('"gateway ready"')) continue;
+        ready = true;
+        clearTimeout(timer);
+        resolve((JSON.parse(line) as { mqtt: { port: number } }).mqtt.port);
+        return;
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      if (!ready) reject(new Error(`daemon exited ${code}: ${buf.slice(-2000)} ${stderr}`));
+    });
+  });
+  return { proc, mqttPort, stop: () => stopProcess(proc) };
 }

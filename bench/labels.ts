@@ -40,11 +40,9 @@
  * The simulators run in this process; its CPU is printed (if it nears one core, the bench, not the
  * gateway, sets the pace). This is a shared 2-core VM: the load average is printed too.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { join, resolve as resolvePath } from 'node:path';
-import { stringify } from 'yaml';
+import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { parseArgs } from 'node:util';
 import { BusClient } from '../src/bus/request-client';
@@ -64,7 +62,7 @@ import type { ModbusDefinition } from '../src/devices/types';
 import mqtt, { type MqttClient } from 'mqtt';
 import { waitFor } from '../test/helpers/wait';
 import { fastHash, usersWithHash } from '../test/helpers/users';
-import { fmt, machine, processCpuMs, stopProcess } from './harness';
+import { fmt, machine, processCpuMs, startBenchDaemon, type BenchDaemon } from './harness';
 
 const STORE = 'bench';
 const PW = 'bench-labels';
@@ -87,44 +85,6 @@ async function connectClient(port: number, username: string, password: string): 
   return { client };
 }
 
-interface RunningDaemon {
-  proc: ChildProcess;
-  mqttPort: number;
-  stop(): Promise<void>;
-}
-
-/** The real daemon, `node dist/src/cli.js run --config <dir>/shelfgate.yaml`; resolves at its `gateway ready` line. */
-async function startDaemon(config: object, dir: string, timeoutMs: number): Promise<RunningDaemon> {
-  const file = join(dir, 'shelfgate.yaml');
-  writeFileSync(file, stringify(config), { mode: 0o600 });
-  const proc = spawn(process.execPath, [resolvePath(__dirname, '../src/cli.js'), 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: '' } });
-  let stderr = '';
-  proc.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-  const mqttPort = await new Promise<number>((resolve, reject) => {
-    let buf = '';
-    let ready = false;
-    const timer = setTimeout(() => reject(new Error(`daemon not ready within ${timeoutMs} ms: ${buf.slice(-2000)} ${stderr}`)), timeoutMs);
-    proc.stdout!.on('data', (d: Buffer) => {
-      if (ready) return; // drained, not parsed, after start
-      buf += d.toString();
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        if (!line.includes('"gateway ready"')) continue;
-        ready = true;
-        clearTimeout(timer);
-        resolve((JSON.parse(line) as { mqtt: { port: number } }).mqtt.port);
-        return;
-      }
-    });
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      if (!ready) reject(new Error(`daemon exited ${code}: ${buf.slice(-2000)} ${stderr}`));
-    });
-  });
-  return { proc, mqttPort, stop: () => stopProcess(proc) };
-}
 
 interface RigOptions {
   labels: number;
@@ -140,7 +100,7 @@ interface RigOptions {
 interface Rig {
   central: CentralSimulator;
   aps: OeplApSimulator[];
-  daemon: RunningDaemon;
+  daemon: BenchDaemon;
   dataDir: string;
   tech: BusClient;
   /** mac -> gtin (the product each label is bound to) */
@@ -201,7 +161,7 @@ async function rig(o: RigOptions): Promise<Rig> {
   macs.forEach((m, i) => bound.set(m, gtin(4, i)));
   for (const g of bound.values()) central.publishProduct({ gtin: g, name: `Product ${g.slice(-6)} 500 g pack`, netContent: { amount: 500, unit: 'g' } });
   stage(`${macs.length} products published; starting the daemon`);
-  const daemon = await startDaemon(config, dir, 60_000);
+  const daemon = await startBenchDaemon(config, dir, 60_000);
   stops.push(() => daemon.stop());
   const tech = await BusClient.connect({ url: `mqtt://127.0.0.1:${daemon.mqttPort}`, username: 'tech', password: PW, store: STORE });
   stops.push(() => tech.close());
@@ -405,7 +365,7 @@ async function radio(labels: number, aps: number, k: number): Promise<void> {
 }
 
 /** Every label's retained integrity, read by subscribing once (retained messages arrive at once). */
-async function retainedLabels(daemon: RunningDaemon, n: number): Promise<LabelIntegrity[]> {
+async function retainedLabels(daemon: BenchDaemon, n: number): Promise<LabelIntegrity[]> {
   const c = await connectClient(daemon.mqttPort, 'tech', PW);
   const got = new Map<string, LabelIntegrity>();
   c.client.on('message', (topic, payload, packet) => {

@@ -40,12 +40,10 @@
  * The simulators run in this process: its CPU is printed (near one core, the bench sets the pace).
  * This is a shared 2-core VM: the load average is printed per step.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { join, resolve as resolvePath } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { stringify } from 'yaml';
 import mqtt from 'mqtt';
 import { BusClient } from '../src/bus/request-client';
 import { loadDefinitions } from '../src/devices/definitions';
@@ -60,7 +58,7 @@ import { R200Simulator } from '../simulators/rfid/r200-sim';
 import { serveTcp } from '../simulators/serve';
 import { waitFor } from '../test/helpers/wait';
 import { fastHash, usersWithHash } from '../test/helpers/users';
-import { fmt, machine, processCpuMs, processRssMb, stopProcess } from './harness';
+import { fmt, machine, processCpuMs, processRssMb, startBenchDaemon } from './harness';
 
 const STORE = 'rfb';
 const PW = 'bench-rfid';
@@ -86,39 +84,6 @@ const quantile = (xs: number[], q: number): number => {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? NaN;
 };
 
-/** The real daemon (Node flags for it alone in BENCH_DAEMON_NODE_ARGS, e.g. a heap limit); resolves at its `gateway ready` line with its MQTT port. */
-async function startDaemon(config: object, dir: string): Promise<{ proc: ChildProcess; mqttPort: number }> {
-  const file = join(dir, 'shelfgate.yaml');
-  writeFileSync(file, stringify(config), { mode: 0o600 });
-  const nodeArgs = (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
-  const proc = spawn(process.execPath, [...nodeArgs, resolvePath(__dirname, '../src/cli.js'), 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: '' } });
-  let stderr = '';
-  proc.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-  const mqttPort = await new Promise<number>((resolve, reject) => {
-    let buf = '';
-    let ready = false;
-    const timer = setTimeout(() => reject(new Error(`daemon not ready: ${buf.slice(-2000)} ${stderr}`)), 60_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      if (ready) return;
-      buf += d.toString();
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        if (!line.includes('"gateway ready"')) continue;
-        ready = true;
-        clearTimeout(timer);
-        resolve((JSON.parse(line) as { mqtt: { port: number } }).mqtt.port);
-        return;
-      }
-    });
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      if (!ready) reject(new Error(`daemon exited ${code}: ${buf.slice(-2000)} ${stderr}`));
-    });
-  });
-  return { proc, mqttPort };
-}
 
 type ReaderRow = { reader_id: string; online: boolean; readings: number };
 
@@ -199,8 +164,8 @@ async function main(): Promise<void> {
       },
     };
     stage(`${fmt(total)} tags in 8 zones (+${SPARE} out); starting the daemon`);
-    const daemon = await startDaemon(config, dir);
-    stops.push(() => stopProcess(daemon.proc));
+    const daemon = await startBenchDaemon(config, dir);
+    stops.push(() => daemon.stop());
     const pid = daemon.proc.pid;
     const rssReady = processRssMb(pid); // at `gateway ready`: readers connecting, no tag yet
     const tech = await BusClient.connect({ url: `mqtt://127.0.0.1:${daemon.mqttPort}`, username: 'tech', password: PW, store: STORE });
