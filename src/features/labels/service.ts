@@ -34,7 +34,7 @@ import type { Store } from '../../store/store';
 import { contentInput, LabelContentError, priceTimeline, renderLabel, type LabelPrice, type LabelProduct } from './content';
 import type { LabelsConfig } from './config';
 import { labelTypeForHwType } from './label-types';
-import { normalizeMac } from './mac';
+import { normalizeMac, requireMac } from './mac';
 import type { LabelHealth, LabelRadio, RadioEvent } from './radio';
 import { RadioError } from './radio';
 import { persistChanges, type LabelBinding, type LabelRepository } from './repository';
@@ -242,8 +242,7 @@ export class LabelsService implements Service {
 
   /** Binds a label to a product or a slot. The label type comes from `type` or from the hwType the AP reported. */
   bind(input: { mac: string; type?: string; gtin?: string; shelf?: string; slot?: string }, by: string): LabelIntegrity {
-    const mac = normalizeMac(input.mac);
-    if (!mac) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `mac ${JSON.stringify(input.mac)} is not a label MAC (12 or 16 hex digits)`);
+    const mac = requireMac(input.mac);
     if (input.gtin !== undefined && !isValidGtin(input.gtin)) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `gtin ${JSON.stringify(input.gtin)} is not a valid GTIN-8, -12, -13 or -14 (check digit)`);
     const hasSlot = input.shelf !== undefined || input.slot !== undefined;
     if (hasSlot === (input.gtin !== undefined))
@@ -285,8 +284,7 @@ export class LabelsService implements Service {
   }
 
   unbind(macIn: string, by: string): { mac: string; unbound: boolean } {
-    const mac = normalizeMac(macIn);
-    if (!mac) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `mac ${JSON.stringify(macIn)} is not a label MAC`);
+    const mac = requireMac(macIn);
     if (!this.bindings.delete(mac)) return { mac, unbound: false };
     this.gtinIndex = null;
     this.scheduler.removeLabel(mac);
@@ -305,34 +303,30 @@ export class LabelsService implements Service {
 
   /** Find-this-label: flashes its LED through the AP that last heard it. */
   async flash(macIn: string, pattern: string): Promise<{ mac: string; ap: string }> {
-    const mac = normalizeMac(macIn);
-    if (!mac) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `mac ${JSON.stringify(macIn)} is not a label MAC`);
+    return this.viaRadio(macIn, (radio, mac) => radio.flash(mac, pattern));
+  }
+
+  /** A maintenance command (refresh, reboot, scan) through the AP that last heard the label. */
+  async command(macIn: string, cmd: string): Promise<{ mac: string; ap: string; cmd: string }> {
+    const r = await this.viaRadio(macIn, (radio, mac, ap) => {
+      if (!radio.tagCommand) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `access point ${ap} does not take label commands`);
+      return radio.tagCommand(mac, cmd);
+    });
+    return { ...r, cmd };
+  }
+
+  /** Runs `fn` on the radio of the AP that last heard the label; a RadioError becomes the command's error. */
+  private async viaRadio(macIn: string, fn: (radio: LabelRadio, mac: string, ap: string) => Promise<void>): Promise<{ mac: string; ap: string }> {
+    const mac = requireMac(macIn);
     const ap = this.scheduler.peek(mac)?.ap ?? this.seen.get(mac)?.ap;
     if (!ap) throw new ShelfgateError(ErrorCode.NOT_FOUND, `no access point has heard label ${mac}`);
     try {
-      await this.radios.get(ap)!.flash(mac, pattern);
+      await fn(this.radios.get(ap)!, mac, ap);
     } catch (e) {
       if (e instanceof RadioError) throw new ShelfgateError(e.code === 'SG_AP_REQUEST_INVALID' ? ErrorCode.REQUEST_INVALID : ErrorCode.DEVICE_UNREACHABLE, `${ap}: ${e.message}`, { code: e.code });
       throw e;
     }
     return { mac, ap };
-  }
-
-  /** A maintenance command (refresh, reboot, scan) through the AP that last heard the label. */
-  async command(macIn: string, cmd: string): Promise<{ mac: string; ap: string; cmd: string }> {
-    const mac = normalizeMac(macIn);
-    if (!mac) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `mac ${JSON.stringify(macIn)} is not a label MAC`);
-    const ap = this.scheduler.peek(mac)?.ap ?? this.seen.get(mac)?.ap;
-    if (!ap) throw new ShelfgateError(ErrorCode.NOT_FOUND, `no access point has heard label ${mac}`);
-    const radio = this.radios.get(ap)!;
-    if (!radio.tagCommand) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `access point ${ap} does not take label commands`);
-    try {
-      await radio.tagCommand(mac, cmd);
-    } catch (e) {
-      if (e instanceof RadioError) throw new ShelfgateError(e.code === 'SG_AP_REQUEST_INVALID' ? ErrorCode.REQUEST_INVALID : ErrorCode.DEVICE_UNREACHABLE, `${ap}: ${e.message}`, { code: e.code });
-      throw e;
-    }
-    return { mac, ap, cmd };
   }
 
   /** Re-renders the label from the current data and schedules what changed. */
