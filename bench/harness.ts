@@ -111,6 +111,14 @@ export function unitRuntime(unitText = readFileSync(resolvePath(__dirname, '../.
   return { nodeArgs, env };
 }
 
+/** The node flags and environment startBenchDaemon gives the daemon, for a bench's report header. */
+export function daemonRuntimeLine(): string {
+  const unit = process.env.BENCH_DAEMON_BARE === '1' ? { nodeArgs: [], env: {} } : unitRuntime();
+  const extra = process.env.BENCH_DAEMON_NODE_ARGS ?? '';
+  const env = Object.entries(unit.env).map(([k, v]) => `${k}=${v}`).join(' ');
+  return `daemon: node ${[...unit.nodeArgs, extra].filter((a) => a !== '').join(' ') || '(no flags)'}; ${process.env.BENCH_DAEMON_BARE === '1' ? 'bare (BENCH_DAEMON_BARE=1), not the unit' : `as systemd/shelfgate.service runs it (${env})`}`;
+}
+
 /**
  * The real daemon, `node dist/src/cli.js run --config <dir>/shelfgate.yaml`, started with the
  * node flags and environment of the shipped unit (unitRuntime; BENCH_DAEMON_BARE=1 for a bare
