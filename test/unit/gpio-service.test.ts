@@ -126,7 +126,17 @@ describe('GpioService (sim backend, manual clock)', () => {
     await r.service.start();
     await expect(r.run('gpio.simulate', { name: 'help', levels: [1, 0, 1] })).resolves.toMatchObject({ name: 'help', pin: 5, levels: 3, physical: 1 });
     await expect(r.run('gpio.simulate', { name: 'led', levels: [1] })).rejects.toMatchObject({ code: ErrorCode.NOT_FOUND });
+    // levels step_ms apart follow the clock; stop() ends a simulation in progress (no timer left)
+    const slow = r.run('gpio.simulate', { name: 'help', levels: [0, 1, 0], step_ms: 100 });
+    await flush();
+    expect(r.sim.level(5)).toBe(0);
+    r.clock.advance(100);
+    await flush();
+    expect(r.sim.level(5)).toBe(1);
     await r.service.stop();
+    await expect(slow).resolves.toMatchObject({ name: 'help' });
+    expect(r.sim.level(5)).toBeUndefined(); // closed: the third level was never driven
+    expect(r.clock.pending).toBe(0);
     const other: GpioBackend = { kind: 'onoff', open: async () => undefined, openInput: (pin) => ({ pin, read: () => 0, close: () => undefined }), openOutput: (pin) => ({ pin, read: () => 0, write: () => undefined, close: () => undefined }), close: async () => undefined };
     const r2 = rig(other);
     await r2.service.start();

@@ -81,6 +81,8 @@ export class GpioService implements Service {
   private readonly clock: Clock;
   private readonly limiter: LogLimiter;
   private readonly inflight = new Set<Promise<void>>();
+  /** Waits between the levels of a `gpio.simulate` with step_ms: stop() ends them early. */
+  private readonly sleeps = new Set<{ handle: unknown; done: () => void }>();
   private error: { code: string; message: string } | null = null;
   private started = false;
 
@@ -158,6 +160,7 @@ export class GpioService implements Service {
   async stop(): Promise<void> {
     if (!this.started) return;
     this.started = false;
+    for (const w of [...this.sleeps]) (this.clock.clearTimeout(w.handle), w.done());
     for (const inp of this.inputs.values()) {
       inp.debouncer?.stop();
       inp.pin?.close();
@@ -216,7 +219,7 @@ export class GpioService implements Service {
         if (!inp) throw new ShelfgateError(ErrorCode.NOT_FOUND, `no GPIO input "${p.name}" (inputs: ${[...this.inputs.keys()].join(', ') || 'none'})`);
         if (!this.available || !inp.pin) throw new ShelfgateError(ErrorCode.DEVICE_UNREACHABLE, `GPIO input "${p.name}" is not open`);
         for (let i = 0; i < p.levels.length; i++) {
-          if (i > 0 && p.step_ms > 0) await new Promise<void>((r) => this.clock.setTimeout(r, p.step_ms));
+          if (i > 0 && p.step_ms > 0) await this.sleep(p.step_ms);
           if (!inp.pin) break; // stopped meanwhile
           sim.drive(inp.cfg.pin, p.levels[i]!);
         }
@@ -323,6 +326,20 @@ export class GpioService implements Service {
     return this.o.bus.publish(topic, JSON.stringify(body), { retain, qos: 1 }).catch((e: Error) => {
       this.stats.publishFailures++;
       this.limiter.warn(`publish:${topic}`, { topic, err: e.message }, 'publish failed');
+    });
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const w = {
+        handle: null as unknown,
+        done: () => {
+          this.sleeps.delete(w);
+          resolve();
+        },
+      };
+      w.handle = this.clock.setTimeout(w.done, ms);
+      this.sleeps.add(w);
     });
   }
 
