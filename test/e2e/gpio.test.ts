@@ -5,7 +5,8 @@
  * bounces counted; a service user and a technician set outputs (retained state, a pulse reverts)
  * while a kiosk is refused `gpio.set` (and a service user `gpio.simulate`); kiosks read kiosk
  * buttons and nothing else of gpio/#; a presence edge makes the scale bus see a poll it would not
- * have seen for a minute.
+ * have seen for a minute; and with the onoff backend on a machine without GPIO sysfs the daemon
+ * runs on and says why (log, retained gpio/status, DEVICE_UNREACHABLE answers).
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -24,7 +25,7 @@ const PW = 'pw-gpio';
 const P = `shelfgate/v1/${STORE}/gpio`;
 const cleanups = useCleanups();
 
-async function rig() {
+async function rig(gpioOver: Record<string, unknown> = {}) {
   const dir = tmp('sg-gpio-e2e-');
   const defs = loadDefinitions();
   const physics = new LoadCellPhysics({ unitWeightG: 250, items: 4, noiseSigmaG: 0.1, settleMs: 30, rng: mulberry32(5) });
@@ -52,6 +53,7 @@ async function rig() {
         { name: 'led', pin: 27 },
         { name: 'buzzer', pin: 22, active_low: true },
       ],
+      ...gpioOver,
     },
   };
   const daemon = await startDaemon(config, dir);
@@ -65,7 +67,7 @@ async function rig() {
   cleanups.push(async () => void (await watch.client.endAsync()));
   await watch.client.subscribeAsync(`${P}/#`, { qos: 1 });
   const on = (t: string): Array<Record<string, unknown>> => watch.messages.filter((m) => m.topic === `${P}/${t}`).map((m) => ({ ...(JSON.parse(m.payload) as Record<string, unknown>), retain: m.retain }));
-  return { daemon, scale, client, watch, on };
+  return { dir, daemon, scale, client, watch, on };
 }
 
 describe('GPIO (whole daemon, simulated backend)', () => {
@@ -150,5 +152,19 @@ describe('GPIO (whole daemon, simulated backend)', () => {
     await waitFor(() => r.on('presence/beam/edge').length === 1, 10_000, 'the beam edge');
     await waitFor(() => r.scale.stats.answered === 2 * perCycle, 10_000, 'a poll cycle caused by the beam');
     expect(r.scale.stats.requests).toBe(2 * perCycle);
+  });
+
+  it('onoff without GPIO sysfs: the daemon runs on, says why on gpio/status and in the log, and gpio.set is DEVICE_UNREACHABLE', async () => {
+    // an empty sysfs root: the same condition as a machine without GPIO, whatever machine runs the test
+    const r = await rig({ backend: 'onoff', sysfs_root: tmp('sg-nosysfs-') });
+    const line = await r.daemon.waitLog((l) => l.msg === 'GPIO unavailable: inputs and outputs are off, the rest of the gateway runs');
+    expect(line).toMatchObject({ code: 'SG_TRANSPORT_OPEN_FAILED', err: expect.stringContaining('no GPIO sysfs at') });
+    await waitFor(() => r.on('status').length > 0, 10_000, 'gpio/status');
+    expect(r.on('status')[0]).toMatchObject({ backend: 'onoff', available: false, error: { code: 'SG_TRANSPORT_OPEN_FAILED' } });
+    const shop = await r.client('shop');
+    await expect(shop.request('gpio.set', { name: 'led', value: 1 })).rejects.toThrow(/SG_DEVICE_UNREACHABLE: GPIO is not available: no GPIO sysfs/);
+    // the rest of the gateway runs: the scale is polled and the shelves answer
+    await waitFor(() => r.scale.stats.answered > 0, 10_000, 'the scale polled');
+    expect(await shop.request('stock.get', { shelf: 'g1' })).toEqual([expect.objectContaining({ shelf_id: 'g1', slot_id: 's1' })]);
   });
 });
