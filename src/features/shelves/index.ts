@@ -98,7 +98,7 @@ export const shelvesFeature = defineFeature({
       sources,
       commands: shelves.commandHandlers(),
       status: () => ({ slots: shelves.snapshot().length, readings: shelves.stats.readings, events: shelves.stats.events }),
-      metrics: () => ({ readings_total: shelves.stats.readings, events_total: shelves.stats.events, publish_failures_total: shelves.stats.publishFailures, persist_failures_total: shelves.stats.persistFailures }),
+      metrics: () => ({ readings_total: shelves.stats.readings, events_total: shelves.stats.events, publish_failures_total: shelves.stats.publishFailures, persist_failures_total: shelves.stats.persistFailures, poll_requests_total: shelves.stats.pollRequests, poll_requests_refused_total: shelves.stats.pollRequestsRefused }),
     };
   },
 });
