@@ -6,6 +6,7 @@
 import type { Feature } from '../core/feature';
 import { labelsFeature } from './labels';
 import { rfidFeature } from './rfid';
+import { scannersFeature } from './scanners';
 import { shelvesFeature } from './shelves';
 
-export const BUILTIN_FEATURES: readonly Feature[] = [shelvesFeature, labelsFeature, rfidFeature];
+export const BUILTIN_FEATURES: readonly Feature[] = [shelvesFeature, labelsFeature, rfidFeature, scannersFeature];
