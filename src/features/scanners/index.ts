@@ -24,7 +24,10 @@ export const scannersFeature = defineFeature({
   name: 'scanners',
   config: scannersConfigShape,
   validate: (config) => validateScanners(config),
-  summary: (config) => `${scannersSlice(config).length} scanner(s)`,
+  summary: (config) => {
+    const n = scannersSlice(config).length;
+    return n > 0 ? `${n} scanner(s)` : 'no scanners';
+  },
   topics: [{ filter: `${SCANNERS_AREA}/#`, gatewayOwned: true, readers: ['kiosk'], description: 'barcode scanners: every valid read, on scanners/<id>/read (not retained)' }],
   commands: SCANNER_COMMANDS,
   build(ctx: FeatureContext): FeatureParts {
