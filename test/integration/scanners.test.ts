@@ -21,7 +21,7 @@ import { ScannersService } from '../../src/features/scanners/service';
 import { createScanner } from '../../src/features/scanners/sources';
 import { silentLogger } from '../../src/log';
 import { runScannerCli } from '../../simulators/scanner-cli';
-import { ScannerSimulator } from '../../simulators/scanner-sim';
+import { ScannerSimulator, serveDemoScanner } from '../../simulators/scanner-sim';
 import { servePty, type Serving } from '../../simulators/serve';
 import { fastHash, localMqttConfig, startLocalBus, usersWithHash } from '../helpers/bus';
 import { connectClient } from '../helpers/daemon';
@@ -125,6 +125,16 @@ describe('scanners over real transports', () => {
     expect(new Set(r.onBus().map((m) => m.body.gtin))).toEqual(new Set(['09501101530003', '95012345678903']));
     expect(out).toMatch(/^scanner: 3 code\(s\) every 50 ms on tcp:\/\/127\.0\.0\.1:\d+ \(terminator etx\)$/m);
     expect(out).toMatch(/^scan 0109501101530004$/m);
+  });
+
+  it('serveDemoScanner (the demo helper) scans its codes now and then over TCP', async () => {
+    const demo = await serveDemoScanner({ codes: ['4006381333931', '96385074'], intervalMs: 30 });
+    cleanups.push(() => demo.close());
+    expect(demo.url).toMatch(/^tcp:\/\/127\.0\.0\.1:\d+$/);
+    const r = await rig([{ id: 'demo', kind: 'serial', port: demo.url, kiosk: 'k9', reconnect: { initial_ms: 50, max_ms: 300 } }]);
+    await waitFor(() => r.scanned.length >= 2, 10_000, 'demo reads');
+    expect(new Set(r.scanned.map((e) => e.gtin))).toEqual(new Set(['04006381333931', '00000096385074']));
+    expect(r.scanned[0]!.kioskId).toBe('k9');
   });
 
   it('a keyboard-wedge scanner (recorded 24-byte input events through a FIFO): reads, a misread counted, offline when the device goes, back when it returns', async () => {
