@@ -7,6 +7,7 @@ import type { Feature } from '../core/feature';
 import { gpioFeature } from './gpio';
 import { labelsFeature } from './labels';
 import { rfidFeature } from './rfid';
+import { scannersFeature } from './scanners';
 import { shelvesFeature } from './shelves';
 
-export const BUILTIN_FEATURES: readonly Feature[] = [shelvesFeature, labelsFeature, rfidFeature, gpioFeature];
+export const BUILTIN_FEATURES: readonly Feature[] = [shelvesFeature, labelsFeature, rfidFeature, scannersFeature, gpioFeature];
