@@ -3,6 +3,7 @@
  * - `promtool check rules` accepts the alert rules, and `promtool test rules` proves each alert fires
  *   on synthetic series (and not before its `for:`); promtool comes from Debian's `prometheus`
  *   package, and its absence fails the test (scripts/setup.sh --test installs it);
+ * - every metric a built-in feature declares is supplied by its collectMetrics() (has a series);
  * - every metric name the rules and the dashboards use is one a real gateway renders on /metrics
  *   (parsed from the exposition), and every label they select a shelfgate_ metric on is one it
  *   declares (or a target label: job, instance, store);
@@ -76,7 +77,10 @@ async function renderedNames(cleanups: Array<() => Promise<void> | void>): Promi
     data_dir: dir,
     mqtt: { port: 0 },
     buses: [{ id: 'bus1', path: 'mock://fleet-files-nothing-here', model: 'generic-modbus-loadcell' }],
-    shelves: [{ id: 'sh', slots: [{ id: 'a', sensor: { bus: 'bus1', address: 1 } }] }],
+    shelves: [{ id: 'sh', slots: [{ id: 'a', sensor: { bus: 'bus1', address: 1 } }, { id: 'b' }] }],
+    // every feature configured (its devices unreachable), so every feature's metrics have series
+    rfid: { readers: [{ id: 'r1', kind: 'm100', path: 'mock://fleet-files-no-reader' }], zones: [{ id: 'floor', location: 'sh/b', antennas: [{ reader: 'r1' }] }] },
+    labels: { access_points: [{ id: 'ap1', url: 'http://127.0.0.1:9' }] },
   };
   const { config, issues } = validateConfig(raw, defs, BUILTIN_FEATURES);
   expect(issues).toEqual([]);
@@ -87,8 +91,12 @@ async function renderedNames(cleanups: Array<() => Promise<void> | void>): Promi
   await metrics.start();
   cleanups.push(() => metrics.stop());
   const e = parseExposition((await metrics.render()).body);
-  // A family is rendered (HELP/TYPE) even when this gateway has no series of it (labels and RFID
-  // are not configured here); a histogram family is used through its _bucket/_sum/_count.
+  // every metric a feature declares has a series: its collectMetrics() supplies each declared name
+  const withSeries = new Set(e.samples.map((s) => s.name.replace(/_(bucket|sum|count)$/, '')));
+  const silent = BUILTIN_FEATURES.flatMap((f) => (f.metrics ?? []).map((d) => METRIC_PREFIX + d.name)).filter((n) => !withSeries.has(n));
+  expect(silent).toEqual([]);
+  // A family is rendered (HELP/TYPE) even without series (e.g. sync_last_success before any
+  // success); a histogram family is used through its _bucket/_sum/_count.
   const names = new Set(e.names());
   for (const [family, type] of e.types) {
     names.add(family);
