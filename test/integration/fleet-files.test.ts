@@ -7,7 +7,8 @@
  * - every metric name the rules and the dashboards use is one a real gateway renders on /metrics
  *   (parsed from the exposition), and every label they select a shelfgate_ metric on is one it
  *   declares (or a target label: job, instance, store);
- * - the store dashboard filters every query on its `store` variable.
+ * - the store dashboard filters every query on its `store` variable;
+ * - docs/operations.md lists every declared metric and every alert.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -158,6 +159,13 @@ describe('fleet files', () => {
         for (const [, label] of m[2]!.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!=|!~|=)/g))
           if (!TARGET_LABELS.has(label!) && !declared.get(m[1]!)?.has(label!)) wrong.push(`${m[1]}{${label}}`);
     expect(wrong).toEqual([]);
+  });
+
+  it('docs/operations.md lists every metric the core and the built-in features declare, and every alert', () => {
+    const doc = readFileSync(join(ROOT, 'docs/operations.md'), 'utf8');
+    const declared = [...CORE_METRICS, ...BUILTIN_FEATURES.flatMap((f) => f.metrics ?? [])].map((d) => METRIC_PREFIX + d.name);
+    expect(declared.filter((n) => !doc.includes(`\`${n}\``))).toEqual([]);
+    expect(rules().map((r) => r.alert).filter((a) => !doc.includes(`\`${a}\``))).toEqual([]);
   });
 
   it('the store dashboard has a store variable and filters every query on it; panel ids are unique', () => {
