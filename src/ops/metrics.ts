@@ -378,10 +378,13 @@ export class GatewayMetrics implements Service {
         continue;
       }
       const labels: Record<string, string> = {};
-      for (const l of declared) labels[l] = s.labels?.[l] ?? '';
+      for (const l of declared) labels[l] = String(s.labels?.[l] ?? '');
       series++;
       if (decl.type === 'histogram') {
-        if (!('histogram' in s)) continue;
+        if (!('histogram' in s)) {
+          this.mismatch(full, decl);
+          continue;
+        }
         const h = s.histogram;
         let cum = 0;
         h.buckets.forEach((le, i) => {
@@ -393,9 +396,18 @@ export class GatewayMetrics implements Service {
         out.push({ metricName: `${full}_count`, labels, value: h.count });
       } else if ('value' in s && typeof s.value === 'number') {
         out.push({ labels, value: s.value });
+      } else {
+        this.mismatch(full, decl);
       }
     }
     return out;
+  }
+
+  /** A value of the wrong shape for its declared type (a histogram for a gauge...): left out, counted, logged. */
+  private mismatch(full: string, decl: MetricDecl): void {
+    const owner = this.entries.get(decl.name)?.owner || 'core';
+    this.failures.set(owner, (this.failures.get(owner) ?? 0) + 1);
+    this.limiter.warn(`shape:${full}`, { metric: full, type: decl.type, part: owner }, 'metrics: a value does not fit its declared type (left out)');
   }
 }
 

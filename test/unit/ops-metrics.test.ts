@@ -136,6 +136,26 @@ describe('GatewayMetrics guards', () => {
     await m.stop();
   });
 
+  it('a value that does not fit its declared type is left out and counted against its feature', async () => {
+    const f = feature('shape', [
+      { name: 'shape_gauge', help: 'h', type: 'gauge' },
+      { name: 'shape_seconds', help: 'h', type: 'histogram' },
+    ]);
+    const m = new GatewayMetrics({
+      gateway: standIn({ shape: { collectMetrics: () => ({ shape_gauge: new Histogram([1]).snapshot(), shape_seconds: 3 }) } }),
+      features: [f],
+      dataDir: tmp(),
+      log: silentLogger(),
+      defaultMetrics: false,
+    });
+    await m.start();
+    await m.render();
+    const e = parseExposition((await m.render()).body);
+    expect(e.samples.filter((s) => s.name.startsWith('shelfgate_shape_'))).toEqual([]);
+    expect(e.value('shelfgate_metrics_collect_failures_total', { part: 'shape' })).toBe(2);
+    await m.stop();
+  });
+
   it('missing label values are exported empty, never as another label set', async () => {
     const f = feature('lab', [{ name: 'lab_things', help: 'h', type: 'gauge', labels: ['zone', 'kind'] }]);
     const m = new GatewayMetrics({
