@@ -82,6 +82,8 @@ async function renderedNames(cleanups: Array<() => Promise<void> | void>): Promi
     // every feature configured (its devices unreachable), so every feature's metrics have series
     rfid: { readers: [{ id: 'r1', kind: 'm100', path: 'mock://fleet-files-no-reader' }], zones: [{ id: 'floor', location: 'sh/b', antennas: [{ reader: 'r1' }] }] },
     labels: { access_points: [{ id: 'ap1', url: 'http://127.0.0.1:9' }] },
+    scanners: [{ id: 'pc1', kind: 'serial', port: 'mock://fleet-files-no-scanner', terminator: 'crlf' }],
+    gpio: { backend: 'sim', inputs: [{ name: 'beam', pin: 17, kind: 'presence' }] },
   };
   const { config, issues } = validateConfig(raw, defs, BUILTIN_FEATURES);
   expect(issues).toEqual([]);

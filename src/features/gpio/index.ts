@@ -20,6 +20,7 @@ import { gpioConfigShape, gpioSlice, validateGpio, type GpioConfig } from './con
 import { OnoffBackend } from './onoff-backend';
 import { GpioService } from './service';
 import { SimGpioBackend } from './sim-backend';
+import { GPIO_METRICS, gpioMetricValues } from './metrics';
 
 function notConfigured(): never {
   throw new ShelfgateError(ErrorCode.NOT_FOUND, 'this gateway has no GPIO (no `gpio:` section in its config)');
@@ -44,6 +45,7 @@ export const gpioFeature = defineFeature({
     { filter: 'gpio/button/#', gatewayOwned: true, readers: ['kiosk'], description: 'GPIO kiosk buttons: edges and retained states (kiosks read these)' },
   ],
   commands: GPIO_COMMANDS,
+  metrics: GPIO_METRICS,
   build(ctx: FeatureContext): FeatureParts {
     const cfg = gpioSlice(ctx.config);
     if (!cfg) return { commands: GPIO_COMMANDS.map((d) => handle(d as CommandDecl, async () => notConfigured())) };
@@ -59,7 +61,7 @@ export const gpioFeature = defineFeature({
       services: [service],
       commands: service.commandHandlers(),
       status: () => service.status(),
-      metrics: () => service.metrics(),
+      collectMetrics: () => gpioMetricValues(service),
     };
   },
 });

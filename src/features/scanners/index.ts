@@ -19,6 +19,7 @@ import { ScannersService, SCANNERS_AREA } from './service';
 import { createScanner } from './sources';
 import type { ScannerSource } from './source';
 import './events';
+import { SCANNERS_METRICS, scannersMetricValues } from './metrics';
 
 export const scannersFeature = defineFeature({
   name: 'scanners',
@@ -30,6 +31,7 @@ export const scannersFeature = defineFeature({
   },
   topics: [{ filter: `${SCANNERS_AREA}/#`, gatewayOwned: true, readers: ['kiosk'], description: 'barcode scanners: every valid read, on scanners/<id>/read (not retained)' }],
   commands: SCANNER_COMMANDS,
+  metrics: SCANNERS_METRICS,
   build(ctx: FeatureContext): FeatureParts {
     const configs = scannersSlice(ctx.config);
     const links: Service[] = [];
@@ -48,7 +50,7 @@ export const scannersFeature = defineFeature({
       sources: scanners.map((s) => s.source),
       commands: service.commandHandlers(),
       status: () => service.status(),
-      metrics: () => service.metrics(),
+      collectMetrics: () => scannersMetricValues(service),
     };
   },
 });
