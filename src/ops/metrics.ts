@@ -174,7 +174,10 @@ export class GatewayMetrics implements Service {
   /** One scrape: collects every part once, then formats. Never rejects for a part's failure. */
   async render(): Promise<{ contentType: string; body: string }> {
     if (!this.started) throw new ShelfgateError(ErrorCode.STOPPED, 'metrics not started');
-    this.current = await this.collect();
+    const collected = await this.collect();
+    // Our metric objects read `current` synchronously when the Registry calls their get(), which
+    // it does for every metric before its first await: two scrapes at once never mix values.
+    this.current = collected;
     const body = await this.registry.metrics();
     return { contentType: this.registry.contentType, body };
   }
