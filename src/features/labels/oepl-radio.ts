@@ -5,10 +5,17 @@
  *
  * Design choices, and why:
  *
- * - HTTP: Node's http module, one socket per request (no keep-alive: the ESP32's web server holds
- *   few connections and a pooled socket it closed would fail the next request), at most
- *   `maxConcurrentRequests` (2) at once; further requests wait in a bounded queue (256) and beyond
- *   that fail at once with SG_AP_BUSY. Every request has a timeout; stop() destroys those in flight.
+ * - HTTP: Node's http module, at most `maxConcurrentRequests` (2) at once; further requests wait in
+ *   a bounded queue (256) and beyond that fail at once with SG_AP_BUSY. Every request has a
+ *   timeout; stop() destroys those in flight. One socket per request by default (`keepAlive`
+ *   false): the OpenEPaperLink firmware's web server (ESPAsyncWebServer) sends `Connection: close`
+ *   with every answer and closes the connection, so pooling gains nothing there. With `keepAlive`
+ *   an http.Agent keeps at most `maxConcurrentRequests` sockets per AP (idle ones closed after
+ *   KEEP_ALIVE_IDLE_MS). A server may close an idle kept-alive socket just as a request goes out on
+ *   it: a request that fails with ECONNRESET or EPIPE on a reused socket is sent once more on a
+ *   fresh connection, but only a GET or an upload (`/jsonupload` again with the same content is
+ *   harmless: an AP that stored it already keeps one copy, and one the label shows already is
+ *   acknowledged by reconciliation, rule 3 below); `/tag_cmd` and `/led_flash` are not repeated.
  * - Acknowledgements come from two sources, one ack per send:
  *   1. the AP's `<MAC> reports xfer complete` line on the WebSocket;
  *   2. reconciliation: before each upload the driver remembers the tag record's `updatecount` and
@@ -104,7 +111,12 @@ export interface OeplRadioOptions {
   busyRetryMs?: number;
   /** WebSocket ping interval (default 15 s); no pong by the next ping: the socket is dropped. */
   pingIntervalMs?: number;
+  /** Reuse HTTP connections (default false: the OEPL firmware closes every connection). */
+  keepAlive?: boolean;
 }
+
+/** A kept-alive socket idle this long is closed by the driver (before a server's own idle close, typically 5 s and more). */
+export const KEEP_ALIVE_IDLE_MS = 4000;
 
 export interface OeplRadioStats {
   /** HTTP requests sent. */
@@ -121,6 +133,8 @@ export interface OeplRadioStats {
   invalidRecords: number;
   /** `lost` events emitted. */
   lost: number;
+  /** Requests sent again on a fresh connection after a kept-alive socket was reset under them. */
+  keepAliveRetries: number;
 }
 
 /** What the driver remembers of a label (the newest record it saw). */
@@ -370,6 +384,7 @@ export class OeplRadio implements LabelRadio {
     reconnects: 0,
     invalidRecords: 0,
     lost: 0,
+    keepAliveRetries: 0,
   };
 
   private readonly log: Logger;
@@ -398,6 +413,9 @@ export class OeplRadio implements LabelRadio {
   private active = 0;
   private readonly waiting: Array<{ go: () => void; fail: (e: Error) => void }> = [];
   private readonly inflight = new Set<{ req: http.ClientRequest; fail: (e: Error) => void }>();
+  /** Kept-alive sockets (keepAlive only); created at start, destroyed at stop. */
+  private agent: http.Agent | null = null;
+  private readonly keepAlive: boolean;
 
   // WebSocket and lifecycle
   private running = false;
@@ -444,6 +462,7 @@ export class OeplRadio implements LabelRadio {
       pingIntervalMs: options.pingIntervalMs ?? 15_000,
       reconnect: options.reconnect ?? { initialMs: 1000, maxMs: 60_000 },
     };
+    this.keepAlive = options.keepAlive ?? false;
     this.acks = new OeplReconciler({ maxLabels: this.o.maxLabels, outstandingMaxMs: this.o.outstandingMaxMs });
   }
 
@@ -456,6 +475,10 @@ export class OeplRadio implements LabelRadio {
     this.backoff = new Backoff(this.o.reconnect);
     this.inPhase = true;
     this.phase = { unreachable: false, saw409: false, reason: null };
+    if (this.keepAlive) {
+      const n = this.o.maxConcurrentRequests;
+      this.agent = new http.Agent({ keepAlive: true, maxSockets: n, maxFreeSockets: n, timeout: KEEP_ALIVE_IDLE_MS, scheduling: 'lifo' });
+    }
     this.pollTimer = setInterval(() => void this.pollRound(), this.o.pollIntervalMs);
     this.pollTimer.unref?.();
     this.connect();
@@ -489,6 +512,8 @@ export class OeplRadio implements LabelRadio {
     for (const w of this.waiting.splice(0)) w.fail(stopped);
     for (const f of [...this.inflight]) f.fail(stopped);
     this.inflight.clear();
+    this.agent?.destroy();
+    this.agent = null;
     this.acks.lost();
     this.listeners.clear();
   }
@@ -616,10 +641,11 @@ export class OeplRadio implements LabelRadio {
     });
   }
 
-  private raw(r: OeplRequest): Promise<HttpAnswer> {
+  private raw(r: OeplRequest, fresh = false): Promise<HttpAnswer> {
     return new Promise<HttpAnswer>((resolve, reject) => {
       let settled = false;
       const body = r.body !== undefined ? Buffer.from(r.body) : undefined;
+      const agent = fresh ? null : this.agent;
       const req = http.request(
         {
           protocol: 'http:',
@@ -627,8 +653,8 @@ export class OeplRadio implements LabelRadio {
           port: this.baseUrl.port || 80,
           method: r.method,
           path: r.path,
-          agent: false,
-          headers: { ...r.headers, connection: 'close', ...(body ? { 'content-length': String(body.length) } : {}) },
+          agent: agent ?? false,
+          headers: { ...r.headers, connection: agent ? 'keep-alive' : 'close', ...(body ? { 'content-length': String(body.length) } : {}) },
         },
         (res) => {
           const chunks: Buffer[] = [];
@@ -657,7 +683,19 @@ export class OeplRadio implements LabelRadio {
       };
       const timer = setTimeout(() => finish(this.networkError(r, Object.assign(new Error(`no answer within ${this.o.requestTimeoutMs} ms`), { code: 'ETIMEDOUT' }))), this.o.requestTimeoutMs);
       this.inflight.add(entry);
-      req.on('error', (e) => finish(this.networkError(r, e)));
+      req.on('error', (e) => {
+        // A kept-alive socket the server closed as this request went out: once more on a fresh one.
+        const code = (e as NodeJS.ErrnoException).code;
+        if (!settled && agent && req.reusedSocket && (code === 'ECONNRESET' || code === 'EPIPE') && isRetryable(r) && this.running) {
+          settled = true;
+          clearTimeout(timer);
+          this.inflight.delete(entry);
+          this.stats.keepAliveRetries++;
+          this.raw(r, true).then(resolve, reject);
+          return;
+        }
+        finish(this.networkError(r, e));
+      });
       req.end(body);
     });
   }
@@ -957,4 +995,10 @@ export class OeplRadio implements LabelRadio {
       }
     }
   }
+}
+
+/** Requests that may be sent twice (see the header): `/get_db` reads, and uploads. */
+function isRetryable(r: OeplRequest): boolean {
+  const path = r.path.split('?')[0];
+  return path === '/get_db' || path === '/jsonupload';
 }
