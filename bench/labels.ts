@@ -156,7 +156,7 @@ async function rig(o: RigOptions): Promise<Rig> {
     shelves: [{ id: 'g1', slots: [{ id: 's1', sensor: { bus: 'bus', address: 1 }, gtin: gtin(9, 0), unit_weight_g: 250 }] }],
     labels: {
       locale: 'de-DE',
-      access_points: aps.map((ap, i) => ({ id: `ap${i + 1}`, url: ap.url, request_timeout_ms: 10_000, keep_alive: o.keepAlive ?? false, ...o.apConfig })),
+      access_points: aps.map((ap, i) => ({ id: `ap${i + 1}`, url: ap.url, request_timeout_ms: 10_000, ...(o.keepAlive ? { keep_alive: true } : {}), ...o.apConfig })),
       ...o.labelsConfig,
     },
   };

@@ -415,6 +415,8 @@ export class OeplRadio implements LabelRadio {
   private readonly inflight = new Set<{ req: http.ClientRequest; fail: (e: Error) => void }>();
   /** Kept-alive sockets (keepAlive only); created at start, destroyed at stop. */
   private agent: http.Agent | null = null;
+  /** One socket per request, closed after the answer (`agent: false` would build an Agent per request). */
+  private readonly closingAgent = new http.Agent({ keepAlive: false });
   private readonly keepAlive: boolean;
 
   // WebSocket and lifecycle
@@ -646,6 +648,7 @@ export class OeplRadio implements LabelRadio {
       let settled = false;
       const body = r.body !== undefined ? Buffer.from(r.body) : undefined;
       const agent = fresh ? null : this.agent;
+      // (agent null: a socket of its own, closed after the answer)
       const req = http.request(
         {
           protocol: 'http:',
@@ -653,7 +656,7 @@ export class OeplRadio implements LabelRadio {
           port: this.baseUrl.port || 80,
           method: r.method,
           path: r.path,
-          agent: agent ?? false,
+          agent: agent ?? this.closingAgent,
           headers: { ...r.headers, connection: agent ? 'keep-alive' : 'close', ...(body ? { 'content-length': String(body.length) } : {}) },
         },
         (res) => {
