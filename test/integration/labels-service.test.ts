@@ -251,6 +251,8 @@ describe('labels service', () => {
     expect(svc.summary()).toMatchObject({ labels: 2, problems: 2, low_battery: 1, priced: 0 });
     events.emit('priceApplied', price(129, 1));
     await waitFor(() => radio.sends.length === 2, 5000, 'both sent');
+    // one product, one label type: one content (rendered once for both)
+    expect(radio.sends[0]!.body).toBe(radio.sends[1]!.body);
     await step('both sent');
     expect(svc.summary()).toMatchObject({ priced: 2, confirmed_current: 0, problems: 0, by_state: { sent: 2 } });
     expect(svc.summary().oldest_mismatch_since).not.toBeNull();

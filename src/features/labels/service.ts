@@ -561,7 +561,8 @@ export class LabelsService implements Service {
   private onPrice(p: PriceApplied): void {
     this.prices.set(p.gtin, p);
     const macs = this.macsFor(p.gtin);
-    for (const mac of macs) this.render(mac);
+    const shared = new Map<string, ContentInput[]>();
+    for (const mac of macs) this.render(mac, false, shared);
     if (macs.length === 0) this.stats.pricesUnbound++;
     else this.schedulePump();
   }
@@ -624,7 +625,8 @@ export class LabelsService implements Service {
   /** A product's name or net content changed (central's `product` change). */
   productChanged(gtin: string): void {
     const macs = this.macsFor(gtin);
-    for (const mac of macs) this.render(mac);
+    const shared = new Map<string, ContentInput[]>();
+    for (const mac of macs) this.render(mac, false, shared);
     if (macs.length > 0) this.schedulePump();
   }
 
@@ -696,8 +698,12 @@ export class LabelsService implements Service {
     return g && isValidGtin(g) ? toGtin14(g) : g;
   }
 
-  /** Renders the label's plan from current data and hands it to the scheduler if it changed. */
-  private render(mac: string, force = false): void {
+  /**
+   * Renders the label's plan from current data and hands it to the scheduler if it changed.
+   * `shared`: plans already rendered in this pass, by label type, for labels of one product and
+   * price (a product with several labels of one type is rendered once; a plan is never changed).
+   */
+  private render(mac: string, force = false, shared?: Map<string, ContentInput[]>): void {
     const b = this.bindings.get(mac);
     if (!b) return;
     // Missing data (no product at the slot, no price yet) is a state the report shows, not news for
@@ -720,10 +726,15 @@ export class LabelsService implements Service {
     const now = this.clock();
     let contents: ContentInput[];
     try {
-      const lp: LabelPrice = { price: price.price, currency: price.currency, promotion: (price.promotion as LabelPrice['promotion']) ?? null };
-      contents = priceTimeline(lp, now)
-        .slice(0, MAX_PLAN)
-        .map((t) => contentInput(renderLabel({ product, display: t.display, locale: this.o.config.locale }, type), t.effectiveAt));
+      const done = shared?.get(type.id);
+      if (done) contents = done;
+      else {
+        const lp: LabelPrice = { price: price.price, currency: price.currency, promotion: (price.promotion as LabelPrice['promotion']) ?? null };
+        contents = priceTimeline(lp, now)
+          .slice(0, MAX_PLAN)
+          .map((t) => contentInput(renderLabel({ product, display: t.display, locale: this.o.config.locale }, type), t.effectiveAt));
+        shared?.set(type.id, contents);
+      }
     } catch (e) {
       this.stats.renderFailures++;
       if (e instanceof LabelContentError) return problem(`${e.code}: ${e.message}`, true);
