@@ -22,6 +22,9 @@
  *          shows, until the daemon committed all N (its SQLite, read-only): the sync's share; (b) `sync + labels`:
  *          N prices for the labels' GTINs, from the first published until the APs have received
  *          all N uploads (the simulators' `uploads`). CPU: the daemon's user+sys from /proc.
+ *          During (b) the simulators hold every transfer (labels check in, take nothing), so no
+ *          ack falls inside (b) however long it takes; then they are released and (c) measures
+ *          the acknowledgements until all are confirmed (the gateway's CPU per ack).
  *          `--keep-alive`: the simulators keep HTTP connections open and the gateway's APs have
  *          `keep_alive: true` (an AP that allows it; the OEPL firmware closes every connection).
  * radio    Realistic radio timings, time scaled by K (--time-scale): 40 s check-ins, 5,000 B/s,
@@ -261,6 +264,10 @@ async function handoff(labels: number, aps: number, keepAlive: boolean): Promise
     const aCpu = processCpuMs(pid) - a0;
     // (b) sync + labels: the labels' prices, until the APs hold every upload
     const u0 = uploads(r.aps);
+    // The radios hold every transfer during (b): labels check in as usual but take no content, so
+    // (b) is the hand-off alone, whatever its wall time (on a loaded machine (b) stretched past a
+    // check-in interval and took in most acks). They are released after (b): (c) is the acks.
+    for (const ap of r.aps) ap.holdTransfers = true;
     const acks = (): number => r.aps.reduce((s, a) => s + a.stats.acks, 0);
     const k0 = acks();
     const c0 = processCpuMs(pid);
@@ -277,6 +284,7 @@ async function handoff(labels: number, aps: number, keepAlive: boolean): Promise
     const acksInB = acks() - k0;
     const cEnd = processCpuMs(pid);
     const tEnd = performance.now();
+    for (const ap of r.aps) ap.holdTransfers = false;
     await applied;
     // then (not measured against a goal) until the gateway confirms all
     const progress = setInterval(() => console.error(`  progress: acks at the APs ${r.aps.reduce((s, a) => s + a.stats.acks, 0)}, gateway ${JSON.stringify(r.summary()?.by_state)} current ${r.summary()?.confirmed_current}`), 5000);
@@ -298,10 +306,9 @@ async function handoff(labels: number, aps: number, keepAlive: boolean): Promise
     console.log(`\nhand-off: ${fmt(labels)} labels on ${aps} APs${keepAlive ? ' (HTTP keep-alive)' : ''} (background ${fmt(bgRate * 1000, 0)} ms CPU/s from ${fmt(labels / 40)} check-ins/s)`);
     console.log(table([row(`(a) sync only: ${fmt(labels)} prices applied`, aMs, aCpu), row(`(b) sync + labels: all ${fmt(labels)} uploads at the APs`, handMs, hCpu), row(`(c) after (b): the remaining ${fmt(acksInC)} acks until all confirmed`, cMs, cCpu)]));
     const bNet = hCpu - bgRate * handMs;
-    console.log(`per ack (c): ${fmt(perAck, 3)} ms CPU; (b) without its ${fmt(acksInB)} acks: ${fmt((bNet - acksInB * perAck) / 1000, 2)} s (net ${fmt(bNet / 1000, 2)} s - ${fmt(acksInB)} x ${fmt(perAck, 3)} ms)`);
-    console.log(`(b) acknowledgements at the APs during (b): ${fmt(acksInB)} (each confirmed, saved and reported to central by the gateway within (b))`);
+    console.log(`acks during (b): ${fmt(acksInB)} (transfers held); (c) per ack ${fmt(perAck, 3)} ms of gateway CPU net of the background (confirm, save, retained state, report to central)`);
     console.log(`(b) prices all applied (committed) after ${fmt(appliedMs / 1000, 2)} s; bench process CPU during (b) ${fmt(benchCpu / 1000, 2)} s; all confirmed by the gateway after ${fmt(allMs / 1000, 1)} s (acks at each label's next check-in, 40 s interval)`);
-    console.log(`goal: under 2 s of gateway work for (b): net ${fmt((hCpu - bgRate * handMs) / 1000, 2)} s, gross ${fmt(hCpu / 1000, 2)} s`);
+    console.log(`goal: under 2 s of gateway work for (b): net ${fmt(bNet / 1000, 2)} s, gross ${fmt(hCpu / 1000, 2)} s`);
   } finally {
     await r.stop();
   }

@@ -157,6 +157,11 @@ function md5Hash(content: string): string {
 export class OeplApSimulator extends EventEmitter<OeplApEvents> {
   readonly stats: OeplApStats = { uploads: 0, identical: 0, transfers: 0, bytesOnAir: 0, radioMs: 0, acks: 0, timeouts: 0, wsSent: 0, wsLost: 0, refused409: 0, connections: 0 };
   readonly faults: OeplApFaults = { wsLoss: 0, transferLoss: 0, answer: 'normal', resetReused: 0 };
+  /**
+   * While true the radio starts no transfer (labels check in as usual, uploads are stored and
+   * queued): for benchmarks that measure the hand-off to the AP apart from the acknowledgements.
+   */
+  holdTransfers = false;
   /** Requests served per connection (keep-alive: the reset fault applies from the second on). */
   private readonly served = new WeakMap<Socket, number>();
   private readonly opts: Required<Omit<OeplApOptions, 'faults' | 'transferBytes'>> & { transferBytes: number | null };
@@ -407,7 +412,7 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
       }
       l.pendingCommands = [];
     }
-    if (l.queue && !l.flying) this.startTransfer(l, l.queue, now);
+    if (l.queue && !l.flying && !this.holdTransfers) this.startTransfer(l, l.queue, now);
     this.pushTag(l);
     this.scheduleCheckin(l, l.nextCheckin);
   }
