@@ -34,10 +34,14 @@
  * - Polling: every `pollIntervalMs` (30 s) and right after each (re)connect, the oldest
  *   outstanding sends (at most 32 a round) that are older than one check-in of their label are
  *   looked up with `/get_db?mac=`, so acks are learnt even when every WebSocket frame is lost.
+ *   No poll runs, and no poll answer counts, between a WebSocket drop and the end of the next walk
+ *   (an AP that restarted has lost its queue, and "nothing pending" from it would confirm content
+ *   by the identical-content rule that never reached the label).
  * - Restart/down rule: when the WebSocket drops, the driver reconnects with back-off. If the
  *   socket broke (reset, timed out, no pong to a ping: an AP that lost power and came back resets
  *   the old connection), or if, between the drop and the end of the next successful `/get_db`
- *   walk, a connection attempt failed (refused, reset, timed out) or the AP answered 409 (it is booting; a probe `POST /jsonupload` without
+ *   walk, a connection attempt failed (refused, reset, timed out; an HTTP request that failed so in
+ *   the 2 s before the drop counts too) or the AP answered 409 (it is booting; a probe `POST /jsonupload` without
  *   fields is answered 409 while booting and 400 once running), the AP restarted or lost power:
  *   its queue, which lives in memory, is gone. After the walk has reconciled (acks first, so a
  *   label that got its content before the restart is confirmed), `lost` is emitted and every
@@ -161,6 +165,8 @@ type HttpAnswer = { status: number; body: string };
 const MAX_BODY = 1024 * 1024;
 /** Socket errors that mean the connection broke rather than closed in order. */
 const BROKEN_SOCKET = new Set(['ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED']);
+/** An HTTP connection failure this recent (gateway ms) when the WebSocket drops counts as seen during the drop. */
+const RECENT_FAILURE_MS = 2000;
 /** A WebSocket that held this long (real ms) is retried at once when it drops. */
 const STABLE_MS = 10_000;
 const DEFAULT_CHECKIN_MS = 40_000;
@@ -441,6 +447,8 @@ export class OeplRadio implements LabelRadio {
   private retryAtOnce = false;
   /** The walk after the current socket's connect succeeded. */
   private synced = false;
+  /** When an HTTP request last failed to connect or broke (gateway clock), and why. */
+  private lastNetworkFailure: { at: number; reason: string } | null = null;
 
   constructor(options: OeplRadioOptions) {
     this.id = options.id;
@@ -706,6 +714,7 @@ export class OeplRadio implements LabelRadio {
   private networkError(r: OeplRequest, e: Error): RadioError {
     const code = (e as NodeJS.ErrnoException).code ?? 'error';
     if (this.inPhase) this.markUnreachable(`${code}`);
+    this.lastNetworkFailure = { at: this.clock(), reason: `${r.method} ${r.path.split('?')[0]}: ${code}` };
     return new RadioError('SG_AP_UNREACHABLE', `OEPL AP ${this.id}: ${r.method} ${r.path.split('?')[0]}: ${code}: ${e.message}`);
   }
 
@@ -801,6 +810,10 @@ export class OeplRadio implements LabelRadio {
         this.inPhase = true;
         this.phase = { unreachable: false, saw409: false, reason: null };
         if (broken !== null) this.markUnreachable(`WebSocket broke: ${broken}`);
+        // An upload whose connection failed just before the drop was noticed saw the same outage
+        // (the AP went down as it came in): evidence as good as a failed connect after the drop.
+        const f = this.lastNetworkFailure;
+        if (f && this.clock() - f.at <= RECENT_FAILURE_MS) this.markUnreachable(`${f.reason} just before the WebSocket closed`);
         // Once at once after a connection that held; a flapping one waits its back-off.
         this.retryAtOnce = Date.now() - openedAt >= STABLE_MS;
         this.log.info({ error, broken }, 'OEPL: WebSocket closed, reconnecting');
@@ -967,7 +980,7 @@ export class OeplRadio implements LabelRadio {
 
   /** Looks up the oldest outstanding sends (older than one check-in) per MAC. */
   private async pollRound(): Promise<void> {
-    if (!this.running || this.polling || this.online !== true) return;
+    if (!this.running || this.polling || this.online !== true || this.inPhase) return;
     this.polling = true;
     const gen = this.generation;
     try {
@@ -977,6 +990,10 @@ export class OeplRadio implements LabelRadio {
         if (!this.acks.isOutstanding(mac)) continue;
         try {
           const page = this.readPage(await this.http(buildGetDbForMac(mac)));
+          // An answer from across a WebSocket drop may come from an AP that restarted and lost
+          // its queue: "nothing pending" would then confirm content that never reached the label
+          // (the identical-content rule). The walk after the reconnect reconciles instead.
+          if (!this.running || gen !== this.generation || this.inPhase) return;
           const at = this.clock();
           for (const tag of page.tags) this.report(this.acks.record(tag, 'poll', at));
         } catch (e) {
