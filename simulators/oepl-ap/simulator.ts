@@ -10,6 +10,9 @@
  * - WebSocket `/ws`: `{"tags":[record]}` on every change of a label, `{"logMsg":"<MAC> reports xfer
  *   complete\r\n"}` when a label has received its content, `{"errMsg":"< <MAC> xfer timeout\n"}`
  *   when the AP gives up on it.
+ * - Every HTTP answer carries `Connection: close` and the connection is closed after it, as the
+ *   firmware's web server (ESPAsyncWebServer) does. `keepAlive: true` makes it an AP that keeps
+ *   connections open (Node's default idle close, 5 s), for the driver's keep-alive mode.
  *
  * The radio: each label wakes every `checkinMs` (phase from the seed) and, if the AP holds content
  * for it that differs from what it shows, receives it at `rateBps` over the AP's one radio
@@ -55,6 +58,8 @@ export interface OeplApOptions {
   faults?: Partial<OeplApFaults>;
   /** Virtual start time, Unix ms (default now). */
   startMs?: number;
+  /** Keep HTTP connections open between requests (default false: closed after each answer, as the firmware does). */
+  keepAlive?: boolean;
 }
 
 export interface OeplApFaults {
@@ -64,6 +69,12 @@ export interface OeplApFaults {
   transferLoss: number;
   /** Every HTTP answer replaced by an HTML error page or by random bytes. */
   answer: 'normal' | 'html' | 'garbage';
+  /**
+   * This many requests that arrive on a kept-alive connection (its second request or later) are
+   * answered with a TCP reset instead, as by a server that closed the idle connection just then.
+   * Counts down; only with `keepAlive`.
+   */
+  resetReused: number;
 }
 
 export interface SimLabel {
@@ -120,6 +131,8 @@ export interface OeplApStats {
   wsSent: number;
   wsLost: number;
   refused409: number;
+  /** TCP connections accepted (HTTP and WebSocket). */
+  connections: number;
 }
 
 /** Events for the CLI's output and for tests. */
@@ -142,8 +155,15 @@ function md5Hash(content: string): string {
 }
 
 export class OeplApSimulator extends EventEmitter<OeplApEvents> {
-  readonly stats: OeplApStats = { uploads: 0, identical: 0, transfers: 0, bytesOnAir: 0, radioMs: 0, acks: 0, timeouts: 0, wsSent: 0, wsLost: 0, refused409: 0 };
-  readonly faults: OeplApFaults = { wsLoss: 0, transferLoss: 0, answer: 'normal' };
+  readonly stats: OeplApStats = { uploads: 0, identical: 0, transfers: 0, bytesOnAir: 0, radioMs: 0, acks: 0, timeouts: 0, wsSent: 0, wsLost: 0, refused409: 0, connections: 0 };
+  readonly faults: OeplApFaults = { wsLoss: 0, transferLoss: 0, answer: 'normal', resetReused: 0 };
+  /**
+   * While true the radio starts no transfer (labels check in as usual, uploads are stored and
+   * queued): for benchmarks that measure the hand-off to the AP apart from the acknowledgements.
+   */
+  holdTransfers = false;
+  /** Requests served per connection (keep-alive: the reset fault applies from the second on). */
+  private readonly served = new WeakMap<Socket, number>();
   private readonly opts: Required<Omit<OeplApOptions, 'faults' | 'transferBytes'>> & { transferBytes: number | null };
   private clock: ScaledClock | null = null;
   private readonly labels: LabelState[] = [];
@@ -177,6 +197,7 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
       transferBytes: options.transferBytes ?? null,
       bootMs: options.bootMs ?? 0,
       startMs: options.startMs ?? Date.now(),
+      keepAlive: options.keepAlive ?? false,
     };
     Object.assign(this.faults, options.faults ?? {});
     this.rng = new SeededRng(this.opts.seed);
@@ -192,6 +213,7 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
     this.busyUntil = this.clock.now() + this.opts.bootMs;
     const server = http.createServer((req, res) => this.handle(req, res));
     server.on('connection', (s) => {
+      this.stats.connections++;
       this.sockets.add(s);
       s.on('error', () => undefined);
       s.once('close', () => this.sockets.delete(s));
@@ -390,7 +412,7 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
       }
       l.pendingCommands = [];
     }
-    if (l.queue && !l.flying) this.startTransfer(l, l.queue, now);
+    if (l.queue && !l.flying && !this.holdTransfers) this.startTransfer(l, l.queue, now);
     this.pushTag(l);
     this.scheduleCheckin(l, l.nextCheckin);
   }
@@ -592,6 +614,16 @@ export class OeplApSimulator extends EventEmitter<OeplApEvents> {
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (!this.opts.keepAlive) res.setHeader('connection', 'close');
+    else {
+      const n = (this.served.get(req.socket) ?? 0) + 1;
+      this.served.set(req.socket, n);
+      if (n > 1 && this.faults.resetReused > 0) {
+        this.faults.resetReused--;
+        req.socket.resetAndDestroy();
+        return;
+      }
+    }
     try {
       this.atInput(() => this.route(req, res));
     } catch {

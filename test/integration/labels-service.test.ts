@@ -232,6 +232,42 @@ describe('labels service', () => {
     await waitFor(() => JSON.parse(published.get('shelfgate/v1/st1/labels/summary') ?? '{}').share === 1, 5000, 'the summary at share 1');
   });
 
+  it('the published summary, kept label by label, equals a full pass over every label at each step', async () => {
+    const { svc, radio, events, published } = await rig();
+    const stable = (x: object): string => {
+      const { ts: _ts, oldest_mismatch_age_s: _age, ...rest } = x as Record<string, unknown>;
+      return JSON.stringify(rest);
+    };
+    const agrees = (): boolean => {
+      const p = published.get('shelfgate/v1/st1/labels/summary');
+      return p !== undefined && stable(JSON.parse(p) as object) === stable(svc.summary());
+    };
+    const step = (what: string): Promise<unknown> => waitFor(agrees, 5000, `the published summary equals the full pass: ${what}`);
+    radio.emit({ type: 'heard', mac: MAC_A, at: Date.now(), health: health() });
+    radio.emit({ type: 'heard', mac: MAC_B, at: Date.now(), health: health({ batteryMv: 2100 }) });
+    svc.bind({ mac: MAC_A, shelf: 'g1', slot: 's1' }, 'tech');
+    svc.bind({ mac: MAC_B, gtin: GTIN }, 'tech');
+    await step('bound, no price (two problems, one low battery)');
+    expect(svc.summary()).toMatchObject({ labels: 2, problems: 2, low_battery: 1, priced: 0 });
+    events.emit('priceApplied', price(129, 1));
+    await waitFor(() => radio.sends.length === 2, 5000, 'both sent');
+    // one product, one label type: one content (rendered once for both)
+    expect(radio.sends[0]!.body).toBe(radio.sends[1]!.body);
+    await step('both sent');
+    expect(svc.summary()).toMatchObject({ priced: 2, confirmed_current: 0, problems: 0, by_state: { sent: 2 } });
+    expect(svc.summary().oldest_mismatch_since).not.toBeNull();
+    radio.emit({ type: 'ack', mac: MAC_A, at: Date.now() });
+    await step('one confirmed');
+    expect(svc.summary()).toMatchObject({ confirmed_current: 1, share: 0.5 });
+    radio.emit({ type: 'heard', mac: MAC_B, at: Date.now(), health: health({ batteryMv: 2900 }) });
+    radio.emit({ type: 'ack', mac: MAC_B, at: Date.now() });
+    await step('both confirmed, battery fine');
+    expect(svc.summary()).toMatchObject({ confirmed_current: 2, share: 1, low_battery: 0, oldest_mismatch_since: null });
+    svc.unbind(MAC_B, 'tech');
+    await step('one unbound');
+    expect(svc.summary()).toMatchObject({ labels: 1, priced: 1, by_state: { confirmed: 1 } });
+  });
+
   it('stop() removes every listener it added', async () => {
     const r = await rig();
     expect(r.radio.listenerCount()).toBe(1);

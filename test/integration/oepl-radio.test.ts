@@ -93,6 +93,40 @@ describe('OeplRadio against the simulated access point', () => {
     await waitFor(() => sim.label(mac)!.commands.length > 0, 5000, 'the LED command delivered');
   });
 
+  it('closes the connection after every answer as the firmware does; with keep-alive reuses it, and sends an upload again on a fresh one when a kept-alive one is reset', async () => {
+    // the firmware's web server answers with Connection: close
+    const fw = await startSim();
+    const answer = await new Promise<http.IncomingMessage>((resolve, reject) => http.get(`${fw.url}/get_db`, { agent: new http.Agent({ keepAlive: true }) }, resolve).on('error', reject));
+    answer.resume();
+    expect(answer.headers.connection).toBe('close');
+    const plain = await startRadio(fw.url, { pollIntervalMs: 600_000 });
+    await plain.next('status', (e) => e.online);
+    let c0 = fw.stats.connections;
+    for (const mac of fw.macs.slice(0, 3)) await plain.radio.send(mac, '[{"text":[5,5,"2.49",1]}]');
+    expect(fw.stats.connections - c0).toBeGreaterThanOrEqual(3);
+
+    const sim = await startSim({ keepAlive: true });
+    const h = await startRadio(sim.url, { keepAlive: true, pollIntervalMs: 600_000 });
+    await h.next('status', (e) => e.online);
+    c0 = sim.stats.connections;
+    for (const mac of sim.macs.slice(0, 4)) await h.radio.send(mac, '[{"text":[5,5,"2.49",1]}]');
+    expect(sim.stats.connections - c0).toBeLessThanOrEqual(1);
+    // the server resets the kept-alive connection as the next upload arrives: sent once more, stored, acknowledged
+    sim.faults.resetReused = 1;
+    const mac = sim.macs[4]!;
+    await h.radio.send(mac, '[{"text":[5,5,"3.99",1]}]');
+    expect(sim.faults.resetReused).toBe(0);
+    expect(h.radio.stats.keepAliveRetries).toBe(1);
+    expect(h.radio.stats.failures.SG_AP_UNREACHABLE).toBe(0);
+    await h.next('ack', (e) => e.mac === mac);
+    // a command that is not repeated fails instead (on a kept-alive connection: the reset one is gone)
+    await h.radio.send(sim.macs[0]!, '[{"text":[5,5,"2.59",1]}]');
+    sim.faults.resetReused = 1;
+    const e = await rejection(h.radio.tagCommand(sim.macs[5]!, 'refresh'));
+    expect(e.code).toBe('SG_AP_UNREACHABLE');
+    expect(h.radio.stats.keepAliveRetries).toBe(1);
+  });
+
   it('never takes 200 for an ack: a lost label gets no ack while another label is acknowledged', async () => {
     const sim = await startSim();
     const h = await startRadio(sim.url);

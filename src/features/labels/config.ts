@@ -21,6 +21,13 @@ export const accessPointSchema = z.strictObject({
   request_timeout_ms: z.number().int().min(100).max(120_000).default(10_000),
   /** How often the gateway looks up transfers the AP has not acknowledged (`/get_db?mac=`), in case the WebSocket lost the ack. */
   poll_interval_ms: z.number().int().min(100).max(600_000).default(30_000),
+  /**
+   * Reuse HTTP connections to the AP (keep-alive). Off by default: the OpenEPaperLink firmware's web
+   * server (ESPAsyncWebServer) answers every request with `Connection: close` and closes the
+   * connection, so a kept-alive socket is never reused there. For an AP or proxy that keeps
+   * connections open it saves a TCP connection per upload.
+   */
+  keep_alive: z.boolean().default(false),
 });
 
 export const labelsSchema = z.strictObject({

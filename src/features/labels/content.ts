@@ -229,6 +229,26 @@ export function missingGlyphs(text: string, font: FontMetrics | undefined): stri
 export function formatPrice(minor: number, currency: string, locale: string, font?: FontMetrics): string {
   if (!Number.isSafeInteger(minor) || minor < 0) throw new LabelContentError('SG_LABEL_INPUT_INVALID', 'price', `price ${minor} is not a non-negative integer of minor units`);
   if (!/^[A-Z]{3}$/.test(currency)) throw new LabelContentError('SG_LABEL_INPUT_INVALID', 'currency', `currency ${JSON.stringify(currency)} is not an ISO 4217 code`);
+  // A chain-wide change formats the same few hundred prices thousands of times (Intl and labelText
+  // were a third of rendering): the text per font, locale, currency and amount is kept, bounded.
+  const fontKey = font ?? NO_FONT;
+  let cache = formatted.get(fontKey);
+  if (!cache) formatted.set(fontKey, (cache = new Map()));
+  const key = `${locale}|${currency}|${minor}`;
+  const hit = cache.get(key);
+  if (hit !== undefined) return hit;
+  const text = formatPriceUncached(minor, currency, locale, font);
+  if (cache.size >= MAX_FORMATTED) cache.clear();
+  cache.set(key, text);
+  return text;
+}
+
+/** Formatted prices per font (FontMetrics objects are the label types' own, loaded once). */
+const formatted = new WeakMap<object, Map<string, string>>();
+const NO_FONT = {};
+const MAX_FORMATTED = 4096;
+
+function formatPriceUncached(minor: number, currency: string, locale: string, font?: FontMetrics): string {
   const f = currencyFormat(locale, currency, 'symbol');
   const digits = f.resolvedOptions().maximumFractionDigits ?? 2;
   const decimal = decimalString(minor, digits);

@@ -48,7 +48,7 @@ function notConfigured(): never {
 export function createLabelsFeature(opts: LabelsFeatureOptions = {}) {
   const makeRadio =
     opts.radio ??
-    ((ap, log) => new OeplRadio({ id: ap.id, url: ap.url, log, maxConcurrentRequests: ap.max_concurrent_requests, requestTimeoutMs: ap.request_timeout_ms, pollIntervalMs: ap.poll_interval_ms }));
+    ((ap, log) => new OeplRadio({ id: ap.id, url: ap.url, log, maxConcurrentRequests: ap.max_concurrent_requests, requestTimeoutMs: ap.request_timeout_ms, pollIntervalMs: ap.poll_interval_ms, keepAlive: ap.keep_alive }));
   return defineFeature({
     name: 'labels',
     config: labelsConfigShape,

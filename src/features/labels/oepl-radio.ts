@@ -5,10 +5,17 @@
  *
  * Design choices, and why:
  *
- * - HTTP: Node's http module, one socket per request (no keep-alive: the ESP32's web server holds
- *   few connections and a pooled socket it closed would fail the next request), at most
- *   `maxConcurrentRequests` (2) at once; further requests wait in a bounded queue (256) and beyond
- *   that fail at once with SG_AP_BUSY. Every request has a timeout; stop() destroys those in flight.
+ * - HTTP: Node's http module, at most `maxConcurrentRequests` (2) at once; further requests wait in
+ *   a bounded queue (256) and beyond that fail at once with SG_AP_BUSY. Every request has a
+ *   timeout; stop() destroys those in flight. One socket per request by default (`keepAlive`
+ *   false): the OpenEPaperLink firmware's web server (ESPAsyncWebServer) sends `Connection: close`
+ *   with every answer and closes the connection, so pooling gains nothing there. With `keepAlive`
+ *   an http.Agent keeps at most `maxConcurrentRequests` sockets per AP (idle ones closed after
+ *   KEEP_ALIVE_IDLE_MS). A server may close an idle kept-alive socket just as a request goes out on
+ *   it: a request that fails with ECONNRESET or EPIPE on a reused socket is sent once more on a
+ *   fresh connection, but only a GET or an upload (`/jsonupload` again with the same content is
+ *   harmless: an AP that stored it already keeps one copy, and one the label shows already is
+ *   acknowledged by reconciliation, rule 3 below); `/tag_cmd` and `/led_flash` are not repeated.
  * - Acknowledgements come from two sources, one ack per send:
  *   1. the AP's `<MAC> reports xfer complete` line on the WebSocket;
  *   2. reconciliation: before each upload the driver remembers the tag record's `updatecount` and
@@ -27,10 +34,14 @@
  * - Polling: every `pollIntervalMs` (30 s) and right after each (re)connect, the oldest
  *   outstanding sends (at most 32 a round) that are older than one check-in of their label are
  *   looked up with `/get_db?mac=`, so acks are learnt even when every WebSocket frame is lost.
+ *   No poll runs, and no poll answer counts, between a WebSocket drop and the end of the next walk
+ *   (an AP that restarted has lost its queue, and "nothing pending" from it would confirm content
+ *   by the identical-content rule that never reached the label).
  * - Restart/down rule: when the WebSocket drops, the driver reconnects with back-off. If the
  *   socket broke (reset, timed out, no pong to a ping: an AP that lost power and came back resets
  *   the old connection), or if, between the drop and the end of the next successful `/get_db`
- *   walk, a connection attempt failed (refused, reset, timed out) or the AP answered 409 (it is booting; a probe `POST /jsonupload` without
+ *   walk, a connection attempt failed (refused, reset, timed out; an HTTP request that failed so in
+ *   the 2 s before the drop counts too) or the AP answered 409 (it is booting; a probe `POST /jsonupload` without
  *   fields is answered 409 while booting and 400 once running), the AP restarted or lost power:
  *   its queue, which lives in memory, is gone. After the walk has reconciled (acks first, so a
  *   label that got its content before the restart is confirmed), `lost` is emitted and every
@@ -104,7 +115,12 @@ export interface OeplRadioOptions {
   busyRetryMs?: number;
   /** WebSocket ping interval (default 15 s); no pong by the next ping: the socket is dropped. */
   pingIntervalMs?: number;
+  /** Reuse HTTP connections (default false: the OEPL firmware closes every connection). */
+  keepAlive?: boolean;
 }
+
+/** A kept-alive socket idle this long is closed by the driver (before a server's own idle close, typically 5 s and more). */
+export const KEEP_ALIVE_IDLE_MS = 4000;
 
 export interface OeplRadioStats {
   /** HTTP requests sent. */
@@ -121,6 +137,8 @@ export interface OeplRadioStats {
   invalidRecords: number;
   /** `lost` events emitted. */
   lost: number;
+  /** Requests sent again on a fresh connection after a kept-alive socket was reset under them. */
+  keepAliveRetries: number;
 }
 
 /** What the driver remembers of a label (the newest record it saw). */
@@ -147,6 +165,8 @@ type HttpAnswer = { status: number; body: string };
 const MAX_BODY = 1024 * 1024;
 /** Socket errors that mean the connection broke rather than closed in order. */
 const BROKEN_SOCKET = new Set(['ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED']);
+/** An HTTP connection failure this recent (gateway ms) when the WebSocket drops counts as seen during the drop. */
+const RECENT_FAILURE_MS = 2000;
 /** A WebSocket that held this long (real ms) is retried at once when it drops. */
 const STABLE_MS = 10_000;
 const DEFAULT_CHECKIN_MS = 40_000;
@@ -370,6 +390,7 @@ export class OeplRadio implements LabelRadio {
     reconnects: 0,
     invalidRecords: 0,
     lost: 0,
+    keepAliveRetries: 0,
   };
 
   private readonly log: Logger;
@@ -398,6 +419,11 @@ export class OeplRadio implements LabelRadio {
   private active = 0;
   private readonly waiting: Array<{ go: () => void; fail: (e: Error) => void }> = [];
   private readonly inflight = new Set<{ req: http.ClientRequest; fail: (e: Error) => void }>();
+  /** Kept-alive sockets (keepAlive only); created at start, destroyed at stop. */
+  private agent: http.Agent | null = null;
+  /** One socket per request, closed after the answer (`agent: false` would build an Agent per request). */
+  private readonly closingAgent = new http.Agent({ keepAlive: false });
+  private readonly keepAlive: boolean;
 
   // WebSocket and lifecycle
   private running = false;
@@ -421,6 +447,8 @@ export class OeplRadio implements LabelRadio {
   private retryAtOnce = false;
   /** The walk after the current socket's connect succeeded. */
   private synced = false;
+  /** When an HTTP request last failed to connect or broke (gateway clock), and why. */
+  private lastNetworkFailure: { at: number; reason: string } | null = null;
 
   constructor(options: OeplRadioOptions) {
     this.id = options.id;
@@ -444,6 +472,7 @@ export class OeplRadio implements LabelRadio {
       pingIntervalMs: options.pingIntervalMs ?? 15_000,
       reconnect: options.reconnect ?? { initialMs: 1000, maxMs: 60_000 },
     };
+    this.keepAlive = options.keepAlive ?? false;
     this.acks = new OeplReconciler({ maxLabels: this.o.maxLabels, outstandingMaxMs: this.o.outstandingMaxMs });
   }
 
@@ -456,6 +485,10 @@ export class OeplRadio implements LabelRadio {
     this.backoff = new Backoff(this.o.reconnect);
     this.inPhase = true;
     this.phase = { unreachable: false, saw409: false, reason: null };
+    if (this.keepAlive) {
+      const n = this.o.maxConcurrentRequests;
+      this.agent = new http.Agent({ keepAlive: true, maxSockets: n, maxFreeSockets: n, timeout: KEEP_ALIVE_IDLE_MS, scheduling: 'lifo' });
+    }
     this.pollTimer = setInterval(() => void this.pollRound(), this.o.pollIntervalMs);
     this.pollTimer.unref?.();
     this.connect();
@@ -489,6 +522,8 @@ export class OeplRadio implements LabelRadio {
     for (const w of this.waiting.splice(0)) w.fail(stopped);
     for (const f of [...this.inflight]) f.fail(stopped);
     this.inflight.clear();
+    this.agent?.destroy();
+    this.agent = null;
     this.acks.lost();
     this.listeners.clear();
   }
@@ -616,10 +651,12 @@ export class OeplRadio implements LabelRadio {
     });
   }
 
-  private raw(r: OeplRequest): Promise<HttpAnswer> {
+  private raw(r: OeplRequest, fresh = false): Promise<HttpAnswer> {
     return new Promise<HttpAnswer>((resolve, reject) => {
       let settled = false;
       const body = r.body !== undefined ? Buffer.from(r.body) : undefined;
+      const agent = fresh ? null : this.agent;
+      // (agent null: a socket of its own, closed after the answer)
       const req = http.request(
         {
           protocol: 'http:',
@@ -627,8 +664,8 @@ export class OeplRadio implements LabelRadio {
           port: this.baseUrl.port || 80,
           method: r.method,
           path: r.path,
-          agent: false,
-          headers: { ...r.headers, connection: 'close', ...(body ? { 'content-length': String(body.length) } : {}) },
+          agent: agent ?? this.closingAgent,
+          headers: { ...r.headers, connection: agent ? 'keep-alive' : 'close', ...(body ? { 'content-length': String(body.length) } : {}) },
         },
         (res) => {
           const chunks: Buffer[] = [];
@@ -657,7 +694,19 @@ export class OeplRadio implements LabelRadio {
       };
       const timer = setTimeout(() => finish(this.networkError(r, Object.assign(new Error(`no answer within ${this.o.requestTimeoutMs} ms`), { code: 'ETIMEDOUT' }))), this.o.requestTimeoutMs);
       this.inflight.add(entry);
-      req.on('error', (e) => finish(this.networkError(r, e)));
+      req.on('error', (e) => {
+        // A kept-alive socket the server closed as this request went out: once more on a fresh one.
+        const code = (e as NodeJS.ErrnoException).code;
+        if (!settled && agent && req.reusedSocket && (code === 'ECONNRESET' || code === 'EPIPE') && isRetryable(r) && this.running) {
+          settled = true;
+          clearTimeout(timer);
+          this.inflight.delete(entry);
+          this.stats.keepAliveRetries++;
+          this.raw(r, true).then(resolve, reject);
+          return;
+        }
+        finish(this.networkError(r, e));
+      });
       req.end(body);
     });
   }
@@ -665,6 +714,7 @@ export class OeplRadio implements LabelRadio {
   private networkError(r: OeplRequest, e: Error): RadioError {
     const code = (e as NodeJS.ErrnoException).code ?? 'error';
     if (this.inPhase) this.markUnreachable(`${code}`);
+    this.lastNetworkFailure = { at: this.clock(), reason: `${r.method} ${r.path.split('?')[0]}: ${code}` };
     return new RadioError('SG_AP_UNREACHABLE', `OEPL AP ${this.id}: ${r.method} ${r.path.split('?')[0]}: ${code}: ${e.message}`);
   }
 
@@ -760,6 +810,10 @@ export class OeplRadio implements LabelRadio {
         this.inPhase = true;
         this.phase = { unreachable: false, saw409: false, reason: null };
         if (broken !== null) this.markUnreachable(`WebSocket broke: ${broken}`);
+        // An upload whose connection failed just before the drop was noticed saw the same outage
+        // (the AP went down as it came in): evidence as good as a failed connect after the drop.
+        const f = this.lastNetworkFailure;
+        if (f && this.clock() - f.at <= RECENT_FAILURE_MS) this.markUnreachable(`${f.reason} just before the WebSocket closed`);
         // Once at once after a connection that held; a flapping one waits its back-off.
         this.retryAtOnce = Date.now() - openedAt >= STABLE_MS;
         this.log.info({ error, broken }, 'OEPL: WebSocket closed, reconnecting');
@@ -926,7 +980,7 @@ export class OeplRadio implements LabelRadio {
 
   /** Looks up the oldest outstanding sends (older than one check-in) per MAC. */
   private async pollRound(): Promise<void> {
-    if (!this.running || this.polling || this.online !== true) return;
+    if (!this.running || this.polling || this.online !== true || this.inPhase) return;
     this.polling = true;
     const gen = this.generation;
     try {
@@ -936,6 +990,10 @@ export class OeplRadio implements LabelRadio {
         if (!this.acks.isOutstanding(mac)) continue;
         try {
           const page = this.readPage(await this.http(buildGetDbForMac(mac)));
+          // An answer from across a WebSocket drop may come from an AP that restarted and lost
+          // its queue: "nothing pending" would then confirm content that never reached the label
+          // (the identical-content rule). The walk after the reconnect reconciles instead.
+          if (!this.running || gen !== this.generation || this.inPhase) return;
           const at = this.clock();
           for (const tag of page.tags) this.report(this.acks.record(tag, 'poll', at));
         } catch (e) {
@@ -957,4 +1015,10 @@ export class OeplRadio implements LabelRadio {
       }
     }
   }
+}
+
+/** Requests that may be sent twice (see the header): `/get_db` reads, and uploads. */
+function isRetryable(r: OeplRequest): boolean {
+  const path = r.path.split('?')[0];
+  return path === '/get_db' || path === '/jsonupload';
 }

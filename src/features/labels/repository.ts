@@ -223,7 +223,10 @@ export class LabelRepository {
   save(label: StoredLabel): Promise<void> {
     const mac = label.delivery.mac;
     const d = label.delivery;
-    const contentKey = `${d.plan.map((c) => c.seq).join(',')}|${d.inflight?.content.seq ?? ''}`;
+    // The rows the save writes: the plan, and the transfer in flight when it is not in the plan
+    // (a dispatch of a plan entry changes no row: the `sent` save no longer rewrites the bodies).
+    const inflightSeq = d.inflight && !d.plan.some((c) => c.seq === d.inflight!.content.seq) ? d.inflight.content.seq : '';
+    const contentKey = `${d.plan.map((c) => c.seq).join(',')}|${inflightSeq}`;
     // Skip the content rows when the last committed save of this label had the same ones. The memo
     // is set only after a commit and dropped on a failure, so it never claims rows that are not there.
     const writeContent = this.committedContent.get(mac) !== contentKey;

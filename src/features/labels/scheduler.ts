@@ -298,11 +298,15 @@ export class DeliveryScheduler {
     }
   }
 
+  /**
+   * A copy of the label's record. The content versions in it are shared, not copied (they are
+   * frozen and never changed: a new plan replaces them), so a save does not copy kilobytes of bodies.
+   */
   record(mac: string): LabelRecord | undefined {
     const l = this.labels.get(mac);
     if (!l) return undefined;
     this.refresh(l, this.o.clock());
-    return structuredClone(l);
+    return { ...l, plan: l.plan.slice(), shown: l.shown ? { ...l.shown } : null, inflight: l.inflight ? { ...l.inflight } : null };
   }
 
   /**
@@ -366,7 +370,7 @@ export class DeliveryScheduler {
     const now = this.o.clock();
     // Entries of the old plan that were due and never reached the label are coalesced away.
     for (const c of l.plan) if (c.effectiveAt <= now && c.hash !== l.shown?.hash && c.hash !== l.inflight?.content.hash) this.stats.coalesced++;
-    l.plan = contents.map((c) => ({ ...c, seq: ++l.lastSeq }));
+    l.plan = contents.map((c) => Object.freeze({ ...c, seq: ++l.lastSeq }));
     l.attempts = 0;
     l.nextAttemptAt = 0;
     l.lastError = null;
@@ -419,7 +423,9 @@ export class DeliveryScheduler {
     l.inflight.storedAt = at;
     l.inflight.deadline = at + this.ackTimeout(l, l.inflight.content.bytes);
     this.evaluate(l, this.o.clock());
-    this.touch(mac);
+    // Not marked dirty: the stored answer changes nothing a restart needs (transfers in flight at a
+    // restart go out again at once, whatever their deadline) nor anything the integrity shows, and
+    // saving it was a third write per label. The next save of the label carries it.
   }
 
   /**

@@ -40,6 +40,7 @@ import { RadioError } from './radio';
 import { persistChanges, type LabelBinding, type LabelRepository } from './repository';
 import { DeliveryScheduler, MAX_PLAN, type ContentInput, type Dispatch, type LabelRecord } from './scheduler';
 import type { LabelType } from './types';
+import { Heap } from '../../util/heap';
 
 /** Product data for a label (name, net content); central's `product` changes fill it. */
 export interface ProductLookup {
@@ -180,6 +181,16 @@ export class LabelsService implements Service {
   private readonly publishedAt = new Map<string, number>();
   /** GTIN -> bound MACs (through the label's product or its slot's); rebuilt after a binding or assignment changed. */
   private gtinIndex: Map<string, string[]> | null = null;
+  /**
+   * The published summary, kept up to date label by label: each label's share as of its last
+   * integrity (every label that changed is in a round's snapshot, see snapshotChanged), summed in
+   * `totals`. A full pass over every label once a second was most of the integrity work in the
+   * 10,000-label benchmark; summary() (CLI, status) still makes the full pass.
+   */
+  private readonly contrib = new Map<string, Contribution>();
+  private readonly totals = newTotals();
+  /** Mismatched labels by mismatch_since (entries no longer matching `contrib` are skipped and dropped). */
+  private readonly mismatches = new Heap<{ since: number; mac: string }>((a, b) => a.since < b.since);
 
   constructor(private readonly o: LabelsServiceOptions) {
     this.clock = o.clock ?? Date.now;
@@ -294,6 +305,7 @@ export class LabelsService implements Service {
     this.publishedAt.delete(mac);
     this.reported.delete(mac);
     this.published.delete(mac);
+    this.count(mac, undefined, null);
     this.o.log.info({ mac, by }, 'label unbound');
     this.clearRetained(mac);
     this.schedulePump();
@@ -368,16 +380,20 @@ export class LabelsService implements Service {
   // ---- integrity ----
 
   integrity(mac: string): LabelIntegrity | undefined {
+    return this.integrityAt(mac, this.clock())?.integrity;
+  }
+
+  /** The label's integrity at `now`, with its mismatch time as a number (for the live summary). */
+  private integrityAt(mac: string, now: number): { integrity: LabelIntegrity; mismatchSince: number | null } | undefined {
     const b = this.bindings.get(mac);
     const r = this.scheduler.peek(mac);
     if (!b || !r) return undefined;
-    const now = this.clock();
     let target: ContentInput | undefined;
     for (const p of r.plan) if (p.effectiveAt <= now) target = p;
     const shown = r.shown;
     const seen = this.seen.get(mac);
     const matches = !!(target && shown && shown.priceKey === target.priceKey);
-    return {
+    const integrity: LabelIntegrity = {
       mac,
       type: b.labelType,
       gtin: this.gtinOf(b),
@@ -398,6 +414,62 @@ export class LabelsService implements Service {
       rssi: seen?.health.rssi ?? null,
       lqi: seen?.health.lqi ?? null,
       conditions: this.conditions(r, seen, now),
+    };
+    return { integrity, mismatchSince: r.mismatchSince };
+  }
+
+  /** Moves the label's share of the live summary to what `i` says (undefined: the label is gone). */
+  private count(mac: string, i: LabelIntegrity | undefined, mismatchSince: number | null): void {
+    const old = this.contrib.get(mac);
+    if (old) addContribution(this.totals, old, -1);
+    if (!i) {
+      this.contrib.delete(mac);
+      return;
+    }
+    const priced = i.should_show !== null;
+    const c: Contribution = {
+      state: i.state,
+      priced,
+      current: priced && i.matches,
+      since: priced && !i.matches ? mismatchSince : null,
+      low: i.conditions.includes('low_battery'),
+      lost: i.conditions.includes('lost'),
+      problem: i.problem !== null,
+    };
+    this.contrib.set(mac, c);
+    addContribution(this.totals, c, 1);
+    if (c.since !== null && old?.since !== c.since) {
+      this.mismatches.push({ since: c.since, mac });
+      if (this.mismatches.size > 2 * this.contrib.size + 1024) {
+        // stale entries (labels that switched since) pile up: rebuild from the live shares
+        this.mismatches.clear();
+        for (const [m, x] of this.contrib) if (x.since !== null) this.mismatches.push({ since: x.since, mac: m });
+      }
+    }
+  }
+
+  /** The summary from the live shares (what summary() computes with a pass over every label). */
+  private liveSummary(now: number): LabelsSummary {
+    let top = this.mismatches.peek();
+    while (top && this.contrib.get(top.mac)?.since !== top.since) {
+      this.mismatches.pop();
+      top = this.mismatches.peek();
+    }
+    const oldest = top?.since ?? null;
+    const t = this.totals;
+    return {
+      store_id: this.o.storeId,
+      labels: this.bindings.size,
+      priced: t.priced,
+      confirmed_current: t.current,
+      share: t.priced === 0 ? 1 : Math.round((t.current / t.priced) * 10_000) / 10_000,
+      oldest_mismatch_since: iso(oldest),
+      oldest_mismatch_age_s: oldest === null ? null : Math.max(0, Math.round((now - oldest) / 1000)),
+      by_state: { ...t.byState },
+      problems: t.problems,
+      low_battery: t.low,
+      lost: t.lost,
+      ts: iso(now)!,
     };
   }
 
@@ -489,7 +561,8 @@ export class LabelsService implements Service {
   private onPrice(p: PriceApplied): void {
     this.prices.set(p.gtin, p);
     const macs = this.macsFor(p.gtin);
-    for (const mac of macs) this.render(mac);
+    const shared = new Map<string, ContentInput[]>();
+    for (const mac of macs) this.render(mac, false, shared);
     if (macs.length === 0) this.stats.pricesUnbound++;
     else this.schedulePump();
   }
@@ -552,7 +625,8 @@ export class LabelsService implements Service {
   /** A product's name or net content changed (central's `product` change). */
   productChanged(gtin: string): void {
     const macs = this.macsFor(gtin);
-    for (const mac of macs) this.render(mac);
+    const shared = new Map<string, ContentInput[]>();
+    for (const mac of macs) this.render(mac, false, shared);
     if (macs.length > 0) this.schedulePump();
   }
 
@@ -624,8 +698,12 @@ export class LabelsService implements Service {
     return g && isValidGtin(g) ? toGtin14(g) : g;
   }
 
-  /** Renders the label's plan from current data and hands it to the scheduler if it changed. */
-  private render(mac: string, force = false): void {
+  /**
+   * Renders the label's plan from current data and hands it to the scheduler if it changed.
+   * `shared`: plans already rendered in this pass, by label type, for labels of one product and
+   * price (a product with several labels of one type is rendered once; a plan is never changed).
+   */
+  private render(mac: string, force = false, shared?: Map<string, ContentInput[]>): void {
     const b = this.bindings.get(mac);
     if (!b) return;
     // Missing data (no product at the slot, no price yet) is a state the report shows, not news for
@@ -648,10 +726,15 @@ export class LabelsService implements Service {
     const now = this.clock();
     let contents: ContentInput[];
     try {
-      const lp: LabelPrice = { price: price.price, currency: price.currency, promotion: (price.promotion as LabelPrice['promotion']) ?? null };
-      contents = priceTimeline(lp, now)
-        .slice(0, MAX_PLAN)
-        .map((t) => contentInput(renderLabel({ product, display: t.display, locale: this.o.config.locale }, type), t.effectiveAt));
+      const done = shared?.get(type.id);
+      if (done) contents = done;
+      else {
+        const lp: LabelPrice = { price: price.price, currency: price.currency, promotion: (price.promotion as LabelPrice['promotion']) ?? null };
+        contents = priceTimeline(lp, now)
+          .slice(0, MAX_PLAN)
+          .map((t) => contentInput(renderLabel({ product, display: t.display, locale: this.o.config.locale }, type), t.effectiveAt));
+        shared?.set(type.id, contents);
+      }
     } catch (e) {
       this.stats.renderFailures++;
       if (e instanceof LabelContentError) return problem(`${e.code}: ${e.message}`, true);
@@ -711,7 +794,8 @@ export class LabelsService implements Service {
   private dispatch(d: Dispatch): void {
     const radio = this.radios.get(d.ap);
     this.stats.dispatched++;
-    this.toPublish.add(d.mac);
+    // No toPublish here: the round's snapshot is taken after next() (the label is `sent` in it), and
+    // whatever changes later (a failure) marks the label dirty in the scheduler.
     if (!radio) {
       this.scheduler.sendFailed(d.mac, d.seq, `no access point ${d.ap} in the config`);
       return;
@@ -741,7 +825,7 @@ export class LabelsService implements Service {
         const n = (this.uploading.get(d.ap) ?? 1) - 1;
         if (n > 0) this.uploading.set(d.ap, n);
         else this.uploading.delete(d.ap);
-        this.toPublish.add(d.mac);
+        // a stored answer changes nothing the integrity shows; a failure marks the label dirty
         this.schedulePump();
       });
     this.inflight.add(p);
@@ -800,13 +884,14 @@ export class LabelsService implements Service {
     // Everything the scheduler changed (a timeout, a failure, a check-in) is in this round's save.
     for (const mac of this.scheduler.pendingDirty()) this.toPublish.add(mac);
     for (const mac of this.toPublish) {
-      const i = this.integrity(mac);
-      if (i) labels.push(i);
+      const x = this.integrityAt(mac, now);
+      this.count(mac, x?.integrity, x?.mismatchSince ?? null);
+      if (x) labels.push(x.integrity);
     }
     this.toPublish.clear();
     let summary: LabelsSummary | null = null;
     if (now - this.lastSummaryAt >= this.o.config.publish_interval_ms) {
-      const s = this.summary();
+      const s = this.liveSummary(now);
       const { ts: _ts, oldest_mismatch_age_s: _age, ...stable } = s;
       const key = JSON.stringify(stable);
       if (key !== this.lastSummary || now - this.lastSummaryAt >= 60_000) {
@@ -881,4 +966,38 @@ function samePlan(plan: readonly ContentInput[], next: readonly ContentInput[], 
 
 function isLow(mv: number | null | undefined, threshold: number): boolean {
   return mv !== null && mv !== undefined && mv > 0 && mv < threshold;
+}
+
+/** One label's share of the live summary. */
+interface Contribution {
+  state: LabelRecord['state'];
+  priced: boolean;
+  current: boolean;
+  /** Its mismatch time when priced and not current. */
+  since: number | null;
+  low: boolean;
+  lost: boolean;
+  problem: boolean;
+}
+
+interface Totals {
+  byState: Record<LabelRecord['state'], number>;
+  priced: number;
+  current: number;
+  low: number;
+  lost: number;
+  problems: number;
+}
+
+function newTotals(): Totals {
+  return { byState: { pending: 0, sent: 0, confirmed: 0, failed: 0 }, priced: 0, current: 0, low: 0, lost: 0, problems: 0 };
+}
+
+function addContribution(t: Totals, c: Contribution, sign: 1 | -1): void {
+  t.byState[c.state] += sign;
+  if (c.priced) t.priced += sign;
+  if (c.current) t.current += sign;
+  if (c.low) t.low += sign;
+  if (c.lost) t.lost += sign;
+  if (c.problem) t.problems += sign;
 }
