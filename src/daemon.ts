@@ -59,7 +59,7 @@ export async function runDaemon(configPath: string): Promise<number> {
   notifier.setHealthCheck(() => gateway.store.stats().pendingOps < 100_000);
   await notifier.start();
   const addr = gateway.bus.address();
-  log.info({ store: config.store_id, mqtt: addr, listeners: gateway.bus.listeners(), features: [...gateway.features.keys()], slots: config.shelves.reduce((n, s) => n + s.slots.length, 0) }, 'gateway ready');
+  log.info({ store: config.store_id, mqtt: addr, listeners: gateway.bus.listeners(), ...(gateway.http.url() ? { http: { ...gateway.http.address(), url: gateway.http.url() } } : {}), features: [...gateway.features.keys()], slots: config.shelves.reduce((n, s) => n + s.slots.length, 0) }, 'gateway ready');
   notifier.ready(`serving ${config.shelves.length} shelves on mqtt ${addr.host}:${addr.port}`);
 
   await new Promise<void>((resolve) => {

@@ -4,8 +4,9 @@
  * the core changes (docs/ARCHITECTURE.md, "How to add a feature").
  */
 import type { Feature } from '../core/feature';
+import { kioskFeature } from './kiosk';
 import { labelsFeature } from './labels';
 import { rfidFeature } from './rfid';
 import { shelvesFeature } from './shelves';
 
-export const BUILTIN_FEATURES: readonly Feature[] = [shelvesFeature, labelsFeature, rfidFeature];
+export const BUILTIN_FEATURES: readonly Feature[] = [shelvesFeature, labelsFeature, rfidFeature, kioskFeature];
