@@ -59,6 +59,12 @@ export const DEMO_USER = 'demo';
 export const DEMO_PASSWORD = 'demo';
 export const DEMO_TECH = 'tech';
 export const DEMO_TECH_PASSWORD = 'tech';
+/**
+ * The demo's price checker (kiosks feature): its page is `/kiosk/<DEMO_KIOSK>` on the gateway's
+ * HTTP server, logged in as the kiosk user DEMO_USER. A demo scanner bound to it (`scanners[].kiosk:
+ * DEMO_KIOSK`) makes its scans appear on that page and on `kiosk/<DEMO_KIOSK>/lookup`.
+ */
+export const DEMO_KIOSK = 'kiosk1';
 /** Demo labels check in every 10 s so a price change shows soon (real OpenEPaperLink labels: about 40 s). */
 const DEMO_LABEL_CHECKIN_MS = 10_000;
 
@@ -164,7 +170,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   await ap.start();
 
   const [demoHash, techHash] = await Promise.all([hashPassword(DEMO_PASSWORD), hashPassword(DEMO_TECH_PASSWORD)]);
-  const raw = (port: number) => ({
+  const raw = (port: number, httpPort: number) => ({
     store_id: DEMO_STORE,
     data_dir: dataDir,
     log: { level: opts.verbose ? 'info' : 'warn' },
@@ -182,6 +188,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
       https: { url: central.url, token_file: join(dataDir, 'central-token') },
       long_poll_s: 10,
     },
+    // the HTTP server (price-checker page, lookups): loopback only
+    http: { host: '127.0.0.1', port: httpPort },
+    kiosks: [{ id: DEMO_KIOSK, name: 'Price checker (demo)' }],
     buses,
     shelves,
     rfid,
@@ -195,8 +204,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   // --- the gateway: 1883 if free, else a port the OS picks ---
   const log = createLogger(opts.verbose ? 'info' : 'warn');
   let gateway: Gateway | undefined;
-  for (const port of opts.mqttPort !== undefined ? [opts.mqttPort] : [1883, 0]) {
-    const { config, issues } = validateConfig(raw(port), defs as ReadonlyMap<string, DeviceDefinition>, BUILTIN_FEATURES);
+  // (and the HTTP server on 8080 if free, else a port the OS picks; with --mqtt-port, always the OS's)
+  for (const [port, httpPort] of opts.mqttPort !== undefined ? [[opts.mqttPort, 0] as const] : ([[1883, 8080], [0, 0]] as const)) {
+    const { config, issues } = validateConfig(raw(port, httpPort), defs as ReadonlyMap<string, DeviceDefinition>, BUILTIN_FEATURES);
     if (!config) {
       out(`demo: generated config is invalid:\n${formatIssues(issues)}`);
       return ExitCode.SOFTWARE;
@@ -218,6 +228,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   const { port } = gw.bus.address();
   out(`shelfgate demo: store "${DEMO_STORE}", 2 gondolas x 4 shelves x 4 slots + a deli scale, data in ${dataDir}`);
   out(`mosquitto_sub -h 127.0.0.1 -p ${port} -u ${DEMO_USER} -P ${DEMO_PASSWORD} -V mqttv311 -t '${topics.allSlotsFilter(DEMO_STORE, 'stock')}' -v`);
+  out(`price checker: ${gw.http.url()}/kiosk/${DEMO_KIOSK} (browser login: ${DEMO_USER} / ${DEMO_PASSWORD}, the kiosk user)`);
   out(`central inventory service (simulated): ${central.url}/_sim/ shows the events it received and the prices it sent`);
   out(`local MQTT bus on 127.0.0.1:${port} (MQTT 3.1.1; users ${DEMO_USER}/${DEMO_PASSWORD} kiosk, ${DEMO_TECH}/${DEMO_TECH_PASSWORD} technician). Ctrl-C stops.`);
 
