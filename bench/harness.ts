@@ -76,16 +76,64 @@ export interface BenchDaemon {
   stop(): Promise<void>;
 }
 
+/** How the shipped systemd unit runs node: the flags before the script in ExecStart and the unit's Environment= lines. */
+export interface UnitRuntime {
+  nodeArgs: string[];
+  env: Record<string, string>;
+}
+
 /**
- * The real daemon, `node dist/src/cli.js run --config <dir>/shelfgate.yaml` (Node flags for it
- * alone in BENCH_DAEMON_NODE_ARGS, e.g. a heap limit); resolves at its `gateway ready` line with
- * its MQTT port. Its stdout is drained, not parsed, after that.
+ * Reads systemd/shelfgate.service so a bench measures the daemon as a store runs it (its V8 heap
+ * flags and malloc setting change RSS and CPU), not as a bare `node` would. Tested in
+ * test/unit/unit-runtime.test.ts against the real unit file.
+ */
+export function unitRuntime(unitText = readFileSync(resolvePath(__dirname, '../../systemd/shelfgate.service'), 'utf8')): UnitRuntime {
+  // (__dirname is dist/bench when run: the default path is for the built bench.)
+  const nodeArgs: string[] = [];
+  const env: Record<string, string> = {};
+  let sawExec = false;
+  for (const raw of unitText.split('\n')) {
+    const line = raw.trim();
+    const exec = /^ExecStart=(\S+)\s+(.*)$/.exec(line);
+    if (exec) {
+      sawExec = true;
+      if (!/(^|\/)node$/.test(exec[1]!)) throw new Error(`ExecStart does not start node: ${line}`);
+      for (const word of exec[2]!.split(/\s+/)) {
+        if (!word.startsWith('-')) break; // the script: flags end here
+        nodeArgs.push(word);
+      }
+      continue;
+    }
+    const e = /^Environment=([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
+    if (e) env[e[1]!] = e[2]!;
+  }
+  if (!sawExec) throw new Error('no ExecStart= in the unit');
+  return { nodeArgs, env };
+}
+
+/** The node flags and environment startBenchDaemon gives the daemon, for a bench's report header. */
+export function daemonRuntimeLine(): string {
+  const unit = process.env.BENCH_DAEMON_BARE === '1' ? { nodeArgs: [], env: {} } : unitRuntime();
+  const extra = process.env.BENCH_DAEMON_NODE_ARGS ?? '';
+  const env = Object.entries(unit.env).map(([k, v]) => `${k}=${v}`).join(' ');
+  return `daemon: node ${[...unit.nodeArgs, extra].filter((a) => a !== '').join(' ') || '(no flags)'}; ${process.env.BENCH_DAEMON_BARE === '1' ? 'bare (BENCH_DAEMON_BARE=1), not the unit' : `as systemd/shelfgate.service runs it (${env})`}`;
+}
+
+/**
+ * The real daemon, `node dist/src/cli.js run --config <dir>/shelfgate.yaml`, started with the
+ * node flags and environment of the shipped unit (unitRuntime; BENCH_DAEMON_BARE=1 for a bare
+ * node) plus BENCH_DAEMON_NODE_ARGS for it alone (e.g. --cpu-prof or a heap limit); resolves at
+ * its `gateway ready` line with its MQTT port. Its stdout is drained, not parsed, after that.
  */
 export async function startBenchDaemon(config: object, dir: string, timeoutMs = 60_000): Promise<BenchDaemon> {
   const file = join(dir, 'shelfgate.yaml');
   writeFileSync(file, stringify(config), { mode: 0o600 });
-  const nodeArgs = (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
-  const proc = spawn(process.execPath, [...nodeArgs, resolvePath(__dirname, '../src/cli.js'), 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: '' } });
+  const unit = process.env.BENCH_DAEMON_BARE === '1' ? { nodeArgs: [], env: {} } : unitRuntime();
+  const nodeArgs = [...unit.nodeArgs, ...(process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')];
+  const proc = spawn(process.execPath, [...nodeArgs, resolvePath(__dirname, '../src/cli.js'), 'run', '--config', file], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...unit.env, NOTIFY_SOCKET: '' },
+  });
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const mqttPort = await new Promise<number>((resolve, reject) => {

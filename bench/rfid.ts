@@ -58,7 +58,7 @@ import { R200Simulator } from '../simulators/rfid/r200-sim';
 import { serveTcp } from '../simulators/serve';
 import { waitFor } from '../test/helpers/wait';
 import { fastHash, usersWithHash } from '../test/helpers/users';
-import { fmt, machine, processCpuMs, processRssMb, startBenchDaemon } from './harness';
+import { daemonRuntimeLine, fmt, machine, processCpuMs, processRssMb, startBenchDaemon } from './harness';
 
 const STORE = 'rfb';
 const PW = 'bench-rfid';
@@ -97,7 +97,7 @@ async function main(): Promise<void> {
   const stepS = Number(values['step-s']);
   console.log(`machine: ${machine()}`);
   console.log(`date: ${new Date().toISOString()}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-  if (process.env.BENCH_DAEMON_NODE_ARGS) console.log(`daemon node flags: ${process.env.BENCH_DAEMON_NODE_ARGS}`);
+  console.log(daemonRuntimeLine());
   console.log(`command: node dist/bench/rfid.js --steps ${steps.join(',')} --step-s ${stepS} --settle-round-ms ${SETTLE_ROUND_MS}`);
 
   const dir = mkdtempSync(join(tmpdir(), 'sg-bench-rfid-'));

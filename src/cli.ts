@@ -4,9 +4,10 @@
  * else is built by src/daemon.ts. Exit codes: 0 ok, 1 failure, 64 usage, 69 unavailable,
  * 70 internal error, 73 cannot create state, 78 invalid configuration (systemd does not restart on 78).
  */
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ExitCode } from './errors';
 import { reportConfigError } from './config/report';
+import { withConnOptions } from './tools/bus-cli';
 
 async function main(argv: string[]): Promise<number> {
   // Simulators parse their own flags (node:util parseArgs): hand them the rest of the line untouched.
@@ -92,16 +93,34 @@ async function main(argv: string[]): Promise<number> {
     });
   }
 
-  const withConn = (c: Command): Command =>
-    c
-      .option('--url <url>', 'local bus URL', 'mqtt://127.0.0.1:1883')
-      .requiredOption('--store <id>', 'store id (store_id in the gateway config)')
-      .requiredOption('-u, --username <name>', 'technician user')
-      .option('--password-env <var>', 'environment variable holding the password', 'SHELFGATE_PASSWORD')
-      .option('--json', 'print JSON for scripts');
+  const withConn = withConnOptions;
+  withConn(program.command('status').description('one screen of the running gateway: devices, the backlog to central, labels and the other features (MQTT, technician)')).action(
+    async (opts: { json?: boolean }) => {
+      const { runStatusCli } = await import('./tools/technician-cli');
+      exit = await runStatusCli(opts);
+    },
+  );
+  withConn(program.command('devices').description('every device: online or offline, for how long, where, its counters and its last error')).action(async (opts: { json?: boolean }) => {
+    const { runDevicesCli } = await import('./tools/technician-cli');
+    exit = await runDevicesCli(opts);
+  });
+  withConn(program.command('tail').description('print the bus messages of the store as they come (retained ones first), until Ctrl-C').argument('[topic]', 'topic filter under shelfgate/v1/<store>/, e.g. shelf/# (default: #)'))
+    .option('--count <n>', 'stop after n messages', (v) => positiveInt('--count', v))
+    .option('--seconds <s>', 'stop after s seconds', (v) => positiveInt('--seconds', v))
+    .action(async (topic: string | undefined, opts: { json?: boolean; count?: number; seconds?: number }) => {
+      const { runTailCli } = await import('./tools/technician-cli');
+      exit = await runTailCli(topic, opts);
+    });
+  const shelf = program.command('shelf').description('a shelf slot, through the running gateway (MQTT, technician role)');
+  withConn(shelf.command('tare').description("take the slot's settled (empty) weight as its tare; waits for the shelf to settle").argument('<shelf>', 'shelf id').argument('<slot>', 'slot id'))
+    .option('--timeout <s>', 'wait at most s seconds for a settled weight (default 30)', (v) => positiveInt('--timeout', v))
+    .action(async (shelfId: string, slotId: string, opts: { json?: boolean; timeout?: number }) => {
+      const { runShelfTareCli } = await import('./tools/technician-cli');
+      exit = await runShelfTareCli(shelfId, slotId, opts);
+    });
   withConn(program.command('labels').description('price integrity of the shelf labels: what each shows against what it should (running gateway, MQTT)'))
     .option('--stale', 'only labels that do not show their current price, or cannot be given content')
-    .action(async (opts: { url: string; store: string; username: string; passwordEnv: string; stale?: boolean; json?: boolean }) => {
+    .action(async (opts: { url?: string; store?: string; username?: string; passwordEnv: string; stale?: boolean; json?: boolean }) => {
       const { runLabelsCli } = await import('./features/labels/labels-cli');
       exit = await runLabelsCli(opts);
     });
@@ -111,14 +130,14 @@ async function main(argv: string[]): Promise<number> {
     .option('--slot <id>', 'slot id')
     .option('--gtin <gtin>', 'product instead of a slot')
     .option('--type <id>', 'label type from devices/labels (default: from the hardware type the AP reports)')
-    .action(async (mac: string, opts: Record<string, string> & { store: string; username: string; json?: boolean }) => {
+    .action(async (mac: string, opts: Record<string, string> & { json?: boolean }) => {
       const { runLabelCommandCli } = await import('./features/labels/labels-cli');
       const body: Record<string, unknown> = { mac };
       for (const k of ['shelf', 'slot', 'gtin', 'type']) if (opts[k] !== undefined) body[k] = opts[k];
       exit = await runLabelCommandCli('label.bind', body, opts);
     });
   withConn(label.command('command').description('a maintenance command for the label at its next check-in').argument('<mac>', 'label MAC').argument('<cmd>', 'refresh, reboot or scan')).action(
-    async (mac: string, cmd: string, opts: { store: string; username: string; json?: boolean }) => {
+    async (mac: string, cmd: string, opts: { json?: boolean }) => {
       const { runLabelCommandCli } = await import('./features/labels/labels-cli');
       exit = await runLabelCommandCli('label.command', { mac, cmd }, opts);
     },
@@ -129,7 +148,7 @@ async function main(argv: string[]): Promise<number> {
     ['push', 'label.push', 'render and deliver the label content again'],
   ] as const) {
     withConn(label.command(name).description(what).argument('<mac>', 'label MAC (12 or 16 hex digits)')).action(
-      async (mac: string, opts: { store: string; username: string; json?: boolean }) => {
+      async (mac: string, opts: { json?: boolean }) => {
         const { runLabelCommandCli } = await import('./features/labels/labels-cli');
         exit = await runLabelCommandCli(command, { mac }, opts);
       },
@@ -164,6 +183,12 @@ function checkConfig(file: string): number {
   } catch (e) {
     return reportConfigError(file, e);
   }
+}
+
+function positiveInt(flag: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} takes a whole number of at least 1, not ${JSON.stringify(v)}`);
+  return n;
 }
 
 function readStdin(): Promise<string> {

@@ -31,6 +31,8 @@ export const ErrorCode = {
   BUSY: 'SG_BUSY',
   /** A device the request needs (an access point, a reader) cannot be reached now: retry later. */
   DEVICE_UNREACHABLE: 'SG_DEVICE_UNREACHABLE',
+  /** A calibration needs a settled weight and the shelf is still moving: retry when it is still. */
+  NOT_SETTLED: 'SG_NOT_SETTLED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

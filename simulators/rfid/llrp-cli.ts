@@ -6,8 +6,9 @@
  * (`llrp: N tags of M GTINs, A antennas on tcp://HOST:PORT ...`), so a test that asked for port 0
  * reads the port there; then one line per client connect/disconnect/refusal and per population
  * move. SIGUSR2 reboots the reader (--reboot-down-ms). Exit codes: 0 stopped cleanly, 64 usage,
- * 66 cannot read --script/--replay, 69 cannot listen.
+ * 66 cannot read --script/--replay/--tls-cert/--tls-key, 69 cannot listen.
  */
+import { readFileSync } from 'node:fs';
 import { ExitCode } from '../../src/errors';
 import { cliFor, parseCliArgs, parseHostPort, parseNumber as num, serveUntilStopped, UsageError } from '../cli-util';
 import { forkRng, mulberry32 } from '../physics';
@@ -45,6 +46,8 @@ export const LLRP_USAGE = `usage: shelfgate sim llrp --listen HOST:PORT [options
   --fault-refuse-rospec N refuse the first N ADD_ROSPECs with an LLRPStatus error
   --fault-custom          put a vendor Custom parameter in every report
   --fault-garbage P       probability per report of a burst of random bytes
+  --tls-cert FILE         serve LLRP over TLS (a real reader's port 5085) with this PEM certificate
+  --tls-key FILE          ... and its PEM private key (both or neither)
   --reboot-down-ms MS     on SIGUSR2 the reader reboots: connection dropped, ROSpecs forgotten,
                           connections reset for MS (default 2000)
 `;
@@ -72,6 +75,8 @@ export async function runLlrpCli(argv: string[], io: LlrpCliIo = {}): Promise<nu
       'fault-custom': { type: 'boolean', default: false },
       'fault-garbage': { type: 'string' },
       'reboot-down-ms': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -80,6 +85,16 @@ export async function runLlrpCli(argv: string[], io: LlrpCliIo = {}): Promise<nu
   if (values.listen === undefined) return usage('--listen HOST:PORT is required');
   const listen = parseHostPort(values.listen);
   if (!listen) return usage(`--listen ${JSON.stringify(values.listen)} is not HOST:PORT`);
+
+  if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) return usage('--tls-cert and --tls-key go together');
+  let tls: { cert: Buffer; key: Buffer } | undefined;
+  if (values['tls-cert'] !== undefined && values['tls-key'] !== undefined) {
+    try {
+      tls = { cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']) };
+    } catch (e) {
+      return cli.fail(`cannot read the TLS certificate or key: ${(e as Error).message}`, 66); // EX_NOINPUT
+    }
+  }
 
   let sim: LlrpReaderSimulator;
   let script: ScriptMove[] = [];
@@ -104,6 +119,7 @@ export async function runLlrpCli(argv: string[], io: LlrpCliIo = {}): Promise<nu
       roundMs: num('round-ms', values['round-ms'], 50, { min: 1, max: 60_000 }),
       readsPerSecond: num('reads-per-s', values['reads-per-s'], 1000, { min: 1, max: 1_000_000 }),
       ...(replay ? { replay } : {}),
+      ...(tls ? { tls } : {}),
       rng: forkRng(rng),
       faults: {
         silent: values['fault-silent'],

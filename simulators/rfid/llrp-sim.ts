@@ -44,6 +44,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import {
   ConnectionAttemptStatus,
   decodeMessage,
@@ -102,6 +103,8 @@ export interface LlrpSimOptions {
   faults?: LlrpSimFaults;
   /** Firmware string in the capabilities. Default "shelfgate-sim 1.0". */
   firmware?: string;
+  /** Serve LLRP over TLS (port 5085 on a real reader) with this PEM certificate and key. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
 }
 
 export interface LlrpSimStats {
@@ -152,7 +155,7 @@ export class LlrpReaderSimulator extends EventEmitter {
   readonly antennas: number;
   readonly antennaZones: readonly number[];
   faults: LlrpSimFaults;
-  private readonly opts: { host: string; port: number; roundMs: number; readsPerSecond: number; firmware: string };
+  private readonly opts: { host: string; port: number; roundMs: number; readsPerSecond: number; firmware: string; tls?: { cert: string | Buffer; key: string | Buffer } };
   private readonly replay: Buffer[] | null;
   private replayAt = 0;
   private readonly rng: Rng;
@@ -186,7 +189,7 @@ export class LlrpReaderSimulator extends EventEmitter {
     if (zones.length !== this.antennas || zones.some((z) => !Number.isInteger(z) || z < -1 || z >= o.population.zones))
       throw new RangeError(`antennaZones must give each of the ${this.antennas} antennas a zone 0..${o.population.zones - 1} or -1`);
     this.antennaZones = zones;
-    this.opts = { host: o.host ?? '127.0.0.1', port: o.port ?? 0, roundMs: o.roundMs ?? 50, readsPerSecond: o.readsPerSecond ?? 1000, firmware: o.firmware ?? 'shelfgate-sim 1.0' };
+    this.opts = { host: o.host ?? '127.0.0.1', port: o.port ?? 0, roundMs: o.roundMs ?? 50, readsPerSecond: o.readsPerSecond ?? 1000, firmware: o.firmware ?? 'shelfgate-sim 1.0', ...(o.tls ? { tls: o.tls } : {}) };
     if (!(this.opts.roundMs > 0)) throw new RangeError(`roundMs must be > 0, got ${this.opts.roundMs}`);
     if (!(this.opts.readsPerSecond > 0)) throw new RangeError(`readsPerSecond must be > 0, got ${this.opts.readsPerSecond}`);
     this.replay = o.replay && o.replay.length > 0 ? o.replay : null;
@@ -198,11 +201,11 @@ export class LlrpReaderSimulator extends EventEmitter {
     return { ...this.counters };
   }
 
-  /** Where it listens: `tcp://host:port` (after start()). */
+  /** Where it listens: `tcp://host:port`, or `tls://host:port` over TLS (after start()). */
   get url(): string {
     const a = this.address;
     if (!a) throw new Error('the LLRP simulator is not listening');
-    return `tcp://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+    return `${this.opts.tls ? 'tls' : 'tcp'}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
   }
 
   get port(): number {
@@ -221,7 +224,9 @@ export class LlrpReaderSimulator extends EventEmitter {
 
   async start(): Promise<void> {
     if (this.server) return;
-    const server = createServer((s) => this.accept(s));
+    // over TLS the session starts once the handshake is done; a failed handshake never reaches accept()
+    const server = this.opts.tls ? createTlsServer({ cert: this.opts.tls.cert, key: this.opts.tls.key }, (s) => this.accept(s)) : createServer((s) => this.accept(s));
+    if (this.opts.tls) server.on('tlsClientError', () => undefined);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.opts.port, this.opts.host, () => {

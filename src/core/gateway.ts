@@ -20,6 +20,7 @@ import { SyncService, createSyncTransport } from '../sync/service';
 import { HttpServer } from '../http/server';
 import { packageVersion } from '../util/paths';
 import { CommandRegistry } from './commands';
+import { GATEWAY_COMMANDS, gatewayCommandHandlers } from './gateway-commands';
 import { DeviceRegistry } from './devices';
 import { EventKinds } from './event-kinds';
 import { EventBus } from './events';
@@ -85,6 +86,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   const featureServices: Service[] = [];
   const sources: Source[] = [];
   const appliers: ChangeApplier[] = [];
+  commands.declare('core', GATEWAY_COMMANDS);
   for (const f of features) {
     kinds.register(f.name, f.eventKinds ?? []);
     commands.declare(f.name, f.commands ?? []);
@@ -98,9 +100,6 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     built.set(f.name, parts);
   }
 
-  const unbound = commands.unbound();
-  if (unbound.length) throw new Error(`declared commands without a handler: ${unbound.join(', ')}`);
-
   const sync = new SyncService({
     storeId: config.store_id,
     config: config.sync,
@@ -113,6 +112,10 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     log: log.child({ module: 'sync' }),
     appliers,
   });
+
+  for (const c of gatewayCommandHandlers({ storeId: config.store_id, version: packageVersion(), store, sync, sources, features: built })) commands.bind('core', c);
+  const unbound = commands.unbound();
+  if (unbound.length) throw new Error(`declared commands without a handler: ${unbound.join(', ')}`);
 
   const services: Service[] = [store, bus, locations, devices, ...featureServices, sync, http, ...sources];
   const started: Service[] = [];

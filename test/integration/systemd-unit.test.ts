@@ -4,6 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ExitCode } from '../../src/errors';
 import { UNIT_LIMITS } from '../../src/config/check';
+import { unitRuntime } from '../../bench/harness';
 
 // No skip when systemd-analyze is missing: CI installs it (Debian package `systemd`, see
 // scripts/setup.sh --test), and a hardening check that silently skips protects nothing.
@@ -97,5 +98,16 @@ describe('systemd/shelfgate.service', () => {
 
   it('does not set MemoryDenyWriteExecute=yes (it breaks the V8 JIT)', () => {
     expect(unitLines().filter((l) => /^MemoryDenyWriteExecute=(yes|true|1|on)$/i.test(l))).toEqual([]);
+  });
+
+  it('starts node with flags and an environment node accepts (as bench/harness.ts reads them)', () => {
+    const unit = unitRuntime(fs.readFileSync(unitPath, 'utf8'));
+    expect(unit.nodeArgs).toContain('--heap-growing-percent=20');
+    expect(unit.env.NODE_OPTIONS).toBe('--max-semi-space-size=4');
+    // node exits 9 ("bad option") on a flag it does not know, and refuses a V8 flag in NODE_OPTIONS it does not allow there.
+    const r = spawnSync(process.execPath, [...unit.nodeArgs, '-e', 'process.stdout.write("ok")'], { env: { ...process.env, ...unit.env }, encoding: 'utf8', timeout: 30_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe('ok');
   });
 });

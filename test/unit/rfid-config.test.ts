@@ -108,6 +108,23 @@ describe('rfid config: LLRP readers', () => {
     expect(llrpEndpoint('[fe80::1]')).toBe('tcp://[fe80::1]:5084');
   });
 
+  it('TLS: port 5085 when the address has none; a client certificate needs its key; the same reader twice is found across forms', async () => {
+    const { llrpEndpoint } = await import('../../src/features/rfid/config');
+    expect(llrpEndpoint('10.0.0.20', true)).toBe('tcp://10.0.0.20:5085');
+    expect(llrpEndpoint('10.0.0.20:6000', true)).toBe('tcp://10.0.0.20:6000');
+    const zones = [{ id: 'z', location: 'back/room', antennas: [{ reader: 'fx', antenna: 1 }] }];
+    const ok = validateConfig(withLlrp(llrp({ tls: { ca_file: '/etc/shelfgate/readers-ca.pem', server_name: 'fx.store.local' } }), zones), defs, BUILTIN_FEATURES);
+    expect(ok.issues).toEqual([]);
+    const half = validateConfig(withLlrp(llrp({ tls: { cert_file: '/etc/shelfgate/gw.pem' } }), zones), defs, BUILTIN_FEATURES);
+    expect(half.issues).toEqual([{ path: 'rfid.readers[1].tls.key_file', message: 'cert_file and key_file go together (a client certificate and its key)' }]);
+    const typo = validateConfig(withLlrp(llrp({ tls: { verify: false } }), zones), defs, BUILTIN_FEATURES);
+    expect(typo.config).toBeUndefined();
+    expect(typo.issues.map((i) => i.path)).toContain('rfid.readers[1].tls');
+    // 10.0.0.20 over TLS is 10.0.0.20:5085: one device, whichever way it is written
+    const twice = validateConfig(base({ readers: [llrp({ tls: {} }), { id: 'fy', kind: 'llrp', address: '10.0.0.20:5085' }], zones: [{ id: 'z', location: 'back/room', antennas: [{ reader: 'fx', antenna: 1 }] }] }), defs, BUILTIN_FEATURES);
+    expect(twice.issues).toContainEqual({ path: 'rfid.readers[1].address', message: 'the same device as reader "fx"' });
+  });
+
   it('periodic: each zone of the reader gets its own slot of the period', async () => {
     const zones = [
       { id: 'backroom', location: 'back/room', antennas: [{ reader: 'r1' }] },

@@ -5,51 +5,12 @@
  * permissions and the audit log apply as to any client.
  */
 import { ExitCode } from '../../errors';
-import { BusClient } from '../../bus/request-client';
+import { ago, defaultIo, table, withClient, type CliIo, type ConnOpts } from '../../tools/bus-cli';
 import type { LabelIntegrity, LabelsSummary } from './service';
-
-export interface LabelsCliIo {
-  stdout: { write(s: string): unknown };
-  stderr: { write(s: string): unknown };
-  env: NodeJS.ProcessEnv;
-}
-
-const defaultIo = (): LabelsCliIo => ({ stdout: process.stdout, stderr: process.stderr, env: process.env });
-
-export interface ConnOpts {
-  url?: string;
-  store: string;
-  username: string;
-  passwordEnv?: string;
-}
-
-async function withClient<T>(what: string, o: ConnOpts, io: LabelsCliIo, fn: (c: BusClient) => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; code: number }> {
-  const passwordVar = o.passwordEnv ?? 'SHELFGATE_PASSWORD';
-  const password = io.env[passwordVar];
-  if (!password) {
-    io.stderr.write(`shelfgate ${what}: set the technician password in $${passwordVar}\n`);
-    return { ok: false, code: ExitCode.USAGE };
-  }
-  let client: BusClient | undefined;
-  try {
-    client = await BusClient.connect({ url: o.url ?? 'mqtt://127.0.0.1:1883', username: o.username, password, store: o.store });
-    return { ok: true, value: await fn(client) };
-  } catch (e) {
-    io.stderr.write(`shelfgate ${what}: ${(e as Error).message}\n`);
-    return { ok: false, code: ExitCode.FAILURE };
-  } finally {
-    await client?.close().catch(() => undefined);
-  }
-}
 
 const money = (price: number | null | undefined, currency: string | null | undefined): string =>
   price === null || price === undefined ? '-' : `${(price / 100).toFixed(2)} ${currency ?? ''}`.trim();
 
-const ago = (isoTime: string | null, now: number): string => {
-  if (!isoTime) return '-';
-  const s = Math.max(0, Math.round((now - Date.parse(isoTime)) / 1000));
-  return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
-};
 
 /** The report as a technician reads it: one summary line, then one line per label. */
 export function formatLabelsReport(r: { summary: LabelsSummary; labels: LabelIntegrity[] }, opts: { stale: boolean; now?: number }): string {
@@ -74,21 +35,18 @@ export function formatLabelsReport(r: { summary: LabelsSummary; labels: LabelInt
     l.matches ? 'ok' : `since ${ago(l.mismatch_since, now)}`,
     [...l.conditions, ...(l.problem ? [l.problem] : []), ...(l.last_error && !l.matches ? [l.last_error] : [])].join('; ') || '-',
   ]);
-  const head = ['MAC', 'BOUND TO', 'STATE', 'SHOWS', 'SHOULD SHOW', 'MATCH', 'NOTES'];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-  const fmt = (cells: string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
-  lines.push(fmt(head), ...rows.map(fmt));
+  lines.push(...table(['MAC', 'BOUND TO', 'STATE', 'SHOWS', 'SHOULD SHOW', 'MATCH', 'NOTES'], rows));
   return `${lines.join('\n')}\n`;
 }
 
-export async function runLabelsCli(o: ConnOpts & { stale?: boolean; json?: boolean }, io: LabelsCliIo = defaultIo()): Promise<number> {
+export async function runLabelsCli(o: ConnOpts & { stale?: boolean; json?: boolean }, io: CliIo = defaultIo()): Promise<number> {
   const r = await withClient('labels', o, io, (c) => c.request<{ summary: LabelsSummary; labels: LabelIntegrity[] }>('labels.list', o.stale ? { stale: true } : {}));
   if (!r.ok) return r.code;
   io.stdout.write(o.json ? `${JSON.stringify(r.value)}\n` : formatLabelsReport(r.value, { stale: !!o.stale }));
   return ExitCode.OK;
 }
 
-export async function runLabelCommandCli(command: string, body: Record<string, unknown>, o: ConnOpts & { json?: boolean }, io: LabelsCliIo = defaultIo()): Promise<number> {
+export async function runLabelCommandCli(command: string, body: Record<string, unknown>, o: ConnOpts & { json?: boolean }, io: CliIo = defaultIo()): Promise<number> {
   const r = await withClient(`label ${command.split('.')[1]}`, o, io, (c) => c.request(command, body));
   if (!r.ok) return r.code;
   io.stdout.write(`${JSON.stringify(r.value)}\n`);

@@ -73,6 +73,20 @@ export const llrpReaderSchema = z.strictObject({
     ])
     .default('immediate'),
   reconnect: backoff,
+  /**
+   * LLRP over TLS (the specification's port 5085, used when `address` has no port). The reader's
+   * certificate is always verified, against `ca_file` (else the system CAs) and `server_name`
+   * (else the host in `address`); `cert_file`/`key_file` when the reader asks for a client
+   * certificate. Files are read at each connect, so a renewed certificate applies at the next one.
+   */
+  tls: z
+    .strictObject({
+      ca_file: z.string().min(1).optional(),
+      cert_file: z.string().min(1).optional(),
+      key_file: z.string().min(1).optional(),
+      server_name: z.string().min(1).optional(),
+    })
+    .optional(),
 });
 
 /**
@@ -138,14 +152,18 @@ export function rfidSlice(config: Config): RfidConfig | undefined {
 
 const PATH_RE = /^(tcp:\/\/[^:/]+:\d{1,5}|mock:\/\/.+|\/.+)$/;
 
-/** LLRP port (LLRP 1.0.1: 5084 plain). */
-const LLRP_DEFAULT_PORT = 5084;
+/** LLRP ports (LLRP 1.0.1: 5084 plain, 5085 TLS). */
+export const LLRP_PORT = 5084;
+export const LLRP_TLS_PORT = 5085;
 
-/** An LLRP address as `tcp://host:port` (port 5084 when left out), the form an m100 tcp:// path has: one key per endpoint. */
-export function llrpEndpoint(address: string): string {
+/**
+ * An LLRP address as `tcp://host:port` (port 5084, or 5085 with TLS, when left out), the form an
+ * m100 tcp:// path has: one key per endpoint.
+ */
+export function llrpEndpoint(address: string, tls = false): string {
   const a = address.trim().replace(/^tcp:\/\//, '');
   const hasPort = /^\[[^\]]+\]:\d+$/.test(a) || /^[^:[\]]+:\d+$/.test(a);
-  return `tcp://${(hasPort ? a : `${a}:${LLRP_DEFAULT_PORT}`).toLowerCase()}`;
+  return `tcp://${(hasPort ? a : `${a}:${tls ? LLRP_TLS_PORT : LLRP_PORT}`).toLowerCase()}`;
 }
 
 /** How long a reader may be silent before it is known offline (ms). */
@@ -200,8 +218,10 @@ export function validateRfid(config: Config): ConfigIssue[] {
       key = r.path.startsWith('tcp://') ? r.path.toLowerCase() : r.path;
       keyPath = `${at}.path`;
     } else {
-      key = llrpEndpoint(r.address);
+      key = llrpEndpoint(r.address, r.tls !== undefined);
       keyPath = `${at}.address`;
+      if (r.tls && (r.tls.cert_file === undefined) !== (r.tls.key_file === undefined))
+        issues.push({ path: `${at}.tls.${r.tls.cert_file === undefined ? 'cert_file' : 'key_file'}`, message: 'cert_file and key_file go together (a client certificate and its key)' });
       const port = Number(/:(\d+)$/.exec(key)?.[1]);
       if (!(port >= 1 && port <= 65535)) issues.push({ path: keyPath, message: `port ${port} is not 1..65535` });
     }

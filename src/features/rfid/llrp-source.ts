@@ -26,12 +26,11 @@ import type { DeviceAvailability, Source, SourceStats } from '../../core/sources
 import { ErrorCode, ShelfgateError } from '../../errors';
 import { LogLimiter, type Logger } from '../../log';
 import { openerFor } from '../../transport/opener';
+import { tlsOpener, type TlsOpenerOptions } from '../../transport/tls';
+import { llrpEndpoint } from './config';
 import type { Opener } from '../../transport/types';
 import { LlrpReader, type LlrpFault, type LlrpFaultCode, type LlrpReaderOptions, type LlrpReaderStats, type LlrpTagRead, type LlrpZoneConfig } from './llrp-reader';
 import type { TagRead } from './m100-source';
-
-/** The LLRP port (LLRP 1.0.1: 5084 plain, 5085 TLS). */
-export const LLRP_PORT = 5084;
 
 /** A tag read from an LLRP reader: TagRead plus the reader's own aggregation. */
 export interface LlrpRead extends TagRead {
@@ -50,6 +49,8 @@ export interface LlrpSourceOptions {
   reader?: string;
   /** `host:port`, `host` or `tcp://host:port`. Required unless `opener` is given. */
   address?: string;
+  /** LLRP over TLS to `address` (src/transport/tls.ts). */
+  tls?: TlsOpenerOptions;
   /** Replaces `address` (tests, or another transport). */
   opener?: Opener;
   zones: LlrpZoneConfig[];
@@ -63,15 +64,19 @@ export interface LlrpSourceOptions {
 
 const NO_SERIAL = { baudRate: 115200, dataBits: 8, parity: 'none', stopBits: 1 } as const;
 
-/** `host`, `host:port`, `[v6]:port` or `tcp://...` -> an Opener; SG_TRANSPORT_PATH_INVALID when it is none of those. */
-export function llrpOpener(address: string): Opener {
-  let a = address.trim();
-  if (a === '' || /\s/.test(a)) throw new ShelfgateError(ErrorCode.TRANSPORT_PATH_INVALID, `invalid LLRP reader address ${JSON.stringify(address)}: expected host, host:port or tcp://host:port`, { path: address });
-  if (!a.startsWith('tcp://')) {
-    const hasPort = /^\[[^\]]+\]:\d+$/.test(a) || /^[^:[\]]+:\d+$/.test(a);
-    a = `tcp://${hasPort ? a : `${a}:${LLRP_PORT}`}`;
-  }
-  return openerFor(a, { ...NO_SERIAL });
+/**
+ * `host`, `host:port`, `[v6]:port` or `tcp://...` -> an Opener (over TLS when `tls` is given, port
+ * 5085 by default then); SG_TRANSPORT_PATH_INVALID when it is none of those.
+ */
+export function llrpOpener(address: string, tls?: TlsOpenerOptions): Opener {
+  const a = address.trim();
+  // tcp:// is the explicit form: it names its port
+  if (a === '' || /\s/.test(a) || (a.startsWith('tcp://') && !/:\d+$/.test(a.slice(6)))) throw new ShelfgateError(ErrorCode.TRANSPORT_PATH_INVALID, `invalid LLRP reader address ${JSON.stringify(address)}: expected host, host:port or tcp://host:port`, { path: address });
+  const endpoint = llrpEndpoint(address, tls !== undefined);
+  if (!tls) return openerFor(endpoint, { ...NO_SERIAL });
+  const m = /^tcp:\/\/(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(endpoint);
+  if (!m) throw new ShelfgateError(ErrorCode.TRANSPORT_PATH_INVALID, `invalid LLRP reader address ${JSON.stringify(address)}: expected host, host:port or tcp://host:port`, { path: address });
+  return tlsOpener(m[1] ?? m[2]!, Number(m[3]), tls);
 }
 
 export class LlrpSource extends EventEmitter implements Source<LlrpRead> {
@@ -117,7 +122,7 @@ export class LlrpSource extends EventEmitter implements Source<LlrpRead> {
     this.reader = o.reader ?? o.name;
     this.devices = [this.reader];
     this.limiter = new LogLimiter(o.log);
-    const opts: LlrpReaderOptions = { name: this.reader, opener: o.opener ?? llrpOpener(o.address!), zones: o.zones, log: o.log };
+    const opts: LlrpReaderOptions = { name: this.reader, opener: o.opener ?? llrpOpener(o.address!, o.tls), zones: o.zones, log: o.log };
     if (o.keepaliveMs !== undefined) opts.keepaliveMs = o.keepaliveMs;
     if (o.missedKeepalives !== undefined) opts.missedKeepalives = o.missedKeepalives;
     if (o.responseTimeoutMs !== undefined) opts.responseTimeoutMs = o.responseTimeoutMs;

@@ -55,14 +55,15 @@ export function createRfidSource(r: RfidReaderConfig, log: Logger, zones: readon
       const source = new LlrpSource({
         name: `source:${r.id}`,
         reader: r.id,
-        address: llrpEndpoint(r.address),
+        address: llrpEndpoint(r.address, r.tls !== undefined),
+        ...(r.tls ? { tls: { caFile: r.tls.ca_file, certFile: r.tls.cert_file, keyFile: r.tls.key_file, serverName: r.tls.server_name } } : {}),
         zones: llrpZonePlans(r, zones).map((p) => ({ rospecId: p.rospecId, antennas: p.antennas, trigger: p.trigger })),
         log: log.child({ module: 'llrp' }), // the session puts `reader` on its lines itself
         keepaliveMs: r.keepalive_ms,
         missedKeepalives: r.missed_keepalives,
         backoff: { initialMs: r.reconnect.initial_ms, maxMs: r.reconnect.max_ms },
       });
-      return { source, services: [], info: { kind: 'llrp', model: 'llrp-1.0.1', path: r.address } };
+      return { source, services: [], info: { kind: 'llrp', model: 'llrp-1.0.1', path: r.tls ? llrpEndpoint(r.address, true).replace('tcp://', 'tls://') : r.address } };
     }
   }
 }

@@ -273,7 +273,7 @@ export class ShelfService implements Service {
 
   private settled(e: SlotEntry): number {
     const w = e.tracker.settledWeightG;
-    if (w === null) throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `slot ${e.key} has no settled weight yet: wait until the shelf is still`);
+    if (w === null) throw new ShelfgateError(ErrorCode.NOT_SETTLED, `slot ${e.key} has no settled weight yet: wait until the shelf is still`);
     return w;
   }
 
