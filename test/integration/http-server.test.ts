@@ -44,7 +44,8 @@ async function start(extra: Record<string, unknown> = {}, http: Record<string, u
     storage: { flush_interval_ms: 5 },
     buses: BUSES,
     kiosks: [{ id: 'k1', name: 'Entrance' }],
-    shelves: [{ id: 'g1', slots: [{ id: 's1', gtin: GTIN, unit_weight_g: 250 }, { id: 's2' }] }],
+    // the config names the product as EAN-13 (13 digits): lookups key GTIN-14 and must still find it
+    shelves: [{ id: 'g1', slots: [{ id: 's1', gtin: '4006381333931', unit_weight_g: 250 }, { id: 's2' }] }],
     ...extra,
   };
   const { config, issues } = validateConfig(raw, defs, BUILTIN_FEATURES);

@@ -23,6 +23,7 @@ import type { Database, Statement } from 'better-sqlite3';
 import type { AssignmentChanged, PriceApplied, StockCommitted } from '../../core/events';
 import type { Locations } from '../../core/locations';
 import type { Store } from '../../store/store';
+import { normalizeGtin } from '../../drivers/gtin';
 
 export interface Promotion {
   was_price: number;
@@ -180,7 +181,9 @@ export class ProductIndex {
     return { prices: this.prices.size, names: this.names.size, locations: this.places.size };
   }
 
-  private setHolds(id: string, gtin: string | null): void {
+  /** `gtin` as the location holds it: the config file may name it as GTIN-8/12/13 (central sends GTIN-14), the index keys GTIN-14. */
+  private setHolds(id: string, held: string | null): void {
+    const gtin = held === null ? null : (normalizeGtin(held) ?? held);
     const prev = this.holds.get(id);
     if (prev === gtin) return;
     if (prev !== undefined) {
