@@ -73,6 +73,8 @@ export function startShoppers(physics: readonly LoadCellPhysics[], rng: () => nu
 export interface BenchDaemon {
   proc: ChildProcess;
   mqttPort: number;
+  /** The HTTP server's base URL, when the config has `http`. */
+  httpUrl?: string;
   stop(): Promise<void>;
 }
 
@@ -136,6 +138,7 @@ export async function startBenchDaemon(config: object, dir: string, timeoutMs = 
   });
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  let httpUrl: string | undefined;
   const mqttPort = await new Promise<number>((resolve, reject) => {
     let buf = '';
     let ready = false;
@@ -150,7 +153,9 @@ export async function startBenchDaemon(config: object, dir: string, timeoutMs = 
         if (!line.includes('"gateway ready"')) continue;
         ready = true;
         clearTimeout(timer);
-        resolve((JSON.parse(line) as { mqtt: { port: number } }).mqtt.port);
+        const ready_ = JSON.parse(line) as { mqtt: { port: number }; http?: { url: string } };
+        httpUrl = ready_.http?.url;
+        resolve(ready_.mqtt.port);
         return;
       }
     });
@@ -159,5 +164,5 @@ export async function startBenchDaemon(config: object, dir: string, timeoutMs = 
       if (!ready) reject(new Error(`daemon exited ${code}: ${buf.slice(-2000)} ${stderr}`));
     });
   });
-  return { proc, mqttPort, stop: () => stopProcess(proc) };
+  return { proc, mqttPort, ...(httpUrl !== undefined ? { httpUrl } : {}), stop: () => stopProcess(proc) };
 }
