@@ -15,13 +15,14 @@
  * white space), 10 % an EAN-8 sold nowhere (a not-found answer). Latency = from the send to the
  * parsed answer in this process (its own event loop included: an upper bound on the gateway's).
  * - HTTP: `GET /api/v1/lookup/<code>` with Basic auth (a kiosk user; the bus's cached verifier after
- *   the first request) over keep-alive connections (fetch's pool).
+ *   the first request) over at most 32 keep-alive connections (node:http Agent).
  * - MQTT: 8 kiosk connections taking turns (the bus answers at most 16 requests in flight per
  *   connection, SG_BUSY beyond), `request/product.lookup` at QoS 0 with a transaction id, answers
  *   on `response/kiosk/product.lookup`.
  * The daemon's CPU over each phase is read from /proc. Goal: p99 under 10 ms.
  */
 import { randomUUID } from 'node:crypto';
+import { Agent as HttpAgent, get as httpGet } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,6 +46,7 @@ const PW = 'bench-kiosk';
 const MQTT_CLIENTS = 8;
 /** Error answers and failed requests by transport and code, for the report. */
 const errorCodes = new Map<string, number>();
+const note = (what: string): void => void errorCodes.set(what, (errorCodes.get(what) ?? 0) + 1);
 
 const { values: args } = parseArgs({ options: { rate: { type: 'string', default: '1000' }, seconds: { type: 'string', default: '10' } } });
 const RATE = Number(args.rate);
@@ -171,19 +173,26 @@ async function main(): Promise<void> {
     const pid = daemon.proc.pid;
     const http = daemon.httpUrl!;
     const auth = { authorization: `Basic ${Buffer.from(`kiosk:${PW}`).toString('base64')}` };
-    const note = (what: string): void => void errorCodes.set(what, (errorCodes.get(what) ?? 0) + 1);
-    const httpAsk = async (code: string): Promise<{ found: boolean } | null> => {
-      let res: Response;
-      try {
-        res = await fetch(`${http}/api/v1/lookup/${encodeURIComponent(code)}`, { headers: auth });
-      } catch (e) {
-        note(`HTTP ${((e as Error).cause as { code?: string } | undefined)?.code ?? (e as Error).message}`);
-        throw e;
-      }
-      const body = (await res.json()) as { found?: boolean; error?: { code: string } };
-      if (res.status !== 200) note(`HTTP ${res.status} ${body.error?.code ?? ''}`);
-      return res.status === 200 ? { found: body.found === true } : null;
-    };
+    // a bounded keep-alive pool (32 sockets, as 32 kiosks would hold): an unbounded one opens a socket per
+    // request waiting after a stall and meets the server's max_connections
+    const agent = new HttpAgent({ keepAlive: true, maxSockets: 32 });
+    stops.push(() => agent.destroy());
+    const httpAsk = (code: string): Promise<{ found: boolean } | null> =>
+      new Promise((resolve, reject) => {
+        const req = httpGet(`${http}/api/v1/lookup/${encodeURIComponent(code)}`, { agent, headers: auth }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const body = JSON.parse(Buffer.concat(chunks).toString()) as { found?: boolean; error?: { code: string } };
+            if (res.statusCode !== 200) note(`HTTP ${res.statusCode} ${body.error?.code ?? ''}`);
+            resolve(res.statusCode === 200 ? { found: body.found === true } : null);
+          });
+        });
+        req.on('error', (e: NodeJS.ErrnoException) => {
+          note(`HTTP ${e.code ?? e.message}`);
+          reject(e);
+        });
+      });
     let last = '';
     await waitFor(async () => {
       for (let i = 0; i < 32; i++) {
