@@ -174,7 +174,7 @@ async function main(): Promise<void> {
     const http = daemon.httpUrl!;
     const auth = { authorization: `Basic ${Buffer.from(`kiosk:${PW}`).toString('base64')}` };
     // a bounded keep-alive pool (32 sockets, as 32 kiosks would hold): an unbounded one opens a socket per
-    // request waiting after a stall and meets the server's max_connections
+    // request waiting after a stall (likely meeting the server's max_connections: BENCHMARKS 9)
     const agent = new HttpAgent({ keepAlive: true, maxSockets: 32 });
     stops.push(() => agent.destroy());
     const httpAsk = (code: string): Promise<{ found: boolean } | null> =>
