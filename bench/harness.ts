@@ -73,8 +73,8 @@ export function startShoppers(physics: readonly LoadCellPhysics[], rng: () => nu
 export interface BenchDaemon {
   proc: ChildProcess;
   mqttPort: number;
-  /** The HTTP server's base URL, when the config has `http`. */
-  httpUrl?: string;
+  /** The daemon's `gateway ready` log line (its listeners, the HTTP URL when configured). */
+  ready: Record<string, unknown>;
   stop(): Promise<void>;
 }
 
@@ -87,7 +87,7 @@ export interface UnitRuntime {
 /**
  * Reads systemd/shelfgate.service so a bench measures the daemon as a store runs it (its V8 heap
  * flags and malloc setting change RSS and CPU), not as a bare `node` would. Tested in
- * test/unit/unit-runtime.test.ts against the real unit file.
+ * test/integration/systemd-unit.test.ts against the real unit file.
  */
 export function unitRuntime(unitText = readFileSync(resolvePath(__dirname, '../../systemd/shelfgate.service'), 'utf8')): UnitRuntime {
   // (__dirname is dist/bench when run: the default path is for the built bench.)
@@ -138,8 +138,7 @@ export async function startBenchDaemon(config: object, dir: string, timeoutMs = 
   });
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-  let httpUrl: string | undefined;
-  const mqttPort = await new Promise<number>((resolve, reject) => {
+  const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
     let buf = '';
     let ready = false;
     const timer = setTimeout(() => reject(new Error(`daemon not ready within ${timeoutMs} ms: ${buf.slice(-2000)} ${stderr}`)), timeoutMs);
@@ -153,9 +152,7 @@ export async function startBenchDaemon(config: object, dir: string, timeoutMs = 
         if (!line.includes('"gateway ready"')) continue;
         ready = true;
         clearTimeout(timer);
-        const ready_ = JSON.parse(line) as { mqtt: { port: number }; http?: { url: string } };
-        httpUrl = ready_.http?.url;
-        resolve(ready_.mqtt.port);
+        resolve(JSON.parse(line) as Record<string, unknown>);
         return;
       }
     });
@@ -164,5 +161,5 @@ export async function startBenchDaemon(config: object, dir: string, timeoutMs = 
       if (!ready) reject(new Error(`daemon exited ${code}: ${buf.slice(-2000)} ${stderr}`));
     });
   });
-  return { proc, mqttPort, ...(httpUrl !== undefined ? { httpUrl } : {}), stop: () => stopProcess(proc) };
+  return { proc, ready, mqttPort: (ready as { mqtt: { port: number } }).mqtt.port, stop: () => stopProcess(proc) };
 }

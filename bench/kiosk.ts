@@ -171,7 +171,7 @@ async function main(): Promise<void> {
     const daemon = await startBenchDaemon(config, dir);
     stops.push(() => daemon.stop());
     const pid = daemon.proc.pid;
-    const http = daemon.httpUrl!;
+    const http = (daemon.ready.http as { url: string }).url;
     const auth = { authorization: `Basic ${Buffer.from(`kiosk:${PW}`).toString('base64')}` };
     // a bounded keep-alive pool (32 sockets, as 32 kiosks would hold): an unbounded one opens a socket per
     // request waiting after a stall (likely meeting the server's max_connections: BENCHMARKS 9)

@@ -2,6 +2,7 @@
  * `shelfgate sim <mt-sics|modbus-loadcell> (--tcp HOST:PORT | --pty PATH | --port DEVICE) [options]`
  * (`shelfgate sim oepl-ap ...`, the label access point, is handed to oepl-ap/cli.ts.)
  * (`shelfgate sim llrp ...`, an LLRP fixed RFID reader, is handed to rfid/llrp-cli.ts.)
+ * (`shelfgate sim scanner ...`, a serial barcode scanner, is handed to scanner-cli.ts.)
  *
  * Runs one device simulator until SIGINT/SIGTERM (or `io.signal` aborts). Prints one line telling
  * what it serves, then one line per shopper action. Exit codes: 0 stopped cleanly, 64 usage,
@@ -33,6 +34,7 @@ export const SIM_USAGE = `usage: shelfgate sim <mt-sics|modbus-loadcell> (--tcp 
        shelfgate sim oepl-ap --listen HOST:PORT --labels N [options]   (see shelfgate sim oepl-ap --help)
        shelfgate sim r200 (--tcp HOST:PORT | --pty PATH | --port DEVICE) [options]   (see shelfgate sim r200 --help)
        shelfgate sim llrp --listen HOST:PORT [options]   (an LLRP fixed reader; see shelfgate sim llrp --help)
+       shelfgate sim scanner (--tcp HOST:PORT | --pty PATH | --port DEVICE) (--code X | --codes FILE | --random) [options]   (see shelfgate sim scanner --help)
   --tcp HOST:PORT         serve like a TCP serial server (ser2net): one client at a time
   --pty PATH              make a pty pair with socat; the gateway opens PATH
   --port DEVICE           use a real serial port (e.g. a USB-serial cable to the gateway)
@@ -91,6 +93,10 @@ export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<numb
     const { runR200Cli } = await import('./rfid/r200-cli');
     return runR200Cli(argv.slice(1), { ...(io.stdout ? { stdout: io.stdout } : {}), ...(io.stderr ? { stderr: io.stderr } : {}), ...(io.signal ? { signal: io.signal } : {}) });
   }
+  if (argv[0] === 'scanner') {
+    const { runScannerCli } = await import('./scanner-cli');
+    return runScannerCli(argv.slice(1), { ...(io.stdout ? { stdout: io.stdout } : {}), ...(io.stderr ? { stderr: io.stderr } : {}), ...(io.signal ? { signal: io.signal } : {}) });
+  }
   const cli = cliFor(io, 'shelfgate sim', SIM_USAGE);
   const { out, usage } = cli;
   const parsed = parseCliArgs(cli, argv, {
@@ -120,9 +126,9 @@ export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<numb
   if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
   const device = positionals[0];
-  if (device === undefined) return usage('which device? mt-sics, modbus-loadcell, oepl-ap, r200 or llrp');
+  if (device === undefined) return usage('which device? mt-sics, modbus-loadcell, oepl-ap, r200, llrp or scanner');
   if (positionals.length > 1) return usage(`unexpected argument ${JSON.stringify(positionals[1])}`);
-  if (!(device in DEFAULT_MODEL)) return usage(`unknown device ${JSON.stringify(device)} (mt-sics, modbus-loadcell, oepl-ap, r200 or llrp)`);
+  if (!(device in DEFAULT_MODEL)) return usage(`unknown device ${JSON.stringify(device)} (mt-sics, modbus-loadcell, oepl-ap, r200, llrp or scanner)`);
   const targets = [values.tcp, values.pty, values.port].filter((v) => v !== undefined).length;
   if (targets !== 1) return usage('give exactly one of --tcp HOST:PORT, --pty PATH, --port DEVICE');
 

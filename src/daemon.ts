@@ -12,6 +12,7 @@ import { ErrorCode, ExitCode, isShelfgateError, type ShelfgateError } from './er
 import { createLogger } from './log';
 import { SystemdNotifier } from './systemd/notify';
 import { buildGateway } from './core/gateway';
+import { GatewayHealth } from './ops/health';
 import { BUILTIN_FEATURES } from './features';
 
 /** Exit code for a start-up failure: the operator learns what to fix from the code alone. */
@@ -55,12 +56,17 @@ export async function runDaemon(configPath: string): Promise<number> {
     log.fatal({ err: (e as Error).message, code: (e as ShelfgateError).code ?? (e as NodeJS.ErrnoException).code }, 'gateway failed to start');
     return startFailureCode(e);
   }
-  // The watchdog ping (WatchdogSec) goes out only while the event loop turns AND the store writer keeps up.
-  notifier.setHealthCheck(() => gateway.store.stats().pendingOps < 100_000);
+  // The watchdog ping (WatchdogSec) and the STATUS= line follow the gateway's readiness (ops/health.ts),
+  // the same function /readyz answers from: event loop turning, store writer keeping up, broker
+  // listening, SQLite open, gateway started.
+  const health = new GatewayHealth({ gateway });
+  await health.start();
+  notifier.setHealthCheck(() => health.readiness().ok);
   await notifier.start();
   const addr = gateway.bus.address();
   log.info({ store: config.store_id, mqtt: addr, listeners: gateway.bus.listeners(), ...(gateway.http.url() ? { http: { ...gateway.http.address(), url: gateway.http.url() } } : {}), features: [...gateway.features.keys()], slots: config.shelves.reduce((n, s) => n + s.slots.length, 0) }, 'gateway ready');
-  notifier.ready(`serving ${config.shelves.length} shelves on mqtt ${addr.host}:${addr.port}`);
+  notifier.ready(health.statusLine());
+  health.onStatusChange((line) => notifier.status(line));
 
   await new Promise<void>((resolve) => {
     let stopping = false;
@@ -71,7 +77,7 @@ export async function runDaemon(configPath: string): Promise<number> {
       }
       stopping = true;
       log.info({ signal: sig }, 'stopping');
-      notifier.stopping();
+      notifier.stopping('stopping');
       resolve();
     };
     // `on`, not `once`: a second signal during a slow stop must reach onSignal (forced exit),
@@ -79,6 +85,7 @@ export async function runDaemon(configPath: string): Promise<number> {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
+  await health.stop();
   await gateway.stop();
   await notifier.stop();
   log.info('stopped');

@@ -68,6 +68,14 @@ export const DEMO_KIOSK = 'kiosk1';
 /** Demo labels check in every 10 s so a price change shows soon (real OpenEPaperLink labels: about 40 s). */
 const DEMO_LABEL_CHECKIN_MS = 10_000;
 
+/** GPIO on the simulated backend: a presence beam at one shelf (its edges poll the shelf) and a light. */
+const DEMO_BEAM_SHELF = 'g1-shelf1';
+const DEMO_GPIO = {
+  backend: 'sim',
+  inputs: [{ name: `beam-${DEMO_BEAM_SHELF}`, pin: 17, kind: 'presence', active_low: true, debounce_ms: 30, poll_shelf: DEMO_BEAM_SHELF }],
+  outputs: [{ name: 'help-light', pin: 27 }],
+};
+
 /** A small grocery range: name and unit weight in grams; GTINs are made valid (GS1 check digit). */
 const PRODUCTS: Array<[string, number]> = [
   ['Oat drink 1 l', 1040], ['Tomato passata 500 g', 690], ['Basmati rice 1 kg', 1020], ['Pasta fusilli 500 g', 515],
@@ -194,6 +202,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     buses,
     shelves,
     rfid,
+    gpio: DEMO_GPIO,
     labels: {
       locale: 'de-DE',
       access_points: [{ id: 'ap-demo', url: ap.url, poll_interval_ms: DEMO_LABEL_CHECKIN_MS }],
@@ -273,6 +282,16 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     }
   });
 
+  // the shopper's arm breaks the beam at the shelf (a bouncing edge), then clears it
+  const beamTimers = new Set<NodeJS.Timeout>();
+  const admin = { username: 'demo', role: 'admin' as const, via: 'internal' as const };
+  const driveBeam = (levels: number[]) => void gw.commands.execute('gpio.simulate', { name: DEMO_GPIO.inputs[0]!.name, levels }, admin).catch((e: Error) => out(`demo: gpio.simulate failed: ${e.message}`));
+  const breakBeam = (): void => {
+    driveBeam([0, 1, 0]);
+    const t = setTimeout(() => (beamTimers.delete(t), driveBeam([1])), 1500);
+    beamTimers.add(t);
+  };
+  out(`gpio: a presence beam at ${DEMO_BEAM_SHELF} (simulated backend): a shopper there breaks it and the shelf is polled at once; watch ${topics.storePrefix(DEMO_STORE)}gpio/#`);
   out(`rfid: ${tags.tags.length} tagged items of ${tags.gtins.length} products moving between the back room, the sales floor and a fitting room (2 simulated R200 modules, 1 simulated LLRP reader); watch ${topics.storePrefix(DEMO_STORE)}rfid/#`);
 
   // --- a kiosk-role client that narrates stock changes ---
@@ -319,7 +338,10 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     slots: shopperSlots,
     rng,
     meanIntervalMs: opts.shopperIntervalMs ?? 2500,
-    onAction: (a) => out(describeAction(a)),
+    onAction: (a) => {
+      out(describeAction(a));
+      if (a.slot.startsWith(`${DEMO_BEAM_SHELF}/`)) breakBeam();
+    },
   });
   setTimeout(() => shoppers.start(100), 3000).unref(); // let the first counts settle
   // tagged items carried between the back room, the floor and out of the store, one every few seconds
@@ -348,6 +370,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   clearInterval(priceTimer);
   clearInterval(reportTimer);
   clearInterval(tagTimer);
+  for (const t of beamTimers) clearTimeout(t);
   await watcher.endAsync().catch(() => undefined);
   await labelWatcher.endAsync().catch(() => undefined);
   await gw.stop();

@@ -100,6 +100,11 @@ export class CommandRegistry {
     return this.defs.get(name)?.def.permission ?? UNKNOWN_COMMAND_PERMISSION;
   }
 
+  /** Whether `name` is declared and has a handler (a feature that is not configured may still declare its commands). */
+  has(name: string): boolean {
+    return !!this.defs.get(name)?.handler;
+  }
+
   may(role: Role, name: string): boolean {
     return roleHas(role, this.permissionOf(name));
   }

@@ -12,6 +12,8 @@
  * - `migrations`: its tables, in the one `user_version` order shared by core and features;
  * - `topics`: its topic areas under `shelfgate/v1/<store>/`, with who may read them;
  * - `commands`: each with its permission and payload schema (the ACL reads the permission);
+ * - `metrics`: the Prometheus metrics it exports (name, help, type, label names; core/metrics.ts),
+ *   whose values its built parts supply at scrape time through `collectMetrics()`;
  * - `build`: makes its services, sources, commands and change appliers from the validated config
  *   (no I/O: the services' start() does that).
  */
@@ -32,6 +34,7 @@ import type { DeviceRegistry } from './devices';
 import type { EventKindPolicy } from './event-kinds';
 import type { EventBus } from './events';
 import type { Locations } from './locations';
+import type { MetricDecl, MetricValues } from './metrics';
 import type { Source } from './sources/types';
 
 export interface FeatureContext {
@@ -68,7 +71,18 @@ export interface FeatureParts {
   appliers?: ChangeApplier[];
   /** A small status object for `gateway/status`-style reports and the technician tools. */
   status?(): Record<string, unknown>;
-  /** Counters and gauges, flat `name -> number` (the operations issue exports them to Prometheus). */
+  /**
+   * The current values of the metrics the feature declares (Feature.metrics), read at scrape time:
+   * by declared name, a number (unlabelled) or labelled samples; histograms as snapshots. A
+   * declared metric left out has no series in that scrape. May throw: that scrape leaves the
+   * feature's metrics out and counts the failure (shelfgate_metrics_collect_failures_total).
+   */
+  collectMetrics?(): MetricValues;
+  /**
+   * @deprecated Flat `name -> number`, kept so a feature written before Feature.metrics still
+   * exports something: only when the feature declares no metrics, each key is exported as
+   * `shelfgate_<key>` (a counter if it ends in `_total`, else a gauge). Declare metrics instead.
+   */
   metrics?(): Record<string, number>;
 }
 
@@ -85,6 +99,8 @@ export interface Feature {
   readonly topics?: readonly TopicArea[];
   /** Commands with their permission and payload schema; handlers come from build(). */
   readonly commands?: readonly CommandDecl[];
+  /** Its Prometheus metrics (core/metrics.ts): values come from the built parts' collectMetrics(). */
+  readonly metrics?: readonly MetricDecl[];
   build(ctx: FeatureContext): FeatureParts;
 }
 

@@ -42,6 +42,8 @@ export interface Gateway {
   readonly sources: readonly Source[];
   /** What each feature built, by feature name. */
   readonly features: ReadonlyMap<string, FeatureParts>;
+  /** `running` once start() resolved (every service, the sources last, started) until stop() begins. */
+  readonly state: GatewayState;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -50,6 +52,8 @@ export interface Gateway {
 export function composeMigrations(features: readonly Feature[]): Migration[] {
   return [...MIGRATIONS, ...features.flatMap((f) => f.migrations ?? [])].sort((a, b) => a.version - b.version);
 }
+
+export type GatewayState = 'stopped' | 'starting' | 'running' | 'stopping';
 
 export interface GatewayDeps {
   log: Logger;
@@ -119,6 +123,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
 
   const services: Service[] = [store, bus, locations, devices, ...featureServices, sync, http, ...sources];
   const started: Service[] = [];
+  let state: GatewayState = 'stopped';
   return {
     store,
     bus,
@@ -131,7 +136,11 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     http,
     sources,
     features: built,
+    get state() {
+      return state;
+    },
     async start() {
+      state = 'starting';
       for (const s of services) {
         try {
           await s.start();
@@ -142,11 +151,13 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         }
         started.push(s);
       }
+      state = 'running';
     },
     stop: stopAll,
   };
 
   async function stopAll(): Promise<void> {
+    state = 'stopping';
     while (started.length) {
       const s = started.pop()!;
       try {
@@ -155,5 +166,6 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
         log.error({ service: s.name, err: (e as Error).message }, 'service failed to stop cleanly');
       }
     }
+    state = 'stopped';
   }
 }

@@ -4,9 +4,11 @@
  * the core changes (docs/ARCHITECTURE.md, "How to add a feature").
  */
 import type { Feature } from '../core/feature';
+import { gpioFeature } from './gpio';
 import { kioskFeature } from './kiosk';
 import { labelsFeature } from './labels';
 import { rfidFeature } from './rfid';
+import { scannersFeature } from './scanners';
 import { shelvesFeature } from './shelves';
 
-export const BUILTIN_FEATURES: readonly Feature[] = [shelvesFeature, labelsFeature, rfidFeature, kioskFeature];
+export const BUILTIN_FEATURES: readonly Feature[] = [shelvesFeature, labelsFeature, rfidFeature, scannersFeature, gpioFeature, kioskFeature];

@@ -263,6 +263,8 @@ export class Store implements Service {
   private readonly limiter: LogLimiter;
   private readonly counters = { batches: 0, ops: 0, rowsWritten: 0, lastBatchMs: 0, maxBatchMs: 0, failedBatches: 0, failedOps: 0 };
   private readonly appendListeners = new Set<() => void>();
+  /** Events appended (committed, not duplicates) since start, by kind: kinds are declared by features, so the map stays small. */
+  private readonly appendedKinds = new Map<string, number>();
   private readonly openListeners: Array<(db: Database) => void> = [];
   private readonly ops: RegisteredOp[] = [];
   private appendedInBatch = 0;
@@ -296,6 +298,7 @@ export class Store implements Service {
           this.outboxCount++;
           this.outboxBytes += ev.bytes;
           this.appendedInBatch++;
+          this.appendedKinds.set(ev.kind, (this.appendedKinds.get(ev.kind) ?? 0) + 1);
           if (res.seq > this.lastSeq) this.lastSeq = res.seq;
         }
         delete res.inserted;
@@ -491,6 +494,16 @@ export class Store implements Service {
 
   stats(): StoreStats {
     return { ...this.counters, pendingOps: this.batch.ops };
+  }
+
+  /** True between a successful start() and stop(): the database is open. */
+  get isOpen(): boolean {
+    return this.db !== null;
+  }
+
+  /** Outbox events appended by this process (committed, not duplicates), by kind (for metrics). */
+  appendedByKind(): ReadonlyMap<string, number> {
+    return this.appendedKinds;
   }
 
   // ---- for the sync service (src/sync): its own tables and the buffer policy ----

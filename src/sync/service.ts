@@ -27,6 +27,7 @@ import type { Store } from '../store/store';
 import type { EventBus } from '../core/events';
 import type { Locations } from '../core/locations';
 import type { EventKinds } from '../core/event-kinds';
+import { Histogram } from '../core/metrics';
 import { sleep, type Backoff } from '../util/backoff';
 import { AckSender } from './acks';
 import { ChangeAppliers, type ChangeApplier, type VersionedChange } from './appliers';
@@ -96,6 +97,8 @@ export class SyncService implements Service {
   private readonly buffer: OutboxBuffer;
   private readonly appliers = new ChangeAppliers();
   private readonly counters = newSyncStats();
+  /** Seconds from an event's creation to central taking it (accepted or duplicate), per event (for metrics). */
+  readonly latency = new Histogram();
   private readonly statusReporter: SyncStatusReporter;
   private readonly upload: UploadPipeline | null = null;
   private readonly feed: ChangeFeed | null = null;
@@ -148,6 +151,7 @@ export class SyncService implements Service {
       succeeded,
       failed,
       changed: () => this.statusReporter.changed(),
+      latency: this.latency,
     });
     this.acks = new AckSender({ transport, repo: this.repo, backoff: config.backoff, delayFor, counters: this.counters, log, succeeded, failed });
     this.feed = new ChangeFeed({

@@ -44,6 +44,7 @@ import { retryAfterDelay } from './retry';
 import type { Exchange, SyncStats } from './status';
 import type { SeqGap, SyncTransport, UploadEvent, UploadResult, UploadResults } from './types';
 import { Wakeup } from './wakeup';
+import type { Histogram } from '../core/metrics';
 
 /** Priority of condition events (not uploaded with `upload_conditions: false`). */
 export const CONDITION_PRIORITY = Priority.CONDITION;
@@ -62,6 +63,8 @@ export interface UploadPipelineOptions {
   failed: (e: unknown, what: Exchange, opts?: { reachable?: boolean }) => void;
   /** Something the status reports changed (parked events). */
   changed: () => void;
+  /** Sync latency: seconds from an event's creation to central's acceptance (or duplicate), per event. */
+  latency?: Histogram;
 }
 
 interface Batch {
@@ -598,14 +601,18 @@ export class UploadPipeline {
     const rejected = new Map<string, { code: string; message?: string }>();
     const rejectedRows: OutboxRow[] = [];
     const missing: OutboxRow[] = [];
+    const latency = this.o.latency;
+    const now = Date.now();
     for (const row of batch.rows) {
       const r = byId.get(row.eventId);
       if (r?.status === 'accepted') {
         counters.uploaded++;
         done.push(row.eventId);
+        latency?.observe((now - row.createdAt) / 1000);
       } else if (r?.status === 'duplicate') {
         counters.duplicates++;
         done.push(row.eventId);
+        latency?.observe((now - row.createdAt) / 1000);
       } else if (r?.status === 'rejected') {
         rejected.set(row.eventId, r.error ?? { code: 'rejected' });
         rejectedRows.push(row);

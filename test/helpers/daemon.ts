@@ -57,12 +57,15 @@ export function runCli(args: string[], opts: { timeoutMs?: number; input?: strin
   });
 }
 
-/** Writes the config to `dir/shelfgate.yaml` and starts the compiled daemon; resolves once it logged `gateway ready`. */
-export async function startDaemon(config: object, dir: string, readyTimeoutMs = 20_000): Promise<RunningDaemon> {
+/**
+ * Writes the config to `dir/shelfgate.yaml` and starts the compiled daemon; resolves once it logged
+ * `gateway ready`. `env` is added to the daemon's environment (e.g. NOTIFY_SOCKET for a test acting as systemd).
+ */
+export async function startDaemon(config: object, dir: string, readyTimeoutMs = 20_000, env: NodeJS.ProcessEnv = {}): Promise<RunningDaemon> {
   assertBuilt();
   const file = join(dir, 'shelfgate.yaml');
   writeFileSync(file, stringify(config));
-  const proc = spawn(process.execPath, [CLI, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: '' } });
+  const proc = spawn(process.execPath, [CLI, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: '', ...env } });
   const logs: Array<Record<string, unknown>> = [];
   const stderr: string[] = [];
   const waiters: Array<{ pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];

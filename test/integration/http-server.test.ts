@@ -293,8 +293,13 @@ describe('kiosk lookup in process', () => {
       g.events.emit('barcodeScanned', { scannerId: 'sc1', kioskId: 'k1', raw: '96385074', symbology: ']E4', gtin: '00000096385074', ts: Date.now() });
       await waitFor(() => messages.length === 3, 5_000, 'not-found answer');
       expect(JSON.parse(messages[2]!.payload)).toMatchObject({ answer: { found: false, gtin: '00000096385074', message: 'unknown product' } });
-      const m = g.features.get('kiosk')!.metrics!();
-      expect(m).toMatchObject({ scans: 4, scansUnbound: 1, scansUnknownKiosk: 1 });
+      const m = g.features.get('kiosk')!.collectMetrics!();
+      expect(m.kiosk_scans_total).toEqual([
+        { labels: { result: 'shown' }, value: 2 },
+        { labels: { result: 'unbound' }, value: 1 },
+        { labels: { result: 'unknown_kiosk' }, value: 1 },
+      ]);
+      expect(m).toMatchObject({ kiosk_shows_total: 3, kiosk_price_refreshes_total: 1, kiosk_pages: 1 });
       ac.abort();
     } finally {
       await client.endAsync();

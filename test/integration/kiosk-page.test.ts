@@ -85,7 +85,10 @@ describe('price-checker page, scans (chromium)', () => {
       g.events.emit('barcodeScanned', { scannerId: 'sc1', kioskId: 'k1', raw: '73513537', symbology: ']E4', gtin: '00000073513537', ts: Date.now() });
       await page.locator('#unknown').waitFor({ state: 'visible' });
       expect(await page.locator('#unknown-detail').textContent()).toBe('Code 73513537 is not sold in this store.');
-      expect(g.features.get('kiosk')!.metrics!()).toMatchObject({ scans: 3, shows: 4, priceRefreshes: 1, pages: 1 });
+      const m = g.features.get('kiosk')!.collectMetrics!();
+      expect(m).toMatchObject({ kiosk_shows_total: 4, kiosk_price_refreshes_total: 1, kiosk_pages: 1 });
+      expect(m.kiosk_scans_total).toContainEqual({ labels: { result: 'shown' }, value: 3 });
+      expect((m.kiosk_lookup_duration_seconds as { count: number }).count).toBe(3);
     } finally {
       await context.close();
     }

@@ -31,6 +31,8 @@ export interface PolledSourceOptions {
   log: Logger;
   /** Delay before a crashed poll loop is started again; grows to maxMs. Default 1 s to 30 s. */
   restartBackoff?: { initialMs: number; maxMs: number };
+  /** pollNow() starts an early cycle at most once per this long (a flapping trigger must not hammer the line). Default 1 s. */
+  pollNowMinIntervalMs?: number;
 }
 
 /** A poll loop that ran this long before it failed starts its restart backoff from the beginning. */
@@ -80,11 +82,17 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
   protected readonly limiter: LogLimiter;
   /** How many times the poll loop failed and was started again. */
   restarts = 0;
+  /** pollNow() calls that started an early cycle, and those refused by the rate limit (or while stopped). */
+  readonly pollNowStats = { accepted: 0, limited: 0 };
   private readonly health: SensorHealth;
   private readonly restartBackoff: Backoff;
   private running = false;
   private loopDone: Promise<void> = Promise.resolve();
   private wake: (() => void) | null = null;
+  /** True while the loop waits out the rest of a cycle (the only wait pollNow may cut short: not a t3.5 gap). */
+  private resting = false;
+  private pollPending = false;
+  private lastPollNow = -Infinity;
   private readonly onOffline = (reason: string): void => {
     this.health.linkDown(`link down: ${reason}`, Date.now());
     this.channel.linkDown(reason);
@@ -138,6 +146,24 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
     return this.health.isOnline(sensor);
   }
 
+  /**
+   * Starts the next poll cycle now instead of after the rest of the poll interval (a cycle in
+   * progress finishes first; the next one then starts without waiting). At most one early cycle per
+   * `pollNowMinIntervalMs`: returns false (and counts it) when refused by that limit or stopped.
+   */
+  pollNow(): boolean {
+    const now = performance.now();
+    if (!this.running || now - this.lastPollNow < (this.opts.pollNowMinIntervalMs ?? 1_000)) {
+      this.pollNowStats.limited++;
+      return false;
+    }
+    this.lastPollNow = now;
+    this.pollNowStats.accepted++;
+    this.pollPending = true;
+    if (this.resting) this.wake?.();
+    return true;
+  }
+
   /** Sends one request to `sensor` and resolves with its reading; rejects with a ShelfgateError on a miss. */
   protected abstract pollSensor(sensor: string): Promise<R>;
 
@@ -171,6 +197,7 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
       }
       const cycleStart = performance.now();
       const cycleTurn = turn();
+      this.pollPending = false; // this cycle serves every pollNow() before it
       let polled = 0;
       for (let i = 0; i < sensors.length; i++) {
         const sensor = sensors[i]!;
@@ -195,8 +222,12 @@ export abstract class PolledSource<R extends SourceReading = SourceReading> exte
       // With no time left to wait, go on: a timer here (even setTimeout(0), which is 1 ms) would
       // cap a bus near 500 requests a second whatever the line. A cycle that waited on I/O has
       // been through the event loop already; one that did not yields a turn (setImmediate).
-      if (rest >= 1) await this.idle(rest);
-      else if (turn() === cycleTurn) await this.yieldTurn();
+      if (this.pollPending) rest = 0; // pollNow() during this cycle: the next one starts now
+      if (rest >= 1) {
+        this.resting = true;
+        await this.idle(rest);
+        this.resting = false;
+      } else if (turn() === cycleTurn) await this.yieldTurn();
     }
   }
 

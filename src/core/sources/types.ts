@@ -46,6 +46,8 @@ export interface Source<R extends SourceReading = SourceReading> extends Service
   /** Device keys this source reports on. */
   readonly devices: readonly string[];
   isOnline(sensor: string): boolean;
+  /** Polled sources: start the next poll cycle now (rate limited); false when refused. Streaming sources have none. */
+  pollNow?(): boolean;
   on<K extends keyof SourceEvents<R>>(event: K, listener: (...args: SourceEvents<R>[K]) => void): this;
   off<K extends keyof SourceEvents<R>>(event: K, listener: (...args: SourceEvents<R>[K]) => void): this;
 }

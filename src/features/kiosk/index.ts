@@ -17,7 +17,7 @@ import { id, type Config } from '../../config/schema';
 import type { ConfigIssue } from '../../config/load';
 import { ProductIndex } from './lookup';
 import { registerKioskRoutes } from './routes';
-import { KioskService, type KioskConfig } from './service';
+import { KIOSK_METRICS, KioskService, type KioskConfig } from './service';
 
 export const kioskConfigShape = {
   /** The kiosks and price checkers of the store: a page `/kiosk/<id>` and a topic `kiosk/<id>/lookup` each. */
@@ -65,6 +65,7 @@ export const kioskFeature = defineFeature({
   summary: (config) => `${kioskSlice(config).kiosks.length} kiosk(s)`,
   topics: [{ filter: 'kiosk/#', gatewayOwned: true, readers: ['kiosk'], description: "kiosk lookups: each kiosk's answers to its scans (kiosk/<id>/lookup, not retained)" }],
   commands: KIOSK_COMMANDS,
+  metrics: KIOSK_METRICS,
   build(ctx: FeatureContext): FeatureParts {
     const cfg = kioskSlice(ctx.config);
     const index = new ProductIndex(ctx.store, ctx.locations);
@@ -82,7 +83,7 @@ export const kioskFeature = defineFeature({
       services: [service],
       commands: [handle(PRODUCT_LOOKUP, async (p) => service.lookup(p.code))],
       status: () => service.status(),
-      metrics: () => service.metrics(),
+      collectMetrics: () => service.collectMetrics(),
     };
   },
 });

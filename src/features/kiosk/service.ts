@@ -23,11 +23,23 @@ import type { BarcodeScanned } from '../scanners/events';
 import type { EventBus } from '../../core/events';
 import { normalizeGtin } from '../../drivers/gtin';
 import type { EventStream } from '../../http/server';
+import { Histogram, type MetricDecl, type MetricValues } from '../../core/metrics';
 import { ErrorCode, ShelfgateError } from '../../errors';
 import type { Service } from '../../lifecycle';
 import { LogLimiter, type Logger } from '../../log';
 import * as topics from '../../bus/topics';
 import { noGtinAnswer, type LookupAnswer, type ProductIndex } from './lookup';
+
+/** The kiosk feature's Prometheus metrics (docs/operations.md). Labels come from fixed sets only. */
+export const KIOSK_METRICS: readonly MetricDecl[] = [
+  { name: 'kiosk_lookups_total', help: 'Product lookups (MQTT, HTTP, scans) by result: found, not_found, invalid (not a GTIN with a valid check digit).', type: 'counter', labels: ['result'] },
+  { name: 'kiosk_lookup_duration_seconds', help: 'Time to answer a lookup from the in-memory index (without the transport).', type: 'histogram' },
+  { name: 'kiosk_scans_total', help: 'Barcode scans seen by result: shown (on a configured kiosk), unbound (scanner bound to no kiosk), unknown_kiosk.', type: 'counter', labels: ['result'] },
+  { name: 'kiosk_shows_total', help: 'Answers shown on a kiosk (topic and page): scans, lookups for a kiosk, price refreshes.', type: 'counter' },
+  { name: 'kiosk_price_refreshes_total', help: 'New prices of a product a kiosk was showing, shown at once.', type: 'counter' },
+  { name: 'kiosk_publish_failures_total', help: 'Kiosk answers that could not be published on the local bus.', type: 'counter' },
+  { name: 'kiosk_pages', help: 'Price-checker pages connected now (event streams).', type: 'gauge' },
+];
 
 export interface KioskConfig {
   id: string;
@@ -81,6 +93,9 @@ export class KioskService implements Service {
     publishFailures: 0,
   };
 
+  /** Time to answer a lookup (HTTP, MQTT or a scan), seconds: the index's work, not the transport's. */
+  private readonly durations = new Histogram([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1]);
+
   constructor(private readonly o: KioskServiceOptions) {
     this.limiter = new LogLimiter(o.log);
     this.now = o.now ?? Date.now;
@@ -124,7 +139,9 @@ export class KioskService implements Service {
       this.counters.lookupsInvalid++;
       throw new ShelfgateError(ErrorCode.REQUEST_INVALID, `${JSON.stringify(c.slice(0, 64))} is not a GTIN, EAN-8, EAN-13 or UPC-A with a valid check digit`);
     }
+    const t0 = performance.now();
     const a = this.o.index.lookup(gtin, c);
+    this.durations.observe((performance.now() - t0) / 1000);
     if (!a.found) this.counters.lookupsNotFound++;
     return a;
   }
@@ -165,6 +182,29 @@ export class KioskService implements Service {
     return { ...this.counters, pages };
   }
 
+  /** The declared metrics' values (KIOSK_METRICS), at scrape time. */
+  collectMetrics(): MetricValues {
+    const c = this.counters;
+    const m = this.metrics();
+    return {
+      kiosk_lookups_total: [
+        { labels: { result: 'found' }, value: c.lookups - c.lookupsNotFound - c.lookupsInvalid },
+        { labels: { result: 'not_found' }, value: c.lookupsNotFound },
+        { labels: { result: 'invalid' }, value: c.lookupsInvalid },
+      ],
+      kiosk_lookup_duration_seconds: this.durations.snapshot(),
+      kiosk_scans_total: [
+        { labels: { result: 'shown' }, value: c.scans - c.scansUnbound - c.scansUnknownKiosk },
+        { labels: { result: 'unbound' }, value: c.scansUnbound },
+        { labels: { result: 'unknown_kiosk' }, value: c.scansUnknownKiosk },
+      ],
+      kiosk_shows_total: c.shows,
+      kiosk_price_refreshes_total: c.priceRefreshes,
+      kiosk_publish_failures_total: c.publishFailures,
+      kiosk_pages: m.pages!,
+    };
+  }
+
   // ---- internals ----
 
   private current(k: KioskState): KioskShow | null {
@@ -184,7 +224,9 @@ export class KioskService implements Service {
       return;
     }
     this.counters.lookups++;
+    const t0 = performance.now();
     const answer = s.gtin !== null ? this.o.index.lookup(s.gtin, s.raw) : noGtinAnswer(s.raw);
+    this.durations.observe((performance.now() - t0) / 1000);
     if (!answer.found) this.counters.lookupsNotFound++;
     this.show(k, { kiosk: k.cfg.id, reason: 'scan', scanner: s.scannerId, answer, at: new Date(s.ts).toISOString() });
   }

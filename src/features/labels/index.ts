@@ -24,6 +24,7 @@ import { LABELS_MIGRATIONS, LabelRepository } from './repository';
 import { PICK_COMMANDS, PICK_EVENT_KINDS, PICK_MIGRATIONS, PICK_TOPICS, PickService, storeOutbox } from './pick';
 import { buildLedPattern, LED_COLOURS } from '../../drivers/oepl';
 import { LabelsService } from './service';
+import { LABELS_METRICS, labelsMetricValues } from './metrics';
 import { LABELS_PRODUCTS_MIGRATION, ProductApplier, ProductCatalog } from './products';
 
 /** Find-this-label: what `label.flash` sends when no pattern is given (white, three groups, about 20 s). */
@@ -69,6 +70,7 @@ export function createLabelsFeature(opts: LabelsFeatureOptions = {}) {
     migrations: [...LABELS_MIGRATIONS, LABELS_PRODUCTS_MIGRATION, ...PICK_MIGRATIONS],
     topics: [{ filter: 'labels/#', gatewayOwned: true, description: 'shelf-label price integrity: retained summary and per-label state' }, ...PICK_TOPICS],
     commands: [...LABELS_COMMANDS, ...PICK_COMMANDS],
+    metrics: LABELS_METRICS,
     build(ctx: FeatureContext): FeatureParts {
       const cfg = labelsSlice(ctx.config);
       // Product data is kept whether or not this store has labels yet: labels bound later show names at once.
@@ -122,21 +124,7 @@ export function createLabelsFeature(opts: LabelsFeatureOptions = {}) {
           handle(labelsList, async (p) => service.report({ stale: p.stale })),
         ],
         status: () => service.status(),
-        metrics: () => {
-          const s = service.summary();
-          return {
-            labels: s.labels,
-            labels_share_current: s.share,
-            labels_pending: s.by_state.pending,
-            labels_sent: s.by_state.sent,
-            labels_confirmed: s.by_state.confirmed,
-            labels_failed: s.by_state.failed,
-            labels_oldest_mismatch_age_s: s.oldest_mismatch_age_s ?? 0,
-            label_acks_total: service.stats.acks,
-            label_send_failures_total: service.stats.sendFailures,
-            label_render_failures_total: service.stats.renderFailures,
-          };
-        },
+        collectMetrics: () => labelsMetricValues(service),
       };
     },
   });

@@ -24,6 +24,7 @@ import type { Service } from '../../lifecycle';
 import { RFID_COMMANDS } from './commands';
 import { rfidConfigShape, rfidSlice, validateRfid } from './config';
 import type { TagRead } from './m100-source';
+import { RFID_METRICS, rfidMetricValues } from './metrics';
 import { RFID_MIGRATIONS, ZoneCountRepository } from './repository';
 import { RfidService } from './service';
 import { createRfidSource } from './sources';
@@ -50,6 +51,7 @@ export const rfidFeature = defineFeature({
   migrations: RFID_MIGRATIONS,
   topics: [{ filter: 'rfid/#', gatewayOwned: true, readers: ['kiosk'], description: 'RFID zones: arrivals and departures, retained counts per GTIN, optional raw reads' }],
   commands: RFID_COMMANDS,
+  metrics: RFID_METRICS,
   build(ctx: FeatureContext): FeatureParts {
     const cfg = rfidSlice(ctx.config);
     if (!cfg) return { commands: RFID_COMMANDS.map((d) => handle(d as CommandDecl, async () => notConfigured())) };
@@ -78,7 +80,7 @@ export const rfidFeature = defineFeature({
       sources,
       commands: service.commandHandlers(),
       status: () => service.status(),
-      metrics: () => service.metrics(),
+      collectMetrics: () => rfidMetricValues(service),
     };
   },
 });

@@ -13,6 +13,7 @@ import type { DeviceDefinition } from '../../devices/types';
 import type { Source } from '../../core/sources/types';
 import { ErrorCode, ShelfgateError } from '../../errors';
 import { Priority } from '../../core/event-kinds';
+import type { MetricDecl } from '../../core/metrics';
 import { defineFeature } from '../../core/feature';
 import { openerFor } from '../../transport/opener';
 import { ReconnectingLink } from '../../transport/reconnecting';
@@ -33,6 +34,17 @@ function serialSettings(def: DeviceDefinition, bus: BusConfig): SerialSettings {
   };
 }
 
+/** Prometheus metrics of the shelves feature (core/metrics.ts; exported as shelfgate_<name>). */
+export const SHELVES_METRICS: readonly MetricDecl[] = [
+  { name: 'shelf_readings_total', help: 'Weight readings handled by the shelf model (all buses).', type: 'counter' },
+  { name: 'shelf_unknown_sensor_readings_total', help: 'Weight readings from a sensor no slot is configured for.', type: 'counter' },
+  { name: 'shelf_events_total', help: 'Stock events recorded for shelf slots (pick, restock, count changes).', type: 'counter' },
+  { name: 'shelf_publish_failures_total', help: 'Shelf slot state that could not be published on the local bus.', type: 'counter' },
+  { name: 'shelf_persist_failures_total', help: 'Shelf slot changes that could not be written to SQLite.', type: 'counter' },
+  { name: 'shelf_poll_requests_total', help: 'Requests to poll a shelf now (e.g. a GPIO beam broken at it).', type: 'counter' },
+  { name: 'shelf_poll_requests_refused_total', help: 'Poll-now requests no source of the shelf could start (each rate limits itself).', type: 'counter' },
+];
+
 export const shelvesFeature = defineFeature({
   name: 'shelves',
   config: shelvesConfigShape,
@@ -48,6 +60,7 @@ export const shelvesFeature = defineFeature({
   ],
   migrations: SHELVES_MIGRATIONS,
   commands: SHELVES_COMMANDS,
+  metrics: SHELVES_METRICS,
   topics: [{ filter: 'shelf/#', gatewayOwned: true, readers: ['kiosk'], description: 'stock, events and alerts per shelf slot' }],
   build(ctx) {
     const cfg = shelvesSlice(ctx.config);
@@ -98,7 +111,15 @@ export const shelvesFeature = defineFeature({
       sources,
       commands: shelves.commandHandlers(),
       status: () => ({ slots: shelves.snapshot().length, readings: shelves.stats.readings, events: shelves.stats.events }),
-      metrics: () => ({ readings_total: shelves.stats.readings, events_total: shelves.stats.events, publish_failures_total: shelves.stats.publishFailures, persist_failures_total: shelves.stats.persistFailures }),
+      collectMetrics: () => ({
+        shelf_readings_total: shelves.stats.readings,
+        shelf_unknown_sensor_readings_total: shelves.stats.unknownSensor,
+        shelf_events_total: shelves.stats.events,
+        shelf_publish_failures_total: shelves.stats.publishFailures,
+        shelf_persist_failures_total: shelves.stats.persistFailures,
+        shelf_poll_requests_total: shelves.stats.pollRequests,
+        shelf_poll_requests_refused_total: shelves.stats.pollRequestsRefused,
+      }),
     };
   },
 });

@@ -8,6 +8,7 @@ import { handle } from '../../core/commands';
 import { calibrateLearn, calibrateSetUnitWeight, calibrateTare, stockGet } from './commands';
 import { Priority } from '../../core/event-kinds';
 import type { EventBus } from '../../core/events';
+import type { PollRequested } from '../../core/poll-requested';
 import { locationId, type Locations, type StockRow } from '../../core/locations';
 import type { Source } from '../../core/sources/types';
 import type { Store } from '../../store/store';
@@ -72,7 +73,7 @@ interface SlotEntry {
 export class ShelfService implements Service {
   readonly name = 'shelves';
   readonly latency = new LatencyRecorder();
-  readonly stats = { readings: 0, unknownSensor: 0, events: 0, publishFailures: 0, persistFailures: 0 };
+  readonly stats = { readings: 0, unknownSensor: 0, events: 0, publishFailures: 0, persistFailures: 0, pollRequests: 0, pollRequestsRefused: 0 };
   private readonly bySensor = new Map<string, SlotEntry>();
   private readonly bySlot = new Map<string, SlotEntry>();
   private readonly limiter: LogLimiter;
@@ -138,6 +139,7 @@ export class ShelfService implements Service {
       for (const ev of entry.tracker.setParams(params, Date.now())) this.record(entry, ev, performance.now());
       this.o.log.info({ slot: entry.key, by: a.by, gtin: a.gtin, unit_weight_g: a.unitWeightG, count: entry.tracker.count }, 'slot assignment changed');
     });
+    events.on(this, 'pollRequested', (r) => this.pollShelf(r));
     for (const s of this.o.sources) s.on('reading', this.onReading);
     this.tickTimer = setInterval(() => this.tick(), 1_000);
     this.tickTimer.unref();
@@ -172,6 +174,17 @@ export class ShelfService implements Service {
         return this.setUnitWeight(e, learnUnitWeight(this.settled(e), e.tracker.params.tareG, p.items), caller.username);
       }),
     ];
+  }
+
+  /** `pollRequested`: the polled sources of the shelf's sensors start a cycle now (each rate limits itself). */
+  private pollShelf(r: PollRequested): void {
+    this.stats.pollRequests++;
+    const sensors = new Set<string>();
+    for (const e of this.bySlot.values()) if (e.shelfId === r.shelfId) sensors.add(e.tracker.sensor);
+    let started = 0;
+    for (const s of this.o.sources) if (s.pollNow && s.devices.some((d) => sensors.has(d)) && s.pollNow()) started++;
+    if (started === 0) this.stats.pollRequestsRefused++;
+    this.o.log.debug({ shelf: r.shelfId, reason: r.reason, sources: started }, 'poll requested');
   }
 
   private handleReading(r: WeightReading): void {
