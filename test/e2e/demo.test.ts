@@ -23,6 +23,8 @@ describe('shelfgate demo', () => {
       const page = await fetch(checker![1]!, { headers: { authorization: `Basic ${Buffer.from(`${checker![2]}:${checker![3]}`).toString('base64')}` } });
       expect(page.status).toBe(200);
       expect(await page.text()).toContain('Price checker');
+      // the demo's simulated scanner at that kiosk: a scan answered with the product's price and shelf
+      await waitFor(() => /^  kiosk  kiosk1: scan .+: \d+\.\d\d EUR, \d+ on the shelf at g\d-shelf\d\/slot\d/m.test(out), 30_000, 'a scan answered on the price checker');
       // run the printed line as a user would paste it, asking for 3 messages
       const got = await new Promise<string>((resolve, reject) =>
         execFile('bash', ['-c', `${line} -C 3 -W 20`], { timeout: 25_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout))),
