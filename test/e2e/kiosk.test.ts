@@ -1,12 +1,14 @@
 /**
  * Kiosk lookups, whole daemon: the real `shelfgate run` process with its HTTP server on 127.0.0.1
- * port 0, the reference central over HTTP on loopback, a simulated Modbus weight shelf over TCP,
- * and Debian's chromium (headless, driven by playwright-core) on the price-checker page.
+ * port 0, the reference central over HTTP on loopback, a simulated Modbus weight shelf over TCP, a
+ * simulated serial barcode scanner over TCP bound to the kiosk, and Debian's chromium (headless,
+ * driven by playwright-core) on the price-checker page.
  *
  * Proves: a lookup over MQTT and over HTTP answers the price central published and the stock the
  * shelf weighed; lookups still answer after central went away (and the gateway noticed); the page
  * shows product, price, promotion and location after an entry, a clear message for an unknown
- * code, and a new price from central while the product is shown.
+ * code, and a new price from central while the product is shown; a scan on the scanner is answered
+ * on the kiosk's topic and page.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,6 +23,7 @@ import { CentralSimulator } from '../../simulators/central';
 import { ModbusLoadCellBusSimulator } from '../../simulators/modbus-loadcell-sim';
 import { LoadCellPhysics, mulberry32 } from '../../simulators/physics';
 import { serveTcp } from '../../simulators/serve';
+import { ScannerSimulator } from '../../simulators/scanner-sim';
 import { connectClient, startDaemon, tmp, useCleanups, waitFor, type RunningDaemon } from '../helpers/daemon';
 import { fastHash, usersWithHash } from '../helpers/users';
 
@@ -36,6 +39,8 @@ const cleanups = useCleanups();
 
 interface Rig {
   central: CentralSimulator;
+  /** A serial barcode scanner (simulated, over TCP) bound to kiosk k1 as scanner `sc1`. */
+  scanner: ScannerSimulator;
   daemon: RunningDaemon;
   http: string;
   kiosk: BusClient;
@@ -52,6 +57,9 @@ async function rig(): Promise<Rig> {
   const sim = new ModbusLoadCellBusSimulator({ definition: defs.get('generic-modbus-loadcell') as ModbusDefinition, slaves: new Map(physics.map((p, a) => [a + 1, p])), turnaroundMs: 0 });
   const tcp = await serveTcp(sim, '127.0.0.1', 0);
   cleanups.push(() => tcp.close());
+  const scanner = new ScannerSimulator({ codes: ['4006381333931'] });
+  const scannerTcp = await serveTcp(scanner, '127.0.0.1', 0);
+  cleanups.push(() => scannerTcp.close());
   const hash = await fastHash(PW);
   const config = {
     store_id: STORE,
@@ -72,13 +80,14 @@ async function rig(): Promise<Rig> {
       },
     ],
     kiosks: [{ id: 'k1', name: 'Entrance price checker' }],
+    scanners: [{ id: 'sc1', kind: 'serial', port: scannerTcp.url, kiosk: 'k1' }],
   };
   const daemon = await startDaemon(config, dir);
   cleanups.push(async () => void (await daemon.stop('SIGKILL')));
   expect(daemon.httpUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
   const kiosk = await BusClient.connect({ url: `mqtt://127.0.0.1:${daemon.mqttPort}`, username: 'kiosk', password: PW, store: STORE });
   cleanups.push(() => kiosk.close());
-  return { central, daemon, http: daemon.httpUrl!, kiosk };
+  return { central, scanner, daemon, http: daemon.httpUrl!, kiosk };
 }
 
 const basic = { authorization: `Basic ${Buffer.from(`kiosk:${PW}`).toString('base64')}` };
@@ -184,5 +193,30 @@ describe('price-checker page in chromium (whole daemon)', () => {
     cleanups.push(() => anon.close());
     await expect((await anon.newPage()).goto(`${r.http}/kiosk/k1`)).rejects.toThrow(/ERR_INVALID_AUTH_CREDENTIALS/);
     expect((await anon.request.get(`${r.http}/kiosk/k1`)).status()).toBe(401);
+  });
+
+  it('a scan on the simulated scanner bound to the kiosk is answered on the kiosk topic and shown on its page', { timeout: 90_000 }, async () => {
+    const r = await rig();
+    r.central.publishPrice({ gtin: A, price: 349, currency: 'EUR' });
+    await waitFor(async () => (await httpLookup(r, A)).price?.version === 1 && (await httpLookup(r, A)).stock.on_shelf === 10, 30_000, 'price v1 and 10 on the shelf');
+    const watch = await connectClient(r.daemon.mqttPort, 'kiosk', PW);
+    cleanups.push(async () => void (await watch.client.endAsync()));
+    await watch.client.subscribeAsync([`shelfgate/v1/${STORE}/kiosk/k1/lookup`, `shelfgate/v1/${STORE}/device/sc1/availability`], { qos: 1 });
+    await waitFor(() => watch.messages.some((m) => m.topic.endsWith('/device/sc1/availability') && (JSON.parse(m.payload) as { state: string }).state === 'online'), 15_000, 'scanner sc1 online');
+
+    const context = await browser!.newContext({ viewport: { width: 800, height: 480 }, httpCredentials: { username: 'kiosk', password: PW }, locale: 'en-US' });
+    cleanups.push(() => context.close());
+    const page = await context.newPage();
+    page.setDefaultTimeout(15_000);
+    await page.goto(`${r.http}/kiosk/k1`);
+    await page.locator('#conn[data-state="live"]').waitFor();
+
+    r.scanner.scan('4006381333931');
+    await page.locator('#product').waitFor({ state: 'visible' });
+    expect(await page.locator('#price').textContent()).toBe('€3.49');
+    expect(await page.locator('#where').textContent()).toBe('shelf g1, slot s1 — 10 on the shelf');
+    await waitFor(() => watch.messages.some((m) => m.topic.endsWith('/kiosk/k1/lookup')), 10_000, 'the answer on the kiosk topic');
+    const shown = JSON.parse(watch.messages.find((m) => m.topic.endsWith('/kiosk/k1/lookup'))!.payload) as { reason: string; scanner: string; answer: LookupAnswer };
+    expect(shown).toMatchObject({ reason: 'scan', scanner: 'sc1', answer: { found: true, gtin: A, price: { amount: 349 }, stock: { on_shelf: 10 } } });
   });
 });
