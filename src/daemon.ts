@@ -64,7 +64,7 @@ export async function runDaemon(configPath: string): Promise<number> {
   notifier.setHealthCheck(() => health.readiness().ok);
   await notifier.start();
   const addr = gateway.bus.address();
-  log.info({ store: config.store_id, mqtt: addr, listeners: gateway.bus.listeners(), features: [...gateway.features.keys()], slots: config.shelves.reduce((n, s) => n + s.slots.length, 0) }, 'gateway ready');
+  log.info({ store: config.store_id, mqtt: addr, listeners: gateway.bus.listeners(), ...(gateway.http.url() ? { http: { ...gateway.http.address(), url: gateway.http.url() } } : {}), features: [...gateway.features.keys()], slots: config.shelves.reduce((n, s) => n + s.slots.length, 0) }, 'gateway ready');
   notifier.ready(health.statusLine());
   health.onStatusChange((line) => notifier.status(line));
 

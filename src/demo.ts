@@ -34,6 +34,7 @@ import { serveTcp, type Serving } from '../simulators/serve';
 import { CentralSimulator, parseNetContent } from '../simulators/central';
 import { ShopperScript, describeAction, type ShopperSlot } from '../simulators/shoppers';
 import { OeplApSimulator } from '../simulators/oepl-ap/simulator';
+import { serveDemoScanner } from '../simulators/scanner-sim';
 import { TagPopulation } from '../simulators/rfid/population';
 import { LlrpReaderSimulator } from '../simulators/rfid/llrp-sim';
 import { R200Simulator } from '../simulators/rfid/r200-sim';
@@ -59,6 +60,12 @@ export const DEMO_USER = 'demo';
 export const DEMO_PASSWORD = 'demo';
 export const DEMO_TECH = 'tech';
 export const DEMO_TECH_PASSWORD = 'tech';
+/**
+ * The demo's price checker (kiosks feature): its page is `/kiosk/<DEMO_KIOSK>` on the gateway's
+ * HTTP server, logged in as the kiosk user DEMO_USER. The demo's simulated scanner is bound to it
+ * (`scanners[].kiosk`): its scans appear on that page and on `kiosk/<DEMO_KIOSK>/lookup`.
+ */
+export const DEMO_KIOSK = 'kiosk1';
 /** Demo labels check in every 10 s so a price change shows soon (real OpenEPaperLink labels: about 40 s). */
 const DEMO_LABEL_CHECKIN_MS = 10_000;
 
@@ -166,13 +173,18 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     central.publishPrice({ gtin: gtinFor(i), price: 99 + Math.round(unit / 3) * 2, currency: 'EUR' });
   });
 
+  // --- a barcode scanner at the price checker (simulated serial scanner on TCP, bound to the demo
+  // kiosk): scans one of the products, or a code sold nowhere, every 7 s ---
+  const demoScanner = await serveDemoScanner({ codes: [...PRODUCTS.map((_, i) => gtinFor(i)), '96385074'], intervalMs: 7000, seed: opts.seed ?? 1 });
+  servings.push({ url: demoScanner.url, close: () => demoScanner.close() });
+
   // --- electronic shelf labels: one OpenEPaperLink access point (simulated), a label per slot ---
   const labelSlots = shopperSlots.map((s) => s.id);
   const ap = new OeplApSimulator({ host: '127.0.0.1', port: 0, labels: labelSlots.length, seed: opts.seed ?? 1, checkinMs: DEMO_LABEL_CHECKIN_MS });
   await ap.start();
 
   const [demoHash, techHash] = await Promise.all([hashPassword(DEMO_PASSWORD), hashPassword(DEMO_TECH_PASSWORD)]);
-  const raw = (port: number) => ({
+  const raw = (port: number, httpPort: number) => ({
     store_id: DEMO_STORE,
     data_dir: dataDir,
     log: { level: opts.verbose ? 'info' : 'warn' },
@@ -190,6 +202,10 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
       https: { url: central.url, token_file: join(dataDir, 'central-token') },
       long_poll_s: 10,
     },
+    // the HTTP server (price-checker page, lookups): loopback only
+    http: { host: '127.0.0.1', port: httpPort },
+    kiosks: [{ id: DEMO_KIOSK, name: 'Price checker (demo)' }],
+    scanners: [{ id: 'checker-scanner', kind: 'serial', port: demoScanner.url, kiosk: DEMO_KIOSK }],
     buses,
     shelves,
     rfid,
@@ -204,8 +220,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   // --- the gateway: 1883 if free, else a port the OS picks ---
   const log = createLogger(opts.verbose ? 'info' : 'warn');
   let gateway: Gateway | undefined;
-  for (const port of opts.mqttPort !== undefined ? [opts.mqttPort] : [1883, 0]) {
-    const { config, issues } = validateConfig(raw(port), defs as ReadonlyMap<string, DeviceDefinition>, BUILTIN_FEATURES);
+  // (and the HTTP server on 8080 if free, else a port the OS picks; with --mqtt-port, always the OS's)
+  for (const [port, httpPort] of opts.mqttPort !== undefined ? [[opts.mqttPort, 0] as const] : ([[1883, 8080], [0, 0]] as const)) {
+    const { config, issues } = validateConfig(raw(port, httpPort), defs as ReadonlyMap<string, DeviceDefinition>, BUILTIN_FEATURES);
     if (!config) {
       out(`demo: generated config is invalid:\n${formatIssues(issues)}`);
       return ExitCode.SOFTWARE;
@@ -227,6 +244,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   const { port } = gw.bus.address();
   out(`shelfgate demo: store "${DEMO_STORE}", 2 gondolas x 4 shelves x 4 slots + a deli scale, data in ${dataDir}`);
   out(`mosquitto_sub -h 127.0.0.1 -p ${port} -u ${DEMO_USER} -P ${DEMO_PASSWORD} -V mqttv311 -t '${topics.allSlotsFilter(DEMO_STORE, 'stock')}' -v`);
+  out(`price checker: ${gw.http.url()}/kiosk/${DEMO_KIOSK} (browser login: ${DEMO_USER} / ${DEMO_PASSWORD}, the kiosk user; a simulated scanner scans there every 7 s)`);
   out(`central inventory service (simulated): ${central.url}/_sim/ shows the events it received and the prices it sent`);
   out(`local MQTT bus on 127.0.0.1:${port} (MQTT 3.1.1; users ${DEMO_USER}/${DEMO_PASSWORD} kiosk, ${DEMO_TECH}/${DEMO_TECH_PASSWORD} technician). Ctrl-C stops.`);
 
@@ -290,7 +308,7 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   const watcher = mqtt.connect(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, username: DEMO_USER, password: DEMO_PASSWORD, reconnectPeriod: 1000 });
   watcher.on('connect', () =>
     void watcher
-      .subscribeAsync([topics.allSlotsFilter(DEMO_STORE, 'event'), topics.allPricesFilter(DEMO_STORE), `${topics.storePrefix(DEMO_STORE)}rfid/zone/+/event`], { qos: 1 })
+      .subscribeAsync([topics.allSlotsFilter(DEMO_STORE, 'event'), topics.allPricesFilter(DEMO_STORE), `${topics.storePrefix(DEMO_STORE)}rfid/zone/+/event`, `${topics.storePrefix(DEMO_STORE)}kiosk/+/lookup`], { qos: 1 })
       .catch(() => undefined),
   );
   watcher.on('error', () => undefined);
@@ -300,6 +318,15 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
       if (topics.topicMatches(topics.allPricesFilter(DEMO_STORE), _topic)) {
         const promo = e.promotion as { was_price?: number } | null | undefined;
         out(`  price  ${productByGtin.get(String(e.gtin)) ?? String(e.gtin)}: ${(Number(e.price) / 100).toFixed(2)} ${String(e.currency)}${promo?.was_price ? ` (was ${(promo.was_price / 100).toFixed(2)})` : ''}, version ${String(e.version)}, from central`);
+        return;
+      }
+      if (topics.topicMatches(`${topics.storePrefix(DEMO_STORE)}kiosk/+/lookup`, _topic)) {
+        const a = e.answer as { found: boolean; code: string; gtin: string | null; price: { amount: number; currency: string } | null; stock: { on_shelf: number | null; locations: Array<{ location: string }> } };
+        out(
+          a.found
+            ? `  kiosk  ${String(e.kiosk)}: ${String(e.reason)} ${productByGtin.get(String(a.gtin)) ?? a.code}: ${a.price ? `${(a.price.amount / 100).toFixed(2)} ${a.price.currency}` : 'no price'}, ${a.stock.on_shelf ?? '?'} on the shelf at ${a.stock.locations.map((l) => l.location).join(', ') || '-'}`
+            : `  kiosk  ${String(e.kiosk)}: ${String(e.reason)} ${a.code}: not found`,
+        );
         return;
       }
       if (e.kind === 'arrival' || e.kind === 'departure') {

@@ -644,7 +644,7 @@ export class LocalBus implements Service {
    * Verifies a password: the cached verifier first (no lockout bookkeeping needed for a correct
    * login), else a scrypt check accounted by the lockout tracker.
    */
-  private async checkPassword(client: Client, address: string, username: string, password: Buffer | undefined): Promise<CheckResult | { kind: 'locked' }> {
+  private async checkPassword(client: Client | null, address: string, username: string, password: Buffer | undefined): Promise<CheckResult | { kind: 'locked' }> {
     const tracker = this.tracker!;
     const verifier = this.verifier!;
     const hit = verifier.cached(username, password);
@@ -655,7 +655,7 @@ export class LocalBus implements Service {
     if ((await tracker.acquire(address, username)) === 'locked') return { kind: 'locked' };
     let r: CheckResult;
     try {
-      r = await verifier.check(username, password, () => client.closed || this.stopping);
+      r = await verifier.check(username, password, () => (client?.closed ?? false) || this.stopping);
     } catch (e) {
       tracker.abandon(address, username);
       throw e;
@@ -663,6 +663,24 @@ export class LocalBus implements Service {
     if (r.kind === 'ok') tracker.succeeded(address, username);
     else if (r.kind === 'bad') for (const l of tracker.failed(address, username)) this.logLockout(l);
     else tracker.abandon(address, username);
+    return r;
+  }
+
+  /**
+   * A password login for another transport of the gateway (the HTTP server's Basic auth): the
+   * bus's users, verifier and lockout, so a guess counts the same whether it came over MQTT or
+   * HTTP and a locked-out (address, username) pair is locked out of both. 'stopped' when the bus
+   * is not running.
+   */
+  async login(address: string, username: string, password: string): Promise<CheckResult | { kind: 'locked' } | { kind: 'stopped' }> {
+    const tracker = this.tracker;
+    if (!tracker || !this.verifier || this.stopping) return { kind: 'stopped' };
+    if (tracker.locked(address, username)) {
+      this.counters.lockedOutRefusals++;
+      return { kind: 'locked' };
+    }
+    const r = await this.checkPassword(null, address, username, Buffer.from(password, 'utf8'));
+    if (r.kind === 'locked') this.counters.lockedOutRefusals++;
     return r;
   }
 

@@ -60,7 +60,7 @@ export interface ListenerCounters {
 }
 
 /** PEM material of one TLS listener, read at start. */
-interface ListenerFiles {
+export interface ListenerFiles {
   cert: Buffer;
   key: Buffer;
   ca?: Buffer;
@@ -81,7 +81,8 @@ function readPem(path: string, key: string): Buffer {
   }
 }
 
-function loadOne(c: ListenerTlsConfig, at: 'mqtt.tls' | 'mqtt.wss'): ListenerFiles {
+/** Reads and checks one TLS listener's files; `at` is its config key (also the HTTP server's `http.tls`). */
+export function loadOne(c: ListenerTlsConfig, at: string): ListenerFiles {
   const cert = readPem(c.cert_file, `${at}.cert_file`);
   const key = readPem(c.key_file, `${at}.key_file`);
   const ca = c.client_ca_file !== undefined ? readPem(c.client_ca_file, `${at}.client_ca_file`) : undefined;

@@ -163,6 +163,15 @@ export function checkDangerousSettings(cfg: Config, opts: CheckOptions = {}): Ch
     const l = m[kind];
     if (l) checkListenerFiles(`mqtt.${kind}`, l, opts.now ?? new Date(), errors, warnings);
   }
+  // The HTTP server's Basic auth carries the same passwords: the same rule as the plain MQTT listener.
+  const h = cfg.http;
+  if (h && !h.tls && !isLoopbackHost(h.host) && !h.allow_plain_on_lan) {
+    errors.push({
+      path: 'http.host',
+      message: `plain HTTP on non-loopback address ${h.host} sends passwords (Basic auth) in clear on the store network: set http.tls (cert_file, key_file, as for mqtt.tls) to serve HTTPS, or keep http.host on loopback (127.0.0.1), or set http.allow_plain_on_lan: true to accept the risk`,
+    });
+  }
+  if (h?.tls) checkListenerFiles('http.tls', h.tls, opts.now ?? new Date(), errors, warnings);
 
   // --- users ---
   if (m.users.length === 0) {

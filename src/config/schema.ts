@@ -204,6 +204,29 @@ export const coreConfigShape = {
       max_filter_length: z.number().int().min(16).max(65535).default(512),
     })
     .prefault({}),
+  /**
+   * The gateway's one HTTP server (src/http/server.ts): lookups, pages, later metrics and health.
+   * Absent: no HTTP server. Loopback by default; on any other address it serves HTTPS with `tls`
+   * (the same files as the bus's `mqtt.tls`), plain HTTP there only with `allow_plain_on_lan`.
+   */
+  http: z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(8080),
+      /** Plain HTTP on a non-loopback address sends Basic-auth passwords in clear: refused unless this is true. */
+      allow_plain_on_lan: z.boolean().default(false),
+      /** HTTPS: certificate (chain) and private key, PEM, as for `mqtt.tls`. */
+      tls: z.strictObject({ cert_file: z.string().min(1), key_file: z.string().min(1) }).optional(),
+      /** Largest request body accepted; bigger ones get 413. */
+      body_limit_bytes: z.number().int().min(256).max(1024 * 1024).default(16 * 1024),
+      /** Time a client may take to send a whole request. */
+      request_timeout_ms: z.number().int().min(1000).max(120_000).default(10_000),
+      /** Sockets open at once; further ones are refused by the kernel listener. */
+      max_connections: z.number().int().min(1).max(10_000).default(128),
+      /** Server-sent event streams open at once (kiosk pages); further ones get 503. */
+      max_event_streams: z.number().int().min(1).max(1000).default(32),
+    })
+    .optional(),
   storage: z
     .strictObject({
       /** Default `<data_dir>/shelfgate.db`. */
@@ -233,6 +256,7 @@ export type MqttConfig = Config['mqtt'];
 export type MqttUser = MqttConfig['users'][number];
 export type StorageConfig = Config['storage'];
 export type SyncConfig = Config['sync'];
+export type HttpConfig = NonNullable<Config['http']>;
 
 /** What a feature adds to the configuration. */
 export interface FeatureConfigSlice {

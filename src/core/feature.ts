@@ -28,6 +28,7 @@ import type { Store } from '../store/store';
 import type { ChangeApplier } from '../sync/appliers';
 import type { LocalBus } from '../bus/broker';
 import type { TopicArea } from '../bus/acl';
+import type { HttpRoutes } from '../http/server';
 import type { CommandDecl, CommandHandler, CommandRegistry } from './commands';
 import type { DeviceRegistry } from './devices';
 import type { EventKindPolicy } from './event-kinds';
@@ -49,6 +50,8 @@ export interface FeatureContext {
   devices: DeviceRegistry;
   locations: Locations;
   commands: CommandRegistry;
+  /** The gateway's one HTTP server: register routes (each with the permission it needs) during build. */
+  http: HttpRoutes;
 }
 
 export interface FeatureParts {

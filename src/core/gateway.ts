@@ -17,6 +17,7 @@ import { MIGRATIONS, type Migration } from '../store/migrations';
 import { LocalBus } from '../bus/broker';
 import type { ChangeApplier } from '../sync/appliers';
 import { SyncService, createSyncTransport } from '../sync/service';
+import { HttpServer } from '../http/server';
 import { packageVersion } from '../util/paths';
 import { CommandRegistry } from './commands';
 import { GATEWAY_COMMANDS, gatewayCommandHandlers } from './gateway-commands';
@@ -36,6 +37,8 @@ export interface Gateway {
   readonly locations: Locations;
   readonly devices: DeviceRegistry;
   readonly sync: SyncService;
+  /** The one HTTP server (off unless `http` is configured). */
+  readonly http: HttpServer;
   readonly sources: readonly Source[];
   /** What each feature built, by feature name. */
   readonly features: ReadonlyMap<string, FeatureParts>;
@@ -81,6 +84,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   });
   const locations = new Locations({ shelves: config.shelves, store, events, log: log.child({ module: 'locations' }) });
   const devices = new DeviceRegistry({ storeId: config.store_id, store, bus, events, log: log.child({ module: 'devices' }) });
+  const http = new HttpServer({ config: config.http, login: (a, u, p) => bus.login(a, u, p), commands, log: log.child({ module: 'http' }) });
 
   const built = new Map<string, FeatureParts>();
   const featureServices: Service[] = [];
@@ -92,7 +96,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     commands.declare(f.name, f.commands ?? []);
   }
   for (const f of features) {
-    const parts = f.build({ config, storeId: config.store_id, log: log.child({ feature: f.name }), definitions, events, store, bus, devices, locations, commands });
+    const parts = f.build({ config, storeId: config.store_id, log: log.child({ feature: f.name }), definitions, events, store, bus, devices, locations, commands, http });
     for (const c of parts.commands ?? []) commands.bind(f.name, c);
     featureServices.push(...(parts.services ?? []));
     sources.push(...(parts.sources ?? []));
@@ -117,7 +121,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
   const unbound = commands.unbound();
   if (unbound.length) throw new Error(`declared commands without a handler: ${unbound.join(', ')}`);
 
-  const services: Service[] = [store, bus, locations, devices, ...featureServices, sync, ...sources];
+  const services: Service[] = [store, bus, locations, devices, ...featureServices, sync, http, ...sources];
   const started: Service[] = [];
   let state: GatewayState = 'stopped';
   return {
@@ -129,6 +133,7 @@ export function buildGateway(config: Config, deps: GatewayDeps): Gateway {
     locations,
     devices,
     sync,
+    http,
     sources,
     features: built,
     get state() {

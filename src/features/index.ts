@@ -5,9 +5,10 @@
  */
 import type { Feature } from '../core/feature';
 import { gpioFeature } from './gpio';
+import { kioskFeature } from './kiosk';
 import { labelsFeature } from './labels';
 import { rfidFeature } from './rfid';
 import { scannersFeature } from './scanners';
 import { shelvesFeature } from './shelves';
 
-export const BUILTIN_FEATURES: readonly Feature[] = [shelvesFeature, labelsFeature, rfidFeature, scannersFeature, gpioFeature];
+export const BUILTIN_FEATURES: readonly Feature[] = [shelvesFeature, labelsFeature, rfidFeature, scannersFeature, gpioFeature, kioskFeature];

@@ -17,6 +17,14 @@ describe('shelfgate demo', () => {
     const exited = new Promise<number | null>((r) => p.on('exit', (code) => r(code)));
     try {
       const line = await waitFor(() => out.split('\n').slice(0, 5).find((l) => l.startsWith('mosquitto_sub ')), 20_000, 'the mosquitto_sub line');
+      // the price checker's URL and login, among the first lines: the page answers with them
+      const checker = /^price checker: (http:\/\/\S+\/kiosk\/\S+) \(browser login: (\S+) \/ (\S+),/m.exec(out.split('\n').slice(0, 5).join('\n'));
+      expect(checker, out).not.toBeNull();
+      const page = await fetch(checker![1]!, { headers: { authorization: `Basic ${Buffer.from(`${checker![2]}:${checker![3]}`).toString('base64')}` } });
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain('Price checker');
+      // the demo's simulated scanner at that kiosk: a scan answered with the product's price and shelf
+      await waitFor(() => /^  kiosk  kiosk1: scan .+: \d+\.\d\d EUR, \d+ on the shelf at g\d-shelf\d\/slot\d/m.test(out), 30_000, 'a scan answered on the price checker');
       // run the printed line as a user would paste it, asking for 3 messages
       const got = await new Promise<string>((resolve, reject) =>
         execFile('bash', ['-c', `${line} -C 3 -W 20`], { timeout: 25_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout))),

@@ -28,6 +28,8 @@ export interface RunningDaemon {
   mqttsPort?: number;
   /** Port of the wss listener (`mqtt.wss`), when configured. */
   wssPort?: number;
+  /** Base URL of the HTTP server (`http`), when configured, e.g. `http://127.0.0.1:40123`. */
+  httpUrl?: string;
   /** Resolves with the first log line matching. */
   waitLog(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   stop(signal?: NodeJS.Signals): Promise<number | null>;
@@ -103,6 +105,7 @@ export async function startDaemon(config: object, dir: string, readyTimeoutMs = 
   const listeners = (ready.listeners ?? []) as Array<{ kind: string; port: number }>;
   const mqttsPort = listeners.find((l) => l.kind === 'mqtts')?.port;
   const wssPort = listeners.find((l) => l.kind === 'wss')?.port;
+  const httpUrl = (ready.http as { url?: string } | undefined)?.url;
   return {
     proc,
     logs,
@@ -110,6 +113,7 @@ export async function startDaemon(config: object, dir: string, readyTimeoutMs = 
     mqttPort,
     ...(mqttsPort !== undefined ? { mqttsPort } : {}),
     ...(wssPort !== undefined ? { wssPort } : {}),
+    ...(httpUrl !== undefined ? { httpUrl } : {}),
     waitLog,
     exited,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
