@@ -31,6 +31,7 @@
  * - EAN with add-on (`]E3`, 13 + 2 or 5 digits): the GTIN is the first 13 digits; the add-on (a
  *   periodical's issue number) is not part of the product's identity and is dropped.
  */
+import { isValidGtin, normalizeGtin } from '../util/gtin';
 
 /** Why a read is not a product code. `not_gtin` is not a misread: the code is fine, it is not a product. */
 export type MisreadReason =
@@ -46,25 +47,6 @@ export type MisreadReason =
   | 'gs1_conflict';
 
 export type ScanTerminator = 'cr' | 'crlf' | 'lf' | 'etx';
-
-// ---- GS1 check digit and GTIN-14 ----
-
-/**
- * True if `digits` (8, 12, 13 or 14 of them) end in a correct GS1 check digit (GS1 General
- * Specifications 7.9.1: from the rightmost data digit leftwards, weights 3,1,3,1...; check =
- * (10 - sum mod 10) mod 10). Any other length or a non-digit is false.
- */
-export function gtinCheckDigitOk(digits: string): boolean {
-  if (!/^(?:\d{8}|\d{12,14})$/.test(digits)) return false;
-  let sum = 0;
-  for (let i = digits.length - 2, w = 3; i >= 0; i--, w = 4 - w) sum += (digits.charCodeAt(i) - 48) * w;
-  return (10 - (sum % 10)) % 10 === digits.charCodeAt(digits.length - 1) - 48;
-}
-
-/** A valid EAN-8, UPC-A, EAN-13 or GTIN-14 as GTIN-14 (left-padded with zeros); null if not one. */
-export function toGtin14(code: string): string | null {
-  return gtinCheckDigitOk(code) ? code.padStart(14, '0') : null;
-}
 
 // ---- framing ----
 
@@ -174,7 +156,7 @@ function miss(reason: MisreadReason, detail: string): ScanResult {
 }
 
 function gtinOf(digits: string, what: string): ScanResult {
-  const g = toGtin14(digits);
+  const g = normalizeGtin(digits);
   return g ? { ok: true, gtin: g } : miss('bad_check', `${what} ${digits}: wrong check digit`);
 }
 
@@ -245,7 +227,7 @@ function takeElement(el: Elements, ai: string, value: string): ScanResult | null
   switch (ai) {
     case '01':
       if (!/^\d{14}$/.test(value)) return miss('gs1_bad_value', `AI (01) needs 14 digits, got ${JSON.stringify(value)}`);
-      if (!gtinCheckDigitOk(value)) return miss('bad_check', `AI (01) ${value}: wrong check digit`);
+      if (!isValidGtin(value)) return miss('bad_check', `AI (01) ${value}: wrong check digit`);
       return put(el, 'gtin', value, ai);
     case '17': {
       const m = /^(\d\d)(\d\d)(\d\d)$/.exec(value);

@@ -6,7 +6,8 @@
  * is a GS1-128 example with a fixed-length measure AI).
  */
 import { describe, expect, it } from 'vitest';
-import { decodeScan, gtinCheckDigitOk, parseGs1, ScanFramer, splitAim, toGtin14 } from '../../src/drivers/barcode';
+import { decodeScan, parseGs1, ScanFramer, splitAim } from '../../src/drivers/barcode';
+import { isValidGtin as gtinCheckDigitOk, normalizeGtin as toGtin14 } from '../../src/util/gtin';
 
 const GS = '\x1d';
 

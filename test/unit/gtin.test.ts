@@ -1,9 +1,9 @@
 /**
- * GTIN normalisation (src/drivers/gtin.ts) with codes printed on real products or published as
+ * GTIN normalisation (src/util/gtin.ts) with codes printed on real products or published as
  * examples by GS1 and in the barcode standards' literature, typed by hand (not made by our code).
  */
 import { describe, expect, it } from 'vitest';
-import { gtinCheckDigitOk, normalizeGtin } from '../../src/drivers/gtin';
+import { isValidGtin as gtinCheckDigitOk, normalizeGtin } from '../../src/util/gtin';
 
 describe('normalizeGtin', () => {
   it('pads EAN-13, EAN-8, UPC-A and GTIN-14 to GTIN-14', () => {

@@ -23,7 +23,7 @@ import type { Database, Statement } from 'better-sqlite3';
 import type { AssignmentChanged, PriceApplied, StockCommitted } from '../../core/events';
 import type { Locations } from '../../core/locations';
 import type { Store } from '../../store/store';
-import { normalizeGtin } from '../../drivers/gtin';
+import { normalizeGtin } from '../../util/gtin';
 
 export interface Promotion {
   was_price: number;

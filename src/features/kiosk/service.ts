@@ -3,7 +3,7 @@
  * and keeps what each configured kiosk shows.
  *
  * - A lookup (`product.lookup` over MQTT, `GET /api/v1/lookup/<code>` over HTTP) normalises the
- *   code to GTIN-14 (src/drivers/gtin.ts; a bad length or check digit is REQUEST_INVALID) and
+ *   code to GTIN-14 (src/util/gtin.ts normalizeGtin; a bad length or check digit is REQUEST_INVALID) and
  *   answers found or not found (an unknown product is an answer, not an error).
  * - A scan (`barcodeScanned` from the scanners feature) on a scanner bound to a kiosk, or a lookup
  *   asked for a kiosk (the page's manual entry), is SHOWN on that kiosk: published on
@@ -21,7 +21,7 @@
  */
 import type { BarcodeScanned } from '../scanners/events';
 import type { EventBus } from '../../core/events';
-import { normalizeGtin } from '../../drivers/gtin';
+import { normalizeGtin } from '../../util/gtin';
 import type { EventStream } from '../../http/server';
 import { Histogram, type MetricDecl, type MetricValues } from '../../core/metrics';
 import { ErrorCode, ShelfgateError } from '../../errors';
