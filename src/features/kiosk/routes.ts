@@ -15,7 +15,9 @@
  * lockout and the password check are the bus's (one rule for MQTT and HTTP). On the LAN the server
  * is HTTPS (http.tls), so the password does not cross the network in clear.
  *
- * The page is static files in ./page (no build step, no CDN): index.html, kiosk.css, kiosk.js.
+ * The page is static files in web/kiosk/ (no build step, no CDN): index.html, kiosk.css, kiosk.js.
+ * Web pages live in web/, not under src/: tsc does not copy them to dist/, and an installation
+ * copies web/ beside dist/ (docs/INSTALL.md), as it does devices/.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,7 +31,7 @@ import type { KioskService } from './service';
 const ASSETS: Record<string, string> = { 'kiosk.css': 'text/css; charset=utf-8', 'kiosk.js': 'text/javascript; charset=utf-8' };
 
 export function pageDir(): string {
-  return join(repoRoot(), 'src/features/kiosk/page');
+  return join(repoRoot(), 'web/kiosk');
 }
 
 export function registerKioskRoutes(http: HttpRoutes, kiosk: KioskService): void {
