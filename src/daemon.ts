@@ -12,7 +12,7 @@ import { ErrorCode, ExitCode, isShelfgateError, type ShelfgateError } from './er
 import { createLogger } from './log';
 import { SystemdNotifier } from './systemd/notify';
 import { buildGateway } from './core/gateway';
-import { GatewayHealth } from './ops/health';
+import { mountOps, type Ops } from './ops/routes';
 import { BUILTIN_FEATURES } from './features';
 
 /** Exit code for a start-up failure: the operator learns what to fix from the code alone. */
@@ -42,6 +42,12 @@ export async function runDaemon(configPath: string): Promise<number> {
   for (const w of warnings) log.warn({ config: configPath, path: w.path, warning: w.message }, `configuration warning: ${w.path ? `${w.path}: ` : ''}${w.message}`);
   const notifier = new SystemdNotifier({ log: log.child({ module: 'systemd' }) });
   const gateway = buildGateway(config, { log, definitions, features: BUILTIN_FEATURES });
+  let ops: Ops;
+  try {
+    ops = mountOps({ gateway, features: BUILTIN_FEATURES, config, log });
+  } catch (e) {
+    return reportConfigError(configPath, e);
+  }
 
   const fatal = (kind: string) => (e: unknown) => {
     log.fatal({ err: e instanceof Error ? { message: e.message, stack: e.stack } : String(e) }, kind);
@@ -59,8 +65,8 @@ export async function runDaemon(configPath: string): Promise<number> {
   // The watchdog ping (WatchdogSec) and the STATUS= line follow the gateway's readiness (ops/health.ts),
   // the same function /readyz answers from: event loop turning, store writer keeping up, broker
   // listening, SQLite open, gateway started.
-  const health = new GatewayHealth({ gateway });
-  await health.start();
+  const health = ops.health;
+  await ops.start();
   notifier.setHealthCheck(() => health.readiness().ok);
   await notifier.start();
   const addr = gateway.bus.address();
@@ -85,7 +91,7 @@ export async function runDaemon(configPath: string): Promise<number> {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
-  await health.stop();
+  await ops.stop();
   await gateway.stop();
   await notifier.stop();
   log.info('stopped');

@@ -23,7 +23,11 @@ import { loadDefinitions } from './devices/definitions';
 import type { DeviceDefinition, ModbusDefinition, MtSicsDefinition } from './devices/types';
 import { buildGateway, type Gateway } from './core/gateway';
 import { BUILTIN_FEATURES } from './features';
-import { ExitCode } from './errors';
+import { ErrorCode, ExitCode, ShelfgateError } from './errors';
+import { declareCommand, handle } from './core/commands';
+import { defineFeature } from './core/feature';
+import { mountOps, type Ops } from './ops/routes';
+import { z } from 'zod';
 import { createLogger, silentLogger } from './log';
 import { gs1CheckDigit, toGtin14 } from './util/gtin';
 import { waitForStop } from './util/signals';
@@ -89,6 +93,31 @@ function gtinFor(i: number): string {
   const data = `590123412${String(100 + i).padStart(3, '0')}`;
   return `${data}${gs1CheckDigit(data)}`;
 }
+
+/** The demo's scripted scenario, set while a demo runs (one demo per process). */
+let runScenario: (() => string) | null = null;
+const scenarioTimers: NodeJS.Timeout[] = [];
+
+const DEMO_SCENARIO = declareCommand({
+  name: 'demo.scenario',
+  permission: 'operate',
+  description: 'demo only: start the scripted shopper scenario (a slot emptied item by item, then restocked)',
+  payload: z.object({}).strict(),
+});
+
+/** A feature only the demo adds: its scenario command, so the technician page starts it through the command registry like any action. */
+const demoFeature = defineFeature({
+  name: 'demo',
+  commands: [DEMO_SCENARIO],
+  build: () => ({
+    commands: [
+      handle(DEMO_SCENARIO, async () => {
+        if (!runScenario) throw new ShelfgateError(ErrorCode.STOPPED, 'the demo is not running');
+        return { description: runScenario() };
+      }),
+    ],
+  }),
+});
 
 export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   const out = opts.out ?? ((l: string) => process.stdout.write(`${l}\n`));
@@ -220,6 +249,9 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   // --- the gateway: 1883 if free, else a port the OS picks ---
   const log = createLogger(opts.verbose ? 'info' : 'warn');
   let gateway: Gateway | undefined;
+  let ops: Ops | undefined;
+  // the built-in features and the demo's own (its scripted scenario, started from the technician page)
+  const demoFeatures = [...BUILTIN_FEATURES, demoFeature];
   // (and the HTTP server on 8080 if free, else a port the OS picks; with --mqtt-port, always the OS's)
   for (const [port, httpPort] of opts.mqttPort !== undefined ? [[opts.mqttPort, 0] as const] : ([[1883, 8080], [0, 0]] as const)) {
     const { config, issues } = validateConfig(raw(port, httpPort), defs as ReadonlyMap<string, DeviceDefinition>, BUILTIN_FEATURES);
@@ -227,10 +259,13 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
       out(`demo: generated config is invalid:\n${formatIssues(issues)}`);
       return ExitCode.SOFTWARE;
     }
-    const gw = buildGateway(config as Config, { log, definitions: defs, features: BUILTIN_FEATURES });
+    const gw = buildGateway(config as Config, { log, definitions: defs, features: demoFeatures });
+    const o = mountOps({ gateway: gw, features: demoFeatures, config: config as Config, log });
     try {
       await gw.start();
+      await o.start();
       gateway = gw;
+      ops = o;
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE' && opts.mqttPort === undefined) continue;
@@ -245,6 +280,8 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   out(`shelfgate demo: store "${DEMO_STORE}", 2 gondolas x 4 shelves x 4 slots + a deli scale, data in ${dataDir}`);
   out(`mosquitto_sub -h 127.0.0.1 -p ${port} -u ${DEMO_USER} -P ${DEMO_PASSWORD} -V mqttv311 -t '${topics.allSlotsFilter(DEMO_STORE, 'stock')}' -v`);
   out(`price checker: ${gw.http.url()}/kiosk/${DEMO_KIOSK} (browser login: ${DEMO_USER} / ${DEMO_PASSWORD}, the kiosk user; a simulated scanner scans there every 7 s)`);
+  out(`technician page: ${gw.http.url()}/tech/ (log in as ${DEMO_TECH} / ${DEMO_TECH_PASSWORD}, the technician)`);
+  out(`metrics: ${gw.http.url()}/metrics (Prometheus; /healthz and /readyz beside it)`);
   out(`central inventory service (simulated): ${central.url}/_sim/ shows the events it received and the prices it sent`);
   out(`local MQTT bus on 127.0.0.1:${port} (MQTT 3.1.1; users ${DEMO_USER}/${DEMO_PASSWORD} kiosk, ${DEMO_TECH}/${DEMO_TECH_PASSWORD} technician). Ctrl-C stops.`);
 
@@ -349,6 +386,22 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
     }
   });
 
+  // --- the scripted scenario the technician page can start (command demo.scenario): a shopper
+  // empties one slot item by item, then an associate restocks it ---
+  runScenario = () => {
+    const slot = shopperSlots[Math.floor(rng() * shopperSlots.length)]!;
+    const items = slot.physics.items;
+    const restock = slot.capacity ?? items + 4;
+    const steps: NodeJS.Timeout[] = [];
+    for (let i = 0; i < items; i++) steps.push(setTimeout(() => slot.physics.pick(1), 1500 * (i + 1)));
+    steps.push(setTimeout(() => slot.physics.put(restock), 1500 * (items + 4)));
+    for (const t of steps) t.unref();
+    scenarioTimers.push(...steps);
+    const description = `a shopper takes the ${items} items of ${slot.id} one by one, then an associate restocks ${restock}`;
+    out(`demo scenario: ${description}`);
+    return description;
+  };
+
   // --- shoppers ---
   const shoppers = new ShopperScript({
     slots: shopperSlots,
@@ -387,8 +440,11 @@ export async function runDemo(opts: DemoOptions = {}): Promise<number> {
   clearInterval(reportTimer);
   clearInterval(tagTimer);
   for (const t of beamTimers) clearTimeout(t);
+  for (const t of scenarioTimers) clearTimeout(t);
+  runScenario = null;
   await watcher.endAsync().catch(() => undefined);
   await labelWatcher.endAsync().catch(() => undefined);
+  await ops?.stop();
   await gw.stop();
   await ap.stop();
   await Promise.all(servings.map((s) => s.close()));

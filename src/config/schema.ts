@@ -225,6 +225,15 @@ export const coreConfigShape = {
       max_connections: z.number().int().min(1).max(10_000).default(128),
       /** Server-sent event streams open at once (kiosk pages); further ones get 503. */
       max_event_streams: z.number().int().min(1).max(1000).default(32),
+      /** Web-page login sessions (the technician page): idle time and maximum age, and how many at once (the oldest goes first). */
+      session_idle_s: z.number().int().min(60).max(86_400).default(1800),
+      session_max_s: z.number().int().min(300).max(7 * 86_400).default(12 * 3600),
+      max_sessions: z.number().int().min(1).max(1000).default(64),
+      /**
+       * File holding the bearer token Prometheus sends for /metrics, /healthz and /readyz from
+       * another host. From loopback they need none; from the LAN, without this file, they are refused.
+       */
+      ops_token_file: z.string().min(1).optional(),
     })
     .optional(),
   storage: z

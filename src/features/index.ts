@@ -10,5 +10,6 @@ import { labelsFeature } from './labels';
 import { rfidFeature } from './rfid';
 import { scannersFeature } from './scanners';
 import { shelvesFeature } from './shelves';
+import { technicianFeature } from './technician';
 
-export const BUILTIN_FEATURES: readonly Feature[] = [shelvesFeature, labelsFeature, rfidFeature, scannersFeature, gpioFeature, kioskFeature];
+export const BUILTIN_FEATURES: readonly Feature[] = [shelvesFeature, labelsFeature, rfidFeature, scannersFeature, gpioFeature, kioskFeature, technicianFeature];

@@ -36,6 +36,7 @@ import { roleHas, type CommandRegistry, type Permission } from '../core/commands
 import { ErrorCode, ShelfgateError, isShelfgateError } from '../errors';
 import type { Service } from '../lifecycle';
 import { LogLimiter, type Logger } from '../log';
+import { CSRF_HEADER, SessionStore, sessionCookie, sessionIdFrom } from './sessions';
 
 /** Who may call a route: a permission the caller's role must hold, or anyone (no credentials asked). */
 export type HttpAccess = Permission | 'public';
@@ -72,6 +73,8 @@ export interface HttpRoutes {
    * ends when the client goes or the server stops (`onClose` is called either way).
    */
   openEventStream(req: FastifyRequest, reply: FastifyReply): EventStream;
+  /** The CSRF token of the request's login session (a page sends it back on changes), or null without a session. */
+  csrfOf(req: FastifyRequest): string | null;
 }
 
 export interface EventStream {
@@ -145,6 +148,8 @@ export class HttpServer implements Service, HttpRoutes {
   private readonly streams = new Set<StreamImpl>();
   private readonly limiter: LogLimiter;
   private scheme: 'http' | 'https' = 'http';
+  /** Login sessions of web pages (./sessions.ts): a cookie instead of Basic credentials. */
+  readonly sessions: SessionStore;
   private readonly counters: Counters = {
     requests: 0,
     errors4xx: 0,
@@ -160,7 +165,20 @@ export class HttpServer implements Service, HttpRoutes {
 
   constructor(private readonly o: HttpServerOptions) {
     this.limiter = new LogLimiter(o.log);
+    const c = o.config;
+    this.sessions = new SessionStore({ idleMs: (c?.session_idle_s ?? 1800) * 1000, maxAgeMs: (c?.session_max_s ?? 43_200) * 1000, maxSessions: c?.max_sessions ?? 64 });
     this.route({ method: 'POST', url: '/api/v1/commands/:name', access: 'read', handler: (req, _reply, user) => this.runCommand(req, user!) });
+    this.route({ method: 'POST', url: '/api/v1/session', access: 'public', bodyLimit: 4096, handler: (req, reply) => this.login(req, reply) });
+    this.route({
+      method: 'DELETE',
+      url: '/api/v1/session',
+      access: 'public',
+      handler: (req, reply) => {
+        this.sessions.end(sessionIdFrom(req.headers.cookie));
+        reply.header('set-cookie', sessionCookie(null, { secure: this.scheme === 'https', maxAgeS: 0 }));
+        return { ok: true, data: null };
+      },
+    });
   }
 
   /** True when `http` is configured (the server listens once started). */
@@ -242,6 +260,7 @@ export class HttpServer implements Service, HttpRoutes {
     const app = this.app;
     if (!app) return;
     this.app = null;
+    this.sessions.clear();
     for (const s of [...this.streams]) s.close();
     this.streams.clear();
     try {
@@ -295,12 +314,61 @@ export class HttpServer implements Service, HttpRoutes {
   // ---- internals ----
 
   private sendError(reply: FastifyReply, code: string, message: string, status = statusOf(code)): FastifyReply {
-    if (status === 401) reply.header('www-authenticate', REALM);
+    // a page with its own log-in form says so (x-shelfgate-page): no Basic challenge, or the browser would put up its prompt
+    if (status === 401 && reply.request.headers['x-shelfgate-page'] === undefined) reply.header('www-authenticate', REALM);
     return reply.code(status).header('cache-control', 'no-store').send({ ok: false, error: { code, message } });
   }
 
-  /** The caller, or undefined when the reply has been sent (refused). */
+  /**
+   * `POST /api/v1/session {username, password}`: the bus's login (same verifier and lockout as
+   * Basic and MQTT); on success a session cookie and `{username, role}`. A wrong password is 401
+   * without the Basic challenge (the page shows its own form, not the browser's prompt).
+   */
+  private async login(req: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+    const b = req.body as { username?: unknown; password?: unknown } | undefined;
+    if (!b || typeof b.username !== 'string' || typeof b.password !== 'string' || b.username.length === 0 || b.username.length > MAX_USERNAME || b.password.length > MAX_PASSWORD)
+      throw new ShelfgateError(ErrorCode.REQUEST_INVALID, 'body must be {"username": "...", "password": "..."}');
+    const address = normalizeAddress(req.socket.remoteAddress);
+    const r = await this.o.login(address, b.username, b.password);
+    if (r.kind !== 'ok') {
+      this.counters.authRefused++;
+      const status = r.kind === 'locked' ? 429 : r.kind === 'bad' ? 401 : 503;
+      const message = r.kind === 'locked' ? 'locked out after too many failed logins: try again later' : r.kind === 'bad' ? 'bad username or password' : 'the gateway is busy or stopping: try again';
+      this.limiter.warn(`session-login:${address}`, { address, username: b.username.slice(0, 64), result: r.kind }, 'web login refused');
+      return reply.code(status).header('cache-control', 'no-store').send({ ok: false, error: { code: status === 503 ? ErrorCode.BUSY : ErrorCode.BUS_AUTH_FAILED, message } });
+    }
+    const s = this.sessions.create(r.user.username, r.user.role);
+    this.o.log.info({ username: r.user.username, role: r.user.role, address }, 'web login');
+    reply.header('set-cookie', sessionCookie(s.id, { secure: this.scheme === 'https', maxAgeS: Math.round((this.o.config?.session_max_s ?? 43_200)) }));
+    reply.header('cache-control', 'no-store');
+    return { ok: true, data: { username: s.username, role: s.role } };
+  }
+
+  /** The CSRF token of the request's session (for a page's state), or null without one. */
+  csrfOf(req: FastifyRequest): string | null {
+    return this.sessions.get(sessionIdFrom(req.headers.cookie))?.csrf ?? null;
+  }
+
+  /**
+   * The caller, or undefined when the reply has been sent (refused). A valid session cookie
+   * counts first (a state-changing request with it must carry the session's CSRF token), then HTTP
+   * Basic.
+   */
   private async authenticate(req: FastifyRequest, reply: FastifyReply, access: Permission): Promise<HttpUser | undefined> {
+    const session = this.sessions.get(sessionIdFrom(req.headers.cookie));
+    if (session) {
+      if (req.method !== 'GET' && req.method !== 'HEAD' && !SessionStore.csrfMatches(session, req.headers[CSRF_HEADER])) {
+        this.counters.forbidden++;
+        this.sendError(reply, ErrorCode.BUS_NOT_AUTHORIZED, `a request made with a session cookie needs the session's ${CSRF_HEADER} header`);
+        return undefined;
+      }
+      if (!roleHas(session.role, access)) {
+        this.counters.forbidden++;
+        this.sendError(reply, ErrorCode.BUS_NOT_AUTHORIZED, `this needs the ${access} permission, which role ${session.role} does not have`);
+        return undefined;
+      }
+      return { username: session.username, role: session.role };
+    }
     const creds = parseBasic(req.headers.authorization);
     const address = normalizeAddress(req.socket.remoteAddress);
     if (!creds) {

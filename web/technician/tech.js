@@ -37,7 +37,7 @@
   }
 
   async function api(method, url, body) {
-    const headers = { accept: 'application/json' };
+    const headers = { accept: 'application/json', 'x-shelfgate-page': 'technician' };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (csrf && method !== 'GET') headers['x-shelfgate-csrf'] = csrf;
     const r = await fetch(url, { method, headers, credentials: 'same-origin', body: body === undefined ? undefined : JSON.stringify(body) });
