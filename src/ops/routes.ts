@@ -29,6 +29,18 @@ export interface Ops extends Service {
 
 const isLoopback = (a: string): boolean => a === '127.0.0.1' || a === '::1' || a.startsWith('127.');
 
+/**
+ * Why a request for /metrics, /healthz or /readyz is refused, or null when it may have them:
+ * loopback always; another host only with `Bearer <token>` equal to the configured token.
+ */
+export function opsRefusal(token: Buffer | null, remoteAddress: string | undefined, authorization: string | undefined): string | null {
+  if (isLoopback(normalizeAddress(remoteAddress))) return null;
+  const m = /^Bearer +(\S+)$/.exec(authorization ?? '');
+  const given = m ? Buffer.from(m[1]!) : null;
+  if (token && given && given.length === token.length && timingSafeEqual(given, token)) return null;
+  return token ? 'a bearer token (http.ops_token_file) is needed from another host' : 'only from loopback: set http.ops_token_file to allow other hosts with a token';
+}
+
 /** Builds health and metrics for `gateway` and registers their routes (before gateway.start()). */
 export function mountOps(o: { gateway: Gateway; features: readonly Feature[]; config: Config; log: Logger }): Ops {
   const health = new GatewayHealth({ gateway: o.gateway });
@@ -48,11 +60,8 @@ export function mountOps(o: { gateway: Gateway; features: readonly Feature[]; co
     }
   }
   const allowed = (req: FastifyRequest): void => {
-    if (isLoopback(normalizeAddress(req.socket.remoteAddress))) return;
-    const m = /^Bearer +(\S+)$/.exec(req.headers.authorization ?? '');
-    const given = m ? Buffer.from(m[1]!) : null;
-    if (token && given && given.length === token.length && timingSafeEqual(given, token)) return;
-    throw new ShelfgateError(ErrorCode.BUS_NOT_AUTHORIZED, token ? 'a bearer token (http.ops_token_file) is needed from another host' : 'only from loopback: set http.ops_token_file to allow other hosts with a token');
+    const refused = opsRefusal(token, req.socket.remoteAddress, req.headers.authorization);
+    if (refused) throw new ShelfgateError(ErrorCode.BUS_NOT_AUTHORIZED, refused);
   };
   const report = (r: { ok: boolean }, reply: FastifyReply) => reply.code(r.ok ? 200 : 503).header('cache-control', 'no-store').send(r);
   o.gateway.http.route({
