@@ -16,7 +16,7 @@ import type { DeviceSimulator } from './io';
 import { ModbusLoadCellBusSimulator, type ModbusSlaveFaults } from './modbus-loadcell-sim';
 import { MtSicsSimulator, type MtSicsFaults } from './mtsics-sim';
 import { forkRng, LoadCellPhysics, mulberry32, type Rng } from './physics';
-import { servePort, servePty, serveTcp, type Serving } from './serve';
+import { serveAs, type Serving } from './serve';
 import { describeAction, ShopperScript, type ShopperSlot } from './shoppers';
 
 export interface SimCliIo {
@@ -215,9 +215,7 @@ export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<numb
 
   let serving: Serving;
   try {
-    if (opts.tcp) serving = await serveTcp(sim, opts.tcp.host, opts.tcp.port);
-    else if (values.pty !== undefined) serving = await servePty(sim, values.pty);
-    else serving = await servePort(sim, values.port!, sim.serial);
+    serving = await serveAs(sim, { tcp: opts.tcp, pty: values.pty, port: values.port });
   } catch (e) {
     return cli.fail(`cannot serve ${device}: ${(e as Error).message}`, ExitCode.UNAVAILABLE);
   }

@@ -12,7 +12,7 @@ import { ExitCode } from '../src/errors';
 import { cliFor, parseCliArgs, parseHostPort, parseNumber as num, serveUntilStopped, UsageError } from './cli-util';
 import { mulberry32 } from './physics';
 import { ScannerSimulator, ScanTicker } from './scanner-sim';
-import { servePort, servePty, serveTcp, type Serving } from './serve';
+import { serveAs, type Serving } from './serve';
 
 export interface ScannerCliIo {
   stdout?: { write(s: string): unknown };
@@ -107,9 +107,7 @@ export async function runScannerCli(argv: string[], io: ScannerCliIo = {}): Prom
 
   let serving: Serving;
   try {
-    if (tcp) serving = await serveTcp(sim, tcp.host, tcp.port);
-    else if (values.pty !== undefined) serving = await servePty(sim, values.pty);
-    else serving = await servePort(sim, values.port!, sim.serial);
+    serving = await serveAs(sim, { tcp: tcp, pty: values.pty, port: values.port });
   } catch (e) {
     return cli.fail(`cannot serve scanner: ${(e as Error).message}`, ExitCode.UNAVAILABLE);
   }

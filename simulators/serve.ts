@@ -198,3 +198,14 @@ export async function servePort(sim: DeviceSimulator, devicePath: string, settin
     },
   };
 }
+
+/**
+ * Serves `sim` the way a simulator's command line asked (`--tcp HOST:PORT`, `--pty PATH` or
+ * `--port DEVICE`, exactly one given): the one place the three transports are chosen.
+ */
+export function serveAs(sim: DeviceSimulator, where: { tcp?: { host: string; port: number } | null; pty?: string | undefined; port?: string | undefined }): Promise<Serving> {
+  if (where.tcp) return serveTcp(sim, where.tcp.host, where.tcp.port);
+  if (where.pty !== undefined) return servePty(sim, where.pty);
+  if (where.port !== undefined) return servePort(sim, where.port, sim.serial);
+  return Promise.reject(new Error('no transport: give --tcp, --pty or --port'));
+}

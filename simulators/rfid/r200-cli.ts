@@ -12,7 +12,7 @@ import { M100_FRAMING_AADD, M100_FRAMING_BB7E } from '../../src/drivers/m100';
 import { M100_SERIAL } from '../../src/features/rfid/m100-source';
 import { cliFor, parseCliArgs, parseHostPort, parseNumber as num, serveUntilStopped, UsageError } from '../cli-util';
 import { forkRng, mulberry32 } from '../physics';
-import { servePort, servePty, serveTcp, type Serving } from '../serve';
+import { serveAs, type Serving } from '../serve';
 import { TimerSet } from '../timers';
 import { type ScriptMove } from './population';
 import { populationFromCli } from './population-cli';
@@ -118,9 +118,7 @@ export async function runR200Cli(argv: string[], io: R200CliIo = {}): Promise<nu
 
   let serving: Serving;
   try {
-    if (tcp) serving = await serveTcp(sim, tcp.host, tcp.port);
-    else if (values.pty !== undefined) serving = await servePty(sim, values.pty);
-    else serving = await servePort(sim, values.port!, sim.serial);
+    serving = await serveAs(sim, { tcp: tcp, pty: values.pty, port: values.port });
   } catch (e) {
     return cli.fail(`cannot serve r200: ${(e as Error).message}`, ExitCode.UNAVAILABLE);
   }

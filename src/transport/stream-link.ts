@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { ErrorCode, ShelfgateError } from '../errors';
+import type { Socket } from 'node:net';
 import type { Link } from './types';
 
 /** What a byte stream (a serial port, a TCP socket) offers a StreamLink. */
@@ -111,4 +112,30 @@ export abstract class StreamLink<S extends ByteStreamLike> extends EventEmitter 
     this.stream.on('error', ignore);
     for (const fail of [...this.pending]) fail(err ?? closedError(this.description));
   }
+}
+
+/**
+ * Waits for a client socket to be usable (`connect` for TCP, `secureConnect` for TLS), then hands
+ * it to `makeLink`; on an error or after `timeoutMs` destroys it and rejects TRANSPORT_OPEN_FAILED
+ * with the endpoint in the message. The one place the TCP and TLS openers settle a connect.
+ */
+export function settleConnect(socket: Socket, readyEvent: 'connect' | 'secureConnect', o: { description: string; host: string; port: number; timeoutMs: number; timeoutWhat: string }, makeLink: () => Link): Promise<Link> {
+  return new Promise<Link>((resolve, reject) => {
+    const fail = (err: Error): void => {
+      clearTimeout(timer);
+      socket.off(readyEvent, onReady);
+      socket.off('error', fail);
+      socket.on('error', ignore);
+      socket.destroy();
+      reject(new ShelfgateError(ErrorCode.TRANSPORT_OPEN_FAILED, `${o.description}: ${err.message}`, { host: o.host, port: o.port }, { cause: err }));
+    };
+    const onReady = (): void => {
+      clearTimeout(timer);
+      socket.off('error', fail);
+      resolve(makeLink());
+    };
+    const timer = setTimeout(() => fail(new Error(`${o.timeoutWhat} timed out after ${o.timeoutMs} ms`)), o.timeoutMs);
+    socket.once(readyEvent, onReady);
+    socket.once('error', fail);
+  });
 }

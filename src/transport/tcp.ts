@@ -1,7 +1,6 @@
 import { createConnection, type Socket } from 'node:net';
-import { ErrorCode, ShelfgateError } from '../errors';
-import { closedError, ignore, StreamLink } from './stream-link';
-import type { Link, Opener } from './types';
+import { closedError, settleConnect, StreamLink } from './stream-link';
+import type { Opener } from './types';
 
 export interface TcpOpenerOptions {
   /** Give up a connect attempt after this long (an unplugged gateway often answers nothing). Default 5000. */
@@ -91,35 +90,18 @@ const READ_BUFFER_BYTES = 1024;
 export function tcpOpener(host: string, port: number, opts: TcpOpenerOptions = {}): Opener {
   const { connectTimeoutMs = 5000, keepAliveMs = 10_000 } = opts;
   const description = `tcp://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  return () =>
-    new Promise<Link>((resolve, reject) => {
-      // onread reads into one buffer per socket and calls us directly: no stream push, 'data'
-      // event and 64 KiB allocation per answer (the link copies each answer out).
-      let link: TcpLink | null = null;
-      const onread = {
-        buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
-        callback: (n: number, buf: Buffer): boolean => {
-          link?.onRead(n, buf);
-          return true; // false would pause the socket
-        },
-      };
-      const socket = createConnection({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: keepAliveMs, onread });
-      const fail = (err: Error): void => {
-        clearTimeout(timer);
-        socket.off('connect', onConnect);
-        socket.off('error', fail);
-        socket.on('error', ignore);
-        socket.destroy();
-        reject(new ShelfgateError(ErrorCode.TRANSPORT_OPEN_FAILED, `${description}: ${err.message}`, { host, port }, { cause: err }));
-      };
-      const onConnect = (): void => {
-        clearTimeout(timer);
-        socket.off('error', fail);
-        link = new TcpLink(socket, description);
-        resolve(link);
-      };
-      const timer = setTimeout(() => fail(new Error(`connect timed out after ${connectTimeoutMs} ms`)), connectTimeoutMs);
-      socket.once('connect', onConnect);
-      socket.once('error', fail);
-    });
+  return () => {
+    // onread reads into one buffer per socket and calls us directly: no stream push, 'data'
+    // event and 64 KiB allocation per answer (the link copies each answer out).
+    let link: TcpLink | null = null;
+    const onread = {
+      buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
+      callback: (n: number, buf: Buffer): boolean => {
+        link?.onRead(n, buf);
+        return true; // false would pause the socket
+      },
+    };
+    const socket = createConnection({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: keepAliveMs, onread });
+    return settleConnect(socket, 'connect', { description, host, port, timeoutMs: connectTimeoutMs, timeoutWhat: 'connect' }, () => (link = new TcpLink(socket, description)));
+  };
 }

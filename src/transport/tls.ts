@@ -12,8 +12,8 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { connect, type TLSSocket } from 'node:tls';
 import { ErrorCode, ShelfgateError } from '../errors';
-import { ignore, StreamLink } from './stream-link';
-import type { Link, Opener } from './types';
+import { settleConnect, StreamLink } from './stream-link';
+import type { Opener } from './types';
 
 export interface TlsOpenerOptions {
   /** PEM CA bundle for the server's certificate (default: the system CAs). */
@@ -59,32 +59,16 @@ function readPem(path: string | undefined, what: string, description: string): B
 export function tlsOpener(host: string, port: number, opts: TlsOpenerOptions = {}): Opener {
   const { connectTimeoutMs = 10_000, keepAliveMs = 10_000 } = opts;
   const description = `tls://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  return () =>
-    new Promise<Link>((resolve, reject) => {
-      const ca = readPem(opts.caFile, 'CA bundle (ca_file)', description);
-      const cert = readPem(opts.certFile, 'client certificate (cert_file)', description);
-      const key = readPem(opts.keyFile, 'client key (key_file)', description);
-      // Node checks the certificate against `servername` when given, else against `host`; an IP
-      // address may not be sent as SNI, so for one the certificate needs that IP in its SANs.
-      const servername = opts.serverName ?? (isIP(host) === 0 ? host : undefined);
-      const socket = connect({ host, port, ...(servername ? { servername } : {}), ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}), rejectUnauthorized: true });
-      socket.setNoDelay(true);
-      socket.setKeepAlive(true, keepAliveMs);
-      const fail = (err: Error): void => {
-        clearTimeout(timer);
-        socket.off('secureConnect', onConnect);
-        socket.off('error', fail);
-        socket.on('error', ignore);
-        socket.destroy();
-        reject(new ShelfgateError(ErrorCode.TRANSPORT_OPEN_FAILED, `${description}: ${err.message}`, { host, port }, { cause: err }));
-      };
-      const onConnect = (): void => {
-        clearTimeout(timer);
-        socket.off('error', fail);
-        resolve(new TlsLink(socket, description));
-      };
-      const timer = setTimeout(() => fail(new Error(`connect and TLS handshake timed out after ${connectTimeoutMs} ms`)), connectTimeoutMs);
-      socket.once('secureConnect', onConnect);
-      socket.once('error', fail);
-    });
+  return async () => {
+    const ca = readPem(opts.caFile, 'CA bundle (ca_file)', description);
+    const cert = readPem(opts.certFile, 'client certificate (cert_file)', description);
+    const key = readPem(opts.keyFile, 'client key (key_file)', description);
+    // Node checks the certificate against `servername` when given, else against `host`; an IP
+    // address may not be sent as SNI, so for one the certificate needs that IP in its SANs.
+    const servername = opts.serverName ?? (isIP(host) === 0 ? host : undefined);
+    const socket = connect({ host, port, ...(servername ? { servername } : {}), ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}), rejectUnauthorized: true });
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, keepAliveMs);
+    return settleConnect(socket, 'secureConnect', { description, host, port, timeoutMs: connectTimeoutMs, timeoutWhat: 'connect and TLS handshake' }, () => new TlsLink(socket, description));
+  };
 }

@@ -12,8 +12,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BusClient } from '../../src/bus/request-client';
 import { loadDefinitions } from '../../src/devices/definitions';
 import type { ModbusDefinition } from '../../src/devices/types';
@@ -26,6 +25,7 @@ import { serveTcp } from '../../simulators/serve';
 import { ScannerSimulator } from '../../simulators/scanner-sim';
 import { connectClient, startDaemon, tmp, useCleanups, waitFor, type RunningDaemon } from '../helpers/daemon';
 import { fastHash, usersWithHash } from '../helpers/users';
+import { useChromium } from '../helpers/browser';
 
 const STORE = 'ksk';
 const PW = 'pw-kiosk';
@@ -134,20 +134,14 @@ describe('kiosk lookups (whole daemon)', () => {
 });
 
 describe('price-checker page in chromium (whole daemon)', () => {
-  let browser: Browser | undefined;
-  beforeAll(async () => {
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'], timeout: 30_000 });
-  }, 40_000);
-  afterAll(async () => {
-    await browser?.close();
-  });
+  const browser = useChromium();
 
   it('shows product, price, promotion and shelf after an entry, a message for an unknown code, and a new price live', { timeout: 90_000 }, async () => {
     const r = await rig();
     r.central.publishPrice({ gtin: A, price: 249, currency: 'EUR', promotion: PROMO });
     await waitFor(async () => (await httpLookup(r, A)).price?.version === 1 && (await httpLookup(r, A)).stock.on_shelf === 10, 30_000, 'price v1 and 10 on the shelf');
 
-    const context = await browser!.newContext({ viewport: { width: 800, height: 480 }, httpCredentials: { username: 'kiosk', password: PW }, locale: 'en-US' });
+    const context = await browser().newContext({ viewport: { width: 800, height: 480 }, httpCredentials: { username: 'kiosk', password: PW }, locale: 'en-US' });
     cleanups.push(() => context.close());
     const page = await context.newPage();
     page.setDefaultTimeout(15_000);
@@ -189,7 +183,7 @@ describe('price-checker page in chromium (whole daemon)', () => {
     expect(await page.locator('#invalid .big').textContent()).toBe('Not a valid barcode');
 
     // without credentials the page is refused (headless chromium has no prompt to show: the navigation fails)
-    const anon = await browser!.newContext();
+    const anon = await browser().newContext();
     cleanups.push(() => anon.close());
     await expect((await anon.newPage()).goto(`${r.http}/kiosk/k1`)).rejects.toThrow(/ERR_INVALID_AUTH_CREDENTIALS/);
     expect((await anon.request.get(`${r.http}/kiosk/k1`)).status()).toBe(401);
@@ -204,7 +198,7 @@ describe('price-checker page in chromium (whole daemon)', () => {
     await watch.client.subscribeAsync([`shelfgate/v1/${STORE}/kiosk/k1/lookup`, `shelfgate/v1/${STORE}/device/sc1/availability`], { qos: 1 });
     await waitFor(() => watch.messages.some((m) => m.topic.endsWith('/device/sc1/availability') && (JSON.parse(m.payload) as { state: string }).state === 'online'), 15_000, 'scanner sc1 online');
 
-    const context = await browser!.newContext({ viewport: { width: 800, height: 480 }, httpCredentials: { username: 'kiosk', password: PW }, locale: 'en-US' });
+    const context = await browser().newContext({ viewport: { width: 800, height: 480 }, httpCredentials: { username: 'kiosk', password: PW }, locale: 'en-US' });
     cleanups.push(() => context.close());
     const page = await context.newPage();
     page.setDefaultTimeout(15_000);

@@ -6,8 +6,8 @@
  * refused; logging out ends the session.
  */
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
 import { loadDefinitions } from '../../src/devices/definitions';
 import type { ModbusDefinition } from '../../src/devices/types';
 import { ModbusLoadCellBusSimulator } from '../../simulators/modbus-loadcell-sim';
@@ -15,18 +15,12 @@ import { LoadCellPhysics, mulberry32 } from '../../simulators/physics';
 import { serveTcp } from '../../simulators/serve';
 import { startDaemon, tmp, useCleanups } from '../helpers/daemon';
 import { fastHash, usersWithHash } from '../helpers/users';
+import { useChromium } from '../helpers/browser';
 
 const STORE = 'tpage';
 const PW = 'pw-tech-page';
 const cleanups = useCleanups();
-let browser: Browser | undefined;
-
-beforeAll(async () => {
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'], timeout: 30_000 });
-}, 40_000);
-afterAll(async () => {
-  await browser?.close();
-});
+const browser = useChromium();
 
 async function login(page: Page, user: string): Promise<void> {
   await page.fill('#username', user);
@@ -60,7 +54,7 @@ describe('technician page (chromium, whole daemon)', () => {
       dir,
     );
     cleanups.push(async () => void (await daemon.stop('SIGKILL')));
-    const ctx = await browser!.newContext({ viewport: { width: 390, height: 844 } }); // a phone
+    const ctx = await browser().newContext({ viewport: { width: 390, height: 844 } }); // a phone
     cleanups.push(() => ctx.close());
     const page = await ctx.newPage();
     page.setDefaultTimeout(20_000);

@@ -4,8 +4,7 @@
  * of src/features/scanners/events.ts) emitted on the gateway's event bus, as a scanner bound to the
  * kiosk would. The whole-daemon test (test/e2e/kiosk.test.ts) covers typed codes and central.
  */
-import { chromium, type Browser } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load';
 import { buildGateway, type Gateway } from '../../src/core/gateway';
 import { loadDefinitions } from '../../src/devices/definitions';
@@ -13,18 +12,13 @@ import { BUILTIN_FEATURES } from '../../src/features';
 import { silentLogger } from '../../src/log';
 import { tmp } from '../helpers/daemon';
 import { fastHash, usersWithHash } from '../helpers/users';
+import { useChromium } from '../helpers/browser';
 
 const PW = 'pw-page';
 const GTIN = '00036000291452'; // UPC-A 036000291452
 
-let browser: Browser | undefined;
+const browser = useChromium();
 let gw: Gateway | undefined;
-beforeAll(async () => {
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'], timeout: 30_000 });
-}, 40_000);
-afterAll(async () => {
-  await browser?.close();
-});
 afterEach(async () => {
   await gw?.stop();
   gw = undefined;
@@ -54,7 +48,7 @@ describe('price-checker page, scans (chromium)', () => {
     g.events.emit('priceApplied', { gtin: GTIN, price: 1234, currency: 'USD', promotion: null, version: 4, changeId: 'c4', appliedAt: Date.now() });
     g.events.emit('stockCommitted', { locationId: 'aisle3/top', gtin: GTIN, count: 5, condition: 'ok', observedBy: 'rfid', seq: 1, eventId: 'e1', ts: Date.now() });
 
-    const context = await browser!.newContext({ viewport: { width: 800, height: 480 }, httpCredentials: { username: 'kiosk', password: PW }, locale: 'en-US' });
+    const context = await browser().newContext({ viewport: { width: 800, height: 480 }, httpCredentials: { username: 'kiosk', password: PW }, locale: 'en-US' });
     try {
       const page = await context.newPage();
       page.setDefaultTimeout(15_000);
