@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import mqtt from 'mqtt';
 import { BusClient } from '../../src/bus/request-client';
 import { validateConfig } from '../../src/config/load';
 import { buildGateway, type Gateway } from '../../src/core/gateway';
@@ -146,6 +147,7 @@ describe('HTTP server', () => {
       ['calibrate.tare', { shelf: 'g1', slot: 's1' }],
       ['label.bind', { mac: '0000000000000001', shelf: 'g1', slot: 's1', type: 'x' }],
       ['label.push', {}],
+      ['gpio.set', { name: 'lamp', value: 1 }],
       ['no.such', {}],
     ] as const) {
       const r = await post('kiosk', name, body);
@@ -225,11 +227,13 @@ describe('kiosk lookup in process', () => {
     }
   });
 
-  it('a kiosk user over MQTT is refused calibrate and operate commands', async () => {
+  it('a kiosk user over MQTT is refused calibrate and operate commands, and cannot publish a price', async () => {
     const { gw: g } = await start();
     for (const [cmd, body] of [
       ['calibrate.tare', { shelf: 'g1', slot: 's1' }],
       ['label.push', {}],
+      ['label.bind', { mac: '0000000000000001', shelf: 'g1', slot: 's1' }],
+      ['gpio.set', { name: 'lamp', value: 1 }],
     ] as const) {
       const kiosk = await BusClient.connect({ url: `mqtt://127.0.0.1:${g.bus.address().port}`, username: 'kiosk', password: PW, store: STORE });
       try {
@@ -238,7 +242,14 @@ describe('kiosk lookup in process', () => {
         await kiosk.close();
       }
     }
-    expect(g.bus.stats().deniedPublishes).toBeGreaterThanOrEqual(2);
+    expect(g.bus.stats().deniedPublishes).toBeGreaterThanOrEqual(4);
+    // prices come only from central: a kiosk publishing one is refused (the connection is closed, MQTT-3.3.5-2)
+    const raw = await mqtt.connectAsync(`mqtt://127.0.0.1:${g.bus.address().port}`, { protocolVersion: 4, username: 'kiosk', password: PW, reconnectPeriod: 0 });
+    const closed = new Promise<void>((resolve) => raw.once('close', () => resolve()));
+    raw.publish(`shelfgate/v1/${STORE}/price/${GTIN}`, JSON.stringify({ price: 1, currency: 'EUR', version: 999 }), { qos: 1 }, () => undefined);
+    await closed;
+    await raw.endAsync(true);
+    expect(g.bus.stats().deniedPublishes).toBeGreaterThanOrEqual(5);
   });
 
   it('a scan bound to a kiosk is answered on the kiosk topic (not retained) and on its page; a new price of the shown product follows', async () => {
