@@ -88,6 +88,9 @@ describe('technician page (chromium, whole daemon)', () => {
 
     // tare slot a: 100 g of tray read as 2 items of 50 g, then 0 once tared
     await page.waitForSelector('[data-slot="shelf1/a"] .count[data-count="2"]');
+    const grams = Number(await page.getAttribute('[data-slot="shelf1/a"] .meta', 'data-weight'));
+    expect(grams).toBeGreaterThan(98);
+    expect(grams).toBeLessThan(102); // the live weight on the scale: the tray
     await page.click('button[aria-label="tare shelf1/a"]');
     await page.waitForSelector('#message:not([hidden])');
     expect(await page.textContent('#message')).toMatch(/^shelf1\/a: tare 100(\.\d+)? g, count now 0$/);

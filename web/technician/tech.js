@@ -155,7 +155,7 @@
     return el('div', { class: 'slot', dataset: { slot: key } },
       el('div', null, el('strong', null, x.slot_id), ' ', el('span', { class: `state-${x.condition === 'ok' ? 'online' : 'offline'}` }, x.condition)),
       el('div', { class: 'count', dataset: { count: x.count === null ? '' : String(x.count) } }, x.count === null ? '?' : String(x.count)),
-      el('div', { class: 'meta' }, `${x.weight_g === null ? '-' : `${x.weight_g} g`}${x.gtin ? ` · ${x.gtin}` : ''}`),
+      el('div', { class: 'meta', dataset: { weight: x.settled_weight_g === null || x.settled_weight_g === undefined ? '' : String(x.settled_weight_g) } }, `${x.settled_weight_g === null || x.settled_weight_g === undefined ? '-' : `${x.settled_weight_g} g on the scale`}${x.gtin ? ` · ${x.gtin}` : ''}`),
       el('div', { class: 'actions' },
         el('button', { type: 'button', disabled: !s.may.tare, 'aria-label': `tare ${key}`, onclick: () => command('calibrate.tare', { shelf: x.shelf_id, slot: x.slot_id }, (d) => `${key}: tare ${d.tare_g} g, count now ${d.count}`) }, 'Tare'),
         el('button', { type: 'button', disabled: !s.may.learn, 'aria-label': `learn the unit weight of ${key}`, onclick: () => { learn.hidden = !learn.hidden; if (!learn.hidden) learn.querySelector('input').focus(); } }, 'Learn…')),

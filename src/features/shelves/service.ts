@@ -161,7 +161,16 @@ export class ShelfService implements Service {
   /** Handlers of the commands declared in ./commands.ts. */
   commandHandlers() {
     return [
-      handle(stockGet, async (p) => this.snapshot().filter((s) => (p.shelf === undefined || s.shelf_id === p.shelf) && (p.slot === undefined || s.slot_id === p.slot))),
+      // committed stock, plus the live gross weight of the last settled window (it moves with every
+      // settle, not only when the count changes: the technician page shows it)
+      handle(stockGet, async (p) =>
+        [...this.bySlot.values()]
+          .filter((e) => (p.shelf === undefined || e.shelfId === p.shelf) && (p.slot === undefined || e.slotId === p.slot))
+          .map((e) => {
+            const w = e.tracker.settledWeightG;
+            return { ...this.stockMessage(e, e.committed), settled_weight_g: w === null ? null : Math.round(w * 10) / 10 };
+          }),
+      ),
       handle(calibrateTare, async (p, caller) => {
         const e = this.entry(p.shelf, p.slot);
         const tareG = tareFromWeight(this.settled(e));
