@@ -96,6 +96,14 @@ describe('technician page (chromium, whole daemon)', () => {
     expect(await page.textContent('#message')).toMatch(/^shelf1\/a: tare 100(\.\d+)? g, count now 0$/);
     await page.waitForSelector('[data-slot="shelf1/a"] .count[data-count="0"]');
 
+    // learn slot b's unit weight from the 6 items on it: the form shows only after "Learn…"
+    expect(await page.isVisible('[data-slot="shelf1/b"] form.learn')).toBe(false);
+    await page.click('button[aria-label="learn the unit weight of shelf1/b"]');
+    await page.fill('[data-slot="shelf1/b"] form.learn input', '6');
+    await page.click('[data-slot="shelf1/b"] form.learn button[type=submit]');
+    await page.waitForSelector('#message:has-text("shelf1/b: unit weight")');
+    expect(await page.textContent('#message')).toMatch(/^shelf1\/b: unit weight 4\d\d(\.\d+)? g learned, count 6$/);
+
     // the session cookie alone is not enough for an action: the CSRF token is required
     const noCsrf = await page.evaluate(async () => {
       const r = await fetch('/api/v1/commands/calibrate.tare', { method: 'POST', headers: { 'content-type': 'application/json', 'x-shelfgate-page': 't' }, body: JSON.stringify({ shelf: 'shelf1', slot: 'b' }) });
