@@ -286,8 +286,9 @@ export class HttpServer implements Service, HttpRoutes {
     return `${this.scheme}://${host}:${a.port}`;
   }
 
-  metrics(): Record<string, number> {
-    return { ...this.counters, streamsOpen: this.streams.size } as unknown as Record<string, number>;
+  /** Its counters, with the event streams and login sessions open now (src/ops/metrics.ts exports them). */
+  stats(): Counters & { streamsOpen: number; sessions: number } {
+    return { ...this.counters, streamsOpen: this.streams.size, sessions: this.sessions.size };
   }
 
   openEventStream(req: FastifyRequest, reply: FastifyReply): EventStream {

@@ -90,6 +90,14 @@ export const CORE_METRICS: readonly MetricDecl[] = [
   { name: 'mqtt_slow_consumer_drops_total', help: 'QoS 0 messages not sent to a client whose queue was over its bound.', type: 'counter' },
   { name: 'mqtt_slow_consumer_disconnects_total', help: 'Clients disconnected for not reading their messages.', type: 'counter' },
   { name: 'mqtt_session_queue_dropped_total', help: "Messages dropped from an offline persistent session's full queue.", type: 'counter' },
+  // the HTTP server (pages, lookups, these endpoints)
+  { name: 'http_requests_total', help: 'HTTP requests received by the gateway.', type: 'counter' },
+  { name: 'http_errors_total', help: 'HTTP answers with an error status, by class (4xx, 5xx).', type: 'counter', labels: ['class'] },
+  { name: 'http_refused_total', help: 'HTTP requests refused before their handler, by reason (no credentials, bad credentials, locked out, forbidden).', type: 'counter', labels: ['reason'] },
+  { name: 'http_event_streams', help: 'Server-sent event streams open now (kiosk and technician pages).', type: 'gauge' },
+  { name: 'http_event_streams_refused_total', help: 'Event streams refused because http.max_event_streams were open.', type: 'counter' },
+  { name: 'http_stream_events_dropped_total', help: 'Events not sent to a page that did not keep up.', type: 'counter' },
+  { name: 'http_sessions', help: 'Web login sessions alive (the technician page).', type: 'gauge' },
   // the exporter itself
   { name: 'metrics_collect_failures_total', help: 'Scrapes in which a part could not report its metrics, by part.', type: 'counter', labels: ['part'] },
   { name: 'metrics_series_dropped_total', help: 'Series left out because a metric went over its series bound.', type: 'counter' },
@@ -326,6 +334,24 @@ export class GatewayMetrics implements Service {
     out.set('mqtt_slow_consumer_drops_total', b.slowConsumerDrops);
     out.set('mqtt_slow_consumer_disconnects_total', b.slowConsumerDisconnects);
     out.set('mqtt_session_queue_dropped_total', b.sessions.sessionQueueDropped);
+
+    // HTTP server
+    const h = gw.http.stats();
+    out.set('http_requests_total', h.requests);
+    out.set('http_errors_total', [
+      { labels: { class: '4xx' }, value: h.errors4xx },
+      { labels: { class: '5xx' }, value: h.errors5xx },
+    ]);
+    out.set('http_refused_total', [
+      { labels: { reason: 'no_credentials' }, value: h.authMissing },
+      { labels: { reason: 'bad_credentials' }, value: h.authRefused },
+      { labels: { reason: 'locked_out' }, value: h.lockedOut },
+      { labels: { reason: 'forbidden' }, value: h.forbidden },
+    ]);
+    out.set('http_event_streams', h.streamsOpen);
+    out.set('http_event_streams_refused_total', h.streamsRefused);
+    out.set('http_stream_events_dropped_total', h.streamEventsDropped);
+    out.set('http_sessions', h.sessions);
 
     // sync (its status reads SQLite: only while the store is open)
     const sync = gw.sync.stats();

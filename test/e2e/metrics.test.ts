@@ -109,8 +109,14 @@ describe('metrics and health of the running daemon', () => {
     const auth = { authorization: `Basic ${Buffer.from(`kiosk:${PW}`).toString('base64')}` };
     for (let i = 0; i < 3; i++) expect((await fetch(`${url}/api/v1/lookup/4006381333931`, { headers: auth })).status).toBe(200);
     expect((await fetch(`${url}/api/v1/lookup/4006381333932`, { headers: auth })).status).toBe(400);
+    const badPw = { authorization: `Basic ${Buffer.from('kiosk:wrong').toString('base64')}` };
+    expect((await fetch(`${url}/api/v1/lookup/4006381333931`, { headers: badPw })).status).toBe(401);
     m = await scrape();
     expect(series(m, 'shelfgate_kiosk_lookups_total', { result: 'found' })! - found0).toBe(3);
+    // the HTTP server's own: the invalid code (400) and the wrong password (401) are the 4xx so far
+    expect(series(m, 'shelfgate_http_errors_total', { class: '4xx' })).toBe(2);
+    expect(series(m, 'shelfgate_http_refused_total', { reason: 'bad_credentials' })).toBe(1);
+    expect(series(m, 'shelfgate_http_requests_total')).toBeGreaterThanOrEqual(9); // 2 health, 3 scrapes, 5 lookups (this scrape counts once done)
     expect(series(m, 'shelfgate_kiosk_lookups_total', { result: 'invalid' })! - invalid0).toBe(1);
     expect(series(m, 'shelfgate_source_readings_total', { source: 'busA' }) ?? series(m, 'shelfgate_shelf_readings_total')!).toBeGreaterThan(readings0);
 
