@@ -22,7 +22,7 @@ import { loadDefinitions } from '../../src/devices/definitions';
 import { BUILTIN_FEATURES } from '../../src/features';
 import { rfidSlice } from '../../src/features/rfid/config';
 import type { TagRead } from '../../src/features/rfid/m100-source';
-import { ZoneCountRepository } from '../../src/features/rfid/repository';
+import { ZoneCountRepository, ZonePresenceRepository } from '../../src/features/rfid/repository';
 import { RfidService } from '../../src/features/rfid/service';
 import { silentLogger } from '../../src/log';
 import { Store } from '../../src/store/store';
@@ -128,6 +128,7 @@ async function rig(dir: string, rfid: Record<string, unknown> = {}): Promise<Rig
     events,
     locations,
     repo: new ZoneCountRepository(store),
+    presence: new ZonePresenceRepository(store),
     sources: [r1, r2] as unknown as Array<Source<TagRead>>,
     log,
   });
@@ -230,7 +231,7 @@ describe('RfidService', () => {
     expect(r.r1.listenerCount('reading') + r.r2.listenerCount('reading')).toBe(0);
   });
 
-  it('after a restart, an unchanged count is not reported again and a GTIN no longer seen drops to 0', async () => {
+  it('after a restart: a tag still there is no new arrival, one gone departs, an unchanged count is not reported again and a GTIN no longer seen drops to 0', async () => {
     const dir = tmp('sg-rfid-restart-');
     const a = await rig(dir);
     await waitFor(() => !a.svc.settling, 5000, 'settled');
@@ -241,16 +242,20 @@ describe('RfidService', () => {
 
     const b = await rig(dir);
     expect(b.svc.settling).toBe(true);
-    // only the A tag is still there; it re-arrives while the counts are held
+    // both tags are present again at once, restored from SQLite (no arrival)
+    expect(b.svc.zonesReport({ zone: 'floor', tags: false })[0]).toMatchObject({ tags_present: 2 });
+    // only the A tag is still there; B left while the gateway was down
     const keepReading = setInterval(() => b.r1.read(epc(ITEM_A, 1)), 30);
     stops.push(async () => clearInterval(keepReading));
     await waitFor(() => !b.svc.settling, 10_000, 'settled after restart');
     await waitFor(() => b.outbox('zone_count').length === 3, 5000, 'the B count dropping to 0');
     const after = b.outbox('zone_count').slice(2);
     expect(after.map((c) => [c.payload.gtin, c.payload.count, c.payload.previous_count])).toEqual([[GTIN_B, 0, 1]]);
-    // the re-arrival of A is an arrival (presence is not persisted), its unchanged count is not reported
-    expect(b.outbox().length - before).toBe(2);
-    expect(b.outbox('arrival').filter((x) => x.payload.epc === epc(ITEM_A, 1))).toHaveLength(2);
+    // B departed (unseen for depart_after_ms after the restart); A, read all along, did not arrive again
+    expect(b.outbox('departure').map((x) => x.payload.epc)).toEqual([epc(ITEM_B, 2)]);
+    expect(b.outbox('arrival').filter((x) => x.payload.epc === epc(ITEM_A, 1))).toHaveLength(1);
+    expect(b.outbox().length - before).toBe(2); // B's departure and its count
+    expect(b.svc.zonesReport({ zone: 'floor', tags: false })[0]).toMatchObject({ tags_present: 1 });
   });
 
   it('a zone whose reader is offline keeps its tags (no departures) and gives them time to be read again when it is back', async () => {

@@ -350,3 +350,35 @@ describe('entering where two zones overlap', () => {
     expect(s.counters.strays).toBe(1);
   });
 });
+
+describe('restore (tags present before a restart)', () => {
+  it('a restored tag counts at once with no arrival, stays while read, departs only departAfterMs after the restart', () => {
+    const { s, read, take } = setup();
+    expect(s.restore({ epc: EPC1, gtin: GTIN_A, zone: 'backroom', since: -3_600_000 }, 100_000)).toBe(true);
+    expect(s.zoneOf(EPC1)).toBe('backroom');
+    expect(s.zoneCounts('backroom').get(GTIN_A)).toBe(1);
+    // read on after the restart: no arrival
+    read(100_300);
+    read(100_600);
+    read(100_900);
+    s.tick(101_000);
+    expect(take().filter((e) => e.type !== 'count')).toEqual([]);
+    // then unseen: it departs departAfterMs (5000) after its last read, not after the restart's time
+    s.tick(105_899);
+    expect(take().filter((e) => e.type === 'departure')).toEqual([]);
+    s.tick(105_900);
+    expect(take().filter((e) => e.type === 'departure').map((e) => [e.type, e.zone])).toEqual([['departure', 'backroom']]);
+    expect(s.zoneCounts('backroom').get(GTIN_A) ?? 0).toBe(0);
+  });
+
+  it('a restored tag that is gone departs departAfterMs after the restart; unknown zones and known tags are refused', () => {
+    const { s, take } = setup();
+    expect(s.restore({ epc: EPC1, gtin: GTIN_A, zone: 'backroom', since: 0 }, 50_000)).toBe(true);
+    expect(s.restore({ epc: EPC1, gtin: GTIN_A, zone: 'g1/s3', since: 0 }, 50_000)).toBe(false);
+    expect(s.restore({ epc: 'E2801160600002', gtin: null, zone: 'removed-zone', since: 0 }, 50_000)).toBe(false);
+    s.tick(54_999);
+    expect(take().filter((e) => e.type === 'departure')).toEqual([]);
+    s.tick(55_000);
+    expect(take().filter((e) => e.type === 'departure')).toHaveLength(1);
+  });
+});

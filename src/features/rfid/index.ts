@@ -25,7 +25,7 @@ import { RFID_COMMANDS } from './commands';
 import { rfidConfigShape, rfidSlice, validateRfid } from './config';
 import type { TagRead } from './m100-source';
 import { RFID_METRICS, rfidMetricValues } from './metrics';
-import { RFID_MIGRATIONS, ZoneCountRepository } from './repository';
+import { RFID_MIGRATIONS, ZoneCountRepository, ZonePresenceRepository } from './repository';
 import { RfidService } from './service';
 import { createRfidSource } from './sources';
 
@@ -71,6 +71,7 @@ export const rfidFeature = defineFeature({
       events: ctx.events,
       locations: ctx.locations,
       repo: new ZoneCountRepository(ctx.store),
+      presence: new ZonePresenceRepository(ctx.store),
       sources,
       log: ctx.log.child({ module: 'rfid' }),
     });

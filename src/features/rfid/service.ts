@@ -14,11 +14,13 @@
  *   back room) are counted per GTIN on the bus and to central (zone_count) but are not the
  *   location's stock. Tags whose EPC carries no GTIN (not an SGTIN) are counted on the bus under
  *   `none` only: central's zone_count needs a GTIN, and a guessed one would be a phantom.
- * - After a start the smoother knows no tag: every present tag has to be seen N times again. For
- *   the first `settleMs` (twice the longest arrival window) count changes are held, then each
- *   (zone, GTIN) is compared with the count committed before the restart: an unchanged count is not
- *   reported again, and a GTIN no longer seen drops to 0. Arrivals are not held (central dedups
- *   nothing on them: a tag re-arriving after a restart is reported; presence is not persisted).
+ * - Which zone each present tag is in is committed with its arrival or departure (table
+ *   rfid_presence, ./repository.ts). At start those tags are restored as present without an
+ *   arrival (central has it already): a tag still there is simply read on, one that left while the
+ *   gateway was down departs after the zone's depart_after_ms from the start. For the first
+ *   `settleMs` (twice the longest arrival window) count changes are held, then each (zone, GTIN)
+ *   is compared with the count committed before the restart: an unchanged count is not reported
+ *   again, and a GTIN no longer seen drops to 0.
  * - The retained count message of a (zone, GTIN) that drops to 0 is cleared (an empty retained
  *   payload), so the retained set stays bounded by what is present; zone_count 0 still goes to central.
  * - The EPC cache (decoded GTIN and serial) holds at most `maxTags` EPCs, oldest first out.
@@ -44,7 +46,7 @@ import { LatencyRecorder } from '../../util/latency';
 import { rfidReaders, rfidZones } from './commands';
 import type { RfidConfig, RfidZoneConfig } from './config';
 import type { TagRead } from './m100-source';
-import type { ZoneCountRepository } from './repository';
+import type { PresenceRow, ZoneCountRepository, ZonePresenceRepository } from './repository';
 import { RfidSmoother, type SmoothingEvent } from './smoothing';
 
 /** Which feature observed a stock level (core `stock.observed_by`). */
@@ -62,6 +64,8 @@ export interface RfidServiceOptions {
   events: EventBus;
   locations: Locations;
   repo: ZoneCountRepository;
+  /** Tags present per zone, restored at start (no repeated arrivals after a restart). */
+  presence: ZonePresenceRepository;
   sources: ReadonlyArray<Source<TagRead>>;
   log: Logger;
 }
@@ -187,6 +191,7 @@ export class RfidService implements Service {
     if (this.running) return;
     this.running = true;
     this.pending = new Map();
+    this.restorePresence(Date.now());
     this.o.events.on(this, 'assignmentChanged', (a) => {
       for (const z of this.zones.values()) if (z.cfg.location === a.locationId && a.gtin) this.recountLocation(z, toGtin14(a.gtin));
     });
@@ -214,6 +219,25 @@ export class RfidService implements Service {
     this.settleTimer = null;
     this.pending = null;
     await Promise.allSettled([...this.inflight]);
+  }
+
+  /**
+   * The tags present when the gateway stopped are present again, with no arrival event (central
+   * has them already); the smoother's departure rule then decides from now on. A tag whose zone is
+   * gone from the config is dropped from the table.
+   */
+  private restorePresence(now: number): void {
+    let restored = 0;
+    for (const row of this.o.presence.load()) {
+      const zone = row.zoneId === null ? undefined : this.zones.get(row.zoneId);
+      if (!zone || !this.smoother.restore({ epc: row.epc, gtin: row.gtin, zone: zone.id, since: row.since }, now)) {
+        void this.o.presence.save({ ...row, zoneId: null }).catch(() => undefined);
+        continue;
+      }
+      zone.present.set(row.epc, { gtin: row.gtin, serial: row.serial, since: row.since, rssi: null, ...this.readerIn(zone, undefined) });
+      restored++;
+    }
+    if (restored > 0) this.o.log.info({ tags: restored }, 'rfid: tags present before the restart restored (no new arrivals for them)');
   }
 
   /** True while count changes are held after start. */
@@ -366,6 +390,7 @@ export class RfidService implements Service {
         const serial = info?.serial ?? null;
         zone.present.set(e.epc, { gtin: e.gtin, serial, since: e.at, rssi: e.rssi, ...where });
         this.stats.arrivals++;
+        this.persistPresence({ epc: e.epc, zoneId: zone.id, gtin: e.gtin, serial, since: e.at });
         const payload = {
           store_id: this.o.storeId,
           zone_id: zone.id,
@@ -387,6 +412,8 @@ export class RfidService implements Service {
         const was = zone.present.get(e.epc);
         zone.present.delete(e.epc);
         this.stats.departures++;
+        // a hand-over's arrival elsewhere follows in the same turn and wins the coalesced write
+        this.persistPresence({ epc: e.epc, zoneId: null, gtin: e.gtin, serial: null, since: e.at });
         const info = this.epcs.get(e.epc);
         const where = was ? { reader: was.reader, antenna: was.antenna } : this.readerIn(zone, info);
         const payload = {
@@ -482,6 +509,13 @@ export class RfidService implements Service {
         await this.publish(countTopic, count > 0 ? { ...message, seq: ev!.seq, event_id: ev!.eventId } : null, true);
       },
     );
+  }
+
+  private persistPresence(r: PresenceRow): void {
+    this.o.presence.save(r).catch((err: Error) => {
+      this.stats.persistFailures++;
+      this.limiter.error('presence', { err: err.message }, 'rfid: could not save which zone a tag is in');
+    });
   }
 
   /** An arrival or departure: outbox first, then the zone's event topic. */

@@ -279,6 +279,21 @@ export class RfidSmoother {
     for (const tag of this.tags.values()) for (const o of tag.obs) if (o.zone === z && o.present && o.lastSeen < now) o.lastSeen = now;
   }
 
+  /**
+   * Puts back a tag that was present in `zone` before a restart, without an arrival: it counts in
+   * the zone at once, and departs like any present tag if it stays unseen for the zone's
+   * departAfterMs from `now` (not from before the restart). False when the zone is unknown (the
+   * config changed), the tag is already tracked, or the tag cap is reached.
+   */
+  restore(t: { epc: string; gtin: string | null; zone: string; since: number }, now: number): boolean {
+    const zone = this.zones.find((x) => x.id === t.zone);
+    if (!zone || this.tags.has(t.epc) || this.tags.size >= this.maxTags) return false;
+    const o: Obs = { zone, firstSeen: t.since, lastSeen: now, cycleStart: now, peak: NaN, avg: NaN, times: new Array<number>(zone.arriveAfter).fill(now), head: 0, sightings: zone.arriveAfter, present: true };
+    this.tags.set(t.epc, { epc: t.epc, gtin: t.gtin, obs: [o], owner: o, ownerSince: t.since });
+    this.count(zone, t.gtin, +1);
+    return true;
+  }
+
   /** Feeds one read. Emits arrivals (and hand-overs) at once; departures and counts wait for tick(). */
   read(r: TagRead): void {
     this.counters.reads++;
