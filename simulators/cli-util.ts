@@ -92,3 +92,9 @@ export async function serveUntilStopped(out: Writer, line: string, signal: Abort
   await waitForStop(signal);
   return ExitCode.OK;
 }
+
+/** Why a serial simulator's command line names no transport or several (null when exactly one of --tcp, --pty, --port). */
+export function transportProblem(values: { tcp?: string | undefined; pty?: string | undefined; port?: string | undefined }): string | null {
+  const given = [values.tcp, values.pty, values.port].filter((v) => v !== undefined).length;
+  return given === 1 ? null : 'give exactly one of --tcp HOST:PORT, --pty PATH, --port DEVICE';
+}

@@ -11,7 +11,7 @@
 import { loadDefinitions } from '../src/devices/definitions';
 import type { DeviceDefinition, ModbusDefinition, MtSicsDefinition } from '../src/devices/types';
 import { ExitCode, isShelfgateError } from '../src/errors';
-import { cliFor, parseCliArgs, parseHostPort as hostPort, parseNumber, serveUntilStopped, UsageError } from './cli-util';
+import { cliFor, parseCliArgs, parseHostPort as hostPort, parseNumber, serveUntilStopped, UsageError, transportProblem } from './cli-util';
 import type { DeviceSimulator } from './io';
 import { ModbusLoadCellBusSimulator, type ModbusSlaveFaults } from './modbus-loadcell-sim';
 import { MtSicsSimulator, type MtSicsFaults } from './mtsics-sim';
@@ -129,8 +129,8 @@ export async function runSimCli(argv: string[], io: SimCliIo = {}): Promise<numb
   if (device === undefined) return usage('which device? mt-sics, modbus-loadcell, oepl-ap, r200, llrp or scanner');
   if (positionals.length > 1) return usage(`unexpected argument ${JSON.stringify(positionals[1])}`);
   if (!(device in DEFAULT_MODEL)) return usage(`unknown device ${JSON.stringify(device)} (mt-sics, modbus-loadcell, oepl-ap, r200, llrp or scanner)`);
-  const targets = [values.tcp, values.pty, values.port].filter((v) => v !== undefined).length;
-  if (targets !== 1) return usage('give exactly one of --tcp HOST:PORT, --pty PATH, --port DEVICE');
+  const transport = transportProblem(values);
+  if (transport) return usage(transport);
 
   let opts: {
     tcp?: { host: string; port: number };

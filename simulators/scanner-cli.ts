@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import type { ScanTerminator } from '../src/drivers/barcode';
 import { ExitCode } from '../src/errors';
-import { cliFor, parseCliArgs, parseHostPort, parseNumber as num, serveUntilStopped, UsageError } from './cli-util';
+import { cliFor, parseCliArgs, parseHostPort, parseNumber as num, serveUntilStopped, UsageError, transportProblem } from './cli-util';
 import { mulberry32 } from './physics';
 import { ScannerSimulator, ScanTicker } from './scanner-sim';
 import { serveAs, type Serving } from './serve';
@@ -62,8 +62,8 @@ export async function runScannerCli(argv: string[], io: ScannerCliIo = {}): Prom
   });
   if (typeof parsed === 'number') return parsed;
   const { values } = parsed;
-  const targets = [values.tcp, values.pty, values.port].filter((v) => v !== undefined).length;
-  if (targets !== 1) return cli.usage('give exactly one of --tcp HOST:PORT, --pty PATH, --port DEVICE');
+  const transport = transportProblem(values);
+  if (transport) return cli.usage(transport);
 
   let sim: ScannerSimulator;
   let tcp: { host: string; port: number } | null = null;

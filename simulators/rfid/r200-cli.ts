@@ -10,7 +10,7 @@
 import { ExitCode } from '../../src/errors';
 import { M100_FRAMING_AADD, M100_FRAMING_BB7E } from '../../src/drivers/m100';
 import { M100_SERIAL } from '../../src/features/rfid/m100-source';
-import { cliFor, parseCliArgs, parseHostPort, parseNumber as num, serveUntilStopped, UsageError } from '../cli-util';
+import { cliFor, parseCliArgs, parseHostPort, parseNumber as num, serveUntilStopped, UsageError, transportProblem } from '../cli-util';
 import { forkRng, mulberry32 } from '../physics';
 import { serveAs, type Serving } from '../serve';
 import { TimerSet } from '../timers';
@@ -76,8 +76,8 @@ export async function runR200Cli(argv: string[], io: R200CliIo = {}): Promise<nu
   });
   if (typeof parsed === 'number') return parsed;
   const { values } = parsed;
-  const targets = [values.tcp, values.pty, values.port].filter((v) => v !== undefined).length;
-  if (targets !== 1) return cli.usage('give exactly one of --tcp HOST:PORT, --pty PATH, --port DEVICE');
+  const transport = transportProblem(values);
+  if (transport) return cli.usage(transport);
 
   let sim: R200Simulator;
   let script: ScriptMove[] = [];
