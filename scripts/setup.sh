@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what shelfgate needs on a fresh Debian / Raspberry Pi OS machine, then its npm packages.
 #   scripts/setup.sh          runtime + demo needs (build tools for native modules, mosquitto-clients)
-#   scripts/setup.sh --test   also what the test suite needs (socat, mosquitto broker, systemd-analyze, openssl for test certificates, prometheus for promtool, chromium for the browser tests)
+#   scripts/setup.sh --test   also what the test suite needs (socat, mosquitto broker, systemd-analyze, openssl for test certificates, prometheus for promtool, chromium and a font for the browser tests)
 # Needs Node.js >= 20 already installed (Debian 13 / Raspberry Pi OS Trixie: `apt-get install nodejs npm`;
 # Bookworm ships Node 18, which is too old: see docs/INSTALL.md).
 set -euo pipefail
@@ -17,7 +17,7 @@ if [ "$node_major" -lt 20 ]; then
 fi
 
 pkgs=(python3 make g++ mosquitto-clients)
-[ "$want_test" = 1 ] && pkgs+=(socat mosquitto systemd openssl prometheus chromium)
+[ "$want_test" = 1 ] && pkgs+=(socat mosquitto systemd openssl prometheus chromium fonts-liberation)
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
