@@ -396,18 +396,44 @@ export class Sessions {
   /** Retained messages by topic (see storeRetained in wrap()). */
   private readonly retained = new Map<string, { topic: string; payload: Buffer }>();
 
-  /** The retained messages matching any of `patterns`, each pattern's in store order (as aedes-persistence yields them). */
+  /**
+   * The retained messages matching any of `patterns`, each pattern's in store order (as aedes-persistence yields them).
+   *
+   * Each is yielded as a view whose payload and QoS are read when aedes hands it to the client
+   * (subscribe.js sendRetained builds the packet and calls deliverQoS in the same tick), not when
+   * the stream reads ahead. Why: the stream buffers up to 16 messages, and a live publish made
+   * meanwhile reaches the subscriber first; the copy read ahead then arrived after it and the
+   * subscriber kept the older value for good (a label reported unconfirmed that was confirmed).
+   * Read at hand-over, the replay carries the value stored at that moment, and every later
+   * change is a live publish delivered after it. A topic removed meanwhile replays empty, as its
+   * removal did.
+   */
   private *retainedFor(patterns: readonly string[]): Generator<{ topic: string; payload: Buffer }> {
     for (const p of patterns) {
       const wild = p.search(/[+#]/);
       if (wild === -1) {
         const m = this.retained.get(p);
-        if (m) yield m;
+        if (m) yield this.retainedView(m);
         continue;
       }
       const prefix = p.slice(0, wild);
-      for (const [topic, m] of this.retained) if (topic.startsWith(prefix) && topicMatches(p, topic)) yield m;
+      for (const [topic, m] of this.retained) if (topic.startsWith(prefix) && topicMatches(p, topic)) yield this.retainedView(m);
     }
+  }
+
+  private retainedView(m: { topic: string; payload: Buffer; qos?: number; cmd?: string }): { topic: string; payload: Buffer } {
+    const retained = this.retained;
+    const now = (): typeof m | undefined => retained.get(m.topic);
+    return {
+      cmd: m.cmd ?? 'publish',
+      topic: m.topic,
+      get payload(): Buffer {
+        return now()?.payload ?? EMPTY;
+      },
+      get qos(): number {
+        return (now() ?? m).qos ?? 0;
+      },
+    } as { topic: string; payload: Buffer };
   }
 
   private wrap(inner: InnerPersistence): InnerPersistence {

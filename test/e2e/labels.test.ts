@@ -219,7 +219,12 @@ describe('shelf labels (whole daemon)', () => {
     const before = new Map(ap.macs.map((m) => [m, ap.label(m)!.uploads]));
     const confirmedAtKill = ap.macs.filter((m) => r.labels.get(m)?.matches);
     await r.restart();
-    await waitFor(() => ap.macs.every((m) => r.labels.get(m)?.matches), 40_000, 'every label confirmed after the restart');
+    await waitFor(() => ap.macs.every((m) => r.labels.get(m)?.matches), 40_000, 'every label confirmed after the restart').catch((e: unknown) => {
+      // what each unconfirmed label's report, the AP and the daemon said (the failure is rare and timing-bound)
+      for (const m of ap.macs.filter((x) => !r.labels.get(x)?.matches)) console.error('UNCONFIRMED', m, JSON.stringify(r.labels.get(m)), JSON.stringify(ap.label(m)));
+      console.error('DAEMON LOG', JSON.stringify(r.daemon.logs.filter((l) => (l.level as number) >= 30).slice(-60)));
+      throw e;
+    });
     for (const m of confirmedAtKill) expect(ap.label(m)!.uploads).toBe(before.get(m));
     for (const [i, mac] of ap.macs.entries()) expect(shows(ap, mac, `7,0${i % 4}`)).toBe(true);
   });

@@ -65,4 +65,43 @@ describe('retained messages (in process)', () => {
     await waitFor(() => sys.got.length >= 19_999 + 1, 20_000, 'every retained message for #');
     expect(sys.got.some((m) => m.topic.startsWith('$'))).toBe(false);
   }, 60_000);
+  it('a subscribe made while retained topics change ends on the newest value of each, clean and persistent sessions', { timeout: 60_000 }, async () => {
+    // Before the fix the retained replay read ahead and arrived after the newer live publish: the
+    // subscriber kept the older value for good (about 400 of 480 topic values here were stale).
+    const users = usersWithHash(await fastHash(PW), { adm: 'admin' });
+    const bus = await startLocalBus(localMqttConfig(users), STORE);
+    cleanups.push(() => bus.stop());
+    const N = 16;
+    const stale: string[] = [];
+    for (const clean of [true, false]) {
+      for (let round = 0; round < 15; round++) {
+        const c = mqtt.connect(`mqtt://127.0.0.1:${bus.address().port}`, { protocolVersion: 4, username: 'adm', password: PW, reconnectPeriod: 0, clean, clientId: `race-${clean}-${round}` });
+        cleanups.push(() => c.endAsync(true));
+        await new Promise<void>((resolve, reject) => {
+          c.once('connect', () => resolve());
+          c.once('error', reject);
+        });
+        const last = new Map<string, string>();
+        c.on('message', (t, p) => last.set(t, p.toString()));
+        let v = 0;
+        let until = Infinity;
+        const publishing = (async () => {
+          while (v < until) {
+            v++;
+            await new Promise((r) => setImmediate(r)); // let the subscribe in between rounds
+            for (let i = 0; i < N; i++) await bus.publish(`${P}labels/label/${i}`, `{"v":${v}}`, { retain: true, qos: 1 });
+          }
+        })();
+        await waitFor(() => v >= 2 + (round % 5), 5000, 'rounds of publishes under way');
+        await c.subscribeAsync(`${P}labels/#`, { qos: 1 });
+        until = v + 2; // two more rounds after the SUBACK, then stop
+        await publishing;
+        await bus.publish(`${P}labels/barrier`, `x${round}`, { retain: false, qos: 1 });
+        await waitFor(() => last.get(`${P}labels/barrier`) === `x${round}`, 5000, 'the barrier after the last round');
+        for (let i = 0; i < N; i++) if (last.get(`${P}labels/label/${i}`) !== `{"v":${v}}`) stale.push(`clean=${clean} round ${round} topic ${i}: ${last.get(`${P}labels/label/${i}`)} of ${v}`);
+        await c.endAsync(true);
+      }
+    }
+    expect(stale).toEqual([]);
+  });
 });
