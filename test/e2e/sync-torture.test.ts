@@ -124,23 +124,29 @@ describe.each(['https', 'mqtt'] as const)('kill -9 torture during ingest and syn
     await waitFor(() => sim.stats.requests >= polled, 30_000, 'six polling rounds after the shoppers stopped');
     central.setFaults({ status5xxRate: 0, dropConnectionRate: 0, lostResponseRate: 0 });
     const db = () => new Database(join(dir, 'state', 'shelfgate.db'), { readonly: true, fileMustExist: true });
-    await waitFor(
-      () => {
-        const d = db();
-        try {
-          return (d.prepare('SELECT COUNT(*) AS n FROM outbox').get() as { n: number }).n === 0;
-        } finally {
-          d.close();
-        }
-      },
-      60_000,
-      'outbox drained',
-    );
-    const d = db();
-    const lastSeq = (d.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").get() as { seq: number }).seq;
-    d.close();
-    expect(await daemon.stop('SIGTERM')).toBe(0);
-
+    const outboxCount = (): number => {
+      const d = db();
+      try {
+        return (d.prepare('SELECT COUNT(*) AS n FROM outbox').get() as { n: number }).n;
+      } finally {
+        d.close();
+      }
+    };
+    // Drained, then stopped; the last seq is read only once the daemon is down. Read while it ran,
+    // an event made between the read and the stop (a slot settling late) was counted at central
+    // but not here. An event made that late may still be in the outbox at the stop: another life
+    // sends it (bounded: the shoppers have stopped, so a life makes at most a few).
+    let lastSeq = 0;
+    for (let life = 0; ; life++) {
+      await waitFor(() => outboxCount() === 0, 60_000, 'outbox drained');
+      expect(await daemon.stop('SIGTERM')).toBe(0);
+      const d = db();
+      lastSeq = (d.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").get() as { seq: number }).seq;
+      d.close();
+      if (outboxCount() === 0) break;
+      expect(life, 'events still made after three drained lives').toBeLessThan(3);
+      daemon = await startDaemon(config, dir);
+    }
     const received = central.receivedEvents(STORE, { orderBy: 'seq' });
     const seqs = received.map((e) => e.seq);
     // exactly once: every seq the daemon ever assigned, no duplicates after dedup, none missing
