@@ -35,6 +35,11 @@ export interface ScalarSample {
   value: number;
 }
 
+/** One series per value of a single label: `byLabel('reason', { per_user: 3 })` is `[{ labels: { reason: 'per_user' }, value: 3 }]`. */
+export function byLabel(label: string, values: Readonly<Record<string, number>>): ScalarSample[] {
+  return Object.entries(values).map(([v, value]) => ({ labels: { [label]: v }, value }));
+}
+
 /** A histogram's state: `counts[i]` observations <= `buckets[i]` (NOT cumulative), plus the ones above the last bound. */
 export interface HistogramSnapshot {
   /** Upper bounds, ascending (without +Inf). */

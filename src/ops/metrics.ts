@@ -24,7 +24,7 @@ import { statfs } from 'node:fs/promises';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Feature } from '../core/feature';
 import type { Gateway } from '../core/gateway';
-import { MAX_SERIES_PER_METRIC, checkMetricDecls, type HistogramSnapshot, type MetricDecl, type MetricValues, type ScalarSample } from '../core/metrics';
+import { MAX_SERIES_PER_METRIC, byLabel, checkMetricDecls, type HistogramSnapshot, type MetricDecl, type MetricValues, type ScalarSample } from '../core/metrics';
 import { ErrorCode, ShelfgateError } from '../errors';
 import type { Service } from '../lifecycle';
 import { LogLimiter, type Logger } from '../log';
@@ -313,24 +313,24 @@ export class GatewayMetrics implements Service {
     const b = gw.bus.stats();
     out.set('mqtt_clients', b.connections);
     out.set('mqtt_connections_total', b.connectionsTotal);
-    out.set('mqtt_connections_refused_total', [
-      { labels: { reason: 'listener_full' }, value: b.connectionsRejected },
-      { labels: { reason: 'per_address' }, value: b.connectionsRefusedAddress },
-      { labels: { reason: 'unauthenticated_limit' }, value: b.connectionsRefusedUnauthenticated },
-      { labels: { reason: 'per_user' }, value: b.connectionsRefusedUser },
-      { labels: { reason: 'global_limit' }, value: b.connectionsRefusedGlobal },
-      { labels: { reason: 'locked_out' }, value: b.lockedOutRefusals },
-      { labels: { reason: 'anonymous' }, value: b.anonymousRefused },
-      { labels: { reason: 'protocol' }, value: b.protocolRefused },
-    ]);
+    out.set('mqtt_connections_refused_total', byLabel('reason', {
+      listener_full: b.connectionsRejected,
+      per_address: b.connectionsRefusedAddress,
+      unauthenticated_limit: b.connectionsRefusedUnauthenticated,
+      per_user: b.connectionsRefusedUser,
+      global_limit: b.connectionsRefusedGlobal,
+      locked_out: b.lockedOutRefusals,
+      anonymous: b.anonymousRefused,
+      protocol: b.protocolRefused,
+    }));
     out.set('mqtt_auth_failures_total', b.authFailures);
     out.set('mqtt_messages_received_total', b.messagesIn);
     out.set('mqtt_messages_delivered_total', b.messagesOut);
     out.set('mqtt_gateway_publishes_total', b.gatewayPublishes);
-    out.set('mqtt_denied_total', [
-      { labels: { action: 'publish' }, value: b.deniedPublishes },
-      { labels: { action: 'subscribe' }, value: b.deniedSubscribes },
-    ]);
+    out.set('mqtt_denied_total', byLabel('action', {
+      publish: b.deniedPublishes,
+      subscribe: b.deniedSubscribes,
+    }));
     out.set('mqtt_slow_consumer_drops_total', b.slowConsumerDrops);
     out.set('mqtt_slow_consumer_disconnects_total', b.slowConsumerDisconnects);
     out.set('mqtt_session_queue_dropped_total', b.sessions.sessionQueueDropped);
@@ -338,16 +338,16 @@ export class GatewayMetrics implements Service {
     // HTTP server
     const h = gw.http.stats();
     out.set('http_requests_total', h.requests);
-    out.set('http_errors_total', [
-      { labels: { class: '4xx' }, value: h.errors4xx },
-      { labels: { class: '5xx' }, value: h.errors5xx },
-    ]);
-    out.set('http_refused_total', [
-      { labels: { reason: 'no_credentials' }, value: h.authMissing },
-      { labels: { reason: 'bad_credentials' }, value: h.authRefused },
-      { labels: { reason: 'locked_out' }, value: h.lockedOut },
-      { labels: { reason: 'forbidden' }, value: h.forbidden },
-    ]);
+    out.set('http_errors_total', byLabel('class', {
+      '4xx': h.errors4xx,
+      '5xx': h.errors5xx,
+    }));
+    out.set('http_refused_total', byLabel('reason', {
+      no_credentials: h.authMissing,
+      bad_credentials: h.authRefused,
+      locked_out: h.lockedOut,
+      forbidden: h.forbidden,
+    }));
     out.set('http_event_streams', h.streamsOpen);
     out.set('http_event_streams_refused_total', h.streamsRefused);
     out.set('http_stream_events_dropped_total', h.streamEventsDropped);

@@ -130,7 +130,8 @@ export class ZonePresenceRepository {
     });
   }
 
-  load(): PresenceRow[] {
+  /** Every present tag (a stored row always has its zone). */
+  load(): Array<PresenceRow & { zoneId: string }> {
     return (this.selectAll!.all() as Array<{ epc: string; zone_id: string; gtin: string | null; serial: string | null; since: number }>).map((r) => ({ epc: r.epc, zoneId: r.zone_id, gtin: r.gtin, serial: r.serial, since: r.since }));
   }
 }

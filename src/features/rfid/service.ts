@@ -229,7 +229,7 @@ export class RfidService implements Service {
   private restorePresence(now: number): void {
     let restored = 0;
     for (const row of this.o.presence.load()) {
-      const zone = row.zoneId === null ? undefined : this.zones.get(row.zoneId);
+      const zone = this.zones.get(row.zoneId);
       if (!zone || !this.smoother.restore({ epc: row.epc, gtin: row.gtin, zone: zone.id, since: row.since }, now)) {
         void this.o.presence.save({ ...row, zoneId: null }).catch(() => undefined);
         continue;
